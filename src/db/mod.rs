@@ -1,0 +1,329 @@
+//! One database handle for the two engines flowkey speaks: SQLite (the embedded default) and
+//! PostgreSQL (production). The engine is chosen once, from the URL.
+//!
+//! Code that must run on both engines matches on [`Db`] (or [`Tx`]) with [`on_pool!`] /
+//! [`on_tx!`]: the body is compiled once per engine, so the same SQL text and the same binds
+//! serve both wherever the dialects agree, and a per-engine branch is written only where
+//! they really differ.
+
+pub mod types;
+
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{PgPool, SqlitePool};
+
+/// The URL used when neither `--database-url` nor `DATABASE_URL` is given.
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://flowkey.db";
+
+/// Which SQL dialect a database speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Engine {
+    Sqlite,
+    Postgres,
+}
+
+impl std::fmt::Display for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Engine::Sqlite => "sqlite",
+            Engine::Postgres => "postgres",
+        })
+    }
+}
+
+/// Why a database could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("unsupported database url scheme {scheme:?}: use sqlite://PATH or postgres://USER@HOST/DB")]
+    UnsupportedScheme { scheme: String },
+    #[error("invalid database url {url:?}: {reason}")]
+    InvalidUrl { url: String, reason: String },
+    #[error("cannot connect to {target}: {reason}")]
+    Connect { target: String, reason: String },
+    #[error(transparent)]
+    Sql(#[from] sqlx::Error),
+}
+
+/// A parsed database URL, password hidden when displayed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DbUrl {
+    Sqlite { path: PathBuf, memory: bool },
+    Postgres { url: String },
+}
+
+impl DbUrl {
+    pub fn parse(url: &str) -> Result<Self, DbError> {
+        let url = url.trim();
+        let Some((scheme, rest)) = url.split_once(':') else {
+            return Err(DbError::InvalidUrl {
+                url: redact(url),
+                reason: "expected a scheme such as sqlite:// or postgres://".into(),
+            });
+        };
+        match scheme.to_ascii_lowercase().as_str() {
+            "sqlite" => {
+                let path = rest.strip_prefix("//").unwrap_or(rest);
+                let path = path.split('?').next().unwrap_or(path);
+                if path.is_empty() {
+                    return Err(DbError::InvalidUrl {
+                        url: url.into(),
+                        reason: "no file path after sqlite://".into(),
+                    });
+                }
+                let memory = path == ":memory:";
+                Ok(DbUrl::Sqlite {
+                    path: PathBuf::from(path),
+                    memory,
+                })
+            }
+            "postgres" | "postgresql" => {
+                PgConnectOptions::from_str(url).map_err(|err| DbError::InvalidUrl {
+                    url: redact(url),
+                    reason: first_line(&err.to_string()),
+                })?;
+                Ok(DbUrl::Postgres { url: url.into() })
+            }
+            other => Err(DbError::UnsupportedScheme {
+                scheme: other.into(),
+            }),
+        }
+    }
+
+    pub fn engine(&self) -> Engine {
+        match self {
+            DbUrl::Sqlite { .. } => Engine::Sqlite,
+            DbUrl::Postgres { .. } => Engine::Postgres,
+        }
+    }
+}
+
+impl std::fmt::Display for DbUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DbUrl::Sqlite { path, .. } => write!(f, "sqlite://{}", path.display()),
+            DbUrl::Postgres { url } => f.write_str(&redact(url)),
+        }
+    }
+}
+
+/// Hides the password of a URL, for messages and logs.
+pub fn redact(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("****"));
+            parsed.to_string()
+        }
+        _ => url.to_owned(),
+    }
+}
+
+fn first_line(text: &str) -> String {
+    text.lines().next().unwrap_or_default().to_owned()
+}
+
+/// A pool on one of the two engines. Cheap to clone.
+#[derive(Debug, Clone)]
+pub enum Db {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// Options for opening a database.
+#[derive(Debug, Clone)]
+pub struct ConnectOptions {
+    pub max_connections: u32,
+    /// How long to wait for a first connection before giving up.
+    pub connect_timeout: Duration,
+}
+
+impl Default for ConnectOptions {
+    fn default() -> Self {
+        Self {
+            max_connections: 8,
+            connect_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+impl Db {
+    /// Opens the database named by `url`: a SQLite file (created if missing, WAL, foreign
+    /// keys on) or a PostgreSQL server. Fails fast and in one line on a bad scheme, an
+    /// unreachable server or a refused login.
+    pub async fn connect(url: &str) -> Result<Self, DbError> {
+        Self::connect_with(url, &ConnectOptions::default()).await
+    }
+
+    pub async fn connect_with(url: &str, options: &ConnectOptions) -> Result<Self, DbError> {
+        let parsed = DbUrl::parse(url)?;
+        let target = parsed.to_string();
+        let connect_error = |err: sqlx::Error| DbError::Connect {
+            target: target.clone(),
+            reason: describe_connect_error(&err),
+        };
+        match parsed {
+            DbUrl::Sqlite { path, memory } => {
+                let mut opts = SqliteConnectOptions::new()
+                    .foreign_keys(true)
+                    .busy_timeout(Duration::from_secs(10));
+                opts = if memory {
+                    opts.in_memory(true)
+                } else {
+                    opts.filename(&path)
+                        .create_if_missing(true)
+                        .journal_mode(SqliteJournalMode::Wal)
+                        .synchronous(SqliteSynchronous::Normal)
+                };
+                let pool = SqlitePoolOptions::new()
+                    // An in-memory database lives in one connection only.
+                    .max_connections(if memory { 1 } else { options.max_connections })
+                    .acquire_timeout(options.connect_timeout)
+                    .connect_with(opts)
+                    .await
+                    .map_err(connect_error)?;
+                Ok(Db::Sqlite(pool))
+            }
+            DbUrl::Postgres { url } => {
+                let opts = PgConnectOptions::from_str(&url)?;
+                let pool = PgPoolOptions::new()
+                    .max_connections(options.max_connections)
+                    .acquire_timeout(options.connect_timeout)
+                    .connect_with(opts)
+                    .await
+                    .map_err(connect_error)?;
+                Ok(Db::Postgres(pool))
+            }
+        }
+    }
+
+    pub fn engine(&self) -> Engine {
+        match self {
+            Db::Sqlite(_) => Engine::Sqlite,
+            Db::Postgres(_) => Engine::Postgres,
+        }
+    }
+
+    /// Starts a transaction on either engine.
+    pub async fn begin(&self) -> Result<Tx<'static>, sqlx::Error> {
+        Ok(match self {
+            Db::Sqlite(pool) => Tx::Sqlite(pool.begin().await?),
+            Db::Postgres(pool) => Tx::Postgres(pool.begin().await?),
+        })
+    }
+
+    /// Runs a statement that needs no result and no binds (DDL, `SELECT 1`).
+    pub async fn execute_plain(&self, sql: &str) -> Result<u64, sqlx::Error> {
+        on_pool!(self, pool => {
+            let result = sqlx::raw_sql(sql).execute(pool).await?;
+            Ok(result.rows_affected())
+        })
+    }
+
+    pub async fn close(&self) {
+        on_pool!(self, pool => pool.close().await)
+    }
+}
+
+fn describe_connect_error(err: &sqlx::Error) -> String {
+    match err {
+        sqlx::Error::Database(db) => first_line(db.message()),
+        sqlx::Error::Io(io) => first_line(&io.to_string()),
+        sqlx::Error::PoolTimedOut => "timed out waiting for a connection".into(),
+        other => first_line(&other.to_string()),
+    }
+}
+
+/// A transaction on one of the two engines. Store functions take `&mut Tx` from their caller
+/// so that a service can make several writes atomic.
+#[derive(Debug)]
+pub enum Tx<'c> {
+    Sqlite(sqlx::Transaction<'c, sqlx::Sqlite>),
+    Postgres(sqlx::Transaction<'c, sqlx::Postgres>),
+}
+
+impl Tx<'_> {
+    pub fn engine(&self) -> Engine {
+        match self {
+            Tx::Sqlite(_) => Engine::Sqlite,
+            Tx::Postgres(_) => Engine::Postgres,
+        }
+    }
+
+    pub async fn commit(self) -> Result<(), sqlx::Error> {
+        match self {
+            Tx::Sqlite(tx) => tx.commit().await,
+            Tx::Postgres(tx) => tx.commit().await,
+        }
+    }
+
+    pub async fn rollback(self) -> Result<(), sqlx::Error> {
+        match self {
+            Tx::Sqlite(tx) => tx.rollback().await,
+            Tx::Postgres(tx) => tx.rollback().await,
+        }
+    }
+}
+
+/// Runs `$body` with `$pool` bound to the engine's pool; the body is compiled once per engine.
+#[macro_export]
+macro_rules! on_pool {
+    ($db:expr, $pool:ident => $body:expr) => {
+        match $db {
+            $crate::db::Db::Sqlite($pool) => $body,
+            $crate::db::Db::Postgres($pool) => $body,
+        }
+    };
+}
+
+/// Runs `$body` with `$conn` bound to the transaction's connection (`&mut *tx`), compiled once
+/// per engine. Use it as `sqlx::query(..).execute(&mut **$conn)`.
+#[macro_export]
+macro_rules! on_tx {
+    ($tx:expr, $conn:ident => $body:expr) => {
+        match $tx {
+            $crate::db::Tx::Sqlite($conn) => $body,
+            $crate::db::Tx::Postgres($conn) => $body,
+        }
+    };
+}
+
+pub use crate::{on_pool, on_tx};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_choose_the_engine() {
+        assert_eq!(
+            DbUrl::parse("sqlite://flowkey.db").unwrap().engine(),
+            Engine::Sqlite
+        );
+        assert_eq!(
+            DbUrl::parse("postgres://u@127.0.0.1/db").unwrap().engine(),
+            Engine::Postgres
+        );
+        assert_eq!(
+            DbUrl::parse("postgresql://u@127.0.0.1/db").unwrap().engine(),
+            Engine::Postgres
+        );
+        assert!(matches!(
+            DbUrl::parse("mysql://u@h/db"),
+            Err(DbError::UnsupportedScheme { .. })
+        ));
+        assert!(matches!(
+            DbUrl::parse("flowkey.db"),
+            Err(DbError::InvalidUrl { .. })
+        ));
+    }
+
+    #[test]
+    fn passwords_are_redacted() {
+        let shown = DbUrl::parse("postgres://me:secret@h/db").unwrap().to_string();
+        assert!(!shown.contains("secret"), "{shown}");
+    }
+}

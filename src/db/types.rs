@@ -1,0 +1,185 @@
+//! How flowkey's value types are stored on each engine.
+//!
+//! The legacy schema stores UUIDs as `uuid` on PostgreSQL and as lowercase hyphenated TEXT on
+//! SQLite, timestamps as `timestamptz` and as ISO-8601 UTC TEXT (`%Y-%m-%dT%H:%M:%fZ`). The
+//! impls here let one bind (`.bind(flow_id)`) and one decode (`row.try_get::<FlowId, _>`) work
+//! on both engines, so store code does not branch on the engine for every value.
+
+use chrono::{DateTime, NaiveDateTime, SecondsFormat, Utc};
+use sqlx::encode::IsNull;
+use sqlx::error::BoxDynError;
+use sqlx::postgres::{PgArgumentBuffer, PgTypeInfo, PgValueRef};
+use sqlx::sqlite::{SqliteArgumentValue, SqliteTypeInfo, SqliteValueRef};
+use sqlx::{Decode, Encode, Postgres, Sqlite, Type};
+use uuid::Uuid;
+
+use crate::ids::{ClientAccountId, EngagementId, FlowId, ImportId, SessionId};
+
+/// Text form of a UUID on SQLite: lowercase and hyphenated, as the legacy data has it.
+pub fn uuid_text(uuid: Uuid) -> String {
+    uuid.hyphenated().to_string()
+}
+
+macro_rules! uuid_column {
+    ($name:ident) => {
+        impl Type<Sqlite> for $name {
+            fn type_info() -> SqliteTypeInfo {
+                <String as Type<Sqlite>>::type_info()
+            }
+            fn compatible(ty: &SqliteTypeInfo) -> bool {
+                <String as Type<Sqlite>>::compatible(ty)
+            }
+        }
+
+        impl<'q> Encode<'q, Sqlite> for $name {
+            fn encode_by_ref(
+                &self,
+                buf: &mut Vec<SqliteArgumentValue<'q>>,
+            ) -> Result<IsNull, BoxDynError> {
+                <String as Encode<'q, Sqlite>>::encode(uuid_text(self.as_uuid()), buf)
+            }
+        }
+
+        impl<'r> Decode<'r, Sqlite> for $name {
+            fn decode(value: SqliteValueRef<'r>) -> Result<Self, BoxDynError> {
+                let text = <&str as Decode<'r, Sqlite>>::decode(value)?;
+                Ok(Self::from_stored(Uuid::try_parse(text)?))
+            }
+        }
+
+        impl Type<Postgres> for $name {
+            fn type_info() -> PgTypeInfo {
+                <Uuid as Type<Postgres>>::type_info()
+            }
+            fn compatible(ty: &PgTypeInfo) -> bool {
+                <Uuid as Type<Postgres>>::compatible(ty)
+            }
+        }
+
+        impl Encode<'_, Postgres> for $name {
+            fn encode_by_ref(&self, buf: &mut PgArgumentBuffer) -> Result<IsNull, BoxDynError> {
+                <Uuid as Encode<Postgres>>::encode_by_ref(&self.as_uuid(), buf)
+            }
+        }
+
+        impl<'r> Decode<'r, Postgres> for $name {
+            fn decode(value: PgValueRef<'r>) -> Result<Self, BoxDynError> {
+                Ok(Self::from_stored(<Uuid as Decode<'r, Postgres>>::decode(value)?))
+            }
+        }
+    };
+}
+
+uuid_column!(FlowId);
+uuid_column!(SessionId);
+uuid_column!(ImportId);
+uuid_column!(ClientAccountId);
+uuid_column!(EngagementId);
+uuid_column!(DbUuid);
+
+/// Any UUID column (a row's own id, a user id): `uuid` on PostgreSQL, TEXT on SQLite.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct DbUuid(pub Uuid);
+
+impl DbUuid {
+    pub fn new_v4() -> Self {
+        Self(Uuid::new_v4())
+    }
+    fn as_uuid(&self) -> Uuid {
+        self.0
+    }
+    fn from_stored(uuid: Uuid) -> Self {
+        Self(uuid)
+    }
+}
+
+/// A point in time: `timestamptz` on PostgreSQL, `%Y-%m-%dT%H:%M:%fZ` TEXT on SQLite (the
+/// legacy schema's own default format, so rows written by flowkey sort and compare like
+/// rows written by the platform).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct DbTime(pub DateTime<Utc>);
+
+impl DbTime {
+    pub fn now() -> Self {
+        Self(Utc::now())
+    }
+
+    /// The SQLite text form.
+    pub fn to_sqlite_text(&self) -> String {
+        self.0.to_rfc3339_opts(SecondsFormat::Millis, true)
+    }
+
+    /// Parses the text forms found in SQLite databases: RFC 3339 (`…Z` or with an offset)
+    /// and SQLite's own `YYYY-MM-DD HH:MM:SS[.fff]`.
+    pub fn parse_text(text: &str) -> Option<Self> {
+        if let Ok(parsed) = DateTime::parse_from_rfc3339(text) {
+            return Some(Self(parsed.with_timezone(&Utc)));
+        }
+        NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S%.f")
+            .or_else(|_| NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S%.f"))
+            .ok()
+            .map(|naive| Self(naive.and_utc()))
+    }
+}
+
+impl serde::Serialize for DbTime {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.0.to_rfc3339_opts(SecondsFormat::Micros, true))
+    }
+}
+
+impl Type<Sqlite> for DbTime {
+    fn type_info() -> SqliteTypeInfo {
+        <String as Type<Sqlite>>::type_info()
+    }
+    fn compatible(ty: &SqliteTypeInfo) -> bool {
+        <String as Type<Sqlite>>::compatible(ty)
+    }
+}
+
+impl<'q> Encode<'q, Sqlite> for DbTime {
+    fn encode_by_ref(&self, buf: &mut Vec<SqliteArgumentValue<'q>>) -> Result<IsNull, BoxDynError> {
+        <String as Encode<'q, Sqlite>>::encode(self.to_sqlite_text(), buf)
+    }
+}
+
+impl<'r> Decode<'r, Sqlite> for DbTime {
+    fn decode(value: SqliteValueRef<'r>) -> Result<Self, BoxDynError> {
+        let text = <&str as Decode<'r, Sqlite>>::decode(value)?;
+        Self::parse_text(text).ok_or_else(|| format!("unreadable timestamp {text:?}").into())
+    }
+}
+
+impl Type<Postgres> for DbTime {
+    fn type_info() -> PgTypeInfo {
+        <DateTime<Utc> as Type<Postgres>>::type_info()
+    }
+    fn compatible(ty: &PgTypeInfo) -> bool {
+        <DateTime<Utc> as Type<Postgres>>::compatible(ty)
+    }
+}
+
+impl Encode<'_, Postgres> for DbTime {
+    fn encode_by_ref(&self, buf: &mut PgArgumentBuffer) -> Result<IsNull, BoxDynError> {
+        <DateTime<Utc> as Encode<Postgres>>::encode_by_ref(&self.0, buf)
+    }
+}
+
+impl<'r> Decode<'r, Postgres> for DbTime {
+    fn decode(value: PgValueRef<'r>) -> Result<Self, BoxDynError> {
+        Ok(Self(<DateTime<Utc> as Decode<'r, Postgres>>::decode(value)?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlite_time_text_matches_the_legacy_default_format() {
+        let t = DbTime::parse_text("2024-03-01T10:20:30.456Z").expect("parses");
+        assert_eq!(t.to_sqlite_text(), "2024-03-01T10:20:30.456Z");
+        assert!(DbTime::parse_text("2024-03-01 10:20:30").is_some());
+        assert!(DbTime::parse_text("yesterday").is_none());
+    }
+}

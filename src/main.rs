@@ -1,0 +1,4 @@
+fn main() {
+    eprintln!("flowkey: command line not wired yet");
+    std::process::exit(2);
+}

@@ -1,0 +1,146 @@
+//! What a revision is: an ordered list of steps up, and an ordered list of steps down.
+//!
+//! Most steps are SQL, given per engine. Some work cannot be one static statement (a backfill
+//! in keyset batches, computing the session→flow mapping, verifying): those are code steps,
+//! each with a text that `--sql` prints in place of running it.
+
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+
+use crate::db::{Db, Engine};
+use crate::migrate::MigrateError;
+
+/// One schema change, with the way back.
+#[derive(Debug)]
+pub struct Revision {
+    /// Stable, unique, used as a target on the command line (`legacy`, `flow_mapping`, ...).
+    pub id: &'static str,
+    /// One line for `history`.
+    pub description: &'static str,
+    pub up: &'static [Step],
+    pub down: &'static [Step],
+}
+
+/// One unit of a revision. The runner records each completed step, so a revision killed half
+/// way resumes at the first step not yet done; every step must therefore be safe to run again
+/// after a crash in its middle (its own transaction, `IF NOT EXISTS`, a persisted cursor).
+#[derive(Debug)]
+pub struct Step {
+    pub name: &'static str,
+    pub action: Action,
+}
+
+#[derive(Debug)]
+pub enum Action {
+    /// Statements run in one transaction, per engine.
+    Sql(EngineSql),
+    /// DDL that must not hold locks long: on PostgreSQL each statement runs outside a
+    /// transaction block, alone, under `lock_timeout` with retries and backoff (this is where
+    /// `CREATE INDEX CONCURRENTLY` and `ALTER TABLE … VALIDATE CONSTRAINT` live). Each
+    /// statement's lock wait and duration go to the audit log. On SQLite the statements run
+    /// in one transaction like [`Action::Sql`].
+    OnlineDdl(EngineSql),
+    /// Rust code: batched backfills, computing the mapping, verifying.
+    Code {
+        run: CodeFn,
+        /// What `--sql` prints instead of running the step (SQL comments and representative
+        /// SQL), and part of the revision's checksum.
+        describe: &'static str,
+    },
+}
+
+/// The same change in the two dialects. Statements are separated by `;` at the end of a
+/// line; `$$`-quoted bodies (PostgreSQL functions) are kept whole.
+#[derive(Debug, Clone, Copy)]
+pub struct EngineSql {
+    pub sqlite: &'static str,
+    pub postgres: &'static str,
+}
+
+impl EngineSql {
+    pub fn for_engine(&self, engine: Engine) -> &'static str {
+        match engine {
+            Engine::Sqlite => self.sqlite,
+            Engine::Postgres => self.postgres,
+        }
+    }
+}
+
+pub type CodeFn = for<'a, 'b> fn(&'a mut StepContext<'b>) -> BoxFuture<'a, Result<(), MigrateError>>;
+
+/// Whether a revision is being applied or reverted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    Up,
+    Down,
+}
+
+impl std::fmt::Display for Direction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Direction::Up => "up",
+            Direction::Down => "down",
+        })
+    }
+}
+
+/// How progress is shown while a long step runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProgressDisplay {
+    /// A progress bar on stderr (rows done, rate, ETA).
+    Bar,
+    /// Nothing on the terminal; progress still goes to the audit log.
+    Hidden,
+}
+
+/// Knobs of a run, from the command line.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// PostgreSQL `lock_timeout` for each online DDL statement.
+    pub lock_timeout: Duration,
+    /// How many times an online DDL statement is retried after a lock timeout.
+    pub ddl_retries: u32,
+    /// The backfill adapts its batch size so that one batch takes about this long.
+    pub target_batch_time: Duration,
+    /// First backfill batch size, before adapting.
+    pub initial_batch_size: u32,
+    pub progress: ProgressDisplay,
+    /// How long a runner waits for another runner's deploy lock before giving up.
+    pub lock_wait: Duration,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        Self {
+            lock_timeout: Duration::from_millis(100),
+            ddl_retries: 30,
+            target_batch_time: Duration::from_millis(200),
+            initial_batch_size: 1_000,
+            progress: ProgressDisplay::Hidden,
+            lock_wait: Duration::from_secs(0),
+        }
+    }
+}
+
+/// What a code step gets: the database (its caller holds the deploy lock), the run's options
+/// and a way to write to the runner's audit log.
+pub struct StepContext<'a> {
+    pub db: &'a Db,
+    pub options: &'a RunOptions,
+    pub revision: &'static str,
+    pub step: &'static str,
+    pub direction: Direction,
+    pub audit: &'a dyn AuditSink,
+}
+
+/// Where code steps report events (progress, counts, findings); the runner writes them to its
+/// audit log table with the run they belong to.
+pub trait AuditSink: Send + Sync {
+    fn record<'a>(
+        &'a self,
+        event: &'a str,
+        details: serde_json::Value,
+    ) -> BoxFuture<'a, Result<(), MigrateError>>;
+}
