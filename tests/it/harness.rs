@@ -1,9 +1,10 @@
 //! Gives every test its own fresh database, on SQLite (a temp file) and on PostgreSQL (a new
-// Not every test module uses every helper.
-#![allow(dead_code)]
 //! database on the server named by `FLOWKEY_TEST_PG_URL`, default
 //! `postgres://postgres@127.0.0.1:5432/test`). PostgreSQL is never skipped: if it is
 //! configured but unreachable, the test fails and says so.
+
+// Not every test module uses every helper.
+#![allow(dead_code)]
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
