@@ -6,6 +6,7 @@
 //! serve both wherever the dialects agree, and a per-engine branch is written only where
 //! they really differ.
 
+pub mod introspect;
 pub mod types;
 
 use std::path::PathBuf;
@@ -39,7 +40,9 @@ impl std::fmt::Display for Engine {
 /// Why a database could not be opened.
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
-    #[error("unsupported database url scheme {scheme:?}: use sqlite://PATH or postgres://USER@HOST/DB")]
+    #[error(
+        "unsupported database url scheme {scheme:?}: use sqlite://PATH or postgres://USER@HOST/DB"
+    )]
     UnsupportedScheme { scheme: String },
     #[error("invalid database url {url:?}: {reason}")]
     InvalidUrl { url: String, reason: String },
@@ -308,7 +311,9 @@ mod tests {
             Engine::Postgres
         );
         assert_eq!(
-            DbUrl::parse("postgresql://u@127.0.0.1/db").unwrap().engine(),
+            DbUrl::parse("postgresql://u@127.0.0.1/db")
+                .unwrap()
+                .engine(),
             Engine::Postgres
         );
         assert!(matches!(
@@ -323,7 +328,9 @@ mod tests {
 
     #[test]
     fn passwords_are_redacted() {
-        let shown = DbUrl::parse("postgres://me:secret@h/db").unwrap().to_string();
+        let shown = DbUrl::parse("postgres://me:secret@h/db")
+            .unwrap()
+            .to_string();
         assert!(!shown.contains("secret"), "{shown}");
     }
 }
