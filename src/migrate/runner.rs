@@ -155,7 +155,13 @@ impl Migrator {
     /// it; then any recorded revision this flowkey does not know.
     pub async fn history(&self) -> Result<Vec<HistoryEntry>, MigrateError> {
         let rows = read_versions(&self.db).await?;
-        let state = self.state_of(&rows)?;
+        // Unknown records are listed, not refused: history is how one finds them.
+        let known: Vec<VersionRow> = rows
+            .iter()
+            .filter(|row| self.index_of(&row.revision).is_some())
+            .cloned()
+            .collect();
+        let state = self.state_of(&known)?;
         let head = self.revisions.len().checked_sub(1);
         let mut entries = Vec::new();
         for (index, revision) in self.revisions.iter().enumerate() {
@@ -255,6 +261,8 @@ pub fn offline_sql(
 
 /// A run holding the deploy lock, with its audit row open.
 struct Session {
+    command: &'static str,
+    target: String,
     lock: DeployLock,
     audit: AuditLog,
     run_span: OpenSpan,
@@ -281,6 +289,8 @@ impl Session {
         };
         let details = result.as_ref().ok().map(|summary| {
             serde_json::json!({
+                "command": self.command,
+                "target": self.target,
                 "from": summary.from,
                 "to": summary.to,
                 "adopted": summary.adopted,
@@ -327,7 +337,11 @@ struct VersionRow {
 }
 
 impl Migrator {
-    async fn open_session(&self, command: &str, target: &str) -> Result<Session, MigrateError> {
+    async fn open_session(
+        &self,
+        command: &'static str,
+        target: &str,
+    ) -> Result<Session, MigrateError> {
         let started = Instant::now();
         let identity = Identity::of_this_process();
         let run_id = uuid::Uuid::new_v4().to_string();
@@ -361,6 +375,8 @@ impl Migrator {
         .await;
         match prepared {
             Ok((audit, run_span)) => Ok(Session {
+                command,
+                target: target.to_owned(),
                 lock,
                 audit,
                 run_span,
@@ -772,8 +788,17 @@ impl Migrator {
                 .run_step(audit, revision, step, direction, index + 1)
                 .await
             {
-                Ok(()) => {
-                    audit.finish(&step_span, Outcome::Ok, None, None).await?;
+                Ok(retried) => {
+                    let details = retried.map(|retried| {
+                        serde_json::json!({
+                            "number": index + 1,
+                            "of": steps.len(),
+                            "kind": kind(&step.action),
+                            "attempts": retried.attempts,
+                            "lock_wait_ms": millis(retried.lock_wait),
+                        })
+                    });
+                    audit.finish(&step_span, Outcome::Ok, None, details).await?;
                     run.steps.push(StepRun {
                         name: step.name,
                         duration_ms: millis(step_span.elapsed()),
@@ -815,22 +840,23 @@ impl Migrator {
         step: &'static crate::migrate::Step,
         direction: Direction,
         steps_done: usize,
-    ) -> Result<(), MigrateError> {
+    ) -> Result<Option<Retried>, MigrateError> {
         let steps_done = steps_done as i64;
         match (&step.action, &self.db) {
-            (Action::Sql(sql), _) | (Action::OnlineDdl(sql), Db::Sqlite(_)) => {
-                let script = sql.for_engine(self.db.engine());
-                let mut tx = self.db.begin().await?;
-                on_tx!(&mut tx, conn => {
-                    sqlx::raw_sql(script).execute(&mut **conn).await?;
-                    sqlx::query("UPDATE flowkey_versions SET steps_done = $1 WHERE revision = $2")
-                        .bind(steps_done)
-                        .bind(revision.id)
-                        .execute(&mut **conn)
-                        .await?;
-                });
-                tx.commit().await?;
-                return Ok(());
+            (Action::Sql(sql) | Action::OnlineDdl(sql), Db::Sqlite(pool)) => {
+                run_sqlite_script(pool, sql.sqlite, revision, step, steps_done).await?;
+                return Ok(None);
+            }
+            (Action::Sql(sql), Db::Postgres(pool)) => {
+                let retried = run_postgres_transaction(
+                    pool,
+                    sql.postgres,
+                    &self.options,
+                    revision,
+                    steps_done,
+                )
+                .await?;
+                return Ok(Some(retried));
             }
             (Action::OnlineDdl(sql), Db::Postgres(pool)) => {
                 let mut conn = pool.acquire().await?;
@@ -866,7 +892,7 @@ impl Migrator {
                 .execute(pool)
                 .await?;
         });
-        Ok(())
+        Ok(None)
     }
 
     async fn mark_dirty(
@@ -1195,6 +1221,150 @@ async fn read_versions(db: &Db) -> Result<Vec<VersionRow>, MigrateError> {
     Ok(rows)
 }
 
+/// How many attempts a PostgreSQL step needed, and how long it waited for locks.
+#[derive(Debug, Clone, Copy)]
+struct Retried {
+    attempts: u32,
+    lock_wait: Duration,
+}
+
+/// Runs a SQLite script in one transaction, recording the step done in it. A script that
+/// starts with `PRAGMA foreign_keys = OFF` (a table rebuild: SQLite ignores that pragma inside
+/// a transaction, and with foreign keys on, `DROP TABLE` would fire the children's `ON DELETE`
+/// actions) gets it applied before the transaction, `PRAGMA foreign_key_check` before the
+/// commit, and foreign keys back on afterwards.
+async fn run_sqlite_script(
+    pool: &sqlx::SqlitePool,
+    script: &str,
+    revision: &'static Revision,
+    step: &'static crate::migrate::Step,
+    steps_done: i64,
+) -> Result<(), MigrateError> {
+    let foreign_keys_off = disables_foreign_keys(script);
+    let mut conn = pool.acquire().await?;
+    if foreign_keys_off {
+        sqlx::query("PRAGMA foreign_keys = OFF")
+            .execute(&mut *conn)
+            .await?;
+    }
+    let result = async {
+        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+        sqlx::raw_sql(script).execute(&mut *tx).await?;
+        if foreign_keys_off {
+            let violations: Vec<(String, Option<i64>, String, i64)> =
+                sqlx::query_as("PRAGMA foreign_key_check")
+                    .fetch_all(&mut *tx)
+                    .await?;
+            if let Some((table, rowid, parent, _)) = violations.first() {
+                return Err(MigrateError::StepFailed {
+                    revision: revision.id.into(),
+                    step: step.name.into(),
+                    message: format!(
+                        "the step would leave {} rows violating foreign keys (first: {table} row {} \
+                         references a missing {parent} row); rolled back",
+                        violations.len(),
+                        rowid.map_or("?".to_owned(), |rowid| rowid.to_string())
+                    ),
+                });
+            }
+        }
+        sqlx::query("UPDATE flowkey_versions SET steps_done = $1 WHERE revision = $2")
+            .bind(steps_done)
+            .bind(revision.id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok::<_, MigrateError>(())
+    }
+    .await;
+    if foreign_keys_off
+        && sqlx::query("PRAGMA foreign_keys = ON")
+            .execute(&mut *conn)
+            .await
+            .is_err()
+    {
+        // Never hand a connection without foreign keys back to the pool.
+        let _ = sqlx::Connection::close(conn.detach()).await;
+    }
+    result
+}
+
+/// Whether a SQLite script's first statement is `PRAGMA foreign_keys = OFF` (or `= 0`).
+fn disables_foreign_keys(script: &str) -> bool {
+    let code: String = script
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty() && !line.starts_with("--"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let first = code.split(';').next().unwrap_or_default();
+    let compact: String = first
+        .chars()
+        .filter(|ch| !ch.is_whitespace())
+        .collect::<String>()
+        .to_lowercase();
+    matches!(
+        compact.as_str(),
+        "pragmaforeign_keys=off" | "pragmaforeign_keys=0" | "pragmaforeign_keys=false"
+    )
+}
+
+/// Runs a PostgreSQL script in one transaction under `SET LOCAL lock_timeout`, so a DDL
+/// statement never queues (and blocks the application) behind a long transaction; the whole
+/// transaction is retried with backoff after a lock timeout.
+async fn run_postgres_transaction(
+    pool: &sqlx::PgPool,
+    script: &str,
+    options: &RunOptions,
+    revision: &'static Revision,
+    steps_done: i64,
+) -> Result<Retried, MigrateError> {
+    let lock_timeout = lock_timeout_setting(options);
+    let mut retried = Retried {
+        attempts: 0,
+        lock_wait: Duration::ZERO,
+    };
+    let mut backoff = FIRST_BACKOFF;
+    loop {
+        retried.attempts += 1;
+        let attempt_started = Instant::now();
+        let attempt = async {
+            let mut tx = pool.begin().await?;
+            sqlx::query("SELECT set_config('lock_timeout', $1, true)")
+                .bind(&lock_timeout)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::raw_sql(script).execute(&mut *tx).await?;
+            sqlx::query("UPDATE flowkey_versions SET steps_done = $1 WHERE revision = $2")
+                .bind(steps_done)
+                .bind(revision.id)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            Ok::<_, MigrateError>(())
+        }
+        .await;
+        match attempt {
+            Ok(()) => return Ok(retried),
+            Err(err) if is_lock_timeout(&err) && retried.attempts <= options.ddl_retries => {
+                retried.lock_wait += attempt_started.elapsed() + backoff;
+                tracing::warn!(
+                    "lock timeout in revision {} (attempt {}), retrying in {backoff:?}",
+                    revision.id,
+                    retried.attempts
+                );
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
+            Err(err) => return Err(err),
+        }
+    }
+}
+
+fn lock_timeout_setting(options: &RunOptions) -> String {
+    format!("{}ms", options.lock_timeout.as_millis().max(1))
+}
+
 /// Runs an online DDL script on PostgreSQL: each statement alone (outside a transaction
 /// block) under `lock_timeout`, retried with exponential backoff when it times out waiting
 /// for a lock, an invalid leftover of a concurrent index build dropped before rebuilding.
@@ -1205,7 +1375,7 @@ async fn run_online_ddl(
     audit: &AuditLog,
     scope: Scope<'_>,
 ) -> Result<(), MigrateError> {
-    let lock_timeout = format!("{}ms", options.lock_timeout.as_millis().max(1));
+    let lock_timeout = lock_timeout_setting(options);
     sqlx::query("SELECT set_config('lock_timeout', $1, false)")
         .bind(&lock_timeout)
         .execute(&mut *conn)

@@ -744,3 +744,129 @@ async fn postgres_online_ddl_retries_after_lock_timeouts() {
     assert!(details["lock_wait_ms"].as_u64().unwrap() > 0, "{details}");
     assert_eq!(statement.outcome, "ok");
 }
+
+static PARENTS: Revision = Revision {
+    id: "t_parents",
+    description: "parents and cascading children",
+    up: &[Step {
+        name: "create parents and children",
+        action: Action::Sql(EngineSql {
+            sqlite: "CREATE TABLE t_parent (id INTEGER PRIMARY KEY, name TEXT NOT NULL);\n\
+                     CREATE TABLE t_child (id INTEGER PRIMARY KEY, \
+                     parent_id INTEGER NOT NULL REFERENCES t_parent(id) ON DELETE CASCADE);\n",
+            postgres: "SELECT 1;\n",
+        }),
+    }],
+    down: &[],
+};
+
+const REBUILD_UP: &str = "\
+PRAGMA foreign_keys = OFF;
+CREATE TABLE t_parent_new (id INTEGER PRIMARY KEY, name TEXT);
+INSERT INTO t_parent_new (id, name) SELECT id, name FROM t_parent;
+DROP TABLE t_parent;
+ALTER TABLE t_parent_new RENAME TO t_parent;
+";
+
+static REBUILD: Revision = Revision {
+    id: "t_rebuild",
+    description: "rebuilds the parent table the SQLite way",
+    up: &[Step {
+        name: "make parent names nullable",
+        action: Action::Sql(EngineSql {
+            sqlite: REBUILD_UP,
+            postgres: "SELECT 1;\n",
+        }),
+    }],
+    down: &[],
+};
+
+static BAD_REBUILD: Revision = Revision {
+    id: "t_rebuild",
+    description: "a rebuild that loses a parent",
+    up: &[Step {
+        name: "lose a parent",
+        action: Action::Sql(EngineSql {
+            sqlite: "PRAGMA foreign_keys = OFF;\nDELETE FROM t_parent WHERE id = 1;\n",
+            postgres: "SELECT 1;\n",
+        }),
+    }],
+    down: &[],
+};
+
+static REBUILD_CHAIN: [&Revision; 2] = [&PARENTS, &REBUILD];
+static BAD_REBUILD_CHAIN: [&Revision; 2] = [&PARENTS, &BAD_REBUILD];
+
+#[tokio::test]
+async fn sqlite_table_rebuild_keeps_children_and_checks_foreign_keys() {
+    let test_db = TestDb::fresh(Engine::Sqlite).await;
+    let db = test_db.connect().await;
+    let migrator = Migrator::with_revisions(db.clone(), quick(), &REBUILD_CHAIN);
+    migrator.upgrade("t_parents").await.unwrap();
+    db.execute_plain("INSERT INTO t_parent VALUES (1, 'p'); INSERT INTO t_child VALUES (10, 1);")
+        .await
+        .unwrap();
+
+    let bad = Migrator::with_revisions(db.clone(), quick(), &BAD_REBUILD_CHAIN);
+    let err = bad.upgrade("head").await.expect_err("orphans are refused");
+    assert!(err.to_string().contains("violating foreign keys"), "{err}");
+    // The failed revision stays recorded as dirty; the rolled-back step left nothing to undo.
+    migrator
+        .stamp("t_parents", StampMode::Force)
+        .await
+        .expect("forced back to the last clean revision");
+
+    migrator.upgrade("head").await.expect("rebuild");
+    let Db::Sqlite(pool) = &db else {
+        unreachable!()
+    };
+    let children: i64 = sqlx::query_scalar("SELECT count(*) FROM t_child")
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    assert_eq!(children, 1, "DROP TABLE did not cascade to the children");
+    let parents: i64 = sqlx::query_scalar("SELECT count(*) FROM t_parent")
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    assert_eq!(parents, 1, "the failed rebuild was rolled back");
+    assert!(!schema_of(&db).await.tables["t_parent"].columns["name"].not_null);
+    // Every pooled connection still enforces foreign keys.
+    for _ in 0..4 {
+        let on: i64 = sqlx::query_scalar("PRAGMA foreign_keys")
+            .fetch_one(pool)
+            .await
+            .unwrap();
+        assert_eq!(on, 1);
+    }
+}
+
+#[tokio::test]
+async fn postgres_sql_steps_retry_after_lock_timeouts() {
+    let test_db = TestDb::fresh(Engine::Postgres).await;
+    let db = test_db.connect().await;
+    let options = RunOptions {
+        lock_timeout: Duration::from_millis(50),
+        ddl_retries: 50,
+        ..quick()
+    };
+    let migrator = Migrator::with_revisions(db.clone(), options, &ONLY_T_ONE);
+    migrator.upgrade("head").await.unwrap();
+    use sqlx::Connection;
+    let mut reader = sqlx::PgConnection::connect(&test_db.url).await.unwrap();
+    for statement in ["BEGIN", "SELECT count(*) FROM t_one"] {
+        sqlx::query(statement).execute(&mut reader).await.unwrap();
+    }
+    let release = async {
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        sqlx::query("ROLLBACK").execute(&mut reader).await.unwrap();
+    };
+    let (downgraded, ()) = tokio::join!(migrator.downgrade("base"), release);
+    downgraded.expect("succeeds after retries");
+    let log = migrator.audit_log(100).await.unwrap();
+    let step = entries(&log, "step")
+        .find(|entry| entry.step.as_deref() == Some("drop t_one"))
+        .expect("step row");
+    let details = step.details.as_ref().expect("details");
+    assert!(details["attempts"].as_u64().unwrap() > 1, "{details}");
+}
