@@ -1,5 +1,7 @@
 //! The integration suite: one binary, every database test on SQLite and on PostgreSQL, each
 //! on its own fresh database (see `harness`).
 
+mod cli;
 mod db_connect;
 mod harness;
+mod migrate_runner;
