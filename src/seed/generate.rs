@@ -644,7 +644,8 @@ impl Generator {
                 Some(_) if self.quotas.raw_record_without_session.take() => None,
                 other => other,
             };
-            let (client, engagement) = self.child_tenant(plan.tenant_index, ChildTable::RawRecords);
+            let (client, engagement) =
+                self.child_tenant(plan.tenant_index, ChildTable::RawRecords, session.is_some());
             let created = plan.created_millis + i64::from(row);
             let processed = row % ROWS_PER_ASSET == 1;
             let valid = !cmdb.values[12].is_empty();
@@ -687,12 +688,15 @@ impl Generator {
     }
 
     /// Tenant columns of a child row: its own tenant's, another tenant's or NULL, by quota.
+    /// A mismatch is only placed on a row that names its session, since that is what it
+    /// disagrees with.
     fn child_tenant(
         &mut self,
         tenant_index: usize,
         table: ChildTable,
+        names_session: bool,
     ) -> (Option<Uuid>, Option<Uuid>) {
-        let other = self.other_tenant(tenant_index);
+        let other = self.other_tenant(tenant_index).filter(|_| names_session);
         let (mismatch, null) = self.quotas.child(table);
         if let Some(other) = other {
             if mismatch.take() {
@@ -771,7 +775,8 @@ impl Generator {
         app: &str,
         created: i64,
     ) -> Vec<Cell> {
-        let (client, engagement) = self.child_tenant(tenant_index, ChildTable::Imports);
+        let (client, engagement) =
+            self.child_tenant(tenant_index, ChildTable::Imports, session.is_some());
         let mut config = json!({"delimiter": ",", "has_header": true, "encoding": "utf-8"});
         if let Some(session_id) = session {
             if self.quotas.import_config_names_session.take() {
@@ -963,7 +968,8 @@ impl Generator {
         import_id: Uuid,
         at: i64,
     ) -> Vec<Cell> {
-        let (client, engagement) = self.child_tenant(tenant_index, ChildTable::AccessLog);
+        let (client, engagement) =
+            self.child_tenant(tenant_index, ChildTable::AccessLog, session.is_some());
         let user = self
             .tenants
             .get(tenant_index)
@@ -1027,7 +1033,6 @@ impl Generator {
         user: Uuid,
         at: i64,
     ) -> Vec<Cell> {
-        let (client, engagement) = self.child_tenant(tenant_index, ChildTable::LlmLog);
         let session_text = if self.quotas.llm_session_id_odd.take() {
             let form = self.next_llm_form % 6;
             self.next_llm_form += 1;
@@ -1045,6 +1050,9 @@ impl Generator {
         } else {
             session.map(|id| id.to_string())
         };
+        let names_session = session.is_some_and(|id| session_text == Some(id.to_string()));
+        let (client, engagement) =
+            self.child_tenant(tenant_index, ChildTable::LlmLog, names_session);
         let input = self.rng.gen_range(200..8_000_i64);
         let output = self.rng.gen_range(50..2_000_i64);
         let cost = ((input as f64 * 2.5 + output as f64 * 10.0) / 1_000.0).round() / 1_000.0;
