@@ -395,7 +395,9 @@ async fn partial_legacy_database_is_refused(test_db: TestDb) {
     db.execute_plain("DROP TABLE llm_usage_logs")
         .await
         .expect("drop");
-    let err = seed(&db, &SeedConfig::default()).await.unwrap_err();
+    let err = seed(&db, &SeedConfig::default())
+        .await
+        .expect_err("a partial schema is refused");
     assert!(
         matches!(&err, SeedError::PartialLegacySchema { missing, .. } if missing == "llm_usage_logs"),
         "{err}"
@@ -409,8 +411,10 @@ both_engines!(
 
 async fn invalid_rate_is_refused(test_db: TestDb) {
     let db = test_db.connect().await;
-    let mut oddities = Oddities::default();
-    oddities.child_tenant_null = 1.5;
+    let oddities = Oddities {
+        child_tenant_null: 1.5,
+        ..Oddities::default()
+    };
     let err = seed(
         &db,
         &SeedConfig {
@@ -419,7 +423,7 @@ async fn invalid_rate_is_refused(test_db: TestDb) {
         },
     )
     .await
-    .unwrap_err();
+    .expect_err("a rate above 1 is refused");
     assert!(
         matches!(
             err,
