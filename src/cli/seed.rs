@@ -14,16 +14,16 @@ use flowkey::seed::{Oddities, SeedConfig, SeedSummary};
 pub struct SeedArgs {
     /// Random seed; the rows already in data_import_sessions are mixed in, so a second run on
     /// the same database adds new rows instead of colliding.
-    #[arg(long, default_value_t = 42)]
+    #[arg(long, default_value_t = SeedConfig::default().seed)]
     pub seed: u64,
     /// Tenants (client account + engagement + users) to create.
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = SeedConfig::default().tenants)]
     pub tenants: u32,
     /// Data imports (CSV files) per tenant.
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = SeedConfig::default().imports_per_tenant)]
     pub imports: u32,
     /// CMDB rows per CSV file (raw import records per import).
-    #[arg(long, default_value_t = 20)]
+    #[arg(long, default_value_t = SeedConfig::default().rows_per_import)]
     pub rows_per_import: u32,
     /// Clean data: every oddity rate 0 (explicit --rate-* flags still apply on top).
     #[arg(long)]
