@@ -339,6 +339,9 @@ pub(crate) struct TenantRows {
 pub(crate) struct Generator {
     rng: ChaCha8Rng,
     rows_per_import: u32,
+    /// Time between two imports of a tenant: a few hours, less when a tenant has so many
+    /// imports that they would otherwise spread over decades.
+    slot_spacing_millis: i64,
     tenants: Vec<Tenant>,
     quotas: Quotas,
     /// Cycles through the odd forms of `llm_usage_logs.session_id`.
@@ -408,6 +411,8 @@ impl Generator {
         Self {
             rng,
             rows_per_import: config.rows_per_import,
+            slot_spacing_millis: (365 * DAY_MILLIS / i64::from(config.imports_per_tenant.max(1)))
+                .clamp(60_000, 6 * HOUR_MILLIS),
             tenants,
             quotas: Quotas::new(&config.oddities),
             next_llm_form: 0,
@@ -461,8 +466,8 @@ impl Generator {
         };
         let foreign = self.other_tenant(tenant_index);
         let slot_millis = tenant.base_millis
-            + i64::from(slot) * 6 * HOUR_MILLIS
-            + self.rng.gen_range(0..3 * HOUR_MILLIS);
+            + i64::from(slot) * self.slot_spacing_millis
+            + self.rng.gen_range(0..self.slot_spacing_millis / 2);
         let session_id = self.uuid();
         let import_id = self.uuid();
         let mut import_key = [0u8; 32];
