@@ -5,3 +5,4 @@ mod cli;
 mod db_connect;
 mod harness;
 mod migrate_runner;
+mod seed;
