@@ -2,6 +2,7 @@
 //! to its module's function. No SQL here: commands call the library.
 
 pub mod migrate;
+pub mod seed;
 
 use clap::{ArgAction, Args, Parser, Subcommand};
 use flowkey::db::DEFAULT_DATABASE_URL;
@@ -60,6 +61,8 @@ pub enum Command {
     Stamp(migrate::StampArgs),
     /// Show the runner's audit log: every run, revision and step.
     Audit(migrate::AuditArgs),
+    /// Create the legacy schema if needed and fill it with realistic, reproducible data.
+    Seed(seed::SeedArgs),
 }
 
 /// Runs the parsed command.
@@ -72,7 +75,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::History(args) => migrate::history(args, &global).await,
         Command::Stamp(args) => migrate::stamp(args, &global).await,
         Command::Audit(args) => migrate::audit(args, &global).await,
+        Command::Seed(args) => seed::run(&connect(&global).await?, &args, global.json).await,
     }
+}
+
+/// Opens the database named by the global options.
+pub async fn connect(global: &GlobalArgs) -> anyhow::Result<flowkey::db::Db> {
+    Ok(flowkey::db::Db::connect(&global.database_url).await?)
 }
 
 /// Prints a value as one pretty JSON document on stdout.
