@@ -250,7 +250,7 @@ pub fn offline_sql(
         Direction::Up => chain.resolve_up(target, current)?,
         Direction::Down => chain.resolve_down(target, current)?,
     };
-    let plan = plan_path(revisions, current, target_index, direction, 0);
+    let plan = plan_path(revisions, current, target_index, direction, None);
     Ok(render(
         engine,
         current.map(|index| revisions[index].id),
@@ -426,6 +426,11 @@ impl Migrator {
             let Some(index) = self.index_of(&row.revision) else {
                 continue;
             };
+            // A revision that stopped before finishing its first step up changed nothing
+            // (steps are re-runnable), so it may be fixed before the rerun.
+            if row.dirty && row.direction == "up" && row.steps_done == 0 {
+                continue;
+            }
             let expected = checksum(self.revisions[index]);
             if row.checksum != expected {
                 return Err(MigrateError::ChecksumMismatch {
@@ -453,7 +458,7 @@ impl Migrator {
             }
         }
         let target_index = self.resolve_up(target, state.current)?;
-        let mut first_step = 0;
+        let mut resume = None;
         if let Some(dirty) = &state.dirty {
             let revision = self.revisions[dirty.index];
             if Some(dirty.index) != state.current.map_or(Some(0), |at| Some(at + 1)) {
@@ -472,7 +477,7 @@ impl Migrator {
                     },
                 ));
             }
-            first_step = dirty.steps_done.min(revision.up.len());
+            resume = Some(dirty.steps_done.min(revision.up.len()));
         }
         if state.current.is_some() && target_index < state.current {
             let current = state.current.map(|index| self.revisions[index].id);
@@ -490,7 +495,7 @@ impl Migrator {
             state.current,
             target_index,
             Direction::Up,
-            first_step,
+            resume,
         );
         let revisions = self.run_plan(session, &plan).await?;
         Ok(RunSummary {
@@ -513,13 +518,13 @@ impl Migrator {
         self.check_checksums(&state)?;
         // A revision whose downgrade stopped half way still counts as (partly) there.
         let mut position = state.current;
-        let mut first_step = 0;
+        let mut resume = None;
         if let Some(dirty) = &state.dirty {
             if dirty.direction != Direction::Down {
                 return Err(self.dirty_error(dirty, "cannot be resumed by a downgrade".into()));
             }
             position = Some(dirty.index);
-            first_step = dirty.steps_done.min(self.revisions[dirty.index].down.len());
+            resume = Some(dirty.steps_done.min(self.revisions[dirty.index].down.len()));
         }
         let target_index = self.resolve_down(target, position)?;
         if let Some(dirty) = &state.dirty {
@@ -534,7 +539,7 @@ impl Migrator {
             position,
             target_index,
             Direction::Down,
-            first_step,
+            resume,
         );
         let revisions = self.run_plan(session, &plan).await?;
         Ok(RunSummary {
@@ -733,7 +738,7 @@ impl Migrator {
             direction: Some(direction),
             step: None,
         };
-        let resumed = planned.first_step > 0;
+        let resumed = planned.resuming;
         if resumed {
             tracing::warn!(
                 "resuming revision {} ({direction}) at step {} of {}",
@@ -754,7 +759,8 @@ impl Migrator {
                     }),
                 )
                 .await?;
-        } else {
+        }
+        if planned.first_step == 0 {
             self.mark_dirty(revision, direction, &audit.run_id).await?;
         }
         tracing::info!("{direction} {}: {}", revision.id, revision.description);
@@ -908,7 +914,7 @@ impl Migrator {
                  steps_done, recorded_by, run_id, started_at, applied_at) \
                  VALUES ($1, $2, $3, $4, $5, 0, 'applied', $6, $7, NULL) \
                  ON CONFLICT (revision) DO UPDATE SET dirty = excluded.dirty, \
-                 direction = excluded.direction, steps_done = 0, run_id = excluded.run_id, \
+                 checksum = excluded.checksum, direction = excluded.direction, steps_done = 0, run_id = excluded.run_id, \
                  started_at = excluded.started_at",
             )
             .bind(revision.id)
@@ -1100,7 +1106,7 @@ fn plan_path(
     current: Option<usize>,
     target: Option<usize>,
     direction: Direction,
-    first_step: usize,
+    resume: Option<usize>,
 ) -> Vec<PlannedRevision> {
     let start = current.map_or(0, |at| at + 1);
     let indexes: Vec<usize> = match direction {
@@ -1122,7 +1128,8 @@ fn plan_path(
         .map(|(order, index)| PlannedRevision {
             revision: revisions[index],
             direction,
-            first_step: if order == 0 { first_step } else { 0 },
+            first_step: if order == 0 { resume.unwrap_or(0) } else { 0 },
+            resuming: order == 0 && resume.is_some(),
         })
         .collect()
 }

@@ -120,13 +120,22 @@ static RESUMABLE: Revision = Revision {
             }),
         },
     ],
-    down: &[Step {
-        name: "drop t_resume",
-        action: Action::Sql(EngineSql {
-            sqlite: "DROP TABLE t_resume;\n",
-            postgres: "DROP TABLE t_resume;\n",
-        }),
-    }],
+    down: &[
+        Step {
+            name: "wait for stop",
+            action: Action::Code {
+                run: wait_for_stop,
+                describe: "-- fails until t_resume holds a row noted 'stop'",
+            },
+        },
+        Step {
+            name: "drop t_resume",
+            action: Action::Sql(EngineSql {
+                sqlite: "DROP TABLE t_resume;\n",
+                postgres: "DROP TABLE t_resume;\n",
+            }),
+        },
+    ],
 };
 
 static RESUME_CHAIN: [&Revision; 2] = [&T_ONE, &RESUMABLE];
@@ -147,6 +156,24 @@ fn wait_for_go<'a>(context: &'a mut StepContext<'_>) -> BoxFuture<'a, Result<(),
                 revision: context.revision.into(),
                 step: context.step.into(),
                 message: "not told to go yet".into(),
+            });
+        }
+        Ok(())
+    })
+}
+
+fn wait_for_stop<'a>(context: &'a mut StepContext<'_>) -> BoxFuture<'a, Result<(), MigrateError>> {
+    Box::pin(async move {
+        let stop: i64 = flowkey::on_pool!(context.db, pool => {
+            sqlx::query_scalar("SELECT count(*) FROM t_resume WHERE note = 'stop'")
+                .fetch_one(pool)
+                .await?
+        });
+        if stop == 0 {
+            return Err(MigrateError::StepFailed {
+                revision: context.revision.into(),
+                step: context.step.into(),
+                message: "not told to stop yet".into(),
             });
         }
         Ok(())
@@ -313,6 +340,36 @@ async fn dirty_revision_resumes(test_db: TestDb) {
     assert!(schema_of(&db).await.tables["t_resume"]
         .indexes
         .contains_key("ix_t_resume_note"));
+
+    // Dirty on the way down: an upgrade is refused, the downgrade resumes.
+    migrator
+        .downgrade("base")
+        .await
+        .expect_err("stops going down");
+    let err = migrator
+        .upgrade("head")
+        .await
+        .expect_err("dirty going down");
+    assert!(
+        matches!(&err, MigrateError::Dirty { direction, .. } if direction == "down"),
+        "{err}"
+    );
+    assert!(err.to_string().contains("flowkey stamp"), "{err}");
+    flowkey::on_pool!(&db, pool => {
+        sqlx::query("INSERT INTO t_resume (id, note) VALUES (2, 'stop')")
+            .execute(pool)
+            .await
+            .unwrap();
+    });
+    let down = migrator
+        .downgrade("base")
+        .await
+        .expect("resumes going down");
+    assert_eq!(down.revisions[0].resumed_at_step, Some(0));
+    assert_eq!(down.to, None);
+    assert!(schema_of(&db).await.is_empty());
+    let log = migrator.audit_log(1_000).await.unwrap();
+    assert_eq!(entries(&log, "resumed").count(), 2);
 }
 both_engines!(
     a_dirty_revision_resumes_at_its_first_step_not_done,
@@ -810,11 +867,8 @@ async fn sqlite_table_rebuild_keeps_children_and_checks_foreign_keys() {
     let bad = Migrator::with_revisions(db.clone(), quick(), &BAD_REBUILD_CHAIN);
     let err = bad.upgrade("head").await.expect_err("orphans are refused");
     assert!(err.to_string().contains("violating foreign keys"), "{err}");
-    // The failed revision stays recorded as dirty; the rolled-back step left nothing to undo.
-    migrator
-        .stamp("t_parents", StampMode::Force)
-        .await
-        .expect("forced back to the last clean revision");
+    // The failed revision stays dirty, but its first step was rolled back whole, so the
+    // fixed revision (another checksum) may run in its place.
 
     migrator.upgrade("head").await.expect("rebuild");
     let Db::Sqlite(pool) = &db else {
