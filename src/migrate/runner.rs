@@ -545,7 +545,7 @@ impl Migrator {
         Ok(RunSummary {
             run_id: session.audit.run_id.clone(),
             command: "downgrade",
-            from: state.current.map(|index| self.revisions[index].id),
+            from: position.map(|index| self.revisions[index].id),
             to: target_index.map(|index| self.revisions[index].id),
             adopted: None,
             revisions,
@@ -991,6 +991,11 @@ impl Migrator {
         let revision = self.revisions[dirty.index];
         MigrateError::Dirty {
             revision: revision.id.into(),
+            before: dirty
+                .index
+                .checked_sub(1)
+                .map_or("base", |index| self.revisions[index].id)
+                .into(),
             direction: dirty.direction.to_string(),
             steps_done: dirty.steps_done as i64,
             steps: steps_of(revision, dirty.direction).len(),

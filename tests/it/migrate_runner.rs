@@ -387,7 +387,11 @@ async fn dirty_state_that_cannot_resume_is_refused(test_db: TestDb) {
     let message = err.to_string();
     assert!(message.contains("t_resumable is dirty"), "{message}");
     assert!(
-        message.contains("flowkey stamp <revision> --force"),
+        message.contains("`flowkey stamp t_resumable --force` if the revision is fully applied"),
+        "{message}"
+    );
+    assert!(
+        message.contains("`flowkey stamp t_one --force` if it is fully undone"),
         "{message}"
     );
     assert_eq!(migrator.current().await.unwrap(), Some("t_one"));
@@ -924,3 +928,60 @@ async fn postgres_sql_steps_retry_after_lock_timeouts() {
     let details = step.details.as_ref().expect("details");
     assert!(details["attempts"].as_u64().unwrap() > 1, "{details}");
 }
+
+async fn introspection_names_each_difference(test_db: TestDb) {
+    let reference = TestDb::fresh(test_db.engine).await;
+    reference.run_script(legacy_script(test_db.engine)).await;
+    test_db.run_script(legacy_script(test_db.engine)).await;
+    let common = "\
+ALTER TABLE data_imports ADD COLUMN flow_id TEXT REFERENCES discovery_flows(flow_id);
+CREATE INDEX ix_data_imports_flow_id ON data_imports (flow_id);
+DROP INDEX ix_assets_session_id;
+ALTER TABLE assets ADD COLUMN note TEXT NOT NULL DEFAULT 'none';
+";
+    let flow_type = match test_db.engine {
+        Engine::Sqlite => "TEXT",
+        Engine::Postgres => "uuid",
+    };
+    test_db
+        .run_script(&common.replace("TEXT REFERENCES", &format!("{flow_type} REFERENCES")))
+        .await;
+    let mut expected = vec![
+        "table assets: column note exists only in the database".to_owned(),
+        "table assets: index ix_assets_session_id exists only in the expected schema".to_owned(),
+        "table data_imports: column flow_id exists only in the database".to_owned(),
+        "table data_imports: foreign key (flow_id) references discovery_flows(flow_id) on delete no action exists only in the database".to_owned(),
+        "table data_imports: index ix_data_imports_flow_id exists only in the database".to_owned(),
+    ];
+    if test_db.engine == Engine::Postgres {
+        test_db
+            .run_script(
+                "ALTER TABLE flow_deletion_audit ALTER COLUMN session_id DROP NOT NULL;\n\
+                 ALTER TABLE users ALTER COLUMN email TYPE text;\n\
+                 ALTER TABLE llm_usage_logs ALTER COLUMN input_tokens SET DEFAULT 1;\n\
+                 ALTER TABLE engagements ADD CONSTRAINT ck_name CHECK (name <> '') NOT VALID;\n",
+            )
+            .await;
+        expected.extend([
+            "table engagements: check constraint ck_name exists only in the database".to_owned(),
+            "table flow_deletion_audit: column session_id not null is false in the database, true expected".to_owned(),
+            "table llm_usage_logs: column input_tokens default is 1 in the database, 0 expected".to_owned(),
+            "table users: column email type is text in the database, character varying(255) expected".to_owned(),
+        ]);
+    }
+    let actual = schema_of(&test_db.connect().await).await;
+    let wanted = schema_of(&reference.connect().await).await;
+    let mut lines: Vec<String> = actual
+        .diff(&wanted)
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    lines.sort();
+    expected.sort();
+    assert_eq!(lines, expected);
+    assert!(wanted.diff(&wanted).is_empty());
+}
+both_engines!(
+    introspection_names_each_difference_between_two_schemas,
+    introspection_names_each_difference
+);
