@@ -1,6 +1,24 @@
 //! The revision runner: takes the deploy lock, knows which revisions a database has
 //! (`flowkey_versions`), refuses edited revisions and half-applied states it cannot resume,
 //! adopts legacy databases, runs steps and writes every one of them to the audit log.
+//!
+//! `flowkey_versions` holds one row per revision that is applied or being applied/reverted:
+//! `revision` (id, primary key), `position` (index in the chain), `checksum` (see
+//! [`checksum`]), `dirty` (true while its steps run), `direction` (`up`/`down` of the run
+//! that marked it), `steps_done` (steps of that direction completed), `recorded_by`
+//! (`applied`, `adopted`, `stamped`, `forced`), `run_id`, `started_at`, `applied_at`. A
+//! revision reverted completely loses its row. The current revision is the last clean row
+//! in chain order; at most one row is dirty.
+//!
+//! How each step runs:
+//! - SQLite, `Sql` and `OnlineDdl`: the whole script in one transaction, with `steps_done`
+//!   updated in it. A script starting with `PRAGMA foreign_keys = OFF` (a table rebuild)
+//!   runs with foreign keys off and `PRAGMA foreign_key_check` before the commit.
+//! - PostgreSQL `Sql`: the script in one transaction under `SET LOCAL lock_timeout`, retried
+//!   whole after a lock timeout.
+//! - PostgreSQL `OnlineDdl`: statement by statement outside any transaction (see
+//!   [`run_online_ddl`]).
+//! - `Code`: the function, with an audit sink; `steps_done` is updated after it returns.
 
 use std::time::{Duration, Instant};
 
@@ -871,7 +889,13 @@ impl Migrator {
                     direction: Some(direction),
                     step: Some(step.name),
                 };
-                run_online_ddl(&mut conn, sql.postgres, &self.options, audit, scope).await?;
+                let result =
+                    run_online_ddl(&mut conn, sql.postgres, &self.options, audit, scope).await;
+                if result.is_err() {
+                    // Its session may still carry our lock_timeout: do not reuse it.
+                    conn.close_on_drop();
+                }
+                result?;
             }
             (Action::Code { run, .. }, _) => {
                 let sink = StepAudit {
@@ -1296,7 +1320,7 @@ async fn run_sqlite_script(
             .is_err()
     {
         // Never hand a connection without foreign keys back to the pool.
-        let _ = sqlx::Connection::close(conn.detach()).await;
+        conn.close_on_drop();
     }
     result
 }

@@ -129,6 +129,11 @@ fn a_bad_target_is_refused_and_changes_nothing() {
     let stderr = one_line_error(&["upgrade", "+99", "--database-url", url], 1);
     assert!(stderr.contains("cannot upgrade"), "{stderr}");
     assert!(stdout_of(&["current", "--database-url", url]).starts_with("legacy"));
+    let out = stdout_of(&["downgrade", "-1", "--database-url", url]);
+    assert!(
+        out.contains("the database is at base (was legacy)"),
+        "{out}"
+    );
 }
 
 #[test]
