@@ -12,8 +12,9 @@
 //!
 //! How each step runs:
 //! - SQLite, `Sql` and `OnlineDdl`: the whole script in one transaction, with `steps_done`
-//!   updated in it. A script starting with `PRAGMA foreign_keys = OFF` (a table rebuild)
-//!   runs with foreign keys off and `PRAGMA foreign_key_check` before the commit.
+//!   updated in it, after a catalog read that refreshes a stale schema cache. A script with
+//!   a `PRAGMA foreign_keys = OFF` statement (a table rebuild) runs with foreign keys off
+//!   and `PRAGMA foreign_key_check` before the commit.
 //! - PostgreSQL `Sql`: the script in one transaction under `SET LOCAL lock_timeout`, retried
 //!   whole after a lock timeout.
 //! - PostgreSQL `OnlineDdl`: statement by statement outside any transaction (see
@@ -1264,8 +1265,8 @@ struct Retried {
     lock_wait: Duration,
 }
 
-/// Runs a SQLite script in one transaction, recording the step done in it. A script that
-/// starts with `PRAGMA foreign_keys = OFF` (a table rebuild: SQLite ignores that pragma inside
+/// Runs a SQLite script in one transaction, recording the step done in it. A script with a
+/// `PRAGMA foreign_keys = OFF` statement (a table rebuild: SQLite ignores that pragma inside
 /// a transaction, and with foreign keys on, `DROP TABLE` would fire the children's `ON DELETE`
 /// actions) gets it applied before the transaction, `PRAGMA foreign_key_check` before the
 /// commit, and foreign keys back on afterwards.
@@ -1285,6 +1286,12 @@ async fn run_sqlite_script(
     }
     let result = async {
         let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+        // SQLite compiles DDL against the connection's cached schema; reading the catalog
+        // first reloads it if another pooled connection changed the schema (a stale cache
+        // turns `IF [NOT] EXISTS` into silent no-ops).
+        sqlx::query("SELECT count(*) FROM sqlite_master")
+            .execute(&mut *tx)
+            .await?;
         sqlx::raw_sql(script).execute(&mut *tx).await?;
         if foreign_keys_off {
             let violations: Vec<(String, Option<i64>, String, i64)> =
@@ -1325,7 +1332,8 @@ async fn run_sqlite_script(
     result
 }
 
-/// Whether a SQLite script's first statement is `PRAGMA foreign_keys = OFF` (or `= 0`).
+/// Whether a SQLite script turns foreign keys off (`PRAGMA foreign_keys = OFF` or `= 0`) in
+/// one of its statements.
 fn disables_foreign_keys(script: &str) -> bool {
     let code: String = script
         .lines()
@@ -1333,16 +1341,17 @@ fn disables_foreign_keys(script: &str) -> bool {
         .filter(|line| !line.is_empty() && !line.starts_with("--"))
         .collect::<Vec<_>>()
         .join(" ");
-    let first = code.split(';').next().unwrap_or_default();
-    let compact: String = first
-        .chars()
-        .filter(|ch| !ch.is_whitespace())
-        .collect::<String>()
-        .to_lowercase();
-    matches!(
-        compact.as_str(),
-        "pragmaforeign_keys=off" | "pragmaforeign_keys=0" | "pragmaforeign_keys=false"
-    )
+    code.split(';').any(|statement| {
+        let compact: String = statement
+            .chars()
+            .filter(|ch| !ch.is_whitespace())
+            .collect::<String>()
+            .to_lowercase();
+        matches!(
+            compact.as_str(),
+            "pragmaforeign_keys=off" | "pragmaforeign_keys=0" | "pragmaforeign_keys=false"
+        )
+    })
 }
 
 /// Runs a PostgreSQL script in one transaction under `SET LOCAL lock_timeout`, so a DDL
@@ -1597,6 +1606,17 @@ async fn drop_invalid_index(conn: &mut PgConnection, name: &str) -> Result<bool,
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn table_rebuilds_are_recognised() {
+        assert!(disables_foreign_keys(
+            "-- rebuild\nSELECT count(*) FROM sqlite_master;\nPRAGMA foreign_keys = OFF;\nCREATE TABLE t (x);"
+        ));
+        assert!(disables_foreign_keys("pragma FOREIGN_KEYS=0;"));
+        assert!(!disables_foreign_keys(
+            "PRAGMA foreign_keys = ON;\nDROP TABLE t;"
+        ));
+    }
 
     #[test]
     fn concurrent_index_names_are_found() {
