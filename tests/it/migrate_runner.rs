@@ -985,3 +985,44 @@ both_engines!(
     introspection_names_each_difference_between_two_schemas,
     introspection_names_each_difference
 );
+
+async fn stamp_checks_later_revisions(test_db: TestDb) {
+    let (create, index) = match test_db.engine {
+        Engine::Sqlite => (
+            "CREATE TABLE t_one (id INTEGER PRIMARY KEY, note TEXT);",
+            "CREATE INDEX ix_t_one_note ON t_one (note);",
+        ),
+        Engine::Postgres => (
+            "CREATE TABLE t_one (id integer PRIMARY KEY, note text);",
+            "CREATE INDEX ix_t_one_note ON t_one (note);",
+        ),
+    };
+    test_db.run_script(create).await;
+    test_db.run_script(index).await;
+    let db = test_db.connect().await;
+    let migrator = Migrator::with_revisions(db.clone(), quick(), &CHAIN_A);
+    let err = migrator
+        .stamp("t_one", StampMode::Checked)
+        .await
+        .expect_err("the index is more than t_one creates");
+    assert!(
+        err.to_string()
+            .contains("table t_one: index ix_t_one_note exists only in the database"),
+        "{err}"
+    );
+    let summary = migrator
+        .stamp("t_two", StampMode::Checked)
+        .await
+        .expect("schema is exactly t_one + t_two");
+    assert_eq!(summary.to, Some("t_two"));
+    let history = migrator.history().await.unwrap();
+    assert!(history.iter().all(|entry| entry.applied));
+    assert_eq!(history[1].recorded_by.as_deref(), Some("stamped"));
+    // Recorded correctly: the chain downgrades from there.
+    migrator.downgrade("base").await.expect("downgrade");
+    assert!(schema_of(&db).await.is_empty());
+}
+both_engines!(
+    stamp_adopts_a_later_revision_only_when_the_schema_matches,
+    stamp_checks_later_revisions
+);
