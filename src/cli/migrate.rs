@@ -159,9 +159,15 @@ pub async fn current(_args: CurrentArgs, global: &GlobalArgs) -> anyhow::Result<
         .iter()
         .find(|entry| entry.is_head)
         .map(|entry| &entry.id);
+    let unknown: Vec<&str> = history
+        .iter()
+        .filter(|entry| !entry.known)
+        .map(|entry| entry.id.as_str())
+        .collect();
     if global.json {
         return print_json(&serde_json::json!({
             "current": current.map(|entry| &entry.id),
+            "unknown_revisions": unknown,
             "head": head,
             "is_head": current.is_some_and(|entry| entry.is_head),
             "dirty": dirty.map(|entry| serde_json::json!({
@@ -175,6 +181,12 @@ pub async fn current(_args: CurrentArgs, global: &GlobalArgs) -> anyhow::Result<
         line.push_str(" (head)");
     }
     println!("{line}");
+    if !unknown.is_empty() {
+        println!(
+            "the database also records revisions this flowkey does not know: {}",
+            unknown.join(", ")
+        );
+    }
     if let Some(entry) = dirty {
         if let Some(state) = &entry.dirty {
             println!(
