@@ -65,11 +65,6 @@ pub enum MigrateError {
         count: usize,
         differences: Vec<SchemaDifference>,
     },
-    #[error(
-        "cannot check the schema of revision {revision} (it has code steps or is not the first \
-         revision); use `flowkey stamp {revision} --force` to record it without checking"
-    )]
-    StampNeedsForce { revision: String },
     #[error(transparent)]
     Sql(#[from] sqlx::Error),
 }
