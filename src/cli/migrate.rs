@@ -26,10 +26,12 @@ pub struct RunArgs {
     /// downgrade).
     #[arg(long, requires = "engine")]
     pub from: Option<String>,
-    /// PostgreSQL lock_timeout of each online DDL statement, in milliseconds.
+    /// PostgreSQL lock_timeout of each DDL statement, in milliseconds: a statement that waits
+    /// longer for a lock gives up (so it never queues the application behind it) and is
+    /// retried with backoff.
     #[arg(long, default_value_t = 100)]
     pub lock_timeout_ms: u64,
-    /// How many times an online DDL statement is retried after a lock timeout.
+    /// How many times a step or online DDL statement is retried after a lock timeout.
     #[arg(long, default_value_t = 30)]
     pub ddl_retries: u32,
     /// How long to wait for another runner's deploy lock, in seconds.
@@ -157,9 +159,15 @@ pub async fn current(_args: CurrentArgs, global: &GlobalArgs) -> anyhow::Result<
         .iter()
         .find(|entry| entry.is_head)
         .map(|entry| &entry.id);
+    let unknown: Vec<&str> = history
+        .iter()
+        .filter(|entry| !entry.known)
+        .map(|entry| entry.id.as_str())
+        .collect();
     if global.json {
         return print_json(&serde_json::json!({
             "current": current.map(|entry| &entry.id),
+            "unknown_revisions": unknown,
             "head": head,
             "is_head": current.is_some_and(|entry| entry.is_head),
             "dirty": dirty.map(|entry| serde_json::json!({
@@ -173,6 +181,12 @@ pub async fn current(_args: CurrentArgs, global: &GlobalArgs) -> anyhow::Result<
         line.push_str(" (head)");
     }
     println!("{line}");
+    if !unknown.is_empty() {
+        println!(
+            "the database also records revisions this flowkey does not know: {}",
+            unknown.join(", ")
+        );
+    }
     if let Some(entry) = dirty {
         if let Some(state) = &entry.dirty {
             println!(
@@ -353,10 +367,11 @@ fn print_summary(summary: &RunSummary, global: &GlobalArgs) -> anyhow::Result<()
             .map(|step| format!(", resumed at step {}", step + 1))
             .unwrap_or_default();
         let total: u64 = run.steps.iter().map(|step| step.duration_ms).sum();
+        let steps = run.steps.len();
+        let plural = if steps == 1 { "" } else { "s" };
         println!(
-            "{verb} {} ({} steps, {total} ms{resumed})",
-            run.id,
-            run.steps.len()
+            "{verb} {} ({steps} step{plural}, {total} ms{resumed})",
+            run.id
         );
     }
     let to = summary.to.unwrap_or("base");

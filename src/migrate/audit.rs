@@ -112,6 +112,7 @@ pub(crate) struct Identity {
 impl Identity {
     pub fn of_this_process() -> Self {
         let user_name = std::env::var("USER")
+            .or_else(|_| std::env::var("LOGNAME"))
             .or_else(|_| std::env::var("USERNAME"))
             .unwrap_or_else(|_| "unknown".into());
         Self {

@@ -37,14 +37,17 @@ pub enum MigrateError {
     UnknownAppliedRevision { revision: String },
     #[error(
         "revision {revision} is dirty: its {direction} stopped after {steps_done} of {steps} steps \
-         and {reason}; inspect the database, then run `flowkey stamp <revision> --force` to record \
-         the revision it is really at"
+         and {reason}; inspect the database, then record where it really is: `flowkey stamp \
+         {revision} --force` if the revision is fully applied, `flowkey stamp {before} --force` if \
+         it is fully undone"
     )]
     Dirty {
         revision: String,
         direction: String,
         steps_done: i64,
         steps: usize,
+        /// The revision before it (`base` for the first).
+        before: String,
         reason: String,
     },
     #[error(
@@ -62,11 +65,6 @@ pub enum MigrateError {
         count: usize,
         differences: Vec<SchemaDifference>,
     },
-    #[error(
-        "cannot check the schema of revision {revision} (it has code steps or is not the first \
-         revision); use `flowkey stamp {revision} --force` to record it without checking"
-    )]
-    StampNeedsForce { revision: String },
     #[error(transparent)]
     Sql(#[from] sqlx::Error),
 }

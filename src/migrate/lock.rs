@@ -107,8 +107,15 @@ impl DeployLock {
                     .bind(&identity.host)
                     .bind(DbTime::now())
                     .execute(pool)
-                    .await?
-                    .rows_affected();
+                    .await;
+                    // A runner whose step holds SQLite's write lock longer than the busy
+                    // timeout surely holds the deploy lock too: read who it is, and wait.
+                    let busy = matches!(&inserted, Err(err) if sqlite_busy(err));
+                    let inserted = match inserted {
+                        Ok(result) => result.rows_affected(),
+                        Err(_) if busy => 0,
+                        Err(err) => return Err(err.into()),
+                    };
                     let held = Held::Sqlite {
                         pool: pool.clone(),
                         run_id: run_id.to_owned(),
@@ -126,6 +133,9 @@ impl DeployLock {
                     .await?;
                     // The holder released it between our insert and our read: try again.
                     let Some((stale_run, holder, pid, host, since)) = row else {
+                        if busy {
+                            tokio::time::sleep(POLL_INTERVAL).await;
+                        }
                         continue;
                     };
                     if host == identity.host && !process_is_alive(pid) {
@@ -140,8 +150,12 @@ impl DeployLock {
                         .bind(DbTime::now())
                         .bind(&stale_run)
                         .execute(pool)
-                        .await?
-                        .rows_affected();
+                        .await;
+                        let taken = match taken {
+                            Ok(result) => result.rows_affected(),
+                            Err(err) if sqlite_busy(&err) => 0,
+                            Err(err) => return Err(err.into()),
+                        };
                         if taken == 1 {
                             tracing::warn!(
                                 "took over the deploy lock left by {holder} (since {since}): that process is gone"
@@ -151,6 +165,7 @@ impl DeployLock {
                                 taken_over_from: Some(format!("{holder} since {since}")),
                             });
                         }
+                        tokio::time::sleep(POLL_INTERVAL).await;
                         continue;
                     }
                     let holder = Holder {
@@ -186,6 +201,16 @@ impl DeployLock {
         }
         Ok(())
     }
+}
+
+/// SQLITE_BUSY or SQLITE_LOCKED (any extended code): another connection holds the write lock.
+fn sqlite_busy(err: &sqlx::Error) -> bool {
+    let sqlx::Error::Database(db) = err else {
+        return false;
+    };
+    db.code()
+        .and_then(|code| code.parse::<i32>().ok())
+        .is_some_and(|code| matches!(code & 0xff, 5 | 6))
 }
 
 fn announce(announced: &mut bool, holder: &Holder) {

@@ -9,7 +9,7 @@ pub mod lock;
 mod offline;
 pub mod revision;
 pub mod revisions;
-mod runner;
+pub mod runner;
 
 pub use audit::AuditEntry;
 pub use error::MigrateError;

@@ -71,6 +71,8 @@ pub(crate) struct PlannedRevision {
     pub revision: &'static Revision,
     pub direction: Direction,
     pub first_step: usize,
+    /// True for a dirty revision taken up again.
+    pub resuming: bool,
 }
 
 /// The script `upgrade --sql` / `downgrade --sql` prints.

@@ -1,6 +1,25 @@
 //! The revision runner: takes the deploy lock, knows which revisions a database has
 //! (`flowkey_versions`), refuses edited revisions and half-applied states it cannot resume,
 //! adopts legacy databases, runs steps and writes every one of them to the audit log.
+//!
+//! `flowkey_versions` holds one row per revision that is applied or being applied/reverted:
+//! `revision` (id, primary key), `position` (index in the chain), `checksum` (see
+//! [`checksum`]), `dirty` (true while its steps run), `direction` (`up`/`down` of the run
+//! that marked it), `steps_done` (steps of that direction completed), `recorded_by`
+//! (`applied`, `adopted`, `stamped`, `forced`), `run_id`, `started_at`, `applied_at`. A
+//! revision reverted completely loses its row. The current revision is the last clean row
+//! in chain order; at most one row is dirty.
+//!
+//! How each step runs:
+//! - SQLite, `Sql` and `OnlineDdl`: the whole script in one transaction, with `steps_done`
+//!   updated in it, after a catalog read that refreshes a stale schema cache. A script with
+//!   a `PRAGMA foreign_keys = OFF` statement (a table rebuild) runs with foreign keys off
+//!   and `PRAGMA foreign_key_check` before the commit.
+//! - PostgreSQL `Sql`: the script in one transaction under `SET LOCAL lock_timeout`, retried
+//!   whole after a lock timeout.
+//! - PostgreSQL `OnlineDdl`: statement by statement outside any transaction (see
+//!   [`run_online_ddl`]).
+//! - `Code`: the function, with an audit sink; `steps_done` is updated after it returns.
 
 use std::time::{Duration, Instant};
 
@@ -250,7 +269,7 @@ pub fn offline_sql(
         Direction::Up => chain.resolve_up(target, current)?,
         Direction::Down => chain.resolve_down(target, current)?,
     };
-    let plan = plan_path(revisions, current, target_index, direction, 0);
+    let plan = plan_path(revisions, current, target_index, direction, None);
     Ok(render(
         engine,
         current.map(|index| revisions[index].id),
@@ -426,6 +445,11 @@ impl Migrator {
             let Some(index) = self.index_of(&row.revision) else {
                 continue;
             };
+            // A revision that stopped before finishing its first step up changed nothing
+            // (steps are re-runnable), so it may be fixed before the rerun.
+            if row.dirty && row.direction == "up" && row.steps_done == 0 {
+                continue;
+            }
             let expected = checksum(self.revisions[index]);
             if row.checksum != expected {
                 return Err(MigrateError::ChecksumMismatch {
@@ -453,7 +477,7 @@ impl Migrator {
             }
         }
         let target_index = self.resolve_up(target, state.current)?;
-        let mut first_step = 0;
+        let mut resume = None;
         if let Some(dirty) = &state.dirty {
             let revision = self.revisions[dirty.index];
             if Some(dirty.index) != state.current.map_or(Some(0), |at| Some(at + 1)) {
@@ -472,7 +496,7 @@ impl Migrator {
                     },
                 ));
             }
-            first_step = dirty.steps_done.min(revision.up.len());
+            resume = Some(dirty.steps_done.min(revision.up.len()));
         }
         if state.current.is_some() && target_index < state.current {
             let current = state.current.map(|index| self.revisions[index].id);
@@ -490,7 +514,7 @@ impl Migrator {
             state.current,
             target_index,
             Direction::Up,
-            first_step,
+            resume,
         );
         let revisions = self.run_plan(session, &plan).await?;
         Ok(RunSummary {
@@ -513,13 +537,13 @@ impl Migrator {
         self.check_checksums(&state)?;
         // A revision whose downgrade stopped half way still counts as (partly) there.
         let mut position = state.current;
-        let mut first_step = 0;
+        let mut resume = None;
         if let Some(dirty) = &state.dirty {
             if dirty.direction != Direction::Down {
                 return Err(self.dirty_error(dirty, "cannot be resumed by a downgrade".into()));
             }
             position = Some(dirty.index);
-            first_step = dirty.steps_done.min(self.revisions[dirty.index].down.len());
+            resume = Some(dirty.steps_done.min(self.revisions[dirty.index].down.len()));
         }
         let target_index = self.resolve_down(target, position)?;
         if let Some(dirty) = &state.dirty {
@@ -534,13 +558,13 @@ impl Migrator {
             position,
             target_index,
             Direction::Down,
-            first_step,
+            resume,
         );
         let revisions = self.run_plan(session, &plan).await?;
         Ok(RunSummary {
             run_id: session.audit.run_id.clone(),
             command: "downgrade",
-            from: state.current.map(|index| self.revisions[index].id),
+            from: position.map(|index| self.revisions[index].id),
             to: target_index.map(|index| self.revisions[index].id),
             adopted: None,
             revisions,
@@ -733,7 +757,7 @@ impl Migrator {
             direction: Some(direction),
             step: None,
         };
-        let resumed = planned.first_step > 0;
+        let resumed = planned.resuming;
         if resumed {
             tracing::warn!(
                 "resuming revision {} ({direction}) at step {} of {}",
@@ -754,7 +778,8 @@ impl Migrator {
                     }),
                 )
                 .await?;
-        } else {
+        }
+        if planned.first_step == 0 {
             self.mark_dirty(revision, direction, &audit.run_id).await?;
         }
         tracing::info!("{direction} {}: {}", revision.id, revision.description);
@@ -865,7 +890,13 @@ impl Migrator {
                     direction: Some(direction),
                     step: Some(step.name),
                 };
-                run_online_ddl(&mut conn, sql.postgres, &self.options, audit, scope).await?;
+                let result =
+                    run_online_ddl(&mut conn, sql.postgres, &self.options, audit, scope).await;
+                if result.is_err() {
+                    // Its session may still carry our lock_timeout: do not reuse it.
+                    conn.close_on_drop();
+                }
+                result?;
             }
             (Action::Code { run, .. }, _) => {
                 let sink = StepAudit {
@@ -908,7 +939,7 @@ impl Migrator {
                  steps_done, recorded_by, run_id, started_at, applied_at) \
                  VALUES ($1, $2, $3, $4, $5, 0, 'applied', $6, $7, NULL) \
                  ON CONFLICT (revision) DO UPDATE SET dirty = excluded.dirty, \
-                 direction = excluded.direction, steps_done = 0, run_id = excluded.run_id, \
+                 checksum = excluded.checksum, direction = excluded.direction, steps_done = 0, run_id = excluded.run_id, \
                  started_at = excluded.started_at",
             )
             .bind(revision.id)
@@ -985,6 +1016,11 @@ impl Migrator {
         let revision = self.revisions[dirty.index];
         MigrateError::Dirty {
             revision: revision.id.into(),
+            before: dirty
+                .index
+                .checked_sub(1)
+                .map_or("base", |index| self.revisions[index].id)
+                .into(),
             direction: dirty.direction.to_string(),
             steps_done: dirty.steps_done as i64,
             steps: steps_of(revision, dirty.direction).len(),
@@ -1100,7 +1136,7 @@ fn plan_path(
     current: Option<usize>,
     target: Option<usize>,
     direction: Direction,
-    first_step: usize,
+    resume: Option<usize>,
 ) -> Vec<PlannedRevision> {
     let start = current.map_or(0, |at| at + 1);
     let indexes: Vec<usize> = match direction {
@@ -1122,7 +1158,8 @@ fn plan_path(
         .map(|(order, index)| PlannedRevision {
             revision: revisions[index],
             direction,
-            first_step: if order == 0 { first_step } else { 0 },
+            first_step: if order == 0 { resume.unwrap_or(0) } else { 0 },
+            resuming: order == 0 && resume.is_some(),
         })
         .collect()
 }
@@ -1228,8 +1265,8 @@ struct Retried {
     lock_wait: Duration,
 }
 
-/// Runs a SQLite script in one transaction, recording the step done in it. A script that
-/// starts with `PRAGMA foreign_keys = OFF` (a table rebuild: SQLite ignores that pragma inside
+/// Runs a SQLite script in one transaction, recording the step done in it. A script with a
+/// `PRAGMA foreign_keys = OFF` statement (a table rebuild: SQLite ignores that pragma inside
 /// a transaction, and with foreign keys on, `DROP TABLE` would fire the children's `ON DELETE`
 /// actions) gets it applied before the transaction, `PRAGMA foreign_key_check` before the
 /// commit, and foreign keys back on afterwards.
@@ -1249,6 +1286,12 @@ async fn run_sqlite_script(
     }
     let result = async {
         let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+        // SQLite compiles DDL against the connection's cached schema; reading the catalog
+        // first reloads it if another pooled connection changed the schema (a stale cache
+        // turns `IF [NOT] EXISTS` into silent no-ops).
+        sqlx::query("SELECT count(*) FROM sqlite_master")
+            .execute(&mut *tx)
+            .await?;
         sqlx::raw_sql(script).execute(&mut *tx).await?;
         if foreign_keys_off {
             let violations: Vec<(String, Option<i64>, String, i64)> =
@@ -1284,12 +1327,13 @@ async fn run_sqlite_script(
             .is_err()
     {
         // Never hand a connection without foreign keys back to the pool.
-        let _ = sqlx::Connection::close(conn.detach()).await;
+        conn.close_on_drop();
     }
     result
 }
 
-/// Whether a SQLite script's first statement is `PRAGMA foreign_keys = OFF` (or `= 0`).
+/// Whether a SQLite script turns foreign keys off (`PRAGMA foreign_keys = OFF` or `= 0`) in
+/// one of its statements.
 fn disables_foreign_keys(script: &str) -> bool {
     let code: String = script
         .lines()
@@ -1297,16 +1341,17 @@ fn disables_foreign_keys(script: &str) -> bool {
         .filter(|line| !line.is_empty() && !line.starts_with("--"))
         .collect::<Vec<_>>()
         .join(" ");
-    let first = code.split(';').next().unwrap_or_default();
-    let compact: String = first
-        .chars()
-        .filter(|ch| !ch.is_whitespace())
-        .collect::<String>()
-        .to_lowercase();
-    matches!(
-        compact.as_str(),
-        "pragmaforeign_keys=off" | "pragmaforeign_keys=0" | "pragmaforeign_keys=false"
-    )
+    code.split(';').any(|statement| {
+        let compact: String = statement
+            .chars()
+            .filter(|ch| !ch.is_whitespace())
+            .collect::<String>()
+            .to_lowercase();
+        matches!(
+            compact.as_str(),
+            "pragmaforeign_keys=off" | "pragmaforeign_keys=0" | "pragmaforeign_keys=false"
+        )
+    })
 }
 
 /// Runs a PostgreSQL script in one transaction under `SET LOCAL lock_timeout`, so a DDL
@@ -1561,6 +1606,17 @@ async fn drop_invalid_index(conn: &mut PgConnection, name: &str) -> Result<bool,
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn table_rebuilds_are_recognised() {
+        assert!(disables_foreign_keys(
+            "-- rebuild\nSELECT count(*) FROM sqlite_master;\nPRAGMA foreign_keys = OFF;\nCREATE TABLE t (x);"
+        ));
+        assert!(disables_foreign_keys("pragma FOREIGN_KEYS=0;"));
+        assert!(!disables_foreign_keys(
+            "PRAGMA foreign_keys = ON;\nDROP TABLE t;"
+        ));
+    }
 
     #[test]
     fn concurrent_index_names_are_found() {

@@ -43,12 +43,18 @@ fn one_line_error(args: &[&str], code: i32) -> String {
 fn upgrade_current_history_and_downgrade_report_what_they_did() {
     let ws = workspace();
     let url = ws.url.as_str();
-    let out = stdout_of(&["upgrade", "--database-url", url]);
+    let out = stdout_of(&["upgrade", "legacy", "--database-url", url]);
     assert!(out.contains("applied legacy"), "{out}");
+    assert!(
+        out.contains("the database is at legacy (was base)"),
+        "{out}"
+    );
     assert!(stdout_of(&["current", "--database-url", url]).starts_with("legacy"));
     let history = stdout_of(&["history", "--database-url", url]);
     assert!(history.contains("[x] legacy"), "{history}");
     assert!(history.contains("current"), "{history}");
+    stdout_of(&["upgrade", "--database-url", url]);
+    assert!(stdout_of(&["current", "--database-url", url]).contains("(head)"));
     let out = stdout_of(&["upgrade", "--database-url", url]);
     assert!(out.contains("nothing to do"), "{out}");
     let out = stdout_of(&["downgrade", "base", "--database-url", url]);
@@ -70,13 +76,15 @@ fn json_output_is_one_parseable_document() {
         serde_json::from_str(&stdout_of(args)).unwrap_or_else(|err| panic!("{args:?}: {err}"))
     };
     let summary = parse(&["--json", "upgrade", "--database-url", url]);
-    assert_eq!(summary["to"], "legacy");
     assert_eq!(summary["revisions"][0]["id"], "legacy");
     let current = parse(&["current", "--json", "--database-url", url]);
-    assert_eq!(current["current"], "legacy");
+    assert_eq!(current["current"], summary["to"]);
+    assert_eq!(current["current"], current["head"]);
     assert_eq!(current["is_head"], true);
     let history = parse(&["history", "--json", "--database-url", url]);
-    assert_eq!(history[0]["applied"], true);
+    let history = history.as_array().expect("an array");
+    assert!(history.iter().all(|entry| entry["applied"] == true));
+    assert_eq!(history.last().expect("revisions")["id"], summary["to"]);
     let audit = parse(&["audit", "--json", "--limit", "5", "--database-url", url]);
     assert!(audit
         .as_array()
@@ -115,19 +123,24 @@ fn an_unreachable_postgres_is_a_one_line_error() {
 fn a_bad_target_is_refused_and_changes_nothing() {
     let ws = workspace();
     let url = ws.url.as_str();
-    stdout_of(&["upgrade", "--database-url", url]);
+    stdout_of(&["upgrade", "legacy", "--database-url", url]);
     let stderr = one_line_error(&["downgrade", "nowhere", "--database-url", url], 1);
     assert!(stderr.contains("unknown revision \"nowhere\""), "{stderr}");
-    let stderr = one_line_error(&["upgrade", "+3", "--database-url", url], 1);
+    let stderr = one_line_error(&["upgrade", "+99", "--database-url", url], 1);
     assert!(stderr.contains("cannot upgrade"), "{stderr}");
     assert!(stdout_of(&["current", "--database-url", url]).starts_with("legacy"));
+    let out = stdout_of(&["downgrade", "-1", "--database-url", url]);
+    assert!(
+        out.contains("the database is at base (was legacy)"),
+        "{out}"
+    );
 }
 
 #[test]
 fn database_url_is_accepted_before_and_after_the_subcommand() {
     let ws = workspace();
     let url = ws.url.as_str();
-    stdout_of(&["--database-url", url, "upgrade"]);
+    stdout_of(&["--database-url", url, "upgrade", "legacy"]);
     assert!(stdout_of(&["current", "--database-url", url]).starts_with("legacy"));
     let from_env = flowkey()
         .env("DATABASE_URL", url)

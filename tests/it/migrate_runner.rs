@@ -120,13 +120,22 @@ static RESUMABLE: Revision = Revision {
             }),
         },
     ],
-    down: &[Step {
-        name: "drop t_resume",
-        action: Action::Sql(EngineSql {
-            sqlite: "DROP TABLE t_resume;\n",
-            postgres: "DROP TABLE t_resume;\n",
-        }),
-    }],
+    down: &[
+        Step {
+            name: "wait for stop",
+            action: Action::Code {
+                run: wait_for_stop,
+                describe: "-- fails until t_resume holds a row noted 'stop'",
+            },
+        },
+        Step {
+            name: "drop t_resume",
+            action: Action::Sql(EngineSql {
+                sqlite: "DROP TABLE t_resume;\n",
+                postgres: "DROP TABLE t_resume;\n",
+            }),
+        },
+    ],
 };
 
 static RESUME_CHAIN: [&Revision; 2] = [&T_ONE, &RESUMABLE];
@@ -147,6 +156,24 @@ fn wait_for_go<'a>(context: &'a mut StepContext<'_>) -> BoxFuture<'a, Result<(),
                 revision: context.revision.into(),
                 step: context.step.into(),
                 message: "not told to go yet".into(),
+            });
+        }
+        Ok(())
+    })
+}
+
+fn wait_for_stop<'a>(context: &'a mut StepContext<'_>) -> BoxFuture<'a, Result<(), MigrateError>> {
+    Box::pin(async move {
+        let stop: i64 = flowkey::on_pool!(context.db, pool => {
+            sqlx::query_scalar("SELECT count(*) FROM t_resume WHERE note = 'stop'")
+                .fetch_one(pool)
+                .await?
+        });
+        if stop == 0 {
+            return Err(MigrateError::StepFailed {
+                revision: context.revision.into(),
+                step: context.step.into(),
+                message: "not told to stop yet".into(),
             });
         }
         Ok(())
@@ -313,6 +340,36 @@ async fn dirty_revision_resumes(test_db: TestDb) {
     assert!(schema_of(&db).await.tables["t_resume"]
         .indexes
         .contains_key("ix_t_resume_note"));
+
+    // Dirty on the way down: an upgrade is refused, the downgrade resumes.
+    migrator
+        .downgrade("base")
+        .await
+        .expect_err("stops going down");
+    let err = migrator
+        .upgrade("head")
+        .await
+        .expect_err("dirty going down");
+    assert!(
+        matches!(&err, MigrateError::Dirty { direction, .. } if direction == "down"),
+        "{err}"
+    );
+    assert!(err.to_string().contains("flowkey stamp"), "{err}");
+    flowkey::on_pool!(&db, pool => {
+        sqlx::query("INSERT INTO t_resume (id, note) VALUES (2, 'stop')")
+            .execute(pool)
+            .await
+            .unwrap();
+    });
+    let down = migrator
+        .downgrade("base")
+        .await
+        .expect("resumes going down");
+    assert_eq!(down.revisions[0].resumed_at_step, Some(0));
+    assert_eq!(down.to, None);
+    assert!(schema_of(&db).await.is_empty());
+    let log = migrator.audit_log(1_000).await.unwrap();
+    assert_eq!(entries(&log, "resumed").count(), 2);
 }
 both_engines!(
     a_dirty_revision_resumes_at_its_first_step_not_done,
@@ -330,7 +387,11 @@ async fn dirty_state_that_cannot_resume_is_refused(test_db: TestDb) {
     let message = err.to_string();
     assert!(message.contains("t_resumable is dirty"), "{message}");
     assert!(
-        message.contains("flowkey stamp <revision> --force"),
+        message.contains("`flowkey stamp t_resumable --force` if the revision is fully applied"),
+        "{message}"
+    );
+    assert!(
+        message.contains("`flowkey stamp t_one --force` if it is fully undone"),
         "{message}"
     );
     assert_eq!(migrator.current().await.unwrap(), Some("t_one"));
@@ -810,11 +871,8 @@ async fn sqlite_table_rebuild_keeps_children_and_checks_foreign_keys() {
     let bad = Migrator::with_revisions(db.clone(), quick(), &BAD_REBUILD_CHAIN);
     let err = bad.upgrade("head").await.expect_err("orphans are refused");
     assert!(err.to_string().contains("violating foreign keys"), "{err}");
-    // The failed revision stays recorded as dirty; the rolled-back step left nothing to undo.
-    migrator
-        .stamp("t_parents", StampMode::Force)
-        .await
-        .expect("forced back to the last clean revision");
+    // The failed revision stays dirty, but its first step was rolled back whole, so the
+    // fixed revision (another checksum) may run in its place.
 
     migrator.upgrade("head").await.expect("rebuild");
     let Db::Sqlite(pool) = &db else {
@@ -870,3 +928,101 @@ async fn postgres_sql_steps_retry_after_lock_timeouts() {
     let details = step.details.as_ref().expect("details");
     assert!(details["attempts"].as_u64().unwrap() > 1, "{details}");
 }
+
+async fn introspection_names_each_difference(test_db: TestDb) {
+    let reference = TestDb::fresh(test_db.engine).await;
+    reference.run_script(legacy_script(test_db.engine)).await;
+    test_db.run_script(legacy_script(test_db.engine)).await;
+    let common = "\
+ALTER TABLE data_imports ADD COLUMN flow_id TEXT REFERENCES discovery_flows(flow_id);
+CREATE INDEX ix_data_imports_flow_id ON data_imports (flow_id);
+DROP INDEX ix_assets_session_id;
+ALTER TABLE assets ADD COLUMN note TEXT NOT NULL DEFAULT 'none';
+";
+    let flow_type = match test_db.engine {
+        Engine::Sqlite => "TEXT",
+        Engine::Postgres => "uuid",
+    };
+    test_db
+        .run_script(&common.replace("TEXT REFERENCES", &format!("{flow_type} REFERENCES")))
+        .await;
+    let mut expected = vec![
+        "table assets: column note exists only in the database".to_owned(),
+        "table assets: index ix_assets_session_id exists only in the expected schema".to_owned(),
+        "table data_imports: column flow_id exists only in the database".to_owned(),
+        "table data_imports: foreign key (flow_id) references discovery_flows(flow_id) on delete no action exists only in the database".to_owned(),
+        "table data_imports: index ix_data_imports_flow_id exists only in the database".to_owned(),
+    ];
+    if test_db.engine == Engine::Postgres {
+        test_db
+            .run_script(
+                "ALTER TABLE flow_deletion_audit ALTER COLUMN session_id DROP NOT NULL;\n\
+                 ALTER TABLE users ALTER COLUMN email TYPE text;\n\
+                 ALTER TABLE llm_usage_logs ALTER COLUMN input_tokens SET DEFAULT 1;\n\
+                 ALTER TABLE engagements ADD CONSTRAINT ck_name CHECK (name <> '') NOT VALID;\n",
+            )
+            .await;
+        expected.extend([
+            "table engagements: check constraint ck_name exists only in the database".to_owned(),
+            "table flow_deletion_audit: column session_id not null is false in the database, true expected".to_owned(),
+            "table llm_usage_logs: column input_tokens default is 1 in the database, 0 expected".to_owned(),
+            "table users: column email type is text in the database, character varying(255) expected".to_owned(),
+        ]);
+    }
+    let actual = schema_of(&test_db.connect().await).await;
+    let wanted = schema_of(&reference.connect().await).await;
+    let mut lines: Vec<String> = actual
+        .diff(&wanted)
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    lines.sort();
+    expected.sort();
+    assert_eq!(lines, expected);
+    assert!(wanted.diff(&wanted).is_empty());
+}
+both_engines!(
+    introspection_names_each_difference_between_two_schemas,
+    introspection_names_each_difference
+);
+
+async fn stamp_checks_later_revisions(test_db: TestDb) {
+    let (create, index) = match test_db.engine {
+        Engine::Sqlite => (
+            "CREATE TABLE t_one (id INTEGER PRIMARY KEY, note TEXT);",
+            "CREATE INDEX ix_t_one_note ON t_one (note);",
+        ),
+        Engine::Postgres => (
+            "CREATE TABLE t_one (id integer PRIMARY KEY, note text);",
+            "CREATE INDEX ix_t_one_note ON t_one (note);",
+        ),
+    };
+    test_db.run_script(create).await;
+    test_db.run_script(index).await;
+    let db = test_db.connect().await;
+    let migrator = Migrator::with_revisions(db.clone(), quick(), &CHAIN_A);
+    let err = migrator
+        .stamp("t_one", StampMode::Checked)
+        .await
+        .expect_err("the index is more than t_one creates");
+    assert!(
+        err.to_string()
+            .contains("table t_one: index ix_t_one_note exists only in the database"),
+        "{err}"
+    );
+    let summary = migrator
+        .stamp("t_two", StampMode::Checked)
+        .await
+        .expect("schema is exactly t_one + t_two");
+    assert_eq!(summary.to, Some("t_two"));
+    let history = migrator.history().await.unwrap();
+    assert!(history.iter().all(|entry| entry.applied));
+    assert_eq!(history[1].recorded_by.as_deref(), Some("stamped"));
+    // Recorded correctly: the chain downgrades from there.
+    migrator.downgrade("base").await.expect("downgrade");
+    assert!(schema_of(&db).await.is_empty());
+}
+both_engines!(
+    stamp_adopts_a_later_revision_only_when_the_schema_matches,
+    stamp_checks_later_revisions
+);
