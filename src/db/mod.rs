@@ -192,6 +192,23 @@ impl Db {
             }
             DbUrl::Postgres { url } => {
                 let opts = PgConnectOptions::from_str(&url)?;
+                // One direct attempt first: the pool retries until its timeout and then only
+                // says "timed out", hiding "connection refused" or "password authentication
+                // failed", which is what the operator needs to read.
+                let probe = tokio::time::timeout(
+                    options.connect_timeout,
+                    <sqlx::PgConnection as sqlx::Connection>::connect_with(&opts),
+                )
+                .await
+                .map_err(|_| DbError::Connect {
+                    target: target.clone(),
+                    reason: format!(
+                        "no answer within {} s",
+                        options.connect_timeout.as_secs_f64()
+                    ),
+                })?
+                .map_err(connect_error)?;
+                let _ = sqlx::Connection::close(probe).await;
                 let pool = PgPoolOptions::new()
                     .max_connections(options.max_connections)
                     .acquire_timeout(options.connect_timeout)
