@@ -62,7 +62,7 @@ pub enum Command {
     /// Show the runner's audit log: every run, revision and step.
     Audit(migrate::AuditArgs),
     /// Create the legacy schema if needed and fill it with realistic, reproducible data.
-    Seed(seed::SeedArgs),
+    Seed(Box<seed::SeedArgs>),
 }
 
 /// Runs the parsed command.
