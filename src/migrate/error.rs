@@ -11,5 +11,7 @@ pub enum MigrateError {
         message: String,
     },
     #[error(transparent)]
+    Flow(#[from] crate::migrate::flow::FlowMigrationError),
+    #[error(transparent)]
     Sql(#[from] sqlx::Error),
 }

@@ -2,6 +2,7 @@
 //! migration they carry out. Only this module issues DDL.
 
 mod error;
+pub mod flow;
 pub mod revision;
 pub mod revisions;
 

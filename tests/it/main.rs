@@ -1,5 +1,8 @@
 //! The integration suite: one binary, every database test on SQLite and on PostgreSQL, each
 //! on its own fresh database (see `harness`).
 
-mod harness;
 mod db_connect;
+mod flow_fixtures;
+mod flow_migration;
+mod flow_support;
+mod harness;
