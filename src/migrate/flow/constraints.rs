@@ -8,6 +8,7 @@ use crate::migrate::EngineSql;
 
 pub const CREATE_INDEXES: EngineSql = EngineSql {
     sqlite: "\
+SELECT count(*) FROM sqlite_master;
 CREATE INDEX IF NOT EXISTS ix_data_imports_flow_id ON data_imports (flow_id);
 CREATE INDEX IF NOT EXISTS ix_raw_import_records_flow_id ON raw_import_records (flow_id);
 CREATE INDEX IF NOT EXISTS ix_import_field_mappings_flow_id ON import_field_mappings (flow_id);
@@ -68,6 +69,7 @@ ALTER TABLE assets VALIDATE CONSTRAINT fk_assets_flow_id;
 
 pub const DROP_CONSTRAINTS: EngineSql = EngineSql {
     sqlite: "\
+SELECT count(*) FROM sqlite_master;
 DROP INDEX IF EXISTS ix_data_imports_flow_id;
 DROP INDEX IF EXISTS ix_raw_import_records_flow_id;
 DROP INDEX IF EXISTS ix_import_field_mappings_flow_id;

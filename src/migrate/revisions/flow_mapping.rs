@@ -32,7 +32,7 @@ pub static FLOW_MAPPING: Revision = Revision {
         Step {
             name: "index discovery_flows.data_import_id",
             action: Action::OnlineDdl(EngineSql {
-                sqlite: "CREATE INDEX IF NOT EXISTS ix_discovery_flows_data_import_id ON discovery_flows (data_import_id);\n",
+                sqlite: "SELECT count(*) FROM sqlite_master;\nCREATE INDEX IF NOT EXISTS ix_discovery_flows_data_import_id ON discovery_flows (data_import_id);\n",
                 postgres: "CREATE INDEX CONCURRENTLY IF NOT EXISTS ix_discovery_flows_data_import_id ON discovery_flows (data_import_id);\n",
             }),
         },
@@ -55,7 +55,7 @@ pub static FLOW_MAPPING: Revision = Revision {
         Step {
             name: "drop session_flow_mapping",
             action: Action::OnlineDdl(EngineSql {
-                sqlite: "DROP INDEX IF EXISTS ix_discovery_flows_data_import_id;\nDROP TABLE IF EXISTS session_flow_mapping;\n",
+                sqlite: "SELECT count(*) FROM sqlite_master;\nDROP INDEX IF EXISTS ix_discovery_flows_data_import_id;\nDROP TABLE IF EXISTS session_flow_mapping;\n",
                 postgres: "DROP INDEX CONCURRENTLY IF EXISTS ix_discovery_flows_data_import_id;\nDROP TABLE IF EXISTS session_flow_mapping;\n",
             }),
         },

@@ -1,3 +1,6 @@
+-- Refreshes this connection's schema cache: SQLite prepares DDL against the cache, and a
+-- stale one (another connection changed the schema) turns IF [NOT] EXISTS into no-ops.
+SELECT count(*) FROM sqlite_master;
 DROP TRIGGER IF EXISTS flowkey_dw_data_imports_flow_on_insert;
 DROP TRIGGER IF EXISTS flowkey_dw_data_imports_session_on_insert;
 DROP TRIGGER IF EXISTS flowkey_dw_data_imports_flow_on_update;

@@ -1,3 +1,6 @@
+-- Refreshes this connection's schema cache: SQLite prepares DDL against the cache, and a
+-- stale one (another connection changed the schema) turns IF [NOT] EXISTS into no-ops.
+SELECT count(*) FROM sqlite_master;
 ALTER TABLE data_imports ADD COLUMN flow_id TEXT REFERENCES discovery_flows(flow_id);
 ALTER TABLE raw_import_records ADD COLUMN flow_id TEXT REFERENCES discovery_flows(flow_id);
 ALTER TABLE import_field_mappings ADD COLUMN flow_id TEXT REFERENCES discovery_flows(flow_id);

@@ -1,3 +1,6 @@
+-- Refreshes this connection's schema cache: SQLite prepares DDL against the cache, and a
+-- stale one (another connection changed the schema) turns IF [NOT] EXISTS into no-ops.
+SELECT count(*) FROM sqlite_master;
 CREATE TABLE session_flow_mapping (
     session_id                 TEXT PRIMARY KEY,
     flow_id                    TEXT NOT NULL,
