@@ -4,3 +4,4 @@
 pub mod db;
 pub mod ids;
 pub mod migrate;
+pub mod seed;

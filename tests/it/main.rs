@@ -1,8 +1,12 @@
 //! The integration suite: one binary, every database test on SQLite and on PostgreSQL, each
 //! on its own fresh database (see `harness`).
 
+mod cli;
 mod db_connect;
 mod flow_fixtures;
 mod flow_migration;
+mod flow_runner;
 mod flow_support;
 mod harness;
+mod migrate_runner;
+mod seed;
