@@ -650,3 +650,74 @@ both_engines!(
     sql_session_parsing_agrees_with_the_rust_parser,
     sql_session_parsing_agrees_with_the_rust_parser
 );
+
+async fn old_code_writes_during_the_backfill_all_end_linked(test_db: TestDb) {
+    let fx = legacy_db(&test_db).await;
+    let s = build_scenario(&fx).await;
+    let audit = MemoryAudit::default();
+    upgrade_until(&fx.db, "flow_expand", &audit).await;
+    let options = RunOptions {
+        initial_batch_size: 1,
+        ..RunOptions::default()
+    };
+    let created_for_none = fx.mapping_of(s.s_none).await.unwrap().0;
+    let mut written = Vec::new();
+    // Write between batches, all through the backfill: old code knows only session_id.
+    loop {
+        let outcome = flow::backfill(&fx.db, &options, &audit, BatchLimit::StopAfter(2))
+            .await
+            .unwrap();
+        let import = fx.import(Some(s.tenant), Some(s.s_rule1)).await;
+        written.push(("data_imports", import, Some(s.f_rule1)));
+        written.push((
+            "raw_import_records",
+            fx.raw(import, None, None).await,
+            Some(s.f_rule1),
+        ));
+        written.push((
+            "raw_import_records",
+            fx.raw(s.import_rule3, None, Some(s.s_rule3)).await,
+            Some(s.f_rule3),
+        ));
+        written.push((
+            "import_field_mappings",
+            fx.field_mapping(import).await,
+            Some(s.f_rule1),
+        ));
+        written.push((
+            "assets",
+            fx.asset(s.tenant, Some(s.s_none)).await,
+            Some(created_for_none),
+        ));
+        written.push((
+            "llm_usage_logs",
+            fx.llm(None, Some(&format!("disc_session_{}", s.s_rule2)))
+                .await,
+            Some(s.s_rule2),
+        ));
+        if !outcome.stopped_early {
+            break;
+        }
+    }
+    assert!(written.len() > 30);
+    for (table, row, flow_id) in written {
+        assert_eq!(fx.flow_of(table, row).await, flow_id, "{table} {row}");
+    }
+    for id in ["flow_backfill", "flow_constraints"] {
+        apply(
+            &fx.db,
+            revision(id),
+            Direction::Up,
+            &RunOptions::default(),
+            &audit,
+        )
+        .await
+        .unwrap();
+    }
+    let verified = flow::verify(&fx.db).await.unwrap();
+    assert!(verified.links_are_sound(), "{verified}");
+}
+both_engines!(
+    old_code_writes_during_the_backfill_all_end_linked,
+    old_code_writes_during_the_backfill_all_end_linked
+);
