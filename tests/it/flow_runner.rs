@@ -196,3 +196,36 @@ async fn a_backfill_killed_with_sigkill_resumes_to_the_uninterrupted_result() {
     assert_eq!(normalized_links(&killed).await, expected);
     assert!(flow::verify(&killed).await.unwrap().is_ok());
 }
+
+async fn rehearsal_runs_on_a_copy_and_leaves_the_source_untouched(test_db: TestDb) {
+    let db = test_db.connect().await;
+    seed(&db, &SeedConfig::default()).await.unwrap();
+    let before = flow::fingerprint_database(&db, FingerprintScope::AllRows)
+        .await
+        .unwrap();
+    let schema_before = introspect(&db).await.unwrap();
+    if test_db.engine == Engine::Postgres {
+        // A template copy needs the source to have no other connection.
+        let err = flow::rehearse(&test_db.url, &quick())
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("pg_dump"), "{err}");
+    }
+    db.close().await;
+    let rehearsal = flow::rehearse(&test_db.url, &quick()).await.unwrap();
+    assert!(rehearsal.is_ok(), "{rehearsal}");
+    assert!(rehearsal.to_string().contains("identical"), "{rehearsal}");
+    let db = test_db.connect().await;
+    assert_eq!(
+        flow::fingerprint_database(&db, FingerprintScope::AllRows)
+            .await
+            .unwrap(),
+        before
+    );
+    assert_eq!(introspect(&db).await.unwrap(), schema_before);
+}
+both_engines!(
+    rehearsal_runs_on_a_copy_and_leaves_the_source_untouched,
+    rehearsal_runs_on_a_copy_and_leaves_the_source_untouched
+);
