@@ -66,5 +66,7 @@ pub enum MigrateError {
         differences: Vec<SchemaDifference>,
     },
     #[error(transparent)]
+    Flow(#[from] crate::migrate::flow::FlowMigrationError),
+    #[error(transparent)]
     Sql(#[from] sqlx::Error),
 }

@@ -3,6 +3,10 @@
 
 mod cli;
 mod db_connect;
+mod flow_fixtures;
+mod flow_migration;
+mod flow_runner;
+mod flow_support;
 mod harness;
 mod migrate_runner;
 mod seed;

@@ -1,0 +1,354 @@
+//! What a downgrade must do beyond dropping what the upgrade added, so that nothing written
+//! at `head` is lost and every row with a flow stays reachable by a legacy session id.
+//!
+//! Rows written at `head` by new code may carry a `flow_id` and no `session_id`. Before the
+//! `flow_id` columns go, each such row gets the smallest session mapped to its flow (the same
+//! choice the dual-write trigger makes). A flow no session maps to (one created at `head`)
+//! gets a session of its own, in the flow's tenant, whose id **is** the flow id: legacy code
+//! reaches the flow through it (rule 2 of the mapping, so a later upgrade maps it back to the
+//! very same flow). Its `created_by` is the creator of the tenant's earliest session, or when
+//! the tenant has none the dedicated user [`FLOWKEY_USER_ID`] (`flowkey-migration@flowkey.invalid`).
+//! Every session created so is recorded in `flowkey_restored_sessions` and in the audit log.
+//!
+//! Which rows count as written at head without a session (legacy rows are never touched, so a
+//! downgrade with nothing written at head gives the legacy bytes back):
+//! `assets`, `access_audit_log`, `llm_usage_logs` with a flow and a NULL session (the backfill
+//! links those only through a session); `data_imports` with a flow and a NULL session that no
+//! flow names in `data_import_id`/`import_session_id`. `raw_import_records` and
+//! `import_field_mappings` reach their flow through their import. `flow_deletion_audit` rows
+//! with a NULL session get the flow's mapped session, or the session it was created for, or
+//! else the flow id itself (the column has no foreign key; the flow is gone).
+//!
+//! Flows created by the migration are deleted on downgrade unless something outside the
+//! migration's own bookkeeping **refers** to them: their row was changed (status no longer
+//! `migrated`, or `updated_at`/`completed_at` set), a `flow_deletion_audit` row names them, or
+//! a session carries their id. Rows linked to them through `flow_id` alone do not count:
+//! after the downgrade those rows reach their data through the session the flow was created
+//! for, which stays, and a re-upgrade recreates the flow under its remembered id.
+
+use futures::future::BoxFuture;
+use serde::Serialize;
+use sqlx::Row;
+
+use crate::db::{Db, Engine};
+use crate::migrate::flow::error::FlowMigrationError;
+use crate::migrate::flow::tables::{tenant_agrees, text_of};
+use crate::migrate::{MigrateError, StepContext};
+
+/// The user that owns sessions a downgrade creates in a tenant without any session.
+pub const FLOWKEY_USER_ID: &str = "f10e4e70-0000-4000-8000-00000000f10e";
+pub const FLOWKEY_USER_EMAIL: &str = "flowkey-migration@flowkey.invalid";
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RestoredSession {
+    pub session_id: String,
+    pub flow_id: String,
+    pub client_account_id: String,
+    pub engagement_id: String,
+    pub created_by: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RestoreSummary {
+    pub sessions_created: Vec<RestoredSession>,
+    /// Rows that got a session, per table.
+    pub rows_given_a_session: Vec<(String, u64)>,
+    /// Flows whose tenant has no `client_accounts`/`engagements` row, so no session can be
+    /// created for them: their rows survive without a session.
+    pub flows_without_restorable_tenant: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct CreatedFlowCleanup {
+    pub deleted: u64,
+    /// Flows created by the migration that something refers to, kept.
+    pub kept: Vec<String>,
+}
+
+pub fn restore_sessions_step<'a, 'b>(
+    ctx: &'a mut StepContext<'b>,
+) -> BoxFuture<'a, Result<(), MigrateError>> {
+    Box::pin(async move {
+        let summary = restore_sessions(ctx.db).await?;
+        ctx.audit
+            .record(
+                "sessions_restored",
+                serde_json::to_value(&summary).unwrap_or_default(),
+            )
+            .await
+    })
+}
+
+pub fn delete_created_flows_step<'a, 'b>(
+    ctx: &'a mut StepContext<'b>,
+) -> BoxFuture<'a, Result<(), MigrateError>> {
+    Box::pin(async move {
+        let cleanup = delete_unreferenced_created_flows(ctx.db).await?;
+        ctx.audit
+            .record(
+                "created_flows_removed",
+                serde_json::to_value(&cleanup).unwrap_or_default(),
+            )
+            .await
+    })
+}
+
+pub const RESTORE_SESSIONS_DESCRIBE: &str = "\
+-- rows written at head with a flow_id and no session_id get the smallest session mapped to
+-- their flow; a flow without any mapped session first gets a data_import_sessions row whose
+-- id is the flow id (recorded in flowkey_restored_sessions and the audit log).
+UPDATE assets SET session_id = (SELECT m.session_id FROM session_flow_mapping m
+  WHERE m.flow_id = assets.flow_id ... ORDER BY m.session_id LIMIT 1)
+WHERE session_id IS NULL AND flow_id IS NOT NULL;";
+
+pub const DELETE_CREATED_FLOWS_DESCRIBE: &str = "\
+DELETE FROM discovery_flows WHERE flow_id IN (SELECT flow_id FROM flowkey_remembered_flows)
+  AND status = 'migrated' AND updated_at IS NULL AND completed_at IS NULL
+  AND NOT EXISTS (flow_deletion_audit naming it) AND NOT EXISTS (session with its id);";
+
+/// Sessions created by downgrades so far, oldest first.
+pub async fn restored_sessions(db: &Db) -> Result<Vec<RestoredSession>, MigrateError> {
+    let engine = db.engine();
+    let sql = format!(
+        "SELECT {}, {}, {}, {}, {} FROM flowkey_restored_sessions ORDER BY created_at, session_id",
+        text_of(engine, "session_id"),
+        text_of(engine, "flow_id"),
+        text_of(engine, "client_account_id"),
+        text_of(engine, "engagement_id"),
+        text_of(engine, "created_by"),
+    );
+    Ok(crate::on_pool!(db, pool => {
+        sqlx::query(&sql)
+            .fetch_all(pool)
+            .await?
+            .into_iter()
+            .map(|row| {
+                Ok(RestoredSession {
+                    session_id: row.try_get(0)?,
+                    flow_id: row.try_get(1)?,
+                    client_account_id: row.try_get(2)?,
+                    engagement_id: row.try_get(3)?,
+                    created_by: row.try_get(4)?,
+                })
+            })
+            .collect::<Result<Vec<_>, sqlx::Error>>()?
+    }))
+}
+
+/// Gives rows written at head a legacy session (see the module documentation).
+pub async fn restore_sessions(db: &Db) -> Result<RestoreSummary, MigrateError> {
+    let engine = db.engine();
+    let mut summary = RestoreSummary::default();
+    let mut tx = db.begin().await?;
+
+    let flows_needing = flows_without_mapped_session(&mut tx, engine).await?;
+    for (flow_id, client, engagement) in flows_needing {
+        match create_session_for_flow(&mut tx, engine, &flow_id, &client, &engagement).await? {
+            Some(session) => summary.sessions_created.push(session),
+            None => summary.flows_without_restorable_tenant.push(flow_id),
+        }
+    }
+
+    let session_of_flow = |table: &str, session_text: &str| {
+        format!(
+            "SELECT {session_text} FROM session_flow_mapping m \
+             WHERE m.flow_id = {table}.flow_id AND {tenant} \
+               AND EXISTS (SELECT 1 FROM data_import_sessions s WHERE s.id = m.session_id) \
+             ORDER BY m.session_id LIMIT 1",
+            tenant = tenant_agrees(table, "m")
+        )
+    };
+    let not_named = "NOT EXISTS (SELECT 1 FROM discovery_flows g \
+                     WHERE g.data_import_id = data_imports.id OR g.import_session_id = data_imports.id)";
+    for (table, extra) in [
+        ("data_imports", not_named),
+        ("assets", "1 = 1"),
+        ("access_audit_log", "1 = 1"),
+        ("llm_usage_logs", "1 = 1"),
+    ] {
+        let session_text = if table == "llm_usage_logs" {
+            text_of(engine, "m.session_id")
+        } else {
+            "m.session_id".to_owned()
+        };
+        let pick = session_of_flow(table, &session_text);
+        let sql = format!(
+            "UPDATE {table} SET session_id = ({pick}) \
+             WHERE session_id IS NULL AND flow_id IS NOT NULL AND {extra} AND EXISTS ({pick})"
+        );
+        let updated = crate::on_tx!(&mut tx, conn => {
+            sqlx::query(&sql).execute(&mut **conn).await?.rows_affected()
+        });
+        summary
+            .rows_given_a_session
+            .push((table.to_owned(), updated));
+    }
+
+    // flow_deletion_audit.session_id is NOT NULL again in legacy.
+    let fill_deletion_audit = "UPDATE flow_deletion_audit SET session_id = COALESCE(
+            (SELECT m.session_id FROM session_flow_mapping m WHERE m.flow_id = flow_deletion_audit.flow_id
+             ORDER BY m.session_id LIMIT 1),
+            (SELECT r.session_id FROM flowkey_remembered_flows r WHERE r.flow_id = flow_deletion_audit.flow_id),
+            flow_id)
+         WHERE session_id IS NULL";
+    let filled = crate::on_tx!(&mut tx, conn => {
+        sqlx::query(fill_deletion_audit).execute(&mut **conn).await?.rows_affected()
+    });
+    summary
+        .rows_given_a_session
+        .push(("flow_deletion_audit".to_owned(), filled));
+    tx.commit().await?;
+    Ok(summary)
+}
+
+/// Flows carried by rows written at head without a session, that no existing session maps to.
+async fn flows_without_mapped_session(
+    tx: &mut crate::db::Tx<'_>,
+    engine: Engine,
+) -> Result<Vec<(String, String, String)>, MigrateError> {
+    let sql = format!(
+        "WITH needing AS (
+            SELECT flow_id FROM data_imports r WHERE r.session_id IS NULL AND r.flow_id IS NOT NULL
+              AND NOT EXISTS (SELECT 1 FROM discovery_flows g WHERE g.data_import_id = r.id OR g.import_session_id = r.id)
+            UNION SELECT flow_id FROM assets WHERE session_id IS NULL AND flow_id IS NOT NULL
+            UNION SELECT flow_id FROM access_audit_log WHERE session_id IS NULL AND flow_id IS NOT NULL
+            UNION SELECT flow_id FROM llm_usage_logs WHERE session_id IS NULL AND flow_id IS NOT NULL
+        )
+        SELECT {flow}, {client}, {engagement} FROM discovery_flows f JOIN needing n ON n.flow_id = f.flow_id
+        WHERE NOT EXISTS (
+            SELECT 1 FROM session_flow_mapping m JOIN data_import_sessions s ON s.id = m.session_id
+            WHERE m.flow_id = f.flow_id AND m.client_account_id = f.client_account_id
+              AND m.engagement_id = f.engagement_id)
+        ORDER BY f.flow_id",
+        flow = text_of(engine, "f.flow_id"),
+        client = text_of(engine, "f.client_account_id"),
+        engagement = text_of(engine, "f.engagement_id"),
+    );
+    Ok(crate::on_tx!(tx, conn => {
+        sqlx::query(&sql)
+            .fetch_all(&mut **conn)
+            .await?
+            .into_iter()
+            .map(|row| Ok((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?)))
+            .collect::<Result<Vec<_>, sqlx::Error>>()?
+    }))
+}
+
+/// Creates the session whose id is `flow_id` in the flow's tenant, maps it and records it.
+/// `None` when the tenant has no `client_accounts`/`engagements` row to hang a session on.
+async fn create_session_for_flow(
+    tx: &mut crate::db::Tx<'_>,
+    engine: Engine,
+    flow_id: &str,
+    client: &str,
+    engagement: &str,
+) -> Result<Option<RestoredSession>, MigrateError> {
+    let cast = if engine == Engine::Postgres {
+        "::uuid"
+    } else {
+        ""
+    };
+    let created_by_text = text_of(engine, "created_by");
+    let id_text = text_of(engine, "id");
+    let tenant_exists = format!(
+        "SELECT count(*) FROM engagements e WHERE e.id = $2{cast} AND e.client_account_id = $1{cast}"
+    );
+    let existing_session = format!(
+        "SELECT {created_by_text} FROM data_import_sessions WHERE client_account_id = $1{cast} \
+         AND engagement_id = $2{cast} ORDER BY created_at, id LIMIT 1"
+    );
+    let session_clash = format!("SELECT count(*) FROM data_import_sessions WHERE id = $1{cast}");
+    let user_by_email = format!("SELECT {id_text} FROM users WHERE email = $1");
+    let insert_user = format!("INSERT INTO users (id, email) VALUES ($1{cast}, $2)");
+    let insert_session = format!(
+        "INSERT INTO data_import_sessions
+            (id, client_account_id, engagement_id, session_name, description, created_by, created_at)
+         SELECT f.flow_id, f.client_account_id, f.engagement_id, $2, $3, $4{cast}, f.created_at
+         FROM discovery_flows f WHERE f.flow_id = $1{cast}"
+    );
+    let map = format!(
+        "INSERT INTO session_flow_mapping
+            (session_id, flow_id, client_account_id, engagement_id, rule, flow_created_by_migration)
+         VALUES ($1{cast}, $1{cast}, $2{cast}, $3{cast}, 'flow_id', FALSE)
+         ON CONFLICT (session_id) DO NOTHING"
+    );
+    let record = format!(
+        "INSERT INTO flowkey_restored_sessions
+            (session_id, flow_id, client_account_id, engagement_id, created_by)
+         VALUES ($1{cast}, $1{cast}, $2{cast}, $3{cast}, $4{cast})
+         ON CONFLICT (session_id) DO NOTHING"
+    );
+    let session = crate::on_tx!(tx, conn => {
+        let tenant_rows: i64 = sqlx::query_scalar(&tenant_exists)
+            .bind(client).bind(engagement).fetch_one(&mut **conn).await?;
+        if tenant_rows == 0 {
+            return Ok(None);
+        }
+        let clash: i64 = sqlx::query_scalar(&session_clash).bind(flow_id).fetch_one(&mut **conn).await?;
+        if clash > 0 {
+            return Err(FlowMigrationError::RestoredSessionClash { flow_id: flow_id.to_owned() }.into());
+        }
+        let creator: Option<String> = sqlx::query_scalar(&existing_session)
+            .bind(client).bind(engagement).fetch_optional(&mut **conn).await?;
+        let created_by = match creator {
+            Some(user) => user,
+            None => {
+                let found: Option<String> = sqlx::query_scalar(&user_by_email)
+                    .bind(FLOWKEY_USER_EMAIL).fetch_optional(&mut **conn).await?;
+                match found {
+                    Some(user) => user,
+                    None => {
+                        sqlx::query(&insert_user).bind(FLOWKEY_USER_ID).bind(FLOWKEY_USER_EMAIL)
+                            .execute(&mut **conn).await?;
+                        FLOWKEY_USER_ID.to_owned()
+                    }
+                }
+            }
+        };
+        sqlx::query(&insert_session)
+            .bind(flow_id)
+            .bind(format!("restored by flowkey for flow {flow_id}"))
+            .bind("created by a flowkey downgrade so that rows written at head stay reachable by a session id")
+            .bind(&created_by)
+            .execute(&mut **conn).await?;
+        sqlx::query(&map).bind(flow_id).bind(client).bind(engagement).execute(&mut **conn).await?;
+        sqlx::query(&record).bind(flow_id).bind(client).bind(engagement).bind(&created_by)
+            .execute(&mut **conn).await?;
+        RestoredSession {
+            session_id: flow_id.to_owned(),
+            flow_id: flow_id.to_owned(),
+            client_account_id: client.to_owned(),
+            engagement_id: engagement.to_owned(),
+            created_by,
+        }
+    });
+    Ok(Some(session))
+}
+
+/// Deletes the flows the migration created that nothing refers to (see the module docs).
+pub async fn delete_unreferenced_created_flows(
+    db: &Db,
+) -> Result<CreatedFlowCleanup, MigrateError> {
+    let engine = db.engine();
+    let untouched = "d.flow_id IN (SELECT flow_id FROM flowkey_remembered_flows)
+        AND d.status = 'migrated' AND d.updated_at IS NULL AND d.completed_at IS NULL
+        AND NOT EXISTS (SELECT 1 FROM flow_deletion_audit a WHERE a.flow_id = d.flow_id)
+        AND NOT EXISTS (SELECT 1 FROM data_import_sessions s WHERE s.id = d.flow_id)";
+    let kept_sql = format!(
+        "SELECT {flow} FROM discovery_flows d
+         WHERE d.flow_id IN (SELECT flow_id FROM flowkey_remembered_flows) AND NOT ({untouched})
+         ORDER BY d.flow_id",
+        flow = text_of(engine, "d.flow_id")
+    );
+    let delete_sql = format!(
+        "DELETE FROM discovery_flows WHERE id IN (SELECT d.id FROM discovery_flows d WHERE {untouched})"
+    );
+    let mut tx = db.begin().await?;
+    let cleanup = crate::on_tx!(&mut tx, conn => {
+        let kept: Vec<String> = sqlx::query_scalar(&kept_sql).fetch_all(&mut **conn).await?;
+        let deleted = sqlx::query(&delete_sql).execute(&mut **conn).await?.rows_affected();
+        CreatedFlowCleanup { deleted, kept }
+    });
+    tx.commit().await?;
+    Ok(cleanup)
+}

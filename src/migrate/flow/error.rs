@@ -1,0 +1,17 @@
+//! What can stop the session→flow migration, each variant named for its diagnosis.
+
+#[derive(Debug, thiserror::Error)]
+pub enum FlowMigrationError {
+    #[error("the legacy schema text has no CREATE TABLE for {table}")]
+    LegacyTableTextMissing { table: String },
+    #[error("rebuilding {table} on sqlite would leave {violations} foreign key violations")]
+    RebuildBreaksForeignKeys { table: String, violations: usize },
+    #[error("no pre-migration fingerprint is stored; upgrade from legacy first")]
+    NoFingerprint,
+    #[error("verification failed: {summary}")]
+    VerificationFailed { summary: String },
+    #[error("a session with the id of flow {flow_id} exists but maps to another flow")]
+    RestoredSessionClash { flow_id: String },
+    #[error("cannot copy the database for a rehearsal: {reason}")]
+    RehearsalCopy { reason: String },
+}

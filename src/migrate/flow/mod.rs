@@ -1,0 +1,26 @@
+//! The session→flow migration (issue 3): the mapping rules, the expand phase with its
+//! dual-write triggers, the resumable backfill, the constraints, the fingerprints that prove
+//! nothing was lost, verify, report, and what a downgrade must restore. The revisions in
+//! `migrate::revisions::flow_*` are thin lists of steps over these functions.
+
+pub mod backfill;
+pub mod constraints;
+pub mod downgrade;
+pub mod error;
+pub mod expand;
+pub mod fingerprint;
+pub mod mapping;
+pub mod rehearse;
+pub mod report;
+pub mod sqlite_rebuild;
+pub mod tables;
+pub mod verify;
+
+pub use backfill::{backfill, BackfillOutcome, BatchLimit};
+pub use downgrade::{restored_sessions, RestoreSummary, RestoredSession};
+pub use error::FlowMigrationError;
+pub use fingerprint::{fingerprint_database, FingerprintScope, TableFingerprint};
+pub use mapping::{compute_mapping, MappingSummary};
+pub use rehearse::{rehearse, RehearsalReport, RehearsalTimings};
+pub use report::{report, MigrationReport, TableReport, UnlinkedReasons};
+pub use verify::{verify, OffendingRow, VerifyReport};

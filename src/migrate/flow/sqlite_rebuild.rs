@@ -1,0 +1,156 @@
+//! Gives SQLite tables back their legacy definition, text for text, by rebuilding them.
+//!
+//! SQLite cannot `DROP COLUMN` a column with a `REFERENCES` clause, nor put `NOT NULL` back on
+//! a column. The rebuild follows SQLite's own recipe with two twists so that
+//! `sqlite_master` ends up holding the legacy `CREATE TABLE` text exactly: the old table is
+//! renamed away under `PRAGMA legacy_alter_table = ON` (so the foreign keys of other tables
+//! keep naming the legacy table), and the new table is created under its own name from the
+//! legacy script. `PRAGMA foreign_keys` cannot change inside a transaction, so it is switched
+//! off on one connection before the transaction and on again after; the transaction ends
+//! with `PRAGMA foreign_key_check` and rolls back if the rebuild broke any reference.
+
+use crate::migrate::flow::error::FlowMigrationError;
+use crate::migrate::revisions::legacy::LEGACY_SQL;
+use crate::migrate::MigrateError;
+
+/// Rebuilds `tables` from the legacy script, keeping every legacy column's values.
+pub async fn rebuild_as_legacy(
+    pool: sqlx::SqlitePool,
+    tables: &'static [&'static str],
+) -> Result<(), MigrateError> {
+    let mut plans = Vec::with_capacity(tables.len());
+    for table in tables {
+        plans.push(plan(table)?);
+    }
+    let mut conn = pool.acquire().await?;
+    sqlx::query("PRAGMA foreign_keys = OFF")
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query("PRAGMA legacy_alter_table = ON")
+        .execute(&mut *conn)
+        .await?;
+    let outcome = rebuild_in_transaction(&mut conn, plans).await;
+    if outcome.is_err() {
+        let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+    }
+    // Put the connection back the way the pool opened it, whatever happened.
+    let restore_alter = sqlx::query("PRAGMA legacy_alter_table = OFF")
+        .execute(&mut *conn)
+        .await;
+    let restore_keys = sqlx::query("PRAGMA foreign_keys = ON")
+        .execute(&mut *conn)
+        .await;
+    outcome?;
+    restore_alter?;
+    restore_keys?;
+    Ok(())
+}
+
+struct Plan {
+    table: String,
+    create_table: String,
+    create_indexes: Vec<String>,
+}
+
+fn plan(table: &str) -> Result<Plan, FlowMigrationError> {
+    Ok(Plan {
+        table: table.to_owned(),
+        create_table: legacy_create_table(table)?,
+        create_indexes: legacy_indexes(table),
+    })
+}
+
+async fn rebuild_in_transaction(
+    conn: &mut sqlx::pool::PoolConnection<sqlx::Sqlite>,
+    plans: Vec<Plan>,
+) -> Result<(), MigrateError> {
+    sqlx::query("BEGIN IMMEDIATE").execute(&mut **conn).await?;
+    let mut rebuilt = Vec::new();
+    for plan in plans {
+        let table = plan.table;
+        let old = format!("flowkey_old_{table}");
+        let all: Vec<String> =
+            sqlx::query_scalar("SELECT name FROM pragma_table_info($1) ORDER BY cid")
+                .bind(table.clone())
+                .fetch_all(&mut **conn)
+                .await?;
+        let mut legacy = Vec::with_capacity(all.len());
+        for column in all {
+            if !crate::migrate::flow::tables::is_added_column(&table, &column) {
+                legacy.push(column);
+            }
+        }
+        if legacy.is_empty() {
+            continue;
+        }
+        let list = legacy.join(", ");
+        let statements = [
+            format!("ALTER TABLE {table} RENAME TO {old}"),
+            plan.create_table,
+            format!("INSERT INTO {table} ({list}) SELECT {list} FROM {old}"),
+            format!("DROP TABLE {old}"),
+        ];
+        for statement in statements.into_iter().chain(plan.create_indexes) {
+            sqlx::query(&statement).execute(&mut **conn).await?;
+        }
+        rebuilt.push(table);
+    }
+    let violations = sqlx::query("PRAGMA foreign_key_check")
+        .fetch_all(&mut **conn)
+        .await?;
+    if !violations.is_empty() {
+        sqlx::query("ROLLBACK").execute(&mut **conn).await?;
+        return Err(FlowMigrationError::RebuildBreaksForeignKeys {
+            table: rebuilt.join(", "),
+            violations: violations.len(),
+        }
+        .into());
+    }
+    sqlx::query("COMMIT").execute(&mut **conn).await?;
+    Ok(())
+}
+
+/// The legacy `CREATE TABLE` statement of `table`, as SQLite stores it (no semicolon).
+pub fn legacy_create_table(table: &str) -> Result<String, FlowMigrationError> {
+    let script = LEGACY_SQL.sqlite;
+    let missing = || FlowMigrationError::LegacyTableTextMissing {
+        table: table.to_owned(),
+    };
+    let head = format!("CREATE TABLE {table} (");
+    let start = script.find(&head).ok_or_else(missing)?;
+    let length = script[start..].find("\n);").ok_or_else(missing)?;
+    Ok(script[start..start + length + 2].to_owned())
+}
+
+/// The legacy `CREATE INDEX` statements on `table`.
+pub fn legacy_indexes(table: &str) -> Vec<String> {
+    let on = format!(" ON {table}(");
+    LEGACY_SQL
+        .sqlite
+        .lines()
+        .filter(|line| line.starts_with("CREATE INDEX") && line.contains(&on))
+        .map(|line| line.trim_end_matches(';').to_owned())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn legacy_text_is_found_whole() {
+        let text = legacy_create_table("data_imports").expect("present");
+        assert!(text.starts_with("CREATE TABLE data_imports ("));
+        assert!(text.ends_with("\n)"));
+        assert!(text.contains("updated_at           TEXT"));
+        assert_eq!(
+            legacy_indexes("data_imports"),
+            vec![
+                "CREATE INDEX ix_data_imports_session_id ON data_imports(session_id)".to_owned(),
+                "CREATE INDEX ix_data_imports_client_account_id ON data_imports(client_account_id)"
+                    .to_owned()
+            ]
+        );
+        assert!(legacy_create_table("nope").is_err());
+    }
+}

@@ -1,0 +1,491 @@
+//! `verify`: the proof that the migration lost nothing and linked nothing wrongly.
+//!
+//! 1. The legacy columns of every legacy table are fingerprinted again and compared with the
+//!    baseline taken before the upgrade changed anything. Flows the migration created are
+//!    left out on both sides. Any difference is a failure that names the table and the row
+//!    count delta: rows written after the upgrade (the service running at `head`, old code
+//!    during an online migration) show up here too, by design, since the fingerprint cannot
+//!    tell a legitimate write from a loss; run `verify` right after `upgrade` for the proof,
+//!    and read the other checks for a database that has been written to since.
+//! 2. Every row's `flow_id` is recomputed by the rules of issue 3 (through
+//!    `session_flow_mapping`) and compared; rows written at head without a session may carry
+//!    any flow of their tenant.
+//! 3. No row is linked to a flow of another tenant (its own tenant columns where set; a field
+//!    mapping's import's).
+//! 4. Every `flow_id` of a core table names an existing flow; every mapping row names an
+//!    existing flow of the mapping's tenant, and the session's tenant where the session exists.
+//!
+//! Rows are checked in keyset batches; offending rows are named (capped list).
+
+use std::time::Instant;
+
+use serde::Serialize;
+use sqlx::Row;
+
+use crate::db::{Db, Engine};
+use crate::migrate::flow::backfill::parse_session_sql;
+use crate::migrate::flow::error::FlowMigrationError;
+use crate::migrate::flow::fingerprint::{fingerprint_database, load_baseline, FingerprintScope};
+use crate::migrate::flow::tables::{
+    next_bound, tenant_agrees, text_of, Key, KeyRange, CORE_TABLES, FLOW_COLUMN_TABLES,
+};
+use crate::migrate::{MigrateError, StepContext};
+
+/// A row id with three 0/1 flags, as the checking queries return them.
+type Flags = (String, i32, i32, i32);
+
+/// Offending rows named in a report, at most.
+pub const OFFENDING_ROWS_CAP: usize = 100;
+const VERIFY_BATCH: i64 = 10_000;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct VerifyReport {
+    pub engine: Engine,
+    pub fingerprints: Vec<FingerprintComparison>,
+    pub tables: Vec<TableVerification>,
+    pub mapping: MappingVerification,
+    /// The first offending rows found, at most [`OFFENDING_ROWS_CAP`].
+    pub offending_rows: Vec<OffendingRow>,
+    pub rows_checked: i64,
+    pub elapsed_ms: u128,
+    pub rows_per_second: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FingerprintComparison {
+    pub table: String,
+    pub baseline_rows: i64,
+    pub current_rows: i64,
+    pub baseline_hash: String,
+    pub current_hash: String,
+    pub same: bool,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct TableVerification {
+    pub table: String,
+    pub rows_checked: i64,
+    /// Linked to another flow than the rules give, or left unlinked where they give one.
+    pub wrong_flow: i64,
+    pub crosses_tenant: i64,
+    /// `flow_id` names no flow (core tables only; audit rows outlive flows).
+    pub orphan_flow: i64,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct MappingVerification {
+    pub rows: i64,
+    pub orphan_flow: i64,
+    pub tenant_differs_from_flow: i64,
+    pub tenant_differs_from_session: i64,
+    /// Sessions created after the mapping was computed (not an error: their rows stay
+    /// unlinked and are reported as dangling).
+    pub sessions_without_mapping: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OffendingRow {
+    pub table: String,
+    pub id: String,
+    pub problem: String,
+}
+
+impl VerifyReport {
+    /// Nothing changed since the fingerprint and nothing is linked wrongly.
+    pub fn is_ok(&self) -> bool {
+        self.fingerprints_match() && self.links_are_sound()
+    }
+
+    pub fn fingerprints_match(&self) -> bool {
+        self.fingerprints.iter().all(|comparison| comparison.same)
+    }
+
+    /// Every link follows the rules, stays in its tenant and names an existing flow.
+    pub fn links_are_sound(&self) -> bool {
+        self.tables
+            .iter()
+            .all(|t| t.wrong_flow == 0 && t.crosses_tenant == 0 && t.orphan_flow == 0)
+            && self.mapping.orphan_flow == 0
+            && self.mapping.tenant_differs_from_flow == 0
+            && self.mapping.tenant_differs_from_session == 0
+    }
+
+    /// One line naming what failed.
+    pub fn summary(&self) -> String {
+        let mut problems = Vec::new();
+        for comparison in self.fingerprints.iter().filter(|c| !c.same) {
+            problems.push(format!(
+                "{} changed since the fingerprint ({} rows then, {} now)",
+                comparison.table, comparison.baseline_rows, comparison.current_rows
+            ));
+        }
+        for table in &self.tables {
+            for (count, what) in [
+                (table.wrong_flow, "wrong flow"),
+                (table.crosses_tenant, "crossing tenants"),
+                (table.orphan_flow, "orphan flow"),
+            ] {
+                if count > 0 {
+                    problems.push(format!("{}: {count} rows with {what}", table.table));
+                }
+            }
+        }
+        let m = &self.mapping;
+        for (count, what) in [
+            (m.orphan_flow, "naming no flow"),
+            (
+                m.tenant_differs_from_flow,
+                "in another tenant than their flow",
+            ),
+            (
+                m.tenant_differs_from_session,
+                "in another tenant than their session",
+            ),
+        ] {
+            if count > 0 {
+                problems.push(format!("session_flow_mapping: {count} rows {what}"));
+            }
+        }
+        if problems.is_empty() {
+            "ok".to_owned()
+        } else {
+            problems.join("; ")
+        }
+    }
+}
+
+impl std::fmt::Display for VerifyReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "{:<24} {:>10} {:>10} {:>8} {:>8} {:>11}",
+            "table", "rows", "wrong flow", "tenant", "orphan", "fingerprint"
+        )?;
+        for comparison in &self.fingerprints {
+            let links = self.tables.iter().find(|t| t.table == comparison.table);
+            writeln!(
+                f,
+                "{:<24} {:>10} {:>10} {:>8} {:>8} {:>11}",
+                comparison.table,
+                comparison.current_rows,
+                links.map_or("-".to_owned(), |t| t.wrong_flow.to_string()),
+                links.map_or("-".to_owned(), |t| t.crosses_tenant.to_string()),
+                links.map_or("-".to_owned(), |t| t.orphan_flow.to_string()),
+                if comparison.same { "same" } else { "CHANGED" },
+            )?;
+        }
+        for row in &self.offending_rows {
+            writeln!(f, "  {} {}: {}", row.table, row.id, row.problem)?;
+        }
+        writeln!(
+            f,
+            "{} rows checked in {} ms ({:.0} rows/s): {}",
+            self.rows_checked,
+            self.elapsed_ms,
+            self.rows_per_second,
+            self.summary()
+        )
+    }
+}
+
+/// The `Action::Code` body of `flow_constraints`' "verify" step. The revision fails when a
+/// link is unsound; a changed fingerprint is recorded in the audit log but does not fail it,
+/// because an online migration lets old code write while it runs.
+pub fn verify_step<'a, 'b>(
+    ctx: &'a mut StepContext<'b>,
+) -> futures::future::BoxFuture<'a, Result<(), MigrateError>> {
+    Box::pin(async move {
+        let report = verify(ctx.db).await?;
+        ctx.audit
+            .record("verify", serde_json::to_value(&report).unwrap_or_default())
+            .await?;
+        if report.links_are_sound() {
+            Ok(())
+        } else {
+            Err(FlowMigrationError::VerificationFailed {
+                summary: report.summary(),
+            }
+            .into())
+        }
+    })
+}
+
+pub const VERIFY_DESCRIBE: &str = "\
+-- recompute fingerprints and compare with flowkey_fingerprints; recompute every row's flow by
+-- the rules (keyset batches) and check tenants and foreign keys; check session_flow_mapping.";
+
+/// Runs every check; never writes.
+pub async fn verify(db: &Db) -> Result<VerifyReport, MigrateError> {
+    let started = Instant::now();
+    let engine = db.engine();
+    let baseline = load_baseline(db).await?;
+    if baseline.is_empty() {
+        return Err(FlowMigrationError::NoFingerprint.into());
+    }
+    let current = fingerprint_database(db, FingerprintScope::WithoutMigrationFlows).await?;
+    let fingerprints = baseline
+        .iter()
+        .map(|then| {
+            let now = current.iter().find(|now| now.table == then.table);
+            FingerprintComparison {
+                table: then.table.clone(),
+                baseline_rows: then.rows,
+                current_rows: now.map_or(0, |now| now.rows),
+                baseline_hash: then.hash.clone(),
+                current_hash: now.map_or_else(String::new, |now| now.hash.clone()),
+                same: now.is_some_and(|now| now == then),
+            }
+        })
+        .collect();
+
+    let mut offending = Vec::new();
+    let mut tables = Vec::new();
+    let mut rows_checked = 0i64;
+    for table in FLOW_COLUMN_TABLES {
+        let checked = verify_table(db, table, &mut offending).await?;
+        rows_checked += checked.rows_checked;
+        tables.push(checked);
+    }
+    let mapping = verify_mapping(db, engine, &mut offending).await?;
+    let elapsed = started.elapsed();
+    Ok(VerifyReport {
+        engine,
+        fingerprints,
+        tables,
+        mapping,
+        offending_rows: offending,
+        rows_checked,
+        elapsed_ms: elapsed.as_millis(),
+        rows_per_second: if elapsed.as_secs_f64() > 0.0 {
+            rows_checked as f64 / elapsed.as_secs_f64()
+        } else {
+            0.0
+        },
+    })
+}
+
+/// The flow the rules give a row of `table` (alias `r`), as SQL.
+pub fn expected_flow_sql(engine: Engine, table: &str) -> String {
+    let by_session = |key: &str| {
+        format!(
+            "(SELECT m.flow_id FROM session_flow_mapping m WHERE m.session_id = {key} AND {tenant})",
+            tenant = tenant_agrees("r", "m")
+        )
+    };
+    match table {
+        "data_imports" => format!(
+            "CASE WHEN r.session_id IS NOT NULL THEN {session} ELSE \
+             (SELECT f.flow_id FROM discovery_flows f \
+              WHERE (f.data_import_id = r.id OR f.import_session_id = r.id) AND {tenant} \
+              ORDER BY f.created_at, f.flow_id LIMIT 1) END",
+            session = by_session("r.session_id"),
+            tenant = tenant_agrees("r", "f")
+        ),
+        "raw_import_records" => format!(
+            "CASE WHEN r.session_id IS NOT NULL THEN {session} ELSE \
+             (SELECT f.flow_id FROM data_imports d JOIN discovery_flows f ON f.flow_id = d.flow_id \
+              WHERE d.id = r.data_import_id AND {tenant}) END",
+            session = by_session("r.session_id"),
+            tenant = tenant_agrees("r", "f")
+        ),
+        "import_field_mappings" => {
+            "(SELECT d.flow_id FROM data_imports d WHERE d.id = r.data_import_id)".to_owned()
+        }
+        "llm_usage_logs" => format!(
+            "CASE WHEN r.session_id IS NULL THEN NULL ELSE {} END",
+            by_session(&parse_session_sql(engine, "r.session_id"))
+        ),
+        _ => by_session("r.session_id"),
+    }
+}
+
+async fn verify_table(
+    db: &Db,
+    table: &str,
+    offending: &mut Vec<OffendingRow>,
+) -> Result<TableVerification, MigrateError> {
+    let engine = db.engine();
+    let expected = expected_flow_sql(engine, table);
+    // A row may carry a flow the rules do not give only when it has no session of its own
+    // (written at head by new code); where the rules give one, it must be that one.
+    let wrong = if table == "import_field_mappings" {
+        "x.expected IS NOT NULL AND (x.flow_id IS NULL OR x.flow_id <> x.expected)".to_owned()
+    } else {
+        "(x.expected IS NOT NULL AND (x.flow_id IS NULL OR x.flow_id <> x.expected)) \
+         OR (x.expected IS NULL AND x.flow_id IS NOT NULL AND x.session_id IS NOT NULL)"
+            .to_owned()
+    };
+    let crosses = if table == "import_field_mappings" {
+        format!(
+            "EXISTS (SELECT 1 FROM data_imports d JOIN discovery_flows f ON f.flow_id = r.flow_id \
+             WHERE d.id = r.data_import_id AND NOT ({}))",
+            tenant_agrees("d", "f")
+        )
+    } else {
+        format!(
+            "EXISTS (SELECT 1 FROM discovery_flows f WHERE f.flow_id = r.flow_id AND NOT ({}))",
+            tenant_agrees("r", "f")
+        )
+    };
+    let orphan = if CORE_TABLES.contains(&table) {
+        "NOT EXISTS (SELECT 1 FROM discovery_flows f WHERE f.flow_id = r.flow_id)"
+    } else {
+        "1 = 0"
+    };
+    let session = if table == "import_field_mappings" {
+        "NULL"
+    } else {
+        "r.session_id"
+    };
+    let mut result = TableVerification {
+        table: table.to_owned(),
+        ..TableVerification::default()
+    };
+    let mut cursor: Option<Key> = None;
+    loop {
+        let mut tx = db.begin().await?;
+        let Some((hi, n)) = next_bound(&mut tx, table, cursor.as_ref(), VERIFY_BATCH).await? else {
+            tx.rollback().await?;
+            break;
+        };
+        let range = KeyRange {
+            lo: cursor.clone(),
+            hi: hi.clone(),
+        };
+        let (predicate, keys) = range.predicate(engine, "r");
+        let sql = format!(
+            "SELECT x.id_text, \
+                    CASE WHEN {wrong} THEN 1 ELSE 0 END, \
+                    CASE WHEN x.crosses = 1 THEN 1 ELSE 0 END, \
+                    CASE WHEN x.orphan = 1 THEN 1 ELSE 0 END \
+             FROM (SELECT {id} AS id_text, r.flow_id AS flow_id, {session} AS session_id, \
+                          {expected} AS expected, \
+                          CASE WHEN r.flow_id IS NOT NULL AND {crosses} THEN 1 ELSE 0 END AS crosses, \
+                          CASE WHEN r.flow_id IS NOT NULL AND {orphan} THEN 1 ELSE 0 END AS orphan \
+                   FROM {table} r WHERE {predicate}) x \
+             WHERE ({wrong}) OR x.crosses = 1 OR x.orphan = 1",
+            id = text_of(engine, "r.id"),
+        );
+        let found: Vec<Flags> = crate::on_tx!(&mut tx, conn => {
+            let mut query = sqlx::query(&sql);
+            for key in &keys {
+                query = query.bind(key.clone());
+            }
+            query
+                .fetch_all(&mut **conn)
+                .await?
+                .into_iter()
+                .map(|row| Ok((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?, row.try_get(3)?)))
+                .collect::<Result<Vec<_>, sqlx::Error>>()?
+        });
+        tx.rollback().await?;
+        for (id, wrong_flow, crosses_tenant, orphan_flow) in found {
+            for (flag, counter, problem) in [
+                (
+                    wrong_flow,
+                    &mut result.wrong_flow,
+                    "flow_id differs from the rules",
+                ),
+                (
+                    crosses_tenant,
+                    &mut result.crosses_tenant,
+                    "linked to a flow of another tenant",
+                ),
+                (
+                    orphan_flow,
+                    &mut result.orphan_flow,
+                    "flow_id names no flow",
+                ),
+            ] {
+                if flag == 1 {
+                    *counter += 1;
+                    if offending.len() < OFFENDING_ROWS_CAP {
+                        offending.push(OffendingRow {
+                            table: table.to_owned(),
+                            id: id.clone(),
+                            problem: problem.to_owned(),
+                        });
+                    }
+                }
+            }
+        }
+        result.rows_checked += n;
+        cursor = Some(hi);
+    }
+    Ok(result)
+}
+
+async fn verify_mapping(
+    db: &Db,
+    engine: Engine,
+    offending: &mut Vec<OffendingRow>,
+) -> Result<MappingVerification, MigrateError> {
+    let sql = format!(
+        "SELECT {sid},
+            CASE WHEN f.flow_id IS NULL THEN 1 ELSE 0 END,
+            CASE WHEN f.flow_id IS NOT NULL AND (f.client_account_id <> m.client_account_id
+                 OR f.engagement_id <> m.engagement_id) THEN 1 ELSE 0 END,
+            CASE WHEN s.id IS NOT NULL AND (s.client_account_id <> m.client_account_id
+                 OR s.engagement_id <> m.engagement_id) THEN 1 ELSE 0 END
+         FROM session_flow_mapping m
+         LEFT JOIN discovery_flows f ON f.flow_id = m.flow_id
+         LEFT JOIN data_import_sessions s ON s.id = m.session_id
+         WHERE f.flow_id IS NULL
+            OR f.client_account_id <> m.client_account_id OR f.engagement_id <> m.engagement_id
+            OR (s.id IS NOT NULL AND (s.client_account_id <> m.client_account_id
+                OR s.engagement_id <> m.engagement_id))",
+        sid = text_of(engine, "m.session_id")
+    );
+    let (rows, unmapped, bad): (i64, i64, Vec<Flags>) = crate::on_pool!(db, pool => {
+        let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM session_flow_mapping").fetch_one(pool).await?;
+        let unmapped: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM data_import_sessions s \
+             WHERE NOT EXISTS (SELECT 1 FROM session_flow_mapping m WHERE m.session_id = s.id)",
+        )
+        .fetch_one(pool)
+        .await?;
+        let bad = sqlx::query(&sql)
+            .fetch_all(pool)
+            .await?
+            .into_iter()
+            .map(|row| Ok((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?, row.try_get(3)?)))
+            .collect::<Result<Vec<_>, sqlx::Error>>()?;
+        (rows, unmapped, bad)
+    });
+    let mut result = MappingVerification {
+        rows,
+        sessions_without_mapping: unmapped,
+        ..MappingVerification::default()
+    };
+    for (session_id, orphan, flow_tenant, session_tenant) in bad {
+        for (flag, counter, problem) in [
+            (
+                orphan,
+                &mut result.orphan_flow,
+                "maps to a flow that does not exist",
+            ),
+            (
+                flow_tenant,
+                &mut result.tenant_differs_from_flow,
+                "tenant differs from its flow's",
+            ),
+            (
+                session_tenant,
+                &mut result.tenant_differs_from_session,
+                "tenant differs from its session's",
+            ),
+        ] {
+            if flag == 1 {
+                *counter += 1;
+                if offending.len() < OFFENDING_ROWS_CAP {
+                    offending.push(OffendingRow {
+                        table: "session_flow_mapping".to_owned(),
+                        id: session_id.clone(),
+                        problem: problem.to_owned(),
+                    });
+                }
+            }
+        }
+    }
+    Ok(result)
+}

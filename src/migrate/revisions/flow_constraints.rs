@@ -1,0 +1,34 @@
+//! `flow_constraints`: indexes and foreign keys of `head`, then verify.
+
+use crate::migrate::flow::{constraints, verify};
+use crate::migrate::{Action, Revision, Step};
+
+pub static FLOW_CONSTRAINTS: Revision = Revision {
+    id: "flow_constraints",
+    description: "flow_id indexes and foreign keys (NOT VALID, then validated); verify",
+    up: &[
+        Step {
+            name: "index flow_id columns",
+            action: Action::OnlineDdl(constraints::CREATE_INDEXES),
+        },
+        Step {
+            name: "add foreign keys not valid",
+            action: Action::OnlineDdl(constraints::ADD_FOREIGN_KEYS),
+        },
+        Step {
+            name: "validate foreign keys",
+            action: Action::OnlineDdl(constraints::VALIDATE_FOREIGN_KEYS),
+        },
+        Step {
+            name: "verify",
+            action: Action::Code {
+                run: verify::verify_step,
+                describe: verify::VERIFY_DESCRIBE,
+            },
+        },
+    ],
+    down: &[Step {
+        name: "drop flow_id foreign keys and indexes",
+        action: Action::OnlineDdl(constraints::DROP_CONSTRAINTS),
+    }],
+};

@@ -1,0 +1,28 @@
+//! `flow_expand`: nullable `flow_id` columns, `flow_deletion_audit.session_id` nullable, and
+//! the dual-write triggers. Online on PostgreSQL: every statement is short and runs under the
+//! runner's `lock_timeout`.
+
+use crate::migrate::flow::expand;
+use crate::migrate::{Action, Revision, Step};
+
+pub static FLOW_EXPAND: Revision = Revision {
+    id: "flow_expand",
+    description: "nullable flow_id columns and dual-write triggers",
+    up: &[Step {
+        name: "add flow_id columns and dual-write triggers",
+        action: Action::OnlineDdl(expand::EXPAND),
+    }],
+    down: &[
+        Step {
+            name: "drop dual-write triggers and flow_id columns",
+            action: Action::OnlineDdl(expand::CONTRACT),
+        },
+        Step {
+            name: "rebuild legacy tables (sqlite)",
+            action: Action::Code {
+                run: expand::rebuild_legacy_tables_step,
+                describe: expand::REBUILD_DESCRIBE,
+            },
+        },
+    ],
+};
