@@ -23,7 +23,7 @@ mod write;
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 
 pub use config::{Oddities, SeedConfig};
 pub use error::SeedError;
@@ -270,9 +270,18 @@ fn progress_bar(config: &SeedConfig) -> ProgressBar {
         ProgressDrawTarget::stderr(),
     );
     if let Ok(style) = ProgressStyle::with_template(
-        "seeding [{bar:40}] {human_pos}/{human_len} raw records, {per_sec}, ETA {eta}",
+        "seeding [{bar:40}] {human_pos}/{human_len} raw records, {rate}, ETA {eta}",
     ) {
-        bar.set_style(style.progress_chars("=> "));
+        bar.set_style(
+            style
+                .with_key(
+                    "rate",
+                    |state: &ProgressState, out: &mut dyn std::fmt::Write| {
+                        let _ = write!(out, "{:.0}/s", state.per_sec());
+                    },
+                )
+                .progress_chars("=> "),
+        );
     }
     bar
 }
