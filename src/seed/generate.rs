@@ -296,16 +296,8 @@ pub(crate) struct PendingRows {
     pub deletion_audit: Vec<Vec<Cell>>,
     pub llm_log: Vec<Vec<Cell>>,
     pub raw_records: Vec<RawRecordPlan>,
-}
-
-impl PendingRows {
-    /// Raw records still to be produced for these rows.
-    pub fn raw_records_left(&self) -> u64 {
-        self.raw_records
-            .iter()
-            .map(|plan| u64::from(plan.rows.saturating_sub(plan.next_row - 1)))
-            .sum()
-    }
+    /// Raw records the plans will produce, together.
+    pub raw_record_count: u64,
 }
 
 /// The raw records of one import, still to be produced.
@@ -519,6 +511,7 @@ impl Generator {
         rows.imports.push(row);
         self.field_mapping_rows(import_id, &import_key, &tenant, import_millis, rows);
         self.asset_rows(&tenant, session, &import_key, import_millis, rows);
+        rows.raw_record_count += u64::from(self.rows_per_import);
         rows.raw_records.push(RawRecordPlan {
             import_id,
             session_id: session,

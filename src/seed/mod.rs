@@ -185,7 +185,7 @@ pub async fn seed(db: &Db, config: &SeedConfig) -> Result<SeedSummary, SeedError
     for tenant in 0..config.tenants as usize {
         for slot in 0..config.imports_per_tenant {
             generator.import_slot(tenant, slot, &mut pending);
-            if pending.raw_records_left() >= CHUNK_RAW_RECORDS
+            if pending.raw_record_count >= CHUNK_RAW_RECORDS
                 || pending.flows.len() + pending.field_mappings.len() >= CHUNK_OTHER_ROWS
             {
                 let chunk = std::mem::take(&mut pending);
@@ -218,6 +218,7 @@ async fn write_chunk(
         deletion_audit,
         llm_log,
         raw_records,
+        raw_record_count: _,
     } = chunk;
     for (table, rows) in [
         (&generate::SESSIONS, &sessions),
