@@ -231,8 +231,9 @@ fn print_table(out: &mut impl std::io::Write, summary: &SeedSummary) -> std::io:
     writeln!(out, "{:<24} {:>12}", "total", summary.total_rows())?;
     writeln!(
         out,
-        "elapsed {:.2}s, {:.0} rows/s",
+        "elapsed {:.2}s, {:.0} rows/s ({:.0} raw records/s)",
         summary.elapsed.as_secs_f64(),
-        summary.rows_per_second()
+        summary.rows_per_second(),
+        summary.raw_records_per_second()
     )
 }

@@ -296,16 +296,8 @@ pub(crate) struct PendingRows {
     pub deletion_audit: Vec<Vec<Cell>>,
     pub llm_log: Vec<Vec<Cell>>,
     pub raw_records: Vec<RawRecordPlan>,
-}
-
-impl PendingRows {
-    /// Raw records still to be produced for these rows.
-    pub fn raw_records_left(&self) -> u64 {
-        self.raw_records
-            .iter()
-            .map(|plan| u64::from(plan.rows.saturating_sub(plan.next_row - 1)))
-            .sum()
-    }
+    /// Raw records the plans will produce, together.
+    pub raw_record_count: u64,
 }
 
 /// The raw records of one import, still to be produced.
@@ -371,6 +363,17 @@ enum SlotShape {
     DanglingSession,
     /// The flow names its session, as intended.
     Linked,
+}
+
+/// One uploaded file: what its `data_imports` row is made of.
+struct Upload<'a> {
+    tenant_index: usize,
+    import_id: Uuid,
+    session: Option<Uuid>,
+    user: Uuid,
+    filename: &'a str,
+    app: &'a str,
+    created_millis: i64,
 }
 
 struct FlowSpec {
@@ -495,18 +498,20 @@ impl Generator {
             rows.sessions.push(row);
         }
         let import_millis = slot_millis + 60_000;
-        let row = self.import_row(
+        let upload = Upload {
             tenant_index,
             import_id,
             session,
             user,
-            &filename,
+            filename: &filename,
             app,
-            import_millis,
-        );
+            created_millis: import_millis,
+        };
+        let row = self.import_row(&upload);
         rows.imports.push(row);
         self.field_mapping_rows(import_id, &import_key, &tenant, import_millis, rows);
         self.asset_rows(&tenant, session, &import_key, import_millis, rows);
+        rows.raw_record_count += u64::from(self.rows_per_import);
         rows.raw_records.push(RawRecordPlan {
             import_id,
             session_id: session,
@@ -650,7 +655,7 @@ impl Generator {
                 other => other,
             };
             let (client, engagement) =
-                self.child_tenant(plan.tenant_index, ChildTable::RawRecords, session.is_some());
+                self.child_tenant(plan.tenant_index, ChildTable::RawRecords, session);
             let created = plan.created_millis + i64::from(row);
             let processed = row % ROWS_PER_ASSET == 1;
             let valid = !cmdb.values[12].is_empty();
@@ -693,15 +698,15 @@ impl Generator {
     }
 
     /// Tenant columns of a child row: its own tenant's, another tenant's or NULL, by quota.
-    /// A mismatch is only placed on a row that names its session, since that is what it
-    /// disagrees with.
+    /// A mismatch is only placed on a row that names a session (`named_session`), since that
+    /// is what it disagrees with.
     fn child_tenant(
         &mut self,
         tenant_index: usize,
         table: ChildTable,
-        names_session: bool,
+        named_session: Option<Uuid>,
     ) -> (Option<Uuid>, Option<Uuid>) {
-        let other = self.other_tenant(tenant_index).filter(|_| names_session);
+        let other = named_session.and_then(|_| self.other_tenant(tenant_index));
         let (mismatch, null) = self.quotas.child(table);
         if let Some(other) = other {
             if mismatch.take() {
@@ -769,19 +774,17 @@ impl Generator {
         ]
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn import_row(
-        &mut self,
-        tenant_index: usize,
-        import_id: Uuid,
-        session: Option<Uuid>,
-        user: Uuid,
-        filename: &str,
-        app: &str,
-        created: i64,
-    ) -> Vec<Cell> {
-        let (client, engagement) =
-            self.child_tenant(tenant_index, ChildTable::Imports, session.is_some());
+    fn import_row(&mut self, upload: &Upload<'_>) -> Vec<Cell> {
+        let &Upload {
+            tenant_index,
+            import_id,
+            session,
+            user,
+            filename,
+            app,
+            created_millis: created,
+        } = upload;
+        let (client, engagement) = self.child_tenant(tenant_index, ChildTable::Imports, session);
         let mut config = json!({"delimiter": ",", "has_header": true, "encoding": "utf-8"});
         if let Some(session_id) = session {
             if self.quotas.import_config_names_session.take() {
@@ -973,8 +976,7 @@ impl Generator {
         import_id: Uuid,
         at: i64,
     ) -> Vec<Cell> {
-        let (client, engagement) =
-            self.child_tenant(tenant_index, ChildTable::AccessLog, session.is_some());
+        let (client, engagement) = self.child_tenant(tenant_index, ChildTable::AccessLog, session);
         let user = self
             .tenants
             .get(tenant_index)
@@ -1055,9 +1057,9 @@ impl Generator {
         } else {
             session.map(|id| id.to_string())
         };
-        let names_session = session.is_some_and(|id| session_text == Some(id.to_string()));
+        let named_session = session.filter(|id| session_text == Some(id.to_string()));
         let (client, engagement) =
-            self.child_tenant(tenant_index, ChildTable::LlmLog, names_session);
+            self.child_tenant(tenant_index, ChildTable::LlmLog, named_session);
         let input = self.rng.gen_range(200..8_000_i64);
         let output = self.rng.gen_range(50..2_000_i64);
         let cost = ((input as f64 * 2.5 + output as f64 * 10.0) / 1_000.0).round() / 1_000.0;

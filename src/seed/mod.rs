@@ -14,6 +14,12 @@
 //! [`CHUNK_RAW_RECORDS`] raw records, one transaction per chunk; raw records are produced in
 //! batches even inside one import, so memory stays flat whatever the size. PostgreSQL takes
 //! raw records through COPY, every other table through multi-row INSERTs.
+//!
+//! # Interruption
+//! Each chunk commits on its own, so a killed run leaves the chunks it finished: consistent
+//! data (every foreign key holds), only fewer imports than asked. Running again adds a
+//! complete new set on top (the session count has changed, so the ids are new); it does not
+//! resume the interrupted one.
 
 mod config;
 mod error;
@@ -23,7 +29,7 @@ mod write;
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 
 pub use config::{Oddities, SeedConfig};
 pub use error::SeedError;
@@ -75,12 +81,12 @@ impl SeedSummary {
 
     /// Rows per second over the whole run.
     pub fn rows_per_second(&self) -> f64 {
-        let seconds = self.elapsed.as_secs_f64();
-        if seconds > 0.0 {
-            self.total_rows() as f64 / seconds
-        } else {
-            0.0
-        }
+        per_second(self.total_rows(), self.elapsed)
+    }
+
+    /// Raw import records per second over the whole run.
+    pub fn raw_records_per_second(&self) -> f64 {
+        per_second(self.rows(generate::RAW_RECORDS.name), self.elapsed)
     }
 
     fn add(&mut self, table: &Table, rows: usize) {
@@ -92,6 +98,15 @@ impl SeedSummary {
         {
             entry.rows += rows;
         }
+    }
+}
+
+fn per_second(rows: u64, elapsed: Duration) -> f64 {
+    let seconds = elapsed.as_secs_f64();
+    if seconds > 0.0 {
+        rows as f64 / seconds
+    } else {
+        0.0
     }
 }
 
@@ -170,7 +185,7 @@ pub async fn seed(db: &Db, config: &SeedConfig) -> Result<SeedSummary, SeedError
     for tenant in 0..config.tenants as usize {
         for slot in 0..config.imports_per_tenant {
             generator.import_slot(tenant, slot, &mut pending);
-            if pending.raw_records_left() >= CHUNK_RAW_RECORDS
+            if pending.raw_record_count >= CHUNK_RAW_RECORDS
                 || pending.flows.len() + pending.field_mappings.len() >= CHUNK_OTHER_ROWS
             {
                 let chunk = std::mem::take(&mut pending);
@@ -203,6 +218,7 @@ async fn write_chunk(
         deletion_audit,
         llm_log,
         raw_records,
+        raw_record_count: _,
     } = chunk;
     for (table, rows) in [
         (&generate::SESSIONS, &sessions),
@@ -270,9 +286,18 @@ fn progress_bar(config: &SeedConfig) -> ProgressBar {
         ProgressDrawTarget::stderr(),
     );
     if let Ok(style) = ProgressStyle::with_template(
-        "seeding [{bar:40}] {human_pos}/{human_len} raw records, {per_sec}, ETA {eta}",
+        "seeding [{bar:40}] {human_pos}/{human_len} raw records, {rate}, ETA {eta}",
     ) {
-        bar.set_style(style.progress_chars("=> "));
+        bar.set_style(
+            style
+                .with_key(
+                    "rate",
+                    |state: &ProgressState, out: &mut dyn std::fmt::Write| {
+                        let _ = write!(out, "{:.0}/s", state.per_sec());
+                    },
+                )
+                .progress_chars("=> "),
+        );
     }
     bar
 }

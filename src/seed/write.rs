@@ -106,7 +106,7 @@ pub(crate) async fn insert_rows(
 ) -> Result<(), SeedError> {
     let per_statement = rows_per_statement(tx.engine(), table);
     for batch in rows.chunks(per_statement) {
-        let sql = insert_sql(table, batch.len());
+        let sql = insert_sql(tx.engine(), table, batch.len());
         match tx {
             Tx::Sqlite(conn) => {
                 let mut query = sqlx::query::<Sqlite>(&sql);
@@ -159,7 +159,9 @@ pub(crate) async fn bulk_insert_rows(
     Ok(())
 }
 
-fn insert_sql(table: &Table, row_count: usize) -> String {
+/// A multi-row INSERT. SQLite gets anonymous `?` placeholders: it looks a named one (`$N`) up
+/// by a linear scan on every bind, which makes a statement of thousands of binds quadratic.
+fn insert_sql(engine: Engine, table: &Table, row_count: usize) -> String {
     let width = table.columns.len();
     let mut sql = format!(
         "INSERT INTO {} ({}) VALUES ",
@@ -176,7 +178,12 @@ fn insert_sql(table: &Table, row_count: usize) -> String {
             if column > 0 {
                 sql.push_str(", ");
             }
-            let _ = write!(sql, "${}", row * width + column + 1);
+            match engine {
+                Engine::Sqlite => sql.push('?'),
+                Engine::Postgres => {
+                    let _ = write!(sql, "${}", row * width + column + 1);
+                }
+            }
         }
         sql.push(')');
     }
@@ -279,8 +286,12 @@ mod tests {
     #[test]
     fn insert_sql_numbers_every_placeholder() {
         assert_eq!(
-            insert_sql(&PAIR, 2),
+            insert_sql(Engine::Postgres, &PAIR, 2),
             "INSERT INTO t (a, b) VALUES ($1, $2), ($3, $4)"
+        );
+        assert_eq!(
+            insert_sql(Engine::Sqlite, &PAIR, 2),
+            "INSERT INTO t (a, b) VALUES (?, ?), (?, ?)"
         );
     }
 
