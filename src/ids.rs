@@ -190,14 +190,16 @@ impl SessionId {
                 });
             }
         }
-        parse_hyphenated(KIND, body).map(Self).map_err(|err| match err {
-            IdError::NotUuid { hint, .. } => IdError::NotUuid {
-                kind: KIND,
-                input: echo(trimmed),
-                hint,
-            },
-            other => other,
-        })
+        parse_hyphenated(KIND, body)
+            .map(Self)
+            .map_err(|err| match err {
+                IdError::NotUuid { hint, .. } => IdError::NotUuid {
+                    kind: KIND,
+                    input: echo(trimmed),
+                    hint,
+                },
+                other => other,
+            })
     }
 
     /// Wraps a UUID read back from the database.
@@ -357,8 +359,14 @@ mod tests {
     #[test]
     fn session_id_rejects_garbage_with_a_reason() {
         assert!(matches!(SessionId::parse(""), Err(IdError::Empty { .. })));
-        assert!(matches!(SessionId::parse("   "), Err(IdError::Empty { .. })));
-        assert!(matches!(SessionId::parse("abc"), Err(IdError::NotUuid { .. })));
+        assert!(matches!(
+            SessionId::parse("   "),
+            Err(IdError::Empty { .. })
+        ));
+        assert!(matches!(
+            SessionId::parse("abc"),
+            Err(IdError::NotUuid { .. })
+        ));
         assert!(matches!(
             SessionId::parse(&format!("flow_{U}")),
             Err(IdError::UnknownPrefix { .. })

@@ -39,7 +39,9 @@ impl std::fmt::Display for Engine {
 /// Why a database could not be opened.
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
-    #[error("unsupported database url scheme {scheme:?}: use sqlite://PATH or postgres://USER@HOST/DB")]
+    #[error(
+        "unsupported database url scheme {scheme:?}: use sqlite://PATH or postgres://USER@HOST/DB"
+    )]
     UnsupportedScheme { scheme: String },
     #[error("invalid database url {url:?}: {reason}")]
     InvalidUrl { url: String, reason: String },
@@ -308,7 +310,9 @@ mod tests {
             Engine::Postgres
         );
         assert_eq!(
-            DbUrl::parse("postgresql://u@127.0.0.1/db").unwrap().engine(),
+            DbUrl::parse("postgresql://u@127.0.0.1/db")
+                .unwrap()
+                .engine(),
             Engine::Postgres
         );
         assert!(matches!(
@@ -323,7 +327,9 @@ mod tests {
 
     #[test]
     fn passwords_are_redacted() {
-        let shown = DbUrl::parse("postgres://me:secret@h/db").unwrap().to_string();
+        let shown = DbUrl::parse("postgres://me:secret@h/db")
+            .unwrap()
+            .to_string();
         assert!(!shown.contains("secret"), "{shown}");
     }
 }

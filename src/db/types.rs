@@ -64,7 +64,9 @@ macro_rules! uuid_column {
 
         impl<'r> Decode<'r, Postgres> for $name {
             fn decode(value: PgValueRef<'r>) -> Result<Self, BoxDynError> {
-                Ok(Self::from_stored(<Uuid as Decode<'r, Postgres>>::decode(value)?))
+                Ok(Self::from_stored(<Uuid as Decode<'r, Postgres>>::decode(
+                    value,
+                )?))
             }
         }
     };
@@ -167,7 +169,9 @@ impl Encode<'_, Postgres> for DbTime {
 
 impl<'r> Decode<'r, Postgres> for DbTime {
     fn decode(value: PgValueRef<'r>) -> Result<Self, BoxDynError> {
-        Ok(Self(<DateTime<Utc> as Decode<'r, Postgres>>::decode(value)?))
+        Ok(Self(<DateTime<Utc> as Decode<'r, Postgres>>::decode(
+            value,
+        )?))
     }
 }
 

@@ -67,7 +67,8 @@ impl EngineSql {
     }
 }
 
-pub type CodeFn = for<'a, 'b> fn(&'a mut StepContext<'b>) -> BoxFuture<'a, Result<(), MigrateError>>;
+pub type CodeFn =
+    for<'a, 'b> fn(&'a mut StepContext<'b>) -> BoxFuture<'a, Result<(), MigrateError>>;
 
 /// Whether a revision is being applied or reverted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]

@@ -8,7 +8,10 @@ async fn a_fresh_database_answers(test_db: TestDb) {
     assert_eq!(db.engine(), test_db.engine);
     db.execute_plain("SELECT 1").await.expect("select 1");
 }
-both_engines!(a_fresh_database_answers_on_its_engine, a_fresh_database_answers);
+both_engines!(
+    a_fresh_database_answers_on_its_engine,
+    a_fresh_database_answers
+);
 
 #[tokio::test]
 async fn sqlite_database_is_created_in_wal_with_foreign_keys() {

@@ -80,12 +80,14 @@ impl TestDb {
 
 async fn connect_admin(admin: &str) -> sqlx::PgConnection {
     use sqlx::Connection;
-    sqlx::PgConnection::connect(admin).await.unwrap_or_else(|err| {
-        panic!(
-            "PostgreSQL is required by the test suite but {admin} does not answer: {err}\n\
+    sqlx::PgConnection::connect(admin)
+        .await
+        .unwrap_or_else(|err| {
+            panic!(
+                "PostgreSQL is required by the test suite but {admin} does not answer: {err}\n\
              start one (see .ci/run) or point FLOWKEY_TEST_PG_URL at a server"
-        )
-    })
+            )
+        })
 }
 
 fn rand_suffix() -> String {
@@ -132,11 +134,13 @@ macro_rules! both_engines {
         mod $name {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn sqlite() {
-                super::$body($crate::harness::TestDb::fresh(flowkey::db::Engine::Sqlite).await).await
+                super::$body($crate::harness::TestDb::fresh(flowkey::db::Engine::Sqlite).await)
+                    .await
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn postgres() {
-                super::$body($crate::harness::TestDb::fresh(flowkey::db::Engine::Postgres).await).await
+                super::$body($crate::harness::TestDb::fresh(flowkey::db::Engine::Postgres).await)
+                    .await
             }
         }
     };

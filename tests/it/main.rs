@@ -1,5 +1,12 @@
 //! The integration suite: one binary, every database test on SQLite and on PostgreSQL, each
 //! on its own fresh database (see `harness`).
 
-mod harness;
+mod compat;
 mod db_connect;
+mod harness;
+mod http_flags;
+mod http_ops;
+mod http_v1;
+mod http_v3;
+mod service_support;
+mod store_imports;
