@@ -11,3 +11,4 @@ pub mod ids;
 pub mod imports;
 pub mod migrate;
 pub mod paging;
+pub mod seed;

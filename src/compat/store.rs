@@ -7,6 +7,7 @@ use serde::Serialize;
 use crate::db::types::DbTime;
 use crate::db::{on_tx, Db, Tx};
 use crate::ids::{AnyId, ClientAccountId, EngagementId, FlowId, SessionId, TenantId};
+use crate::migrate::{revisions, Migrator, RunOptions};
 
 /// Every flow of the tenant that `id` may name. A bare UUID may be a flow id, a mapped
 /// session id or a data import id; a prefixed id only a session. A mapping or an import only
@@ -254,18 +255,52 @@ pub async fn mapping_statistics(
 /// What the service needs of the schema, and what is missing.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct SchemaCheck {
+    /// The revision `flowkey_versions` records, when the runner has recorded one.
+    pub recorded_revision: Option<String>,
+    /// The last revision this flowkey knows (`head`).
+    pub head: &'static str,
+    /// Head tables and columns the database lacks.
     pub missing: Vec<&'static str>,
 }
 
 impl SchemaCheck {
+    /// At head: every table and column present and, where the runner recorded a revision,
+    /// that revision is head.
     pub fn at_head(&self) -> bool {
         self.missing.is_empty()
+            && self
+                .recorded_revision
+                .as_deref()
+                .is_none_or(|revision| revision == self.head)
+    }
+
+    /// One line for an operator.
+    pub fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        if let Some(revision) = self
+            .recorded_revision
+            .as_deref()
+            .filter(|r| *r != self.head)
+        {
+            parts.push(format!(
+                "the database is at revision {revision}, head is {}",
+                self.head
+            ));
+        }
+        if !self.missing.is_empty() {
+            parts.push(format!("missing {}", self.missing.join(", ")));
+        }
+        if parts.is_empty() {
+            return format!("the database is at head ({})", self.head);
+        }
+        format!("{}; run `flowkey upgrade head`", parts.join("; "))
     }
 }
 
-/// Probes for the head tables and columns the service reads and writes. Each probe is its
-/// own statement outside a transaction, so a missing table (an error on PostgreSQL) does not
-/// spoil the others.
+/// Reads the runner's record of the applied revision and probes for the head tables and
+/// columns the service reads and writes. Each probe is its own statement outside a
+/// transaction, so a missing table (an error on PostgreSQL) does not spoil the others.
+/// Reads only.
 pub async fn check_schema(db: &Db) -> Result<SchemaCheck, sqlx::Error> {
     const PROBES: &[(&str, &str)] = &[
         (
@@ -295,11 +330,30 @@ pub async fn check_schema(db: &Db) -> Result<SchemaCheck, sqlx::Error> {
         ),
     ];
     db.execute_plain("SELECT 1").await?;
+    let head = revisions::all()
+        .last()
+        .map(|revision| revision.id)
+        .unwrap_or("head");
+    let recorded_revision = match Migrator::new(db.clone(), RunOptions::default())
+        .current()
+        .await
+    {
+        Ok(revision) => revision.map(str::to_owned),
+        // An unreadable or unknown record: leave the verdict to the probes, but say so.
+        Err(err) => {
+            tracing::warn!(error = %err, "cannot read the recorded revision");
+            None
+        }
+    };
     let mut missing = Vec::new();
     for (name, probe) in PROBES {
         if db.execute_plain(probe).await.is_err() {
             missing.push(*name);
         }
     }
-    Ok(SchemaCheck { missing })
+    Ok(SchemaCheck {
+        recorded_revision,
+        head,
+        missing,
+    })
 }

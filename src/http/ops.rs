@@ -35,11 +35,13 @@ pub(crate) async fn ready(State(state): State<AppState>) -> Result<Response, Api
         ApiError::unavailable("database_unavailable", "the database is not answering")
     })?;
     if !check.at_head() {
-        return Err(ApiError::unavailable(
-            "schema_not_at_head",
-            "the database schema is not at head; run `flowkey upgrade head`",
-        )
-        .with_details(json!({ "missing": check.missing })));
+        return Err(
+            ApiError::unavailable("schema_not_at_head", check.describe()).with_details(json!({
+                "recorded_revision": check.recorded_revision,
+                "head": check.head,
+                "missing": check.missing,
+            })),
+        );
     }
     Ok(ok(
         json!({ "status": "ready", "database": state.db.engine().to_string() }),

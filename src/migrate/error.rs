@@ -1,15 +1,72 @@
 //! Everything that can stop a migration run, each variant named for its diagnosis.
 
+use crate::db::introspect::SchemaDifference;
+
 #[derive(Debug, thiserror::Error)]
 pub enum MigrateError {
     #[error("unknown revision {target:?}; known: {known}")]
     UnknownTarget { target: String, known: String },
+    /// A target that names a known revision (or `+N`/`-N`) but cannot be reached in the
+    /// direction asked, e.g. `upgrade legacy` from a later revision.
+    #[error("cannot {direction} to {target:?}: {reason}")]
+    UnreachableTarget {
+        target: String,
+        direction: &'static str,
+        reason: String,
+    },
     #[error("step {step:?} of revision {revision:?} failed: {message}")]
     StepFailed {
         revision: String,
         step: String,
         message: String,
     },
+    #[error(
+        "revision {revision} was changed after it was applied (checksum {in_database} in database, \
+         {in_flowkey} in this flowkey); restore the released revision, or after inspection run \
+         `flowkey stamp {revision} --force`"
+    )]
+    ChecksumMismatch {
+        revision: String,
+        in_database: String,
+        in_flowkey: String,
+    },
+    #[error(
+        "the database records revision {revision:?}, which this flowkey does not know (a newer \
+         flowkey applied it?); use that flowkey, or after inspection run `flowkey stamp <revision> --force`"
+    )]
+    UnknownAppliedRevision { revision: String },
+    #[error(
+        "revision {revision} is dirty: its {direction} stopped after {steps_done} of {steps} steps \
+         and {reason}; inspect the database, then run `flowkey stamp <revision> --force` to record \
+         the revision it is really at"
+    )]
+    Dirty {
+        revision: String,
+        direction: String,
+        steps_done: i64,
+        steps: usize,
+        reason: String,
+    },
+    #[error(
+        "the deploy lock is held by {holder} since {since}; another flowkey is migrating this \
+         database (wait for it, or raise --lock-wait-secs)"
+    )]
+    Locked { holder: String, since: String },
+    #[error(
+        "the database is neither empty nor at revision {revision} ({count} differences): {}; \
+         nothing was changed",
+        differences.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+    )]
+    ForeignSchema {
+        revision: String,
+        count: usize,
+        differences: Vec<SchemaDifference>,
+    },
+    #[error(
+        "cannot check the schema of revision {revision} (it has code steps or is not the first \
+         revision); use `flowkey stamp {revision} --force` to record it without checking"
+    )]
+    StampNeedsForce { revision: String },
     #[error(transparent)]
     Sql(#[from] sqlx::Error),
 }

@@ -1,12 +1,24 @@
 //! Schema changes: the revision runner, the revisions themselves, and the session→flow
 //! migration they carry out. Only this module issues DDL.
 
+mod adopt;
+pub mod audit;
+pub mod checksum;
 mod error;
+pub mod lock;
+mod offline;
 pub mod revision;
 pub mod revisions;
+mod runner;
 
+pub use audit::AuditEntry;
 pub use error::MigrateError;
+pub use offline::split_statements;
 pub use revision::{
     Action, AuditSink, CodeFn, Direction, EngineSql, ProgressDisplay, Revision, RunOptions, Step,
     StepContext,
+};
+pub use runner::{
+    offline_sql, upgrade, DirtyState, HistoryEntry, Migrator, RevisionRun, RunSummary, StampMode,
+    StepRun, VERSIONS_TABLE,
 };

@@ -1,6 +1,7 @@
 //! The integration suite: one binary, every database test on SQLite and on PostgreSQL, each
 //! on its own fresh database (see `harness`).
 
+mod cli;
 mod compat;
 mod db_connect;
 mod harness;
@@ -8,5 +9,7 @@ mod http_flags;
 mod http_ops;
 mod http_v1;
 mod http_v3;
+mod migrate_runner;
+mod seed;
 mod service_support;
 mod store_imports;

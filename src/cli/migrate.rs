@@ -1,0 +1,372 @@
+//! `upgrade`, `downgrade`, `current`, `history`, `stamp`, `audit`: the revision runner's
+//! commands.
+
+use std::io::IsTerminal;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, ValueEnum};
+use flowkey::db::{Db, Engine};
+use flowkey::migrate::{
+    offline_sql, revisions, Direction, Migrator, ProgressDisplay, RunOptions, RunSummary, StampMode,
+};
+
+use crate::cli::{print_json, GlobalArgs};
+
+/// Knobs shared by `upgrade` and `downgrade`.
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    /// Print the SQL the command would run, and run nothing.
+    #[arg(long)]
+    pub sql: bool,
+    /// With --sql: the dialect to print, without connecting to any database.
+    #[arg(long, value_enum, requires = "sql")]
+    pub engine: Option<EngineArg>,
+    /// With --sql --engine: the revision to start from (default: base for upgrade, head for
+    /// downgrade).
+    #[arg(long, requires = "engine")]
+    pub from: Option<String>,
+    /// PostgreSQL lock_timeout of each online DDL statement, in milliseconds.
+    #[arg(long, default_value_t = 100)]
+    pub lock_timeout_ms: u64,
+    /// How many times an online DDL statement is retried after a lock timeout.
+    #[arg(long, default_value_t = 30)]
+    pub ddl_retries: u32,
+    /// How long to wait for another runner's deploy lock, in seconds.
+    #[arg(long, default_value_t = 60)]
+    pub lock_wait_secs: u64,
+    /// The time one backfill batch should take, in milliseconds (batch sizes adapt to it).
+    #[arg(long, default_value_t = 200)]
+    pub batch_target_ms: u64,
+    /// Show no progress bar.
+    #[arg(long)]
+    pub no_progress: bool,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum EngineArg {
+    Sqlite,
+    Postgres,
+}
+
+impl From<EngineArg> for Engine {
+    fn from(engine: EngineArg) -> Self {
+        match engine {
+            EngineArg::Sqlite => Engine::Sqlite,
+            EngineArg::Postgres => Engine::Postgres,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct UpgradeArgs {
+    /// head, +N (N revisions further), or a revision id.
+    #[arg(default_value = "head")]
+    pub target: String,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DowngradeArgs {
+    /// -N (N revisions back), legacy, base (nothing but flowkey's own tables), or a revision
+    /// id that stays applied.
+    #[arg(allow_hyphen_values = true)]
+    pub target: String,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct CurrentArgs {}
+
+#[derive(Debug, Clone, Args)]
+pub struct HistoryArgs {}
+
+#[derive(Debug, Clone, Args)]
+pub struct StampArgs {
+    /// base, head, or a revision id. Without --force the schema must be exactly the one the
+    /// revisions up to it create (this is how an existing legacy database is adopted).
+    pub target: String,
+    /// Record the revision without checking the schema (after inspecting a dirty or edited
+    /// state by hand). Audit-logged.
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct AuditArgs {
+    /// How many of the latest rows to show.
+    #[arg(long, default_value_t = 50)]
+    pub limit: usize,
+}
+
+impl RunArgs {
+    fn options(&self, global: &GlobalArgs) -> RunOptions {
+        let progress = if self.no_progress || global.json || !std::io::stderr().is_terminal() {
+            ProgressDisplay::Hidden
+        } else {
+            ProgressDisplay::Bar
+        };
+        RunOptions {
+            lock_timeout: Duration::from_millis(self.lock_timeout_ms),
+            ddl_retries: self.ddl_retries,
+            target_batch_time: Duration::from_millis(self.batch_target_ms),
+            progress,
+            lock_wait: Duration::from_secs(self.lock_wait_secs),
+            ..RunOptions::default()
+        }
+    }
+}
+
+async fn connect(global: &GlobalArgs) -> anyhow::Result<Db> {
+    Ok(Db::connect(&global.database_url).await?)
+}
+
+pub async fn upgrade(args: UpgradeArgs, global: &GlobalArgs) -> anyhow::Result<()> {
+    if args.run.sql {
+        return print_sql(&args.run, &args.target, Direction::Up, global).await;
+    }
+    let db = connect(global).await?;
+    let migrator = Migrator::new(db.clone(), args.run.options(global));
+    let summary = migrator.upgrade(&args.target).await;
+    db.close().await;
+    print_summary(&summary?, global)
+}
+
+pub async fn downgrade(args: DowngradeArgs, global: &GlobalArgs) -> anyhow::Result<()> {
+    if args.run.sql {
+        return print_sql(&args.run, &args.target, Direction::Down, global).await;
+    }
+    let db = connect(global).await?;
+    let migrator = Migrator::new(db.clone(), args.run.options(global));
+    let summary = migrator.downgrade(&args.target).await;
+    db.close().await;
+    print_summary(&summary?, global)
+}
+
+pub async fn current(_args: CurrentArgs, global: &GlobalArgs) -> anyhow::Result<()> {
+    let db = connect(global).await?;
+    let migrator = Migrator::new(db.clone(), RunOptions::default());
+    let history = migrator.history().await;
+    db.close().await;
+    let history = history?;
+    let current = history.iter().find(|entry| entry.is_current);
+    let dirty = history.iter().find(|entry| entry.dirty.is_some());
+    let head = history
+        .iter()
+        .find(|entry| entry.is_head)
+        .map(|entry| &entry.id);
+    if global.json {
+        return print_json(&serde_json::json!({
+            "current": current.map(|entry| &entry.id),
+            "head": head,
+            "is_head": current.is_some_and(|entry| entry.is_head),
+            "dirty": dirty.map(|entry| serde_json::json!({
+                "revision": entry.id,
+                "state": entry.dirty,
+            })),
+        }));
+    }
+    let mut line = current.map_or("base".to_owned(), |entry| entry.id.clone());
+    if current.is_some_and(|entry| entry.is_head) {
+        line.push_str(" (head)");
+    }
+    println!("{line}");
+    if let Some(entry) = dirty {
+        if let Some(state) = &entry.dirty {
+            println!(
+                "dirty: revision {} stopped during {} after {} of {} steps",
+                entry.id, state.direction, state.steps_done, state.steps
+            );
+        }
+    }
+    Ok(())
+}
+
+pub async fn history(_args: HistoryArgs, global: &GlobalArgs) -> anyhow::Result<()> {
+    let db = connect(global).await?;
+    let migrator = Migrator::new(db.clone(), RunOptions::default());
+    let history = migrator.history().await;
+    db.close().await;
+    let history = history?;
+    if global.json {
+        return print_json(&history);
+    }
+    let width = history
+        .iter()
+        .map(|entry| entry.id.len())
+        .max()
+        .unwrap_or(0);
+    for entry in &history {
+        let mark = match (&entry.dirty, entry.applied) {
+            (Some(_), _) => "[!]",
+            (None, true) => "[x]",
+            (None, false) => "[ ]",
+        };
+        let mut notes = Vec::new();
+        if let (Some(at), Some(how)) = (&entry.applied_at, &entry.recorded_by) {
+            notes.push(format!("{how} {}", at.0.format("%Y-%m-%d %H:%M:%S UTC")));
+        }
+        if let Some(state) = &entry.dirty {
+            notes.push(format!(
+                "dirty: {} stopped after {} of {} steps",
+                state.direction, state.steps_done, state.steps
+            ));
+        }
+        if entry.checksum_ok == Some(false) {
+            notes.push("changed after it was applied".into());
+        }
+        if !entry.known {
+            notes.push("unknown to this flowkey".into());
+        }
+        if entry.is_head {
+            notes.push("head".into());
+        }
+        if entry.is_current {
+            notes.push("current".into());
+        }
+        let notes = if notes.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", notes.join(", "))
+        };
+        println!("{mark} {:width$}  {}{notes}", entry.id, entry.description);
+    }
+    Ok(())
+}
+
+pub async fn stamp(args: StampArgs, global: &GlobalArgs) -> anyhow::Result<()> {
+    let db = connect(global).await?;
+    let migrator = Migrator::new(db.clone(), RunOptions::default());
+    let mode = if args.force {
+        StampMode::Force
+    } else {
+        StampMode::Checked
+    };
+    let summary = migrator.stamp(&args.target, mode).await;
+    db.close().await;
+    let summary = summary?;
+    if global.json {
+        return print_json(&summary);
+    }
+    if let Some(adopted) = summary.adopted {
+        println!("adopted the existing database at revision {adopted}");
+    } else {
+        println!("stamped the database at {}", summary.to.unwrap_or("base"));
+    }
+    Ok(())
+}
+
+pub async fn audit(args: AuditArgs, global: &GlobalArgs) -> anyhow::Result<()> {
+    let db = connect(global).await?;
+    let migrator = Migrator::new(db.clone(), RunOptions::default());
+    let entries = migrator.audit_log(args.limit).await;
+    db.close().await;
+    let entries = entries?;
+    if global.json {
+        return print_json(&entries);
+    }
+    if entries.is_empty() {
+        println!("the audit log is empty");
+    }
+    for entry in &entries {
+        let subject = [
+            entry.revision.as_deref(),
+            entry.direction.as_deref(),
+            entry.step.as_deref(),
+        ]
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>()
+        .join(" ");
+        let duration = entry
+            .duration_ms
+            .map(|ms| format!(" {ms} ms"))
+            .unwrap_or_default();
+        let error = entry
+            .error
+            .as_deref()
+            .map(|error| format!(": {error}"))
+            .unwrap_or_default();
+        println!(
+            "{} {} run {} {} {} {}{duration}{error} [{}@{}]",
+            entry.id,
+            entry.started_at.0.format("%Y-%m-%d %H:%M:%S%.3f"),
+            entry.run_id.get(..8).unwrap_or(&entry.run_id),
+            entry.event,
+            subject,
+            entry.outcome,
+            entry.user_name,
+            entry.host,
+        );
+    }
+    Ok(())
+}
+
+async fn print_sql(
+    args: &RunArgs,
+    target: &str,
+    direction: Direction,
+    global: &GlobalArgs,
+) -> anyhow::Result<()> {
+    let (engine, from) = match args.engine {
+        Some(engine) => {
+            let from = args.from.clone().or_else(|| match direction {
+                Direction::Up => None,
+                Direction::Down => Some("head".to_owned()),
+            });
+            (Engine::from(engine), from)
+        }
+        None => {
+            let db = connect(global).await?;
+            let current = Migrator::new(db.clone(), RunOptions::default())
+                .current()
+                .await;
+            db.close().await;
+            let current = current.context("cannot read the database's current revision")?;
+            (db.engine(), current.map(str::to_owned))
+        }
+    };
+    let script = offline_sql(revisions::all(), engine, from.as_deref(), target, direction)?;
+    if global.json {
+        return print_json(&serde_json::json!({ "engine": engine, "sql": script }));
+    }
+    print!("{script}");
+    Ok(())
+}
+
+fn print_summary(summary: &RunSummary, global: &GlobalArgs) -> anyhow::Result<()> {
+    if global.json {
+        return print_json(summary);
+    }
+    if let Some(adopted) = summary.adopted {
+        println!("adopted the existing database at revision {adopted}");
+    }
+    for run in &summary.revisions {
+        let verb = match run.direction {
+            Direction::Up => "applied",
+            Direction::Down => "reverted",
+        };
+        let resumed = run
+            .resumed_at_step
+            .map(|step| format!(", resumed at step {}", step + 1))
+            .unwrap_or_default();
+        let total: u64 = run.steps.iter().map(|step| step.duration_ms).sum();
+        println!(
+            "{verb} {} ({} steps, {total} ms{resumed})",
+            run.id,
+            run.steps.len()
+        );
+    }
+    let to = summary.to.unwrap_or("base");
+    if summary.revisions.is_empty() {
+        println!("nothing to do: the database is at {to}");
+    } else {
+        println!(
+            "the database is at {to} (was {})",
+            summary.from.unwrap_or("base")
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,82 @@
+//! The command line: global options, one subcommand per variant of [`Command`], each handed
+//! to its module's function. No SQL here: commands call the library.
+
+pub mod migrate;
+
+use clap::{ArgAction, Args, Parser, Subcommand};
+use flowkey::db::DEFAULT_DATABASE_URL;
+
+/// Exit code of a command that failed at run time (usage errors exit with clap's 2).
+pub const EXIT_FAILURE: u8 = 1;
+
+/// Moves a multi-tenant platform's data from legacy session_id keys to flow_id, online and
+/// reversibly.
+#[derive(Debug, Parser)]
+#[command(
+    name = "flowkey",
+    version,
+    about,
+    after_help = "Exit codes: 0 success, 1 the command failed (one `error:` line on stderr), \
+                  2 invalid command line."
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every command accepts, before or after the subcommand name.
+#[derive(Debug, Clone, Args)]
+pub struct GlobalArgs {
+    /// Database to work on: sqlite://PATH or postgres://USER[:PASSWORD]@HOST[:PORT]/DB.
+    #[arg(
+        long,
+        global = true,
+        env = "DATABASE_URL",
+        hide_env_values = true,
+        default_value = DEFAULT_DATABASE_URL
+    )]
+    pub database_url: String,
+    /// Print one JSON document instead of human-readable text.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Log more to stderr (-v: progress of each step, -vv: debug). RUST_LOG overrides.
+    #[arg(short, long, global = true, action = ArgAction::Count)]
+    pub verbose: u8,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Apply revisions up to a target (default: head), adopting a legacy database first.
+    Upgrade(migrate::UpgradeArgs),
+    /// Revert revisions down to a target: -1, legacy, base or a revision id.
+    Downgrade(migrate::DowngradeArgs),
+    /// Show the revision the database is at.
+    Current(migrate::CurrentArgs),
+    /// List every revision, and whether and when it was applied.
+    History(migrate::HistoryArgs),
+    /// Record the database as being at a revision without running anything.
+    Stamp(migrate::StampArgs),
+    /// Show the runner's audit log: every run, revision and step.
+    Audit(migrate::AuditArgs),
+}
+
+/// Runs the parsed command.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let global = cli.global;
+    match cli.command {
+        Command::Upgrade(args) => migrate::upgrade(args, &global).await,
+        Command::Downgrade(args) => migrate::downgrade(args, &global).await,
+        Command::Current(args) => migrate::current(args, &global).await,
+        Command::History(args) => migrate::history(args, &global).await,
+        Command::Stamp(args) => migrate::stamp(args, &global).await,
+        Command::Audit(args) => migrate::audit(args, &global).await,
+    }
+}
+
+/// Prints a value as one pretty JSON document on stdout.
+pub fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}

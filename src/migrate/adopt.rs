@@ -1,0 +1,92 @@
+//! Adopting a database that flowkey did not create: its schema is compared with the schema
+//! the revisions up to a target create, built on a scratch database (SQLite: in memory;
+//! PostgreSQL: a temporary schema of the same database, dropped afterwards).
+//!
+//! Code steps are not run on the scratch database: they move data, and only SQL steps change
+//! the schema.
+
+use std::str::FromStr;
+
+use sqlx::postgres::PgConnection;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
+use sqlx::Connection;
+
+use crate::db::introspect::{introspect_postgres, introspect_sqlite, Schema};
+use crate::db::Db;
+use crate::migrate::offline::split_statements;
+use crate::migrate::{Action, MigrateError, Revision};
+
+/// The schema that applying `revisions` in order, from an empty database, produces.
+pub async fn reference_schema(
+    db: &Db,
+    revisions: &[&'static Revision],
+) -> Result<Schema, MigrateError> {
+    match db {
+        Db::Sqlite(_) => {
+            let options = SqliteConnectOptions::from_str("sqlite::memory:")?.foreign_keys(true);
+            let mut conn = SqliteConnection::connect_with(&options).await?;
+            let result = build_sqlite(&mut conn, revisions).await;
+            let _ = conn.close().await;
+            result
+        }
+        Db::Postgres(pool) => {
+            let mut conn = PgConnection::connect_with(&pool.connect_options()).await?;
+            let scratch = format!("flowkey_scratch_{}", uuid::Uuid::new_v4().simple());
+            sqlx::raw_sql(&format!("CREATE SCHEMA {scratch}"))
+                .execute(&mut conn)
+                .await?;
+            let result = build_postgres(&mut conn, &scratch, revisions).await;
+            let dropped = sqlx::raw_sql(&format!("DROP SCHEMA {scratch} CASCADE"))
+                .execute(&mut conn)
+                .await;
+            let _ = conn.close().await;
+            let schema = result?;
+            dropped?;
+            Ok(schema)
+        }
+    }
+}
+
+async fn build_sqlite(
+    conn: &mut SqliteConnection,
+    revisions: &[&'static Revision],
+) -> Result<Schema, MigrateError> {
+    for revision in revisions {
+        for step in revision.up {
+            match &step.action {
+                Action::Sql(sql) | Action::OnlineDdl(sql) => {
+                    sqlx::raw_sql(sql.sqlite).execute(&mut *conn).await?;
+                }
+                Action::Code { .. } => {}
+            }
+        }
+    }
+    Ok(introspect_sqlite(conn).await?)
+}
+
+async fn build_postgres(
+    conn: &mut PgConnection,
+    scratch: &str,
+    revisions: &[&'static Revision],
+) -> Result<Schema, MigrateError> {
+    sqlx::query("SELECT set_config('search_path', $1, false)")
+        .bind(scratch)
+        .execute(&mut *conn)
+        .await?;
+    for revision in revisions {
+        for step in revision.up {
+            match &step.action {
+                Action::Sql(sql) => {
+                    sqlx::raw_sql(sql.postgres).execute(&mut *conn).await?;
+                }
+                Action::OnlineDdl(sql) => {
+                    for statement in split_statements(sql.postgres) {
+                        sqlx::raw_sql(&statement).execute(&mut *conn).await?;
+                    }
+                }
+                Action::Code { .. } => {}
+            }
+        }
+    }
+    Ok(introspect_postgres(conn).await?)
+}

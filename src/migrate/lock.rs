@@ -1,0 +1,256 @@
+//! The deploy lock: only one runner at a time changes a database's schema.
+//!
+//! PostgreSQL: a session advisory lock ([`DEPLOY_LOCK_KEY`]) taken with the non-blocking
+//! `pg_try_advisory_lock`, polled, on a dedicated connection held for the whole run (the
+//! server frees it if the process dies). SQLite: the single row of `flowkey_deploy_lock`,
+//! inserted atomically; a row left by a dead process on this host is taken over.
+
+use std::time::{Duration, Instant};
+
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{Connection, PgConnection, SqlitePool};
+
+use crate::db::types::DbTime;
+use crate::db::Db;
+use crate::migrate::audit::Identity;
+use crate::migrate::MigrateError;
+
+/// The advisory lock key on PostgreSQL: "flowkey" in ASCII.
+pub const DEPLOY_LOCK_KEY: i64 = 0x0066_6c6f_776b_6579;
+
+/// The lock row's table on SQLite; never dropped by a downgrade.
+pub const LOCK_TABLE: &str = "flowkey_deploy_lock";
+
+const CREATE_SQLITE_LOCK_TABLE: &str = "\
+CREATE TABLE IF NOT EXISTS flowkey_deploy_lock (
+    id           INTEGER PRIMARY KEY CHECK (id = 1),
+    run_id       TEXT NOT NULL,
+    holder       TEXT NOT NULL,
+    pid          INTEGER NOT NULL,
+    host         TEXT NOT NULL,
+    acquired_at  TEXT NOT NULL
+);
+";
+
+const POLL_INTERVAL: Duration = Duration::from_millis(200);
+
+/// A held deploy lock. Release it with [`DeployLock::release`]; if the process dies instead,
+/// PostgreSQL frees it with the connection and the next SQLite runner on this host takes it
+/// over.
+pub(crate) struct DeployLock {
+    held: Held,
+    /// The stale holder replaced when the lock was taken over (SQLite), for the audit log.
+    pub taken_over_from: Option<String>,
+}
+
+enum Held {
+    Postgres(PgConnection),
+    Sqlite { pool: SqlitePool, run_id: String },
+}
+
+/// Who holds the lock, for messages.
+struct Holder {
+    description: String,
+    since: String,
+}
+
+impl DeployLock {
+    /// Takes the lock, polling for up to `wait` while another runner holds it.
+    pub async fn acquire(
+        db: &Db,
+        run_id: &str,
+        identity: &Identity,
+        wait: Duration,
+    ) -> Result<DeployLock, MigrateError> {
+        match db {
+            Db::Postgres(pool) => {
+                let application_name = truncate(&format!("flowkey {}", identity.describe()), 63);
+                let options = PgConnectOptions::clone(&pool.connect_options())
+                    .application_name(&application_name);
+                let mut conn = PgConnection::connect_with(&options).await?;
+                let deadline = Instant::now() + wait;
+                let mut announced = false;
+                loop {
+                    let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+                        .bind(DEPLOY_LOCK_KEY)
+                        .fetch_one(&mut conn)
+                        .await?;
+                    if got {
+                        return Ok(DeployLock {
+                            held: Held::Postgres(conn),
+                            taken_over_from: None,
+                        });
+                    }
+                    let holder = postgres_holder(&mut conn).await?;
+                    if Instant::now() >= deadline {
+                        let _ = conn.close().await;
+                        return Err(locked(holder));
+                    }
+                    announce(&mut announced, &holder);
+                    tokio::time::sleep(POLL_INTERVAL).await;
+                }
+            }
+            Db::Sqlite(pool) => {
+                sqlx::raw_sql(CREATE_SQLITE_LOCK_TABLE)
+                    .execute(pool)
+                    .await?;
+                let deadline = Instant::now() + wait;
+                let mut announced = false;
+                loop {
+                    let inserted = sqlx::query(
+                        "INSERT INTO flowkey_deploy_lock (id, run_id, holder, pid, host, acquired_at) \
+                         VALUES (1, $1, $2, $3, $4, $5) ON CONFLICT (id) DO NOTHING",
+                    )
+                    .bind(run_id)
+                    .bind(identity.describe())
+                    .bind(i64::from(identity.pid))
+                    .bind(&identity.host)
+                    .bind(DbTime::now())
+                    .execute(pool)
+                    .await?
+                    .rows_affected();
+                    let held = Held::Sqlite {
+                        pool: pool.clone(),
+                        run_id: run_id.to_owned(),
+                    };
+                    if inserted == 1 {
+                        return Ok(DeployLock {
+                            held,
+                            taken_over_from: None,
+                        });
+                    }
+                    let row: Option<(String, String, i64, String, String)> = sqlx::query_as(
+                        "SELECT run_id, holder, pid, host, acquired_at FROM flowkey_deploy_lock WHERE id = 1",
+                    )
+                    .fetch_optional(pool)
+                    .await?;
+                    // The holder released it between our insert and our read: try again.
+                    let Some((stale_run, holder, pid, host, since)) = row else {
+                        continue;
+                    };
+                    if host == identity.host && !process_is_alive(pid) {
+                        let taken = sqlx::query(
+                            "UPDATE flowkey_deploy_lock SET run_id = $1, holder = $2, pid = $3, \
+                             host = $4, acquired_at = $5 WHERE id = 1 AND run_id = $6",
+                        )
+                        .bind(run_id)
+                        .bind(identity.describe())
+                        .bind(i64::from(identity.pid))
+                        .bind(&identity.host)
+                        .bind(DbTime::now())
+                        .bind(&stale_run)
+                        .execute(pool)
+                        .await?
+                        .rows_affected();
+                        if taken == 1 {
+                            tracing::warn!(
+                                "took over the deploy lock left by {holder} (since {since}): that process is gone"
+                            );
+                            return Ok(DeployLock {
+                                held,
+                                taken_over_from: Some(format!("{holder} since {since}")),
+                            });
+                        }
+                        continue;
+                    }
+                    let holder = Holder {
+                        description: holder,
+                        since,
+                    };
+                    if Instant::now() >= deadline {
+                        return Err(locked(holder));
+                    }
+                    announce(&mut announced, &holder);
+                    tokio::time::sleep(POLL_INTERVAL).await;
+                }
+            }
+        }
+    }
+
+    /// Gives the lock back.
+    pub async fn release(self) -> Result<(), MigrateError> {
+        match self.held {
+            Held::Postgres(mut conn) => {
+                sqlx::query("SELECT pg_advisory_unlock($1)")
+                    .bind(DEPLOY_LOCK_KEY)
+                    .execute(&mut conn)
+                    .await?;
+                conn.close().await?;
+            }
+            Held::Sqlite { pool, run_id } => {
+                sqlx::query("DELETE FROM flowkey_deploy_lock WHERE id = 1 AND run_id = $1")
+                    .bind(run_id)
+                    .execute(&pool)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn announce(announced: &mut bool, holder: &Holder) {
+    if !*announced {
+        *announced = true;
+        tracing::warn!(
+            "waiting for the deploy lock held by {} since {}",
+            holder.description,
+            holder.since
+        );
+    }
+}
+
+fn locked(holder: Holder) -> MigrateError {
+    MigrateError::Locked {
+        holder: holder.description,
+        since: holder.since,
+    }
+}
+
+async fn postgres_holder(conn: &mut PgConnection) -> Result<Holder, sqlx::Error> {
+    let high = DEPLOY_LOCK_KEY >> 32;
+    let low = DEPLOY_LOCK_KEY & 0xffff_ffff;
+    let row: Option<(i32, String, String, String)> = sqlx::query_as(
+        "SELECT a.pid, coalesce(a.application_name, ''), coalesce(a.usename::text, ''), \
+                coalesce(to_char(a.backend_start AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), '?') \
+         FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid \
+         WHERE l.locktype = 'advisory' AND l.granted AND l.classid::bigint = $1 \
+           AND l.objid::bigint = $2 AND l.objsubid = 1 \
+         LIMIT 1",
+    )
+    .bind(high)
+    .bind(low)
+    .fetch_optional(&mut *conn)
+    .await?;
+    Ok(match row {
+        Some((pid, application, user, since)) => Holder {
+            description: if application.is_empty() {
+                format!("PostgreSQL backend pid {pid} (user {user})")
+            } else {
+                format!("{application} (PostgreSQL backend pid {pid}, user {user})")
+            },
+            since,
+        },
+        None => Holder {
+            description: "another session".into(),
+            since: "a moment ago".into(),
+        },
+    })
+}
+
+/// Whether a process of this host still runs. Without /proc (not Linux) every process counts
+/// as alive, so a lock is never taken from a live runner.
+fn process_is_alive(pid: i64) -> bool {
+    let proc = std::path::Path::new("/proc");
+    if !proc.join("self").exists() {
+        return true;
+    }
+    pid <= 0 || proc.join(pid.to_string()).exists()
+}
+
+fn truncate(text: &str, max: usize) -> String {
+    let mut end = text.len().min(max);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text[..end].to_owned()
+}
