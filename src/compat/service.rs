@@ -202,6 +202,14 @@ impl SessionFlowCompatibilityService {
         Ok(stats?)
     }
 
+    /// The integrity and backfill checks that gate flag `on`, callable at runtime (the same
+    /// function `flowkey flag set` consults).
+    pub async fn integrity_check(
+        &self,
+    ) -> Result<crate::flags::Readiness, crate::flags::FlagError> {
+        crate::flags::readiness(&self.db).await
+    }
+
     /// Forgets every cached id that resolved to `flow` (after a change made elsewhere).
     pub fn invalidate_flow(&self, flow: FlowId) {
         self.cache.invalidate_flow(flow);
