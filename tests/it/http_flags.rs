@@ -261,3 +261,46 @@ both_engines!(
     a_flag_change_in_the_database_applies_at_runtime,
     runtime_switch
 );
+
+async fn delete_invalidates_resolution(test_db: TestDb) {
+    let (_keep, db) = head_db(test_db.engine).await;
+    let tenant = insert_tenant(&db).await;
+    let migrated = migrated_session(&db, tenant).await;
+    let state = state(&db);
+    flags::set_flag(&db, FlagScope::Global, FlowIdPrimary::On, "test")
+        .await
+        .expect("set");
+    state.refresh_flags().await.expect("refresh");
+    let uri = format!("/api/v1/unified-discovery/flow/status/{}", migrated.session);
+    for _ in 0..2 {
+        let answer = send(&state, request(Method::GET, &uri, tenant, None)).await;
+        assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
+    }
+    assert_eq!(
+        state.compat.metrics().cache_hits.get(),
+        1,
+        "the second read resolved from the cache"
+    );
+    let deleted = send(
+        &state,
+        request(
+            Method::DELETE,
+            &format!("/api/v3/discovery-flow/flows/{}", migrated.flow_id),
+            tenant,
+            None,
+        ),
+    )
+    .await;
+    assert_eq!(deleted.status, StatusCode::OK, "{}", deleted.text);
+    let after = send(&state, request(Method::GET, &uri, tenant, None)).await;
+    assert_eq!(after.status, StatusCode::NOT_FOUND, "{}", after.text);
+    assert_eq!(
+        state.compat.metrics().cache_hits.get(),
+        1,
+        "the deleted flow was not served from the cache"
+    );
+}
+both_engines!(
+    deleting_a_flow_through_the_api_invalidates_the_resolve_cache,
+    delete_invalidates_resolution
+);

@@ -13,3 +13,4 @@ mod migrate_runner;
 mod seed;
 mod service_support;
 mod store_imports;
+mod store_service_state;
