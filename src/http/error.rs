@@ -137,6 +137,9 @@ impl From<ImportsError> for ApiError {
                 "invalid_file_data",
                 message,
             ),
+            ImportsError::SessionTaken { .. } => {
+                ApiError::new(StatusCode::CONFLICT, "session_taken", message)
+            }
             ImportsError::StillReferenced { .. } => {
                 ApiError::new(StatusCode::CONFLICT, "still_referenced", message)
             }

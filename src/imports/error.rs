@@ -9,6 +9,8 @@ pub enum ImportsError {
     SessionHasNoImport { session_id: SessionId },
     #[error("session {session_id} not found")]
     SessionNotFound { session_id: SessionId },
+    #[error("session {session_id} was created by another upload at the same moment; retry")]
+    SessionTaken { session_id: SessionId },
     #[error("tenant not found: no engagement with this id belongs to this client account")]
     TenantNotFound,
     #[error("user {user_id} not found")]

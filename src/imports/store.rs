@@ -169,7 +169,14 @@ pub async fn insert_session(
         .bind(DbUuid(created_by))
         .bind(DbTime::now())
         .execute(&mut **conn)
-        .await?
+        .await
+        .map_err(|err| match &err {
+            // Two uploads naming the same new session at once: the second loses the race.
+            sqlx::Error::Database(db) if db.is_unique_violation() => {
+                ImportsError::SessionTaken { session_id }
+            }
+            _ => ImportsError::Database(err),
+        })?
         .rows_affected()
     });
     Ok(())
