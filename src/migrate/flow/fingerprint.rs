@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 use sqlx::Row;
 
 use crate::db::{Db, Engine};
-use crate::migrate::flow::tables::{legacy_columns, text_of, Key};
+use crate::migrate::flow::tables::{begin_batch, legacy_columns, text_of, Key};
 use crate::migrate::revisions::legacy::LEGACY_TABLES;
 use crate::migrate::MigrateError;
 
@@ -81,18 +81,20 @@ pub async fn fingerprint_table(
     let mut rows = 0i64;
     let mut hash = 0u64;
     loop {
-        let batch: Vec<(String, String)> = crate::on_pool!(db, pool => {
+        let mut tx = begin_batch(db).await?;
+        let batch: Vec<(String, String)> = crate::on_tx!(&mut tx, conn => {
             let query = match &cursor {
                 Some(after) => sqlx::query(&next_sql).bind(after.clone()).bind(FINGERPRINT_BATCH),
                 None => sqlx::query(&first_sql).bind(FINGERPRINT_BATCH),
             };
-            let fetched = query.fetch_all(pool).await?;
+            let fetched = query.fetch_all(&mut **conn).await?;
             let mut out = Vec::with_capacity(fetched.len());
             for row in fetched {
                 out.push((row.try_get::<String, _>(0)?, row.try_get::<String, _>(1)?));
             }
             out
         });
+        tx.rollback().await?;
         let Some((last, _)) = batch.last() else { break };
         cursor = Some(last.clone());
         for (_, text) in &batch {

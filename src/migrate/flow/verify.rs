@@ -27,7 +27,7 @@ use crate::migrate::flow::backfill::parse_session_sql;
 use crate::migrate::flow::error::FlowMigrationError;
 use crate::migrate::flow::fingerprint::{fingerprint_database, load_baseline, FingerprintScope};
 use crate::migrate::flow::tables::{
-    next_bound, tenant_agrees, text_of, Key, KeyRange, CORE_TABLES, FLOW_COLUMN_TABLES,
+    begin_batch, next_bound, tenant_agrees, text_of, Key, KeyRange, CORE_TABLES, FLOW_COLUMN_TABLES,
 };
 use crate::migrate::{MigrateError, StepContext};
 
@@ -343,7 +343,7 @@ async fn verify_table(
     };
     let mut cursor: Option<Key> = None;
     loop {
-        let mut tx = db.begin().await?;
+        let mut tx = begin_batch(db).await?;
         let Some((hi, n)) = next_bound(&mut tx, table, cursor.as_ref(), VERIFY_BATCH).await? else {
             tx.rollback().await?;
             break;
