@@ -70,11 +70,11 @@ pub async fn fingerprint_table(
         ""
     };
     let first_sql = format!(
-        "SELECT {id}, {row_text} FROM {table} WHERE 1 = 1{exclusion} ORDER BY id LIMIT $1",
+        "SELECT {id} AS key_text, {row_text} FROM {table} WHERE 1 = 1{exclusion} ORDER BY {table}.id LIMIT $1",
         id = text_of(engine, "id")
     );
     let next_sql = format!(
-        "SELECT {id}, {row_text} FROM {table} WHERE id > $1{cast}{exclusion} ORDER BY id LIMIT $2",
+        "SELECT {id} AS key_text, {row_text} FROM {table} WHERE id > $1{cast}{exclusion} ORDER BY {table}.id LIMIT $2",
         id = text_of(engine, "id")
     );
     let mut cursor: Option<Key> = None;
