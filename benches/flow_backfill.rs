@@ -80,6 +80,60 @@ async fn fresh(engine: Engine, name: &str) -> (Db, String) {
     }
 }
 
+/// Backfill and baseline on an already seeded and migrated PostgreSQL database (flow_id
+/// columns present): both start from `raw_import_records.flow_id` all NULL.
+async fn measure_existing(url: &str) {
+    let db = Db::connect(url).await.unwrap();
+    let audit = NoAudit;
+    let opts = options();
+    db.execute_plain(RESET_RAW_PG).await.unwrap();
+    db.execute_plain(
+        "DELETE FROM flowkey_backfill_progress WHERE table_name = 'raw_import_records'",
+    )
+    .await
+    .unwrap();
+    db.execute_plain("VACUUM ANALYZE raw_import_records")
+        .await
+        .unwrap();
+    let clock = Instant::now();
+    let raw = backfill_table(
+        &db,
+        "raw_import_records",
+        &opts,
+        &audit,
+        &mut BatchBudget::new(BatchLimit::Unlimited),
+    )
+    .await
+    .unwrap();
+    let backfill_rate = raw.rows_done as f64 / clock.elapsed().as_secs_f64();
+    println!(
+        "existing db: backfill {} rows at {backfill_rate:.0} rows/s",
+        raw.rows_done
+    );
+    db.execute_plain(RESET_RAW_PG).await.unwrap();
+    db.execute_plain("VACUUM ANALYZE raw_import_records")
+        .await
+        .unwrap();
+    let clock = Instant::now();
+    db.execute_plain(&format!("BEGIN; {BASELINE_PG} COMMIT;"))
+        .await
+        .unwrap();
+    let baseline = raw.rows_done as f64 / clock.elapsed().as_secs_f64();
+    println!(
+        "existing db: one UPDATE … FROM {baseline:.0} rows/s, ratio {:.2}",
+        backfill_rate / baseline
+    );
+    let log = Migrator::new(db.clone(), options())
+        .audit_log(100_000)
+        .await
+        .unwrap();
+    let longest_lock_wait = log
+        .iter()
+        .filter_map(|entry| entry.details.as_ref()?.get("lock_wait_ms")?.as_f64())
+        .fold(0.0f64, f64::max);
+    println!("existing db: longest DDL lock wait recorded {longest_lock_wait:.0} ms");
+}
+
 async fn measure(engine: Engine, raw_rows: u32) {
     let name = format!("flowkey_bench_{engine}_{raw_rows}");
     let (db, _url) = fresh(engine, &name).await;
@@ -125,6 +179,10 @@ async fn measure(engine: Engine, raw_rows: u32) {
     .unwrap();
     let backfill_time = clock.elapsed();
     let backfill_rate = raw.rows_done as f64 / backfill_time.as_secs_f64();
+    println!(
+        "{engine} raw={}: backfill {backfill_rate:.0} rows/s",
+        raw.rows_done
+    );
     let baseline_rate = if engine == Engine::Postgres {
         db.execute_plain(RESET_RAW_PG).await.unwrap();
         db.execute_plain("VACUUM ANALYZE raw_import_records")
@@ -168,6 +226,10 @@ fn main() {
     let engines =
         std::env::var("FLOWKEY_BENCH_ENGINES").unwrap_or_else(|_| "postgres,sqlite".into());
     let runtime = tokio::runtime::Runtime::new().unwrap();
+    if let Ok(url) = std::env::var("FLOWKEY_BENCH_EXISTING_URL") {
+        runtime.block_on(measure_existing(&url));
+        return;
+    }
     for engine in [Engine::Postgres, Engine::Sqlite] {
         if !engines.contains(&engine.to_string()) {
             continue;
