@@ -17,7 +17,7 @@ pub mod tables;
 pub mod verify;
 
 pub use backfill::{backfill, BackfillOutcome, BatchLimit};
-pub use downgrade::{restored_sessions, RestoreSummary, RestoredSession};
+pub use downgrade::{restored_sessions, RestoreSummary, RestoredSession, UnrestorableFlow};
 pub use error::FlowMigrationError;
 pub use fingerprint::{fingerprint_database, FingerprintScope, TableFingerprint};
 pub use mapping::{compute_mapping, MappingSummary};
