@@ -1,6 +1,7 @@
 //! The command line: global options, one subcommand per variant of [`Command`], each handed
 //! to its module's function. No SQL here: commands call the library.
 
+pub mod bench;
 pub mod migrate;
 pub mod seed;
 
@@ -63,6 +64,8 @@ pub enum Command {
     Audit(migrate::AuditArgs),
     /// Create the legacy schema if needed and fill it with realistic, reproducible data.
     Seed(Box<seed::SeedArgs>),
+    /// Benchmark baselines used by bench/run.sh (not for production databases).
+    Bench(bench::BenchArgs),
 }
 
 /// Runs the parsed command.
@@ -76,6 +79,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Stamp(args) => migrate::stamp(args, &global).await,
         Command::Audit(args) => migrate::audit(args, &global).await,
         Command::Seed(args) => seed::run(&connect(&global).await?, &args, global.json).await,
+        Command::Bench(args) => bench::run(args, &global).await,
     }
 }
 
