@@ -2,6 +2,7 @@
 //! to its module's function. No SQL here: commands call the library.
 
 pub mod bench;
+pub mod flow;
 pub mod migrate;
 pub mod seed;
 
@@ -64,6 +65,13 @@ pub enum Command {
     Audit(migrate::AuditArgs),
     /// Create the legacy schema if needed and fill it with realistic, reproducible data.
     Seed(Box<seed::SeedArgs>),
+    /// Recompute the legacy fingerprints and check every link; non-zero exit on any mismatch.
+    Verify(flow::VerifyArgs),
+    /// Per table: rows, linked, unlinked and why; ambiguous sessions, conflicts, flows created.
+    Report(flow::ReportArgs),
+    /// Upgrade, verify, downgrade and compare on a copy of the database (the original is only
+    /// read).
+    Rehearse(flow::RehearseArgs),
     /// Benchmark baselines used by bench/run.sh (not for production databases).
     Bench(bench::BenchArgs),
 }
@@ -78,6 +86,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::History(args) => migrate::history(args, &global).await,
         Command::Stamp(args) => migrate::stamp(args, &global).await,
         Command::Audit(args) => migrate::audit(args, &global).await,
+        Command::Verify(args) => flow::run_verify(args, &global).await,
+        Command::Report(args) => flow::run_report(args, &global).await,
+        Command::Rehearse(args) => flow::run_rehearse(args, &global).await,
         Command::Seed(args) => seed::run(&connect(&global).await?, &args, global.json).await,
         Command::Bench(args) => bench::run(args, &global).await,
     }
