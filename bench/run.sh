@@ -181,6 +181,20 @@ bench_engine_size() { # ENGINE SIZE
     record "$engine" "$size" backfill_online_seconds "$seconds"
     record "$engine" "$size" backfill_online_peak_rss_kb "$(peak_rss_kb "$base.backfill_online")"
     fk "$url" --json audit --limit 100000 > "$OUT/$base.backfill_online.audit.json"
+    # In-process figures from the audit log: the revision's own duration (no process start or
+    # connect) and the raw_import_records table's rows/s as the backfill measured it.
+    python3 - "$OUT/$base.backfill_online.audit.json" "$engine" "$size" >> "$RESULTS" <<'PY'
+import json, sys
+entries, engine, size = json.load(open(sys.argv[1])), sys.argv[2], int(sys.argv[3])
+def emit(metric, value):
+    print(json.dumps({"engine": engine, "size": size, "metric": metric, "value": value}))
+for e in entries:
+    d = e.get("details") or {}
+    if e["event"] == "revision" and e.get("revision") == "flow_backfill" and e.get("duration_ms") is not None:
+        emit("backfill_online_revision_seconds", e["duration_ms"] / 1000)
+    if e["event"] == "progress" and d.get("table") == "raw_import_records" and d.get("finished"):
+        emit("backfill_online_raw_rows_per_second", round(d.get("rows_per_second", 0)))
+PY
     db_drop "$engine" "${base}_online"
 
     log "$engine $size: offline UPDATE ... FROM"
@@ -237,7 +251,7 @@ for line in open('$RESULTS'):
         print(r['value'])")
     # The load outlasts the migration; only transactions inside the migration's window count.
     local load_secs
-    load_secs=$(python3 -c "import math; print(max(10, math.ceil($upgrade_seconds * 2 + 6)))")
+    load_secs=$(python3 -c "import math; print(max(10, math.ceil($upgrade_seconds * 1.5 + 10)))")
 
     log "postgres $size: legacy load alone (${load_secs}s)"
     db_copy postgres "$seeded" "${base}_loadonly"
@@ -281,7 +295,7 @@ FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_datab
 machine_info() {
     {
         echo "date_utc: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
-        echo "git: $(git -C "$ROOT" rev-parse --short HEAD) $(git -C "$ROOT" status --porcelain | grep -q . && echo '(dirty)')"
+        echo "git: $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown) $(git -C "$ROOT" status --porcelain 2>/dev/null | grep -q . && echo '(dirty)')"
         echo "nproc: $(nproc)"
         echo "cpu: $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)"
         echo "memory: $(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo)"
