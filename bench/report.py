@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Turns a run's results.jsonl (+ machine.txt) into the markdown tables of docs/benchmarks.md,
+"""Usage: report.py OUTDIR [OUTDIR...]. Turns runs' results.jsonl (+ machine.txt) into the markdown tables of docs/benchmarks.md,
 with the verdicts against the project's targets computed from the figures."""
 import json
 import os
@@ -7,14 +7,16 @@ import sys
 from collections import defaultdict
 
 
-def load(out):
+def load(outs):
+    """Figures of one or more runs (a later run's figure replaces an earlier one's)."""
     figures = defaultdict(dict)
-    with open(os.path.join(out, "results.jsonl")) as f:
-        for line in f:
-            line = line.strip()
-            if line:
-                r = json.loads(line)
-                figures[(r["engine"], r["size"])][r["metric"]] = r["value"]
+    for out in outs:
+        with open(os.path.join(out, "results.jsonl")) as f:
+            for line in f:
+                line = line.strip()
+                if line:
+                    r = json.loads(line)
+                    figures[(r["engine"], r["size"])][r["metric"]] = r["value"]
     return figures
 
 
@@ -31,8 +33,9 @@ def ratio(a, b):
 
 
 def main():
-    out = sys.argv[1]
-    figures = load(out)
+    outs = sys.argv[1:]
+    out = outs[0]
+    figures = load(outs)
     keys = sorted(k for k in figures if k[1] > 0)
     engines = sorted({e for e, _ in keys})
     lines = []

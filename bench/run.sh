@@ -302,6 +302,7 @@ machine_info() {
         echo "postgres: $(psql -X -At -h "$PG_HOST" -p "$PG_PORT" -U "$PG_USER" -d postgres -c 'SHOW server_version')"
         echo "postgres shared_buffers: $(psql -X -At -h "$PG_HOST" -p "$PG_PORT" -U "$PG_USER" -d postgres -c 'SHOW shared_buffers')"
         echo "sqlite (sqlx bundled libsqlite3): see Cargo.lock libsqlite3-sys; sqlite3 CLI $(sqlite3 --version | cut -d' ' -f1)"
+        echo "load average at start: $(cut -d" " -f1-3 /proc/loadavg) (other processes share the machine)"
         echo "sizes: $SIZES  engines: $ENGINES  clients: $CLIENTS"
     } > "$OUT/machine.txt"
 }
