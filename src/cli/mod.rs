@@ -2,9 +2,12 @@
 //! to its module's function. No SQL here: commands call the library.
 
 pub mod bench;
+pub mod demo;
+pub mod flag;
 pub mod flow;
 pub mod migrate;
 pub mod seed;
+pub mod serve;
 
 use clap::{ArgAction, Args, Parser, Subcommand};
 use flowkey::db::DEFAULT_DATABASE_URL;
@@ -51,6 +54,9 @@ pub struct GlobalArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// The whole transition on a fresh database: seed legacy data with every oddity, rehearse
+    /// on a copy, upgrade online, verify, report, resolve legacy ids.
+    Demo(Box<demo::DemoArgs>),
     /// Apply revisions up to a target (default: head), adopting a legacy database first.
     Upgrade(migrate::UpgradeArgs),
     /// Revert revisions down to a target: -1, legacy, base or a revision id.
@@ -72,6 +78,11 @@ pub enum Command {
     /// Upgrade, verify, downgrade and compare on a copy of the database (the original is only
     /// read).
     Rehearse(flow::RehearseArgs),
+    /// Serve the flow-keyed HTTP API (v3) and the legacy session-keyed one (v1); requires the
+    /// database at head.
+    Serve(serve::ServeArgs),
+    /// Read or set ENABLE_FLOW_ID_PRIMARY (off, shadow, on), globally or per tenant.
+    Flag(flag::FlagArgs),
     /// Benchmark baselines used by bench/run.sh (not for production databases).
     Bench(bench::BenchArgs),
 }
@@ -86,9 +97,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::History(args) => migrate::history(args, &global).await,
         Command::Stamp(args) => migrate::stamp(args, &global).await,
         Command::Audit(args) => migrate::audit(args, &global).await,
+        Command::Demo(args) => demo::run(*args, &global).await,
         Command::Verify(args) => flow::run_verify(args, &global).await,
         Command::Report(args) => flow::run_report(args, &global).await,
         Command::Rehearse(args) => flow::run_rehearse(args, &global).await,
+        Command::Serve(args) => serve::run(connect(&global).await?, &args).await,
+        Command::Flag(args) => flag::run(connect(&global).await?, &args).await,
         Command::Seed(args) => seed::run(&connect(&global).await?, &args, global.json).await,
         Command::Bench(args) => bench::run(args, &global).await,
     }

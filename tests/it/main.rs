@@ -2,11 +2,20 @@
 //! on its own fresh database (see `harness`).
 
 mod cli;
+mod cli_flow;
+mod compat;
 mod db_connect;
 mod flow_fixtures;
 mod flow_migration;
 mod flow_runner;
 mod flow_support;
 mod harness;
+mod http_flags;
+mod http_ops;
+mod http_v1;
+mod http_v3;
 mod migrate_runner;
 mod seed;
+mod service_support;
+mod store_imports;
+mod store_service_state;
