@@ -4,6 +4,7 @@
 //! `migrate::revisions::flow_*` are thin lists of steps over these functions.
 
 pub mod backfill;
+pub mod baseline;
 pub mod constraints;
 pub mod downgrade;
 pub mod error;
