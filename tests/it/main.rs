@@ -9,4 +9,6 @@ mod flow_runner;
 mod flow_support;
 mod harness;
 mod migrate_runner;
+mod reliability_crash;
+mod reliability_support;
 mod seed;

@@ -1,0 +1,121 @@
+//! Crash anywhere: `flowkey upgrade head` and `flowkey downgrade legacy`, run as child
+//! processes on seeded data, are killed with SIGKILL at random moments (seeded, replayable
+//! with FLOWKEY_RELIABILITY_SEED) and rerun until they complete; the result must equal an
+//! uninterrupted run on an identical copy: introspected schema, schema text (triggers and
+//! functions included), fingerprints of every legacy table, every `flow_id` of every table.
+//!
+//! CI runs a handful of kill points per engine; `FLOWKEY_KILL_POINTS=50` (see
+//! reliability/crash.sh) runs the long version.
+
+#![allow(clippy::unwrap_used)] // a failed unwrap is a failed test
+
+use flowkey::migrate::flow::{self, FingerprintScope};
+
+use crate::both_engines;
+use crate::harness::TestDb;
+use crate::reliability_support::{
+    assert_same, kill_points_wanted, landing_summary, run_ok, run_with_kills, scenario_rng, seeded,
+    small_seed, snapshot, KillPoint, DOWNGRADE_LEGACY, UPGRADE_HEAD,
+};
+
+/// Kill points per engine in CI (upgrade and downgrade together).
+const CI_KILL_POINTS: usize = 6;
+/// At most this many kills per run to completion, so that every cycle kills both directions.
+const KILLS_PER_DIRECTION: usize = 4;
+
+async fn upgrade_and_downgrade_killed_anywhere_end_like_uninterrupted_runs(killed_db: TestDb) {
+    let engine = killed_db.engine;
+    let clean_db = TestDb::fresh(engine).await;
+    let config = small_seed();
+    seeded(&killed_db, &config).await;
+    seeded(&clean_db, &config).await;
+    let (mut rng, seed) = scenario_rng(0x5EED_0001);
+
+    let killed = killed_db.connect().await;
+    let clean = clean_db.connect().await;
+    let legacy = snapshot(&killed, FingerprintScope::AllRows).await;
+    assert_same(
+        &snapshot(&clean, FingerprintScope::AllRows).await,
+        &legacy,
+        "the two seeded copies",
+    );
+
+    // The uninterrupted runs, timed: kill moments are drawn over their duration.
+    let upgrade_time = run_ok(&clean_db.url, UPGRADE_HEAD);
+    let head = snapshot(&clean, FingerprintScope::WithoutMigrationFlows).await;
+    assert!(flow::verify(&clean).await.unwrap().is_ok());
+    let downgrade_time = run_ok(&clean_db.url, DOWNGRADE_LEGACY);
+    assert_same(
+        &snapshot(&clean, FingerprintScope::AllRows).await,
+        &legacy,
+        "an uninterrupted round trip",
+    );
+
+    let wanted = kill_points_wanted(CI_KILL_POINTS);
+    let mut kills: Vec<KillPoint> = Vec::new();
+    let mut cycles = 0;
+    while kills.len() < wanted {
+        cycles += 1;
+        let context = format!("{engine:?} seed {seed} cycle {cycles}");
+        let per_run = KILLS_PER_DIRECTION.min(wanted - kills.len()).max(1);
+        let up = run_with_kills(
+            &killed_db.url,
+            UPGRADE_HEAD,
+            &mut rng,
+            upgrade_time,
+            per_run,
+        )
+        .await;
+        assert_same(
+            &snapshot(&killed, FingerprintScope::WithoutMigrationFlows).await,
+            &head,
+            &format!(
+                "{context}: upgrade after {} kills ({})",
+                up.len(),
+                landing_summary(&up)
+            ),
+        );
+        let verified = flow::verify(&killed).await.unwrap();
+        assert!(verified.is_ok(), "{context}: {verified}");
+        kills.extend(up);
+
+        let per_run = KILLS_PER_DIRECTION
+            .min(wanted.saturating_sub(kills.len()))
+            .max(1);
+        let down = run_with_kills(
+            &killed_db.url,
+            DOWNGRADE_LEGACY,
+            &mut rng,
+            downgrade_time,
+            per_run,
+        )
+        .await;
+        assert_same(
+            &snapshot(&killed, FingerprintScope::AllRows).await,
+            &legacy,
+            &format!(
+                "{context}: downgrade after {} kills ({})",
+                down.len(),
+                landing_summary(&down)
+            ),
+        );
+        kills.extend(down);
+        assert!(
+            cycles < 10 * wanted.max(1),
+            "{context}: runs keep completing before any kill"
+        );
+    }
+    eprintln!(
+        "RELIABILITY crash engine={engine:?} seed={seed} kill_points={} cycles={cycles} \
+         upgrade_ms={} downgrade_ms={} landed: {}",
+        kills.len(),
+        upgrade_time.as_millis(),
+        downgrade_time.as_millis(),
+        landing_summary(&kills)
+    );
+    assert!(kills.len() >= wanted);
+}
+both_engines!(
+    upgrade_and_downgrade_killed_anywhere_end_like_uninterrupted_runs,
+    upgrade_and_downgrade_killed_anywhere_end_like_uninterrupted_runs
+);
