@@ -9,6 +9,7 @@ mod flow_runner;
 mod flow_support;
 mod harness;
 mod migrate_runner;
+mod reliability_concurrency;
 mod reliability_crash;
 mod reliability_support;
 mod seed;
