@@ -11,5 +11,6 @@ mod harness;
 mod migrate_runner;
 mod reliability_concurrency;
 mod reliability_crash;
+mod reliability_database_gone;
 mod reliability_support;
 mod seed;
