@@ -72,8 +72,8 @@ async fn two_upgrades_at_once_run_each_step_once_and_end_like_one_run(test_db: T
     let runs: Vec<_> = log.iter().filter(|entry| entry.event == "run").collect();
     assert_eq!(runs.len(), 2, "{runs:?}");
     let (a, b) = (runs[0], runs[1]);
-    let a_end = a.finished_at.clone().expect("finished");
-    let b_end = b.finished_at.clone().expect("finished");
+    let a_end = a.finished_at.expect("finished");
+    let b_end = b.finished_at.expect("finished");
     assert!(
         b.started_at >= a_end
             || a.started_at >= b_end
