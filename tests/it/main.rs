@@ -12,5 +12,6 @@ mod migrate_runner;
 mod reliability_concurrency;
 mod reliability_crash;
 mod reliability_database_gone;
+mod reliability_hostile_migration;
 mod reliability_support;
 mod seed;
