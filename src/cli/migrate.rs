@@ -26,6 +26,13 @@ pub struct RunArgs {
     /// downgrade).
     #[arg(long, requires = "engine")]
     pub from: Option<String>,
+    #[command(flatten)]
+    pub tuning: TuningArgs,
+}
+
+/// How a run treats locks, batches and the terminal; shared by every command that migrates.
+#[derive(Debug, Clone, Args)]
+pub struct TuningArgs {
     /// PostgreSQL lock_timeout of each DDL statement, in milliseconds: a statement that waits
     /// longer for a lock gives up (so it never queues the application behind it) and is
     /// retried with backoff.
@@ -103,8 +110,8 @@ pub struct AuditArgs {
     pub limit: usize,
 }
 
-impl RunArgs {
-    fn options(&self, global: &GlobalArgs) -> RunOptions {
+impl TuningArgs {
+    pub fn options(&self, global: &GlobalArgs) -> RunOptions {
         let progress = if self.no_progress || global.json || !std::io::stderr().is_terminal() {
             ProgressDisplay::Hidden
         } else {
@@ -130,10 +137,36 @@ pub async fn upgrade(args: UpgradeArgs, global: &GlobalArgs) -> anyhow::Result<(
         return print_sql(&args.run, &args.target, Direction::Up, global).await;
     }
     let db = connect(global).await?;
-    let migrator = Migrator::new(db.clone(), args.run.options(global));
+    let migrator = Migrator::new(db.clone(), args.run.tuning.options(global));
     let summary = migrator.upgrade(&args.target).await;
+    let summary = match summary {
+        Ok(summary) => summary,
+        Err(err) => {
+            db.close().await;
+            return Err(err.into());
+        }
+    };
+    // Once rows are linked, the end of an upgrade shows what was linked and what was not.
+    let linked_report = if !global.json && reaches(summary.to, "flow_backfill") {
+        Some(flowkey::migrate::flow::report(&db).await)
+    } else {
+        None
+    };
     db.close().await;
-    print_summary(&summary?, global)
+    print_summary(&summary, global)?;
+    if let Some(linked_report) = linked_report {
+        print!("{}", linked_report?);
+    }
+    Ok(())
+}
+
+/// Whether revision `at` is `revision` or a later one.
+fn reaches(at: Option<&str>, revision: &str) -> bool {
+    let position = |id: &str| revisions::all().iter().position(|r| r.id == id);
+    match (at.and_then(position), position(revision)) {
+        (Some(at), Some(revision)) => at >= revision,
+        _ => false,
+    }
 }
 
 pub async fn downgrade(args: DowngradeArgs, global: &GlobalArgs) -> anyhow::Result<()> {
@@ -141,7 +174,7 @@ pub async fn downgrade(args: DowngradeArgs, global: &GlobalArgs) -> anyhow::Resu
         return print_sql(&args.run, &args.target, Direction::Down, global).await;
     }
     let db = connect(global).await?;
-    let migrator = Migrator::new(db.clone(), args.run.options(global));
+    let migrator = Migrator::new(db.clone(), args.run.tuning.options(global));
     let summary = migrator.downgrade(&args.target).await;
     db.close().await;
     print_summary(&summary?, global)

@@ -1,6 +1,8 @@
 //! The command line: global options, one subcommand per variant of [`Command`], each handed
 //! to its module's function. No SQL here: commands call the library.
 
+pub mod demo;
+pub mod flow;
 pub mod migrate;
 pub mod seed;
 
@@ -49,6 +51,9 @@ pub struct GlobalArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// The whole transition on a fresh database: seed legacy data with every oddity, rehearse
+    /// on a copy, upgrade online, verify, report, resolve legacy ids.
+    Demo(Box<demo::DemoArgs>),
     /// Apply revisions up to a target (default: head), adopting a legacy database first.
     Upgrade(migrate::UpgradeArgs),
     /// Revert revisions down to a target: -1, legacy, base or a revision id.
@@ -63,6 +68,13 @@ pub enum Command {
     Audit(migrate::AuditArgs),
     /// Create the legacy schema if needed and fill it with realistic, reproducible data.
     Seed(Box<seed::SeedArgs>),
+    /// Recompute the legacy fingerprints and check every link; non-zero exit on any mismatch.
+    Verify(flow::VerifyArgs),
+    /// Per table: rows, linked, unlinked and why; ambiguous sessions, conflicts, flows created.
+    Report(flow::ReportArgs),
+    /// Upgrade, verify, downgrade and compare on a copy of the database (the original is only
+    /// read).
+    Rehearse(flow::RehearseArgs),
 }
 
 /// Runs the parsed command.
@@ -75,6 +87,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::History(args) => migrate::history(args, &global).await,
         Command::Stamp(args) => migrate::stamp(args, &global).await,
         Command::Audit(args) => migrate::audit(args, &global).await,
+        Command::Demo(args) => demo::run(*args, &global).await,
+        Command::Verify(args) => flow::run_verify(args, &global).await,
+        Command::Report(args) => flow::run_report(args, &global).await,
+        Command::Rehearse(args) => flow::run_rehearse(args, &global).await,
         Command::Seed(args) => seed::run(&connect(&global).await?, &args, global.json).await,
     }
 }

@@ -243,8 +243,20 @@ impl Db {
         })
     }
 
+    /// Closes every connection of the pool. A connection that was on its way back to the
+    /// pool while `close` ran can survive the first pass (seen with sqlx 0.8 after a COPY), so
+    /// this waits for the pool to be empty, briefly, closing again. A PostgreSQL template copy
+    /// (rehearse) needs the source database to have no session left.
     pub async fn close(&self) {
-        on_pool!(self, pool => pool.close().await)
+        on_pool!(self, pool => {
+            for _ in 0..50 {
+                pool.close().await;
+                if pool.size() == 0 {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
     }
 }
 

@@ -126,13 +126,13 @@ pub enum LegacySchema {
 /// Makes sure the database has the legacy schema: creates it in an empty database, accepts a
 /// database that has every legacy table, refuses one that has some but not all.
 ///
-/// For now the schema is created by running the `legacy` revision's SQL directly; this is the
-/// one place to switch to the revision runner (`migrate::upgrade(db, "legacy", ..)`), so that
-/// a seeded database is recorded as being at `legacy`.
 pub async fn ensure_legacy_schema(db: &Db) -> Result<LegacySchema, SeedError> {
     let present = write::existing_legacy_tables(db).await?;
     if present.is_empty() {
-        write::create_legacy_schema(db).await?;
+        // Through the revision runner, so the seeded database is recorded at `legacy`.
+        crate::migrate::Migrator::new(db.clone(), crate::migrate::RunOptions::default())
+            .upgrade("legacy")
+            .await?;
         return Ok(LegacySchema::Created);
     }
     if present.len() == LEGACY_TABLES.len() {

@@ -16,7 +16,7 @@ use uuid::Uuid;
 
 use crate::db::types::{uuid_text, DbTime};
 use crate::db::{Db, Engine, Tx};
-use crate::migrate::revisions::legacy::{LEGACY_SQL, LEGACY_TABLES};
+use crate::migrate::revisions::legacy::LEGACY_TABLES;
 use crate::seed::SeedError;
 
 /// One value of a row, typed so that a NULL still binds as its column's type on PostgreSQL.
@@ -77,15 +77,6 @@ pub(crate) async fn existing_legacy_tables(db: &Db) -> Result<Vec<&'static str>,
         .copied()
         .filter(|table| names.iter().any(|name| name == table))
         .collect())
-}
-
-/// Creates the whole legacy schema in one go.
-pub(crate) async fn create_legacy_schema(db: &Db) -> Result<(), SeedError> {
-    let mut tx = db.begin().await?;
-    let sql = LEGACY_SQL.for_engine(db.engine());
-    crate::on_tx!(&mut tx, conn => sqlx::raw_sql(sql).execute(&mut **conn).await.map(|_| ()))?;
-    tx.commit().await?;
-    Ok(())
 }
 
 /// Rows in `data_import_sessions`, which the seed mixes into its random seed.

@@ -2,6 +2,7 @@
 //! on its own fresh database (see `harness`).
 
 mod cli;
+mod cli_flow;
 mod db_connect;
 mod flow_fixtures;
 mod flow_migration;

@@ -1,0 +1,167 @@
+//! `flowkey demo`: the whole transition on the embedded SQLite default, in one command.
+//!
+//! Seeds a legacy database with every oddity of real data, proves on a copy that upgrade and
+//! downgrade give the legacy data back identical, upgrades the database itself online with
+//! progress, verifies, prints the linking report, and resolves a legacy id of each client form
+//! to its flow. The migrated database stays in place for `flowkey serve`.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use flowkey::db::{Db, DbUrl};
+use flowkey::migrate::flow::{rehearse, report, verify};
+use flowkey::migrate::{Migrator, ProgressDisplay};
+use flowkey::seed::{Oddities, SeedConfig};
+
+use crate::cli::migrate::TuningArgs;
+use crate::cli::GlobalArgs;
+
+/// Seed a legacy database with every oddity, rehearse on a copy, upgrade online, verify,
+/// report, and resolve legacy ids of each client form.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DemoArgs {
+    /// Tenants to seed.
+    #[arg(long, default_value_t = 3)]
+    pub tenants: u32,
+    /// Data imports (CSV files) per tenant.
+    #[arg(long, default_value_t = 12)]
+    pub imports: u32,
+    /// Rows per CSV file.
+    #[arg(long, default_value_t = 200)]
+    pub rows_per_import: u32,
+    /// Random seed of the generated data.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Delete the SQLite file first if it exists (the demo needs an empty database).
+    #[arg(long)]
+    pub reset: bool,
+    #[command(flatten)]
+    pub tuning: TuningArgs,
+}
+
+pub async fn run(args: DemoArgs, global: &GlobalArgs) -> anyhow::Result<()> {
+    if args.reset {
+        reset_sqlite_file(&global.database_url)?;
+    }
+    let db = crate::cli::connect(global).await?;
+    let seeded = seed_legacy(&db, &args, global).await;
+    // The rehearsal copies the database; on PostgreSQL a template copy needs every other
+    // connection closed, ours included.
+    db.close().await;
+    seeded?;
+    rehearse_on_a_copy(&args, global).await?;
+    let db = crate::cli::connect(global).await?;
+    let outcome = migrate_in_place(&db, &args, global).await;
+    db.close().await;
+    outcome
+}
+
+async fn seed_legacy(db: &Db, args: &DemoArgs, global: &GlobalArgs) -> anyhow::Result<()> {
+    let schema = flowkey::db::introspect::introspect(db).await?;
+    if !schema.tables.is_empty() {
+        anyhow::bail!(
+            "the demo needs an empty database, and {} has {} tables: pass --reset to start over \
+             (SQLite only) or --database-url to use another database",
+            DbUrl::parse(&global.database_url)?,
+            schema.tables.len()
+        );
+    }
+    let options = args.tuning.options(global);
+    heading("1. a legacy database, with every oddity real data has");
+    let config = SeedConfig {
+        seed: args.seed,
+        tenants: args.tenants,
+        imports_per_tenant: args.imports,
+        rows_per_import: args.rows_per_import,
+        oddities: Oddities::default(),
+        progress: options.progress,
+    };
+    let seeded = flowkey::seed::seed(db, &config).await?;
+    println!(
+        "seeded {} rows ({} raw import records) in {:.2}s",
+        seeded.total_rows(),
+        config.total_raw_records(),
+        seeded.elapsed.as_secs_f64()
+    );
+    Ok(())
+}
+
+async fn rehearse_on_a_copy(args: &DemoArgs, global: &GlobalArgs) -> anyhow::Result<()> {
+    let options = args.tuning.options(global);
+    heading("2. rehearsal on a copy: upgrade, verify, downgrade, compare with the original");
+    let rehearsal = rehearse(
+        &global.database_url,
+        &flowkey::migrate::RunOptions {
+            progress: ProgressDisplay::Hidden,
+            ..options.clone()
+        },
+    )
+    .await?;
+    let t = &rehearsal.timings_ms;
+    println!(
+        "copy {} ms, upgrade {} ms, verify {} ms, downgrade {} ms, comparison {} ms",
+        t.copy, t.upgrade, t.verify, t.downgrade, t.final_check
+    );
+    if !rehearsal.is_ok() {
+        anyhow::bail!(
+            "the rehearsal found differences: {}",
+            rehearsal.downgrade_differences.join("; ")
+        );
+    }
+    println!("downgrade gave back the legacy schema and every legacy row, byte for byte");
+    Ok(())
+}
+
+async fn migrate_in_place(db: &Db, args: &DemoArgs, global: &GlobalArgs) -> anyhow::Result<()> {
+    let options = args.tuning.options(global);
+    heading("3. upgrade head, online, on the database itself");
+    let migrator = Migrator::new(db.clone(), options);
+    let summary = migrator.upgrade("head").await?;
+    for run in &summary.revisions {
+        let total: u64 = run.steps.iter().map(|step| step.duration_ms).sum();
+        println!("applied {:<18} {:>6} ms", run.id, total);
+    }
+
+    heading("4. verify: fingerprints of every legacy table, every link, every foreign key");
+    let verified = verify(db).await?;
+    print!("{verified}");
+    if !verified.is_ok() {
+        anyhow::bail!("verify failed: {}", verified.summary());
+    }
+
+    heading("5. what was linked, what was not, and why");
+    print!("{}", report(db).await?);
+
+    println!();
+    println!(
+        "the migrated database stays at {}: try `flowkey serve`, `flowkey report`, \
+         `flowkey downgrade legacy`",
+        DbUrl::parse(&global.database_url)?
+    );
+    Ok(())
+}
+
+fn heading(text: &str) {
+    println!();
+    println!("== {text}");
+}
+
+/// Removes a SQLite database file and its WAL companions; refuses any other URL.
+fn reset_sqlite_file(url: &str) -> anyhow::Result<()> {
+    let DbUrl::Sqlite { path, memory } = DbUrl::parse(url)? else {
+        anyhow::bail!("--reset only deletes SQLite files; drop a PostgreSQL database yourself");
+    };
+    if memory {
+        return Ok(());
+    }
+    for suffix in ["", "-wal", "-shm"] {
+        let mut file = path.clone().into_os_string();
+        file.push(suffix);
+        let file = PathBuf::from(file);
+        if file.exists() {
+            std::fs::remove_file(&file)
+                .with_context(|| format!("cannot delete {}", file.display()))?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,67 @@
+//! `verify`, `report`, `rehearse`: the proof, the account and the dress rehearsal of the
+//! session→flow migration.
+
+use flowkey::migrate::flow::{rehearse, report, verify};
+
+use crate::cli::migrate::TuningArgs;
+use crate::cli::{connect, print_json, GlobalArgs};
+
+/// Recompute the legacy fingerprints and check every link; exits non-zero on any mismatch.
+#[derive(Debug, Clone, clap::Args)]
+pub struct VerifyArgs {}
+
+/// Per table: rows, rows linked, rows left unlinked and why; ambiguous sessions, cross-tenant
+/// conflicts, flows created.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ReportArgs {}
+
+/// Copy the database, then upgrade, verify, downgrade and compare on the copy.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RehearseArgs {
+    #[command(flatten)]
+    pub tuning: TuningArgs,
+}
+
+pub async fn run_verify(_args: VerifyArgs, global: &GlobalArgs) -> anyhow::Result<()> {
+    let db = connect(global).await?;
+    let outcome = verify(&db).await;
+    db.close().await;
+    let verified = outcome?;
+    if global.json {
+        print_json(&verified)?;
+    } else {
+        print!("{verified}");
+    }
+    if verified.is_ok() {
+        Ok(())
+    } else {
+        anyhow::bail!("verify failed: {}", verified.summary())
+    }
+}
+
+pub async fn run_report(_args: ReportArgs, global: &GlobalArgs) -> anyhow::Result<()> {
+    let db = connect(global).await?;
+    let outcome = report(&db).await;
+    db.close().await;
+    let migration_report = outcome?;
+    if global.json {
+        print_json(&migration_report)
+    } else {
+        print!("{migration_report}");
+        Ok(())
+    }
+}
+
+pub async fn run_rehearse(args: RehearseArgs, global: &GlobalArgs) -> anyhow::Result<()> {
+    let rehearsal = rehearse(&global.database_url, &args.tuning.options(global)).await?;
+    if global.json {
+        print_json(&rehearsal)?;
+    } else {
+        print!("{rehearsal}");
+    }
+    if rehearsal.is_ok() {
+        Ok(())
+    } else {
+        anyhow::bail!("the rehearsal found differences: see above")
+    }
+}
