@@ -173,6 +173,12 @@ pub async fn where_the_runner_stopped(url: &str) -> String {
     };
     if let Some(entry) = history.iter().find(|entry| entry.dirty.is_some()) {
         let dirty = entry.dirty.as_ref().unwrap();
+        if usize::try_from(dirty.steps_done).unwrap_or(0) >= dirty.steps {
+            return format!(
+                "{} {} after its last step, before it was recorded",
+                entry.id, dirty.direction
+            );
+        }
         return format!(
             "{} {} step {}/{}",
             entry.id,
