@@ -221,15 +221,72 @@ async fn old_code_rows(db: &Db, table: &str, marker: &str) -> (i64, i64) {
     })
 }
 
+/// Old-code writers running in the background of a test.
+pub struct OldCode {
+    stop: Arc<AtomicBool>,
+    writers: Vec<tokio::task::JoinHandle<OldCodeTally>>,
+}
+
+impl OldCode {
+    /// Starts two writers on sessions of the seeded database.
+    pub async fn start(db: &Db) -> OldCode {
+        let sessions = old_code_sessions(db).await;
+        assert!(!sessions.is_empty());
+        let stop = Arc::new(AtomicBool::new(false));
+        let writers = (0..2)
+            .map(|_| tokio::spawn(old_code_writer(db.clone(), sessions.clone(), stop.clone())))
+            .collect();
+        OldCode { stop, writers }
+    }
+
+    /// Stops the writers and checks what they saw and wrote: no error, every row they
+    /// wrote linked to its session's mapped flow, sound links. Returns (writes, reads).
+    pub async fn stop_and_check(self, db: &Db) -> (usize, usize) {
+        self.stop.store(true, Ordering::Relaxed);
+        let mut tally = OldCodeTally::default();
+        for writer in self.writers {
+            let one = writer.await.unwrap();
+            tally.imports += one.imports;
+            tally.records += one.records;
+            tally.reads += one.reads;
+            tally.errors.extend(one.errors);
+        }
+        assert!(
+            tally.errors.is_empty(),
+            "old code saw {} errors in {} writes, first: {}",
+            tally.errors.len(),
+            tally.imports + tally.errors.len(),
+            tally.errors[0]
+        );
+        assert!(
+            tally.imports >= 10,
+            "old code barely ran: {}",
+            tally.imports
+        );
+        let (imports, unlinked_imports) =
+            old_code_rows(db, "data_imports", "r.import_name = 'old code'").await;
+        let (records, unlinked_records) =
+            old_code_rows(db, "raw_import_records", "r.record_id = 'old-code'").await;
+        assert_eq!(imports, i64::try_from(tally.imports).unwrap());
+        assert_eq!(records, i64::try_from(tally.records).unwrap());
+        assert_eq!(
+            unlinked_imports, 0,
+            "of {imports} imports written by old code"
+        );
+        assert_eq!(
+            unlinked_records, 0,
+            "of {records} records written by old code"
+        );
+        let verified = flow::verify(db).await.unwrap();
+        assert!(verified.links_are_sound(), "{verified}");
+        (tally.imports + tally.records, tally.reads)
+    }
+}
+
 async fn old_code_keeps_working_while_the_upgrade_runs(test_db: TestDb) {
     seeded(&test_db, &small_seed()).await;
     let db = test_db.connect().await;
-    let sessions = old_code_sessions(&db).await;
-    assert!(!sessions.is_empty());
-    let stop = Arc::new(AtomicBool::new(false));
-    let writers: Vec<_> = (0..2)
-        .map(|_| tokio::spawn(old_code_writer(db.clone(), sessions.clone(), stop.clone())))
-        .collect();
+    let old_code = OldCode::start(&db).await;
     // Let old code write on the legacy schema first, then upgrade under it.
     tokio::time::sleep(Duration::from_millis(100)).await;
     let upgrade = tokio::task::spawn_blocking({
@@ -240,53 +297,15 @@ async fn old_code_keeps_working_while_the_upgrade_runs(test_db: TestDb) {
     .unwrap();
     // And a little after, at head, through the triggers.
     tokio::time::sleep(Duration::from_millis(100)).await;
-    stop.store(true, Ordering::Relaxed);
-    let mut tally = OldCodeTally::default();
-    for writer in writers {
-        let one = writer.await.unwrap();
-        tally.imports += one.imports;
-        tally.records += one.records;
-        tally.reads += one.reads;
-        tally.errors.extend(one.errors);
-    }
+    let (writes, reads) = old_code.stop_and_check(&db).await;
     assert!(
         upgrade.status.success(),
         "the upgrade failed under old-code writes: {}",
         String::from_utf8_lossy(&upgrade.stderr)
     );
-    assert!(
-        tally.errors.is_empty(),
-        "old code saw {} errors in {} writes, first: {}",
-        tally.errors.len(),
-        tally.imports + tally.errors.len(),
-        tally.errors[0]
-    );
-    assert!(
-        tally.imports >= 10,
-        "old code barely ran: {}",
-        tally.imports
-    );
-    let (imports, unlinked_imports) =
-        old_code_rows(&db, "data_imports", "r.import_name = 'old code'").await;
-    let (records, unlinked_records) =
-        old_code_rows(&db, "raw_import_records", "r.record_id = 'old-code'").await;
-    assert_eq!(imports, i64::try_from(tally.imports).unwrap());
-    assert_eq!(records, i64::try_from(tally.records).unwrap());
-    assert_eq!(
-        unlinked_imports, 0,
-        "of {imports} imports written by old code"
-    );
-    assert_eq!(
-        unlinked_records, 0,
-        "of {records} records written by old code"
-    );
-    let verified = flow::verify(&db).await.unwrap();
-    assert!(verified.links_are_sound(), "{verified}");
     eprintln!(
-        "RELIABILITY old-code-writers engine={:?} writes={} reads={} errors=0",
+        "RELIABILITY old-code-writers engine={:?} writes={writes} reads={reads} errors=0",
         test_db.engine,
-        tally.imports + tally.records,
-        tally.reads
     );
 }
 

@@ -13,6 +13,7 @@ use flowkey::migrate::flow::{self, FingerprintScope};
 
 use crate::both_engines;
 use crate::harness::TestDb;
+use crate::reliability_concurrency::OldCode;
 use crate::reliability_support::{
     assert_same, kill_points_wanted, landing_summary, run_ok, run_with_kills, scenario_rng, seeded,
     small_seed, snapshot, KillPoint, DOWNGRADE_LEGACY, UPGRADE_HEAD,
@@ -119,3 +120,32 @@ both_engines!(
     upgrade_and_downgrade_killed_anywhere_end_like_uninterrupted_runs,
     upgrade_and_downgrade_killed_anywhere_end_like_uninterrupted_runs
 );
+
+/// SIGKILL during the upgrade while old code keeps writing by `session_id`: old code sees no
+/// error, and once a rerun completes every row it wrote (before, during and between the
+/// killed runs) is linked. PostgreSQL only in CI: on SQLite the upgrade fails under
+/// concurrent writers (bug 1 of docs/reliability.md).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upgrades_killed_while_old_code_writes_end_with_every_row_linked_on_postgres() {
+    let test_db = TestDb::fresh(flowkey::db::Engine::Postgres).await;
+    seeded(&test_db, &small_seed()).await;
+    let (mut rng, seed) = scenario_rng(0x5EED_0002);
+    let db = test_db.connect().await;
+    let old_code = OldCode::start(&db).await;
+    // Roughly the uninterrupted duration on PostgreSQL at this size.
+    let kills = run_with_kills(
+        &test_db.url,
+        UPGRADE_HEAD,
+        &mut rng,
+        std::time::Duration::from_millis(1500),
+        kill_points_wanted(CI_KILL_POINTS).min(KILLS_PER_DIRECTION),
+    )
+    .await;
+    let (writes, reads) = old_code.stop_and_check(&db).await;
+    eprintln!(
+        "RELIABILITY crash-with-writers engine=Postgres seed={seed} kill_points={} writes={writes} \
+         reads={reads} errors=0 landed: {}",
+        kills.len(),
+        landing_summary(&kills)
+    );
+}
