@@ -2,9 +2,11 @@
 //! to its module's function. No SQL here: commands call the library.
 
 pub mod demo;
+pub mod flag;
 pub mod flow;
 pub mod migrate;
 pub mod seed;
+pub mod serve;
 
 use clap::{ArgAction, Args, Parser, Subcommand};
 use flowkey::db::DEFAULT_DATABASE_URL;
@@ -75,6 +77,11 @@ pub enum Command {
     /// Upgrade, verify, downgrade and compare on a copy of the database (the original is only
     /// read).
     Rehearse(flow::RehearseArgs),
+    /// Serve the flow-keyed HTTP API (v3) and the legacy session-keyed one (v1); requires the
+    /// database at head.
+    Serve(serve::ServeArgs),
+    /// Read or set ENABLE_FLOW_ID_PRIMARY (off, shadow, on), globally or per tenant.
+    Flag(flag::FlagArgs),
 }
 
 /// Runs the parsed command.
@@ -91,6 +98,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Verify(args) => flow::run_verify(args, &global).await,
         Command::Report(args) => flow::run_report(args, &global).await,
         Command::Rehearse(args) => flow::run_rehearse(args, &global).await,
+        Command::Serve(args) => serve::run(connect(&global).await?, &args).await,
+        Command::Flag(args) => flag::run(connect(&global).await?, &args).await,
         Command::Seed(args) => seed::run(&connect(&global).await?, &args, global.json).await,
     }
 }

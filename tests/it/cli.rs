@@ -63,7 +63,7 @@ fn upgrade_current_history_and_downgrade_report_what_they_did() {
         stdout_of(&["current", "--database-url", url]).trim(),
         "base"
     );
-    let audit = stdout_of(&["audit", "--database-url", url]);
+    let audit = stdout_of(&["audit", "--limit", "1000", "--database-url", url]);
     assert!(audit.contains("create legacy schema"), "{audit}");
     assert!(audit.contains("drop legacy schema"), "{audit}");
 }

@@ -3,12 +3,17 @@
 
 mod cli;
 mod cli_flow;
+mod compat;
 mod db_connect;
 mod flow_fixtures;
 mod flow_migration;
 mod flow_runner;
 mod flow_support;
 mod harness;
+mod http_flags;
+mod http_ops;
+mod http_v1;
+mod http_v3;
 mod migrate_runner;
 mod reliability_concurrency;
 mod reliability_crash;
@@ -16,3 +21,6 @@ mod reliability_database_gone;
 mod reliability_hostile_migration;
 mod reliability_support;
 mod seed;
+mod service_support;
+mod store_imports;
+mod store_service_state;

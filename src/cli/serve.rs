@@ -1,0 +1,75 @@
+//! `flowkey serve`: the flow-keyed HTTP API. Refuses a database that is not at head, and
+//! on SIGTERM or Ctrl-C stops accepting, finishes the requests in flight, writes the last
+//! legacy traffic counts and exits.
+
+use std::net::SocketAddr;
+
+use anyhow::Context;
+use flowkey::compat::store::check_schema;
+use flowkey::db::Db;
+use flowkey::http::{app, AppState, ServiceConfig};
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServeArgs {
+    /// Address and port to listen on.
+    #[arg(long, default_value = "127.0.0.1:8000")]
+    pub bind: SocketAddr,
+}
+
+pub async fn run(db: Db, args: &ServeArgs) -> anyhow::Result<()> {
+    let schema = check_schema(&db)
+        .await
+        .context("cannot read the database schema")?;
+    if !schema.at_head() {
+        anyhow::bail!("refusing to serve: {}", schema.describe());
+    }
+    let state = AppState::new(db.clone(), ServiceConfig::from_env()?)?;
+    state
+        .refresh_flags()
+        .await
+        .context("cannot read flowkey_flags")?;
+    let background = state.spawn_background();
+    let listener = tokio::net::TcpListener::bind(args.bind)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.bind))?;
+    let address = listener.local_addr()?;
+    tracing::info!(%address, "serving");
+    eprintln!("flowkey: serving on http://{address} (Ctrl-C or SIGTERM to stop)");
+    let served = axum::serve(listener, app(state))
+        .with_graceful_shutdown(shutdown_signal())
+        .await;
+    background.shutdown().await;
+    db.close().await;
+    served.context("server failed")?;
+    eprintln!("flowkey: stopped");
+    Ok(())
+}
+
+/// Resolves on Ctrl-C, or SIGTERM where there are signals.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(err) = tokio::signal::ctrl_c().await {
+            tracing::warn!(error = %err, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutting down: finishing requests in flight");
+}

@@ -1,0 +1,52 @@
+use prometheus::{IntCounter, IntCounterVec, Opts, Registry};
+
+/// The compatibility service's counters, registered in the server's registry.
+#[derive(Debug, Clone)]
+pub struct CompatMetrics {
+    /// Requests that named something by a legacy id, by route and tenant.
+    pub legacy_id_hits: IntCounterVec,
+    pub cache_hits: IntCounter,
+    pub cache_misses: IntCounter,
+    pub resolve_conflicts: IntCounter,
+    /// Shadow-mode reads whose session-keyed and flow-keyed answers differed, by route.
+    pub shadow_mismatches: IntCounterVec,
+}
+
+impl CompatMetrics {
+    pub fn register(registry: &Registry) -> Result<Self, prometheus::Error> {
+        let metrics = Self {
+            legacy_id_hits: IntCounterVec::new(
+                Opts::new(
+                    "flowkey_legacy_id_hits_total",
+                    "requests that named a resource by a legacy session id",
+                ),
+                &["route", "client_account_id", "engagement_id"],
+            )?,
+            cache_hits: IntCounter::new(
+                "flowkey_resolve_cache_hits_total",
+                "id resolutions answered from the cache",
+            )?,
+            cache_misses: IntCounter::new(
+                "flowkey_resolve_cache_misses_total",
+                "id resolutions that read the database",
+            )?,
+            resolve_conflicts: IntCounter::new(
+                "flowkey_resolve_conflicts_total",
+                "ids that named more than one flow",
+            )?,
+            shadow_mismatches: IntCounterVec::new(
+                Opts::new(
+                    "flowkey_shadow_mismatches_total",
+                    "shadow reads whose session-keyed and flow-keyed answers differed",
+                ),
+                &["route"],
+            )?,
+        };
+        registry.register(Box::new(metrics.legacy_id_hits.clone()))?;
+        registry.register(Box::new(metrics.cache_hits.clone()))?;
+        registry.register(Box::new(metrics.cache_misses.clone()))?;
+        registry.register(Box::new(metrics.resolve_conflicts.clone()))?;
+        registry.register(Box::new(metrics.shadow_mismatches.clone()))?;
+        Ok(metrics)
+    }
+}

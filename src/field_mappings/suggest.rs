@@ -1,0 +1,170 @@
+//! Suggested mappings for a new file: each column gets a snake_case target, a confidence
+//! and up to five sample values. Known CMDB headers map to the platform's attribute names
+//! with high confidence; anything else maps to its own snake_case form with low confidence.
+
+use serde_json::Value;
+
+use crate::imports::Rows;
+
+/// Sample values kept per column.
+pub const SAMPLE_VALUES: usize = 5;
+
+/// What the suggester proposes for one column.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SuggestedMapping {
+    pub source_field: String,
+    pub target_field: String,
+    pub confidence: f64,
+    pub sample_values: Vec<String>,
+}
+
+/// Platform attributes and the header spellings (already snake_cased) that name them.
+const KNOWN_ATTRIBUTES: &[(&str, &[&str])] = &[
+    (
+        "asset_name",
+        &["asset_name", "name", "asset", "server_name", "ci_name"],
+    ),
+    ("asset_type", &["asset_type", "type", "ci_type", "class"]),
+    ("environment", &["environment", "env"]),
+    ("owner", &["owner", "business_owner", "app_owner"]),
+    (
+        "criticality",
+        &["criticality", "business_criticality", "priority"],
+    ),
+    ("operating_system", &["operating_system", "os", "os_name"]),
+    ("cpu_cores", &["cpu_cores", "cpu", "cpus", "cores", "vcpu"]),
+    (
+        "memory_gb",
+        &["memory_gb", "memory", "ram", "ram_gb", "memory_g_b"],
+    ),
+    (
+        "storage_gb",
+        &["storage_gb", "storage", "disk", "disk_gb", "storage_g_b"],
+    ),
+    (
+        "location",
+        &["location", "datacenter", "data_center", "site"],
+    ),
+    (
+        "dependencies",
+        &["dependencies", "depends_on", "dependency"],
+    ),
+    ("hostname", &["hostname", "host_name", "host", "fqdn"]),
+    (
+        "ip_address",
+        &["ip_address", "ip", "ip_addr", "i_p_address"],
+    ),
+];
+
+/// One suggestion per column, in header order.
+pub fn suggest_mappings(rows: &Rows) -> Vec<SuggestedMapping> {
+    rows.headers
+        .iter()
+        .enumerate()
+        .map(|(index, header)| {
+            let own = snake_case(header);
+            let own = if own.is_empty() {
+                format!("column_{}", index + 1)
+            } else {
+                own
+            };
+            let (target_field, confidence) = match KNOWN_ATTRIBUTES
+                .iter()
+                .find(|(_, spellings)| spellings.contains(&own.as_str()))
+            {
+                Some((attribute, _)) if *attribute == own => ((*attribute).to_owned(), 0.95),
+                Some((attribute, _)) => ((*attribute).to_owned(), 0.8),
+                None => (own, 0.5),
+            };
+            SuggestedMapping {
+                source_field: header.clone(),
+                target_field,
+                confidence,
+                sample_values: samples(rows, header),
+            }
+        })
+        .collect()
+}
+
+/// `"CPU Cores"` → `cpu_cores`, `"memoryGB"` → `memory_gb`, `"IP-Address"` → `ip_address`.
+pub fn snake_case(header: &str) -> String {
+    let mut out = String::with_capacity(header.len() + 4);
+    let chars: Vec<char> = header.trim().chars().collect();
+    for (index, &c) in chars.iter().enumerate() {
+        if c.is_alphanumeric() {
+            let previous = index.checked_sub(1).map(|i| chars[i]);
+            let next = chars.get(index + 1);
+            let starts_word = c.is_uppercase()
+                && previous.is_some_and(|p| {
+                    p.is_lowercase()
+                        || p.is_ascii_digit()
+                        || (p.is_uppercase() && next.is_some_and(|n| n.is_lowercase()))
+                });
+            if starts_word && !out.ends_with('_') && !out.is_empty() {
+                out.push('_');
+            }
+            out.extend(c.to_lowercase());
+        } else if !out.is_empty() && !out.ends_with('_') {
+            out.push('_');
+        }
+    }
+    while out.ends_with('_') {
+        out.pop();
+    }
+    out
+}
+
+fn samples(rows: &Rows, header: &str) -> Vec<String> {
+    let mut found: Vec<String> = Vec::with_capacity(SAMPLE_VALUES);
+    for row in &rows.rows {
+        if found.len() == SAMPLE_VALUES {
+            break;
+        }
+        let text = match row.get(header) {
+            None | Some(Value::Null) => continue,
+            Some(Value::String(text)) => text.trim().to_owned(),
+            Some(other) => other.to_string(),
+        };
+        if !text.is_empty() && !found.contains(&text) {
+            found.push(text);
+        }
+    }
+    found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn headers_become_snake_case() {
+        assert_eq!(snake_case("CPU Cores"), "cpu_cores");
+        assert_eq!(snake_case("memoryGB"), "memory_gb");
+        assert_eq!(snake_case("IP-Address"), "ip_address");
+        assert_eq!(snake_case("  Asset Name (primary) "), "asset_name_primary");
+        assert_eq!(snake_case("HTTPServer"), "http_server");
+        assert_eq!(snake_case("---"), "");
+    }
+
+    #[test]
+    fn known_headers_get_platform_names_and_samples() {
+        let mut rows = Rows {
+            headers: vec!["Server Name".into(), "OS".into(), "Weird Thing".into()],
+            rows: Vec::new(),
+        };
+        for n in 0..8 {
+            let mut row = serde_json::Map::new();
+            row.insert("Server Name".into(), Value::String(format!("srv{n}")));
+            row.insert("OS".into(), Value::String("linux".into()));
+            row.insert("Weird Thing".into(), Value::from(n));
+            rows.rows.push(row);
+        }
+        let suggested = suggest_mappings(&rows);
+        assert_eq!(suggested[0].target_field, "asset_name");
+        assert_eq!(suggested[0].sample_values.len(), SAMPLE_VALUES);
+        assert_eq!(suggested[1].target_field, "operating_system");
+        assert_eq!(suggested[1].sample_values, vec!["linux"]);
+        assert_eq!(suggested[2].target_field, "weird_thing");
+        assert!(suggested[2].confidence < suggested[1].confidence);
+    }
+}

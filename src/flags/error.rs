@@ -1,0 +1,18 @@
+use crate::ids::IdError;
+
+/// Why a flag could not be read or changed.
+#[derive(Debug, thiserror::Error)]
+pub enum FlagError {
+    #[error("unknown flag {name:?}; the only flag is enable_flow_id_primary")]
+    UnknownFlag { name: String },
+    #[error("{input:?} is not a value of enable_flow_id_primary; expected off, shadow or on")]
+    UnknownValue { input: String },
+    #[error("scope {input:?} is neither `global` nor CLIENT_ACCOUNT_ID:ENGAGEMENT_ID")]
+    BadScope { input: String, source: IdError },
+    #[error("refusing to turn enable_flow_id_primary on: {}", reasons.join("; "))]
+    NotReady { reasons: Vec<String> },
+    #[error("cannot check readiness: {0}")]
+    Migration(#[from] crate::migrate::MigrateError),
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+}

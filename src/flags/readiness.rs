@@ -1,0 +1,109 @@
+//! Whether `enable_flow_id_primary` may be turned `on`: the backfill has been applied and
+//! every link is what the migration's rules give. The link checks are the migration's own
+//! `verify` (the same checks as `flowkey verify`), so the service and the CLI can never
+//! disagree on what "ready" means.
+
+use serde::Serialize;
+
+use crate::db::Db;
+use crate::flags::FlagError;
+use crate::migrate::{revisions, Migrator, RunOptions};
+
+/// One check and how many rows fail it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ReadinessCount {
+    pub check: String,
+    pub rows: i64,
+}
+
+/// What stands between the database and flag `on`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
+pub struct Readiness {
+    /// The revision the database is at, when the backfill revision is not applied yet.
+    pub backfill_not_applied: Option<String>,
+    /// Rows whose `flow_id` is not what the rules give (still unlinked, or linked to another
+    /// flow), per table.
+    pub backfill_pending: Vec<ReadinessCount>,
+    /// Broken links: crossing tenants, naming no flow, inconsistent mapping rows.
+    pub integrity_problems: Vec<ReadinessCount>,
+}
+
+impl Readiness {
+    pub fn is_ready(&self) -> bool {
+        self.backfill_not_applied.is_none()
+            && self.backfill_pending.is_empty()
+            && self.integrity_problems.is_empty()
+    }
+
+    /// One sentence per failing check.
+    pub fn reasons(&self) -> Vec<String> {
+        let not_applied = self.backfill_not_applied.iter().map(|at| {
+            format!("backfill not applied: the database is at {at}, run `flowkey upgrade head`")
+        });
+        let pending = self.backfill_pending.iter().map(|c| {
+            format!(
+                "backfill incomplete: {} rows of {} do not have the flow_id the rules give",
+                c.rows, c.check
+            )
+        });
+        let broken = self
+            .integrity_problems
+            .iter()
+            .map(|c| format!("integrity: {} rows with {}", c.rows, c.check));
+        not_applied.chain(pending).chain(broken).collect()
+    }
+}
+
+/// Runs the migration's link checks. Reads only.
+pub async fn readiness(db: &Db) -> Result<Readiness, FlagError> {
+    let mut result = Readiness::default();
+    let current = Migrator::new(db.clone(), RunOptions::default())
+        .current()
+        .await?;
+    let position = |id: &str| revisions::all().iter().position(|r| r.id == id);
+    let backfilled = current
+        .and_then(position)
+        .zip(position("flow_backfill"))
+        .is_some_and(|(at, backfill)| at >= backfill);
+    if !backfilled {
+        result.backfill_not_applied = Some(current.unwrap_or("base").to_owned());
+        return Ok(result);
+    }
+    let verified = crate::migrate::flow::verify(db).await?;
+    let mut problem = |check: String, rows: i64| {
+        if rows > 0 {
+            result
+                .integrity_problems
+                .push(ReadinessCount { check, rows });
+        }
+    };
+    for table in &verified.tables {
+        problem(
+            format!("{} crossing tenants", table.table),
+            table.crosses_tenant,
+        );
+        problem(format!("{} naming no flow", table.table), table.orphan_flow);
+    }
+    let mapping = &verified.mapping;
+    problem(
+        "session_flow_mapping rows naming no flow".into(),
+        mapping.orphan_flow,
+    );
+    problem(
+        "session_flow_mapping rows of another tenant than their flow".into(),
+        mapping.tenant_differs_from_flow,
+    );
+    problem(
+        "session_flow_mapping rows of another tenant than their session".into(),
+        mapping.tenant_differs_from_session,
+    );
+    for table in &verified.tables {
+        if table.wrong_flow > 0 {
+            result.backfill_pending.push(ReadinessCount {
+                check: table.table.clone(),
+                rows: table.wrong_flow,
+            });
+        }
+    }
+    Ok(result)
+}

@@ -1,0 +1,42 @@
+//! SQL for `flowkey_flags` and the readiness counts.
+
+use crate::db::types::DbTime;
+use crate::db::{on_tx, Tx};
+use crate::flags::{FlagScope, FlowIdPrimary, StoredFlag, FLAG_NAME};
+
+pub async fn upsert(
+    tx: &mut Tx<'_>,
+    scope: FlagScope,
+    value: FlowIdPrimary,
+    updated_by: &str,
+) -> Result<(), sqlx::Error> {
+    on_tx!(tx, conn => {
+        sqlx::query(
+            "INSERT INTO flowkey_flags (name, scope, value, updated_at, updated_by) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (name, scope) DO UPDATE SET \
+             value = excluded.value, updated_at = excluded.updated_at, \
+             updated_by = excluded.updated_by",
+        )
+        .bind(FLAG_NAME)
+        .bind(scope.to_string())
+        .bind(value.as_str())
+        .bind(DbTime::now())
+        .bind(updated_by)
+        .execute(&mut **conn)
+        .await?
+        .rows_affected()
+    });
+    Ok(())
+}
+
+pub async fn list(tx: &mut Tx<'_>) -> Result<Vec<StoredFlag>, sqlx::Error> {
+    Ok(on_tx!(tx, conn => {
+        sqlx::query_as(
+            "SELECT name, scope, value, updated_at, updated_by FROM flowkey_flags \
+             WHERE name = $1 ORDER BY scope",
+        )
+        .bind(FLAG_NAME)
+        .fetch_all(&mut **conn)
+        .await?
+    }))
+}

@@ -1,0 +1,126 @@
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use crate::db::Db;
+use crate::flags::{readiness, store, FlagError, FlagScope, FlowIdPrimary, StoredFlag};
+use crate::ids::TenantId;
+
+/// How often a server reads `flowkey_flags` unless configured otherwise.
+pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(2);
+
+#[derive(Debug, Default, Clone)]
+struct Snapshot {
+    global: Option<FlowIdPrimary>,
+    tenants: HashMap<TenantId, FlowIdPrimary>,
+}
+
+/// A server's view of the flag: the stored values as of the last refresh, over the
+/// environment's default.
+#[derive(Debug)]
+pub struct FlagWatcher {
+    db: Db,
+    default: FlowIdPrimary,
+    snapshot: RwLock<Snapshot>,
+}
+
+impl FlagWatcher {
+    /// A watcher that knows only the default until its first [`FlagWatcher::refresh`].
+    pub fn new(db: Db, default: FlowIdPrimary) -> Self {
+        Self {
+            db,
+            default,
+            snapshot: RwLock::new(Snapshot::default()),
+        }
+    }
+
+    /// The mode for a tenant: its own override, else the global value, else the default.
+    pub fn mode_for(&self, tenant: TenantId) -> FlowIdPrimary {
+        let snapshot = self
+            .snapshot
+            .read()
+            .unwrap_or_else(|poison| poison.into_inner());
+        snapshot
+            .tenants
+            .get(&tenant)
+            .copied()
+            .or(snapshot.global)
+            .unwrap_or(self.default)
+    }
+
+    /// Re-reads the stored values. A value that does not parse is skipped and logged, so a
+    /// bad row cannot take a server down.
+    pub async fn refresh(&self) -> Result<(), FlagError> {
+        let rows = stored_flags(&self.db).await?;
+        let mut next = Snapshot::default();
+        for row in rows {
+            let value = match row.value.parse::<FlowIdPrimary>() {
+                Ok(value) => value,
+                Err(err) => {
+                    tracing::warn!(scope = %row.scope, error = %err, "ignoring stored flag value");
+                    continue;
+                }
+            };
+            match FlagScope::parse(&row.scope) {
+                Ok(FlagScope::Global) => next.global = Some(value),
+                Ok(FlagScope::Tenant(tenant)) => {
+                    next.tenants.insert(tenant, value);
+                }
+                Err(err) => {
+                    tracing::warn!(scope = %row.scope, error = %err, "ignoring stored flag scope")
+                }
+            }
+        }
+        *self
+            .snapshot
+            .write()
+            .unwrap_or_else(|poison| poison.into_inner()) = next;
+        Ok(())
+    }
+
+    /// Refreshes every `interval` until the task is aborted; a failed read keeps the last
+    /// known values and is logged.
+    pub fn spawn_polling(self: Arc<Self>, interval: Duration) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(interval);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticker.tick().await;
+                if let Err(err) = self.refresh().await {
+                    tracing::warn!(error = %err, "cannot refresh flags; keeping the last values");
+                }
+            }
+        })
+    }
+}
+
+/// Stores a value for a scope. `on` is refused while [`readiness`] finds the backfill
+/// incomplete or a broken link.
+pub async fn set_flag(
+    db: &Db,
+    scope: FlagScope,
+    value: FlowIdPrimary,
+    updated_by: &str,
+) -> Result<(), FlagError> {
+    if value == FlowIdPrimary::On {
+        let readiness = readiness(db).await?;
+        if !readiness.is_ready() {
+            return Err(FlagError::NotReady {
+                reasons: readiness.reasons(),
+            });
+        }
+    }
+    let mut tx = db.begin().await?;
+    store::upsert(&mut tx, scope, value, updated_by).await?;
+    tx.commit().await?;
+    tracing::info!(%scope, %value, updated_by, "enable_flow_id_primary changed");
+    Ok(())
+}
+
+/// Every stored value of the flag.
+pub async fn stored_flags(db: &Db) -> Result<Vec<StoredFlag>, FlagError> {
+    let mut tx = db.begin().await?;
+    let rows = store::list(&mut tx).await;
+    tx.rollback().await?;
+    Ok(rows?)
+}

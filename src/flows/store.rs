@@ -1,0 +1,232 @@
+//! SQL for `discovery_flows` and `flow_deletion_audit`. Every read names the tenant.
+
+use serde_json::Value;
+use sqlx::types::Json;
+
+use crate::db::types::{DbTime, DbUuid};
+use crate::db::{on_tx, Tx};
+use crate::flows::{DiscoveryFlow, FlowsError, NewFlow};
+use crate::ids::{FlowId, SessionId, TenantId};
+use crate::paging::{Cursor, Page, PageRequest};
+
+const FLOW_COLUMNS: &str = "flow_id, client_account_id, engagement_id, user_id, \
+     import_session_id, data_import_id, flow_name, flow_description, status, \
+     progress_percentage, data_import_completed, attribute_mapping_completed, \
+     data_cleansing_completed, inventory_completed, dependencies_completed, \
+     tech_debt_completed, crewai_state_data, assessment_ready, created_at, updated_at, \
+     completed_at";
+
+/// A new flow starts with its data import phase done: the file is already stored.
+pub async fn insert(tx: &mut Tx<'_>, flow: &NewFlow) -> Result<(), FlowsError> {
+    let now = DbTime::now();
+    let state = serde_json::json!({
+        "flow_id": flow.flow_id,
+        "current_phase": "attribute_mapping",
+        "created_by": "flowkey",
+    });
+    on_tx!(tx, conn => {
+        sqlx::query(
+            "INSERT INTO discovery_flows (id, flow_id, client_account_id, engagement_id, user_id, \
+             import_session_id, data_import_id, flow_name, status, progress_percentage, \
+             data_import_completed, crewai_state_data, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'active', $9, $10, $11, $12, $12)",
+        )
+        .bind(DbUuid::new_v4())
+        .bind(flow.flow_id)
+        .bind(flow.tenant.client_account_id)
+        .bind(flow.tenant.engagement_id)
+        .bind(&flow.user_id)
+        .bind(flow.import_session_id)
+        .bind(flow.data_import_id)
+        .bind(&flow.flow_name)
+        .bind(100.0 / 6.0)
+        .bind(true)
+        .bind(Json(&state))
+        .bind(now)
+        .execute(&mut **conn)
+        .await?
+        .rows_affected()
+    });
+    Ok(())
+}
+
+pub async fn get(
+    tx: &mut Tx<'_>,
+    tenant: TenantId,
+    flow_id: FlowId,
+) -> Result<DiscoveryFlow, FlowsError> {
+    find(tx, tenant, flow_id)
+        .await?
+        .ok_or(FlowsError::NotFound { flow_id })
+}
+
+pub async fn find(
+    tx: &mut Tx<'_>,
+    tenant: TenantId,
+    flow_id: FlowId,
+) -> Result<Option<DiscoveryFlow>, FlowsError> {
+    let sql = format!(
+        "SELECT {FLOW_COLUMNS} FROM discovery_flows \
+         WHERE flow_id = $1 AND client_account_id = $2 AND engagement_id = $3"
+    );
+    Ok(on_tx!(tx, conn => {
+        sqlx::query_as(&sql)
+            .bind(flow_id)
+            .bind(tenant.client_account_id)
+            .bind(tenant.engagement_id)
+            .fetch_optional(&mut **conn)
+            .await?
+    }))
+}
+
+/// The newest flow that names a legacy session in `import_session_id` (the pre-flow-id way
+/// of finding a session's flow).
+pub async fn latest_for_session(
+    tx: &mut Tx<'_>,
+    tenant: TenantId,
+    session_id: SessionId,
+) -> Result<Option<DiscoveryFlow>, FlowsError> {
+    let sql = format!(
+        "SELECT {FLOW_COLUMNS} FROM discovery_flows \
+         WHERE import_session_id = $1 AND client_account_id = $2 AND engagement_id = $3 \
+         ORDER BY created_at DESC, flow_id DESC LIMIT 1"
+    );
+    Ok(on_tx!(tx, conn => {
+        sqlx::query_as(&sql)
+            .bind(session_id)
+            .bind(tenant.client_account_id)
+            .bind(tenant.engagement_id)
+            .fetch_optional(&mut **conn)
+            .await?
+    }))
+}
+
+/// The tenant's flows, by flow id, optionally with one status.
+pub async fn list(
+    tx: &mut Tx<'_>,
+    tenant: TenantId,
+    status: Option<&str>,
+    page: &PageRequest,
+) -> Result<Page<DiscoveryFlow>, FlowsError> {
+    let sql = format!(
+        "SELECT {FLOW_COLUMNS} FROM discovery_flows \
+         WHERE client_account_id = $1 AND engagement_id = $2 AND ($3 IS NULL OR status = $3) \
+         AND flow_id > $4 ORDER BY flow_id LIMIT $5"
+    );
+    let (_, after) = page.after_key();
+    let rows: Vec<DiscoveryFlow> = on_tx!(tx, conn => {
+        sqlx::query_as(&sql)
+            .bind(tenant.client_account_id)
+            .bind(tenant.engagement_id)
+            .bind(status)
+            .bind(DbUuid(after))
+            .bind(page.fetch_limit())
+            .fetch_all(&mut **conn)
+            .await?
+    });
+    Ok(Page::from_rows(rows, page, |row| Cursor {
+        rank: 0,
+        id: row.flow_id.as_uuid(),
+    }))
+}
+
+pub async fn set_status(
+    tx: &mut Tx<'_>,
+    tenant: TenantId,
+    flow_id: FlowId,
+    status: &str,
+) -> Result<(), FlowsError> {
+    let changed = on_tx!(tx, conn => {
+        sqlx::query(
+            "UPDATE discovery_flows SET status = $1, updated_at = $2 \
+             WHERE flow_id = $3 AND client_account_id = $4 AND engagement_id = $5",
+        )
+        .bind(status)
+        .bind(DbTime::now())
+        .bind(flow_id)
+        .bind(tenant.client_account_id)
+        .bind(tenant.engagement_id)
+        .execute(&mut **conn)
+        .await?
+        .rows_affected()
+    });
+    if changed == 0 {
+        return Err(FlowsError::NotFound { flow_id });
+    }
+    Ok(())
+}
+
+/// Deletes the flow's assets (their raw records keep their rows, `asset_id` goes NULL by
+/// the legacy foreign key's own rule).
+pub async fn delete_assets(tx: &mut Tx<'_>, flow_id: FlowId) -> Result<u64, FlowsError> {
+    Ok(on_tx!(tx, conn => {
+        sqlx::query("DELETE FROM assets WHERE flow_id = $1")
+            .bind(flow_id)
+            .execute(&mut **conn)
+            .await?
+            .rows_affected()
+    }))
+}
+
+/// What `flow_deletion_audit` records about a deletion.
+#[derive(Debug, Clone)]
+pub struct DeletionAudit {
+    pub flow_id: FlowId,
+    pub session_id: Option<SessionId>,
+    pub tenant: TenantId,
+    pub user_id: String,
+    pub reason: Option<String>,
+    pub data_deleted: Value,
+}
+
+pub async fn insert_deletion_audit(
+    tx: &mut Tx<'_>,
+    audit: &DeletionAudit,
+) -> Result<(), FlowsError> {
+    on_tx!(tx, conn => {
+        sqlx::query(
+            "INSERT INTO flow_deletion_audit (id, flow_id, session_id, client_account_id, \
+             engagement_id, user_id, deletion_reason, deletion_method, deleted_by, deleted_at, \
+             data_deleted, deletion_impact) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, 'api', $6, $8, $9, $10)",
+        )
+        .bind(DbUuid::new_v4())
+        .bind(audit.flow_id)
+        .bind(audit.session_id)
+        .bind(audit.tenant.client_account_id)
+        .bind(audit.tenant.engagement_id)
+        .bind(&audit.user_id)
+        .bind(&audit.reason)
+        .bind(DbTime::now())
+        .bind(Json(&audit.data_deleted))
+        .bind(Json(serde_json::json!({ "deleted_by_service": "flowkey" })))
+        .execute(&mut **conn)
+        .await?
+        .rows_affected()
+    });
+    Ok(())
+}
+
+/// Deletes the flow row itself; its rows must be gone already (the foreign keys are NO
+/// ACTION at head, so a forgotten row fails the deletion instead of vanishing silently).
+pub async fn delete(tx: &mut Tx<'_>, tenant: TenantId, flow_id: FlowId) -> Result<u64, FlowsError> {
+    let deleted = on_tx!(tx, conn => {
+        sqlx::query(
+            "DELETE FROM discovery_flows WHERE flow_id = $1 AND client_account_id = $2 \
+             AND engagement_id = $3",
+        )
+        .bind(flow_id)
+        .bind(tenant.client_account_id)
+        .bind(tenant.engagement_id)
+        .execute(&mut **conn)
+        .await
+        .map_err(|err| match &err {
+            sqlx::Error::Database(db) if db.is_foreign_key_violation() => {
+                FlowsError::StillReferenced { flow_id }
+            }
+            _ => FlowsError::Database(err),
+        })?
+        .rows_affected()
+    });
+    Ok(deleted)
+}

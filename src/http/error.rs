@@ -1,0 +1,219 @@
+//! The one error type of the HTTP layer: every domain error maps to a status and a stable
+//! code here, client mistakes are 4xx with a useful message, and internal failures are
+//! logged once and answered with a generic 500 that reveals nothing.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::{json, Value};
+
+use crate::compat::CompatError;
+use crate::field_mappings::MappingsError;
+use crate::flags::FlagError;
+use crate::flows::FlowsError;
+use crate::ids::IdError;
+use crate::imports::{CsvError, ImportsError};
+use crate::paging::PagingError;
+
+/// An error answered in the envelope `{"success": false, "error": {code, message, details}}`.
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+    pub details: Value,
+    /// What went wrong inside, logged and never sent.
+    internal: Option<String>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+            details: Value::Null,
+            internal: None,
+        }
+    }
+
+    pub fn with_details(mut self, details: Value) -> Self {
+        self.details = details;
+        self
+    }
+
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, code, message)
+    }
+
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+
+    /// A failure that is not the client's: the cause is logged, the client learns nothing.
+    pub fn internal(cause: impl std::fmt::Display) -> Self {
+        Self {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            code: "internal_error",
+            message: "internal error".to_owned(),
+            details: Value::Null,
+            internal: Some(cause.to_string()),
+        }
+    }
+
+    pub fn unavailable(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, code, message)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if let Some(cause) = &self.internal {
+            tracing::error!(code = self.code, cause = %cause, "request failed");
+        }
+        let body = json!({
+            "success": false,
+            "error": { "code": self.code, "message": self.message, "details": self.details },
+        });
+        (self.status, Json(body)).into_response()
+    }
+}
+
+impl From<IdError> for ApiError {
+    fn from(err: IdError) -> Self {
+        ApiError::bad_request("malformed_id", err.to_string())
+    }
+}
+
+impl From<PagingError> for ApiError {
+    fn from(err: PagingError) -> Self {
+        ApiError::bad_request("bad_pagination", err.to_string())
+    }
+}
+
+impl From<sqlx::Error> for ApiError {
+    fn from(err: sqlx::Error) -> Self {
+        match err {
+            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => {
+                ApiError::unavailable("database_unavailable", "the database is not answering")
+            }
+            other => ApiError::internal(other),
+        }
+    }
+}
+
+impl From<CsvError> for ApiError {
+    fn from(err: CsvError) -> Self {
+        let message = err.to_string();
+        let base = ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_csv", message);
+        match err {
+            CsvError::BadRows { count, rows } => base.with_details(json!({
+                "bad_row_count": count,
+                "bad_rows": rows,
+            })),
+            _ => base,
+        }
+    }
+}
+
+impl From<ImportsError> for ApiError {
+    fn from(err: ImportsError) -> Self {
+        let message = err.to_string();
+        match err {
+            ImportsError::NotFound { .. }
+            | ImportsError::SessionHasNoImport { .. }
+            | ImportsError::SessionNotFound { .. } => ApiError::not_found(message),
+            ImportsError::TenantNotFound => {
+                ApiError::new(StatusCode::NOT_FOUND, "tenant_not_found", message)
+            }
+            ImportsError::UserNotFound { .. } => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "user_not_found", message)
+            }
+            ImportsError::NoRows
+            | ImportsError::RowNotAnObject { .. }
+            | ImportsError::NoColumns
+            | ImportsError::DuplicateHeader { .. } => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_file_data",
+                message,
+            ),
+            ImportsError::SessionTaken { .. } => {
+                ApiError::new(StatusCode::CONFLICT, "session_taken", message)
+            }
+            ImportsError::StillReferenced { .. } => {
+                ApiError::new(StatusCode::CONFLICT, "still_referenced", message)
+            }
+            ImportsError::Flow(inner) => inner.into(),
+            ImportsError::Mapping(inner) => inner.into(),
+            ImportsError::Database(inner) => inner.into(),
+        }
+    }
+}
+
+impl From<FlowsError> for ApiError {
+    fn from(err: FlowsError) -> Self {
+        let message = err.to_string();
+        match err {
+            FlowsError::NotFound { .. } => ApiError::not_found(message),
+            FlowsError::InvalidTransition { .. } => {
+                ApiError::new(StatusCode::CONFLICT, "invalid_transition", message)
+            }
+            FlowsError::StillReferenced { .. } => {
+                ApiError::new(StatusCode::CONFLICT, "still_referenced", message)
+            }
+            FlowsError::Database(inner) => inner.into(),
+        }
+    }
+}
+
+impl From<MappingsError> for ApiError {
+    fn from(err: MappingsError) -> Self {
+        let message = err.to_string();
+        match err {
+            MappingsError::NotFound { .. } => ApiError::not_found(message),
+            MappingsError::InvalidTarget { .. } => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_target", message)
+            }
+            MappingsError::MalformedId { .. } => ApiError::bad_request("malformed_id", message),
+            MappingsError::Database(inner) => inner.into(),
+        }
+    }
+}
+
+impl From<CompatError> for ApiError {
+    fn from(err: CompatError) -> Self {
+        let message = err.to_string();
+        match err {
+            CompatError::NotFound { .. } => ApiError::not_found(message),
+            CompatError::Conflict { flows, .. } => {
+                ApiError::new(StatusCode::CONFLICT, "ambiguous_id", message)
+                    .with_details(json!({ "flow_ids": flows }))
+            }
+            CompatError::MalformedId(inner) => inner.into(),
+            CompatError::Imports(inner) => inner.into(),
+            CompatError::Flows(inner) => inner.into(),
+            CompatError::Mappings(inner) => inner.into(),
+            CompatError::Metrics(inner) => ApiError::internal(inner),
+            CompatError::Database(inner) => inner.into(),
+        }
+    }
+}
+
+impl From<FlagError> for ApiError {
+    fn from(err: FlagError) -> Self {
+        let message = err.to_string();
+        match err {
+            FlagError::UnknownFlag { .. } => ApiError::not_found(message),
+            FlagError::UnknownValue { .. } | FlagError::BadScope { .. } => {
+                ApiError::bad_request("invalid_flag", message)
+            }
+            FlagError::NotReady { reasons } => {
+                ApiError::new(StatusCode::CONFLICT, "not_ready", message)
+                    .with_details(json!({ "reasons": reasons }))
+            }
+            FlagError::Migration(crate::migrate::MigrateError::Sql(inner)) => inner.into(),
+            FlagError::Migration(inner) => ApiError::internal(inner),
+            FlagError::Database(inner) => inner.into(),
+        }
+    }
+}

@@ -1,0 +1,214 @@
+//! The HTTP API: `app(state)` builds the router (v3 by flow id, legacy v1 by session id,
+//! admin, health, readiness, metrics, OpenAPI) without binding a socket, so tests drive it
+//! with `oneshot`. Handlers parse, call the library and answer in the envelope; they issue
+//! no SQL.
+
+mod admin;
+mod error;
+pub mod extract;
+mod metrics;
+mod openapi;
+mod ops;
+mod v1;
+mod v3;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use serde::Serialize;
+
+use crate::compat::{CompatConfig, CompatMetrics, SessionFlowCompatibilityService};
+use crate::db::Db;
+use crate::flags::{FlagWatcher, FlowIdPrimary, DEFAULT_POLL_INTERVAL};
+
+pub use error::ApiError;
+pub use metrics::HttpMetrics;
+pub use openapi::openapi_json;
+
+/// Knobs of the server.
+#[derive(Debug, Clone)]
+pub struct ServiceConfig {
+    /// Largest request body accepted (JSON rows or a CSV upload); larger is a 413.
+    pub max_body_bytes: usize,
+    /// `ENABLE_FLOW_ID_PRIMARY` when `flowkey_flags` says nothing.
+    pub flag_default: FlowIdPrimary,
+    /// How often the flag table is read.
+    pub flag_poll_interval: Duration,
+    /// How often counted legacy hits are written to `flowkey_legacy_traffic`.
+    pub traffic_flush_interval: Duration,
+    pub compat: CompatConfig,
+    /// The `Sunset` date announced on every v1 response (an HTTP date).
+    pub v1_sunset: String,
+}
+
+impl Default for ServiceConfig {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 16 * 1024 * 1024,
+            flag_default: FlowIdPrimary::Off,
+            flag_poll_interval: DEFAULT_POLL_INTERVAL,
+            traffic_flush_interval: Duration::from_secs(5),
+            compat: CompatConfig::default(),
+            v1_sunset: "Wed, 30 Jun 2027 00:00:00 GMT".to_owned(),
+        }
+    }
+}
+
+/// Why the server could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error(transparent)]
+    Flag(#[from] crate::flags::FlagError),
+    #[error("environment variable {name} is invalid: {reason}")]
+    BadEnvironment { name: &'static str, reason: String },
+    #[error("metrics registration failed: {0}")]
+    Metrics(#[from] prometheus::Error),
+}
+
+impl ServiceConfig {
+    /// Defaults, overridden by `ENABLE_FLOW_ID_PRIMARY`, `FLOWKEY_FLAG_POLL_MS`,
+    /// `FLOWKEY_MAX_BODY_BYTES` and `FLOWKEY_RESOLVE_CACHE_TTL_MS`.
+    pub fn from_env() -> Result<Self, ServiceError> {
+        let mut config = Self {
+            flag_default: crate::flags::default_from_env()?,
+            ..Self::default()
+        };
+        if let Some(ms) = env_number("FLOWKEY_FLAG_POLL_MS")? {
+            config.flag_poll_interval = Duration::from_millis(ms.max(50));
+        }
+        if let Some(bytes) = env_number("FLOWKEY_MAX_BODY_BYTES")? {
+            config.max_body_bytes = usize::try_from(bytes).unwrap_or(usize::MAX);
+        }
+        if let Some(ms) = env_number("FLOWKEY_RESOLVE_CACHE_TTL_MS")? {
+            config.compat.cache_ttl = Duration::from_millis(ms);
+        }
+        Ok(config)
+    }
+}
+
+fn env_number(name: &'static str) -> Result<Option<u64>, ServiceError> {
+    match std::env::var(name) {
+        Err(_) => Ok(None),
+        Ok(text) => text
+            .trim()
+            .parse()
+            .map(Some)
+            .map_err(|_| ServiceError::BadEnvironment {
+                name,
+                reason: format!("{text:?} is not a whole number"),
+            }),
+    }
+}
+
+/// Everything a handler needs. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub db: Db,
+    pub compat: Arc<SessionFlowCompatibilityService>,
+    pub flags: Arc<FlagWatcher>,
+    pub metrics: Arc<HttpMetrics>,
+    pub config: Arc<ServiceConfig>,
+}
+
+impl AppState {
+    /// Builds the state; the flag watcher knows only the default until its first refresh
+    /// (call [`AppState::refresh_flags`] or [`AppState::spawn_background`]).
+    pub fn new(db: Db, config: ServiceConfig) -> Result<Self, ServiceError> {
+        let metrics = HttpMetrics::new()?;
+        let compat_metrics = CompatMetrics::register(&metrics.registry)?;
+        let compat =
+            SessionFlowCompatibilityService::new(db.clone(), &config.compat, compat_metrics);
+        let flags = FlagWatcher::new(db.clone(), config.flag_default);
+        Ok(Self {
+            db,
+            compat: Arc::new(compat),
+            flags: Arc::new(flags),
+            metrics: Arc::new(metrics),
+            config: Arc::new(config),
+        })
+    }
+
+    pub async fn refresh_flags(&self) -> Result<(), crate::flags::FlagError> {
+        self.flags.refresh().await
+    }
+
+    /// Starts flag polling and the periodic legacy traffic flush.
+    pub fn spawn_background(&self) -> BackgroundTasks {
+        let flag_poller = self
+            .flags
+            .clone()
+            .spawn_polling(self.config.flag_poll_interval);
+        let compat = self.compat.clone();
+        let interval = self.config.traffic_flush_interval;
+        let traffic_flusher = tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(interval);
+            loop {
+                ticker.tick().await;
+                if let Err(err) = compat.flush_legacy_traffic().await {
+                    tracing::warn!(error = %err, "cannot write legacy traffic; will retry");
+                }
+            }
+        });
+        BackgroundTasks {
+            compat: self.compat.clone(),
+            handles: vec![flag_poller, traffic_flusher],
+        }
+    }
+}
+
+/// The server's periodic tasks; `shutdown` stops them and writes the last legacy hits.
+#[derive(Debug)]
+pub struct BackgroundTasks {
+    compat: Arc<SessionFlowCompatibilityService>,
+    handles: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl BackgroundTasks {
+    pub async fn shutdown(self) {
+        for handle in &self.handles {
+            handle.abort();
+        }
+        if let Err(err) = self.compat.flush_legacy_traffic().await {
+            tracing::warn!(error = %err, "cannot write the last legacy traffic");
+        }
+    }
+}
+
+/// The whole API as a router; serving it is the caller's business.
+pub fn app(state: AppState) -> Router {
+    let limit = state.config.max_body_bytes;
+    Router::new()
+        .merge(v3::routes())
+        .merge(v1::routes(state.clone()))
+        .merge(admin::routes())
+        .merge(ops::routes())
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            metrics::track,
+        ))
+        .layer(DefaultBodyLimit::max(limit))
+        .fallback(not_found_route)
+        .with_state(state)
+}
+
+async fn not_found_route() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "no_such_route", "no such route")
+}
+
+/// `{"success": true, "data": …}` with a status.
+pub fn envelope(status: StatusCode, data: impl Serialize) -> Response {
+    (
+        status,
+        axum::Json(serde_json::json!({ "success": true, "data": data })),
+    )
+        .into_response()
+}
+
+/// 200 with the envelope.
+pub fn ok(data: impl Serialize) -> Response {
+    envelope(StatusCode::OK, data)
+}

@@ -1,0 +1,70 @@
+//! Liveness, readiness, metrics and the OpenAPI document.
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use serde_json::json;
+
+use crate::compat::store::check_schema;
+use crate::http::{ok, ApiError, AppState};
+
+pub(crate) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/health", get(health))
+        .route("/ready", get(ready))
+        .route("/metrics", get(metrics))
+        .route("/openapi.json", get(openapi))
+}
+
+/// The process answers.
+#[utoipa::path(get, path = "/health", tag = "ops", responses((status = 200, description = "the server is alive")))]
+pub(crate) async fn health() -> Response {
+    ok(json!({ "status": "ok" }))
+}
+
+/// The database answers and its schema is at head.
+#[utoipa::path(get, path = "/ready", tag = "ops", responses(
+    (status = 200, description = "ready to serve"),
+    (status = 503, description = "database unreachable or schema not at head"),
+))]
+pub(crate) async fn ready(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let check = check_schema(&state.db).await.map_err(|err| {
+        tracing::warn!(error = %err, "readiness: database unreachable");
+        ApiError::unavailable("database_unavailable", "the database is not answering")
+    })?;
+    if !check.at_head() {
+        return Err(
+            ApiError::unavailable("schema_not_at_head", check.describe()).with_details(json!({
+                "recorded_revision": check.recorded_revision,
+                "head": check.head,
+                "missing": check.missing,
+            })),
+        );
+    }
+    Ok(ok(
+        json!({ "status": "ready", "database": state.db.engine().to_string() }),
+    ))
+}
+
+/// Prometheus text exposition.
+#[utoipa::path(get, path = "/metrics", tag = "ops", responses((status = 200, description = "Prometheus text format")))]
+pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(),
+    )
+        .into_response()
+}
+
+#[utoipa::path(get, path = "/openapi.json", tag = "ops", responses((status = 200, description = "this document")))]
+pub(crate) async fn openapi() -> Response {
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        crate::http::openapi_json(),
+    )
+        .into_response()
+}

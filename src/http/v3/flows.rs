@@ -1,0 +1,134 @@
+use axum::extract::State;
+use axum::response::Response;
+use serde::Deserialize;
+
+use crate::flows::{self, FlowAction, FlowsError};
+use crate::http::extract::{flow_id_param, single_header, ApiPath, ApiQuery, Tenant, USER_HEADER};
+use crate::http::v3::PageQuery;
+use crate::http::{ok, ApiError, AppState};
+
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct ListFlowsQuery {
+    pub status: Option<String>,
+    #[serde(flatten)]
+    pub page: PageQuery,
+}
+
+#[utoipa::path(get, path = "/api/v3/discovery-flow/flows", tag = "v3 discovery flow", responses(
+    (status = 200, description = "one page of the tenant's flows; filter `status`; `cursor`, `limit`"),
+))]
+pub(crate) async fn list_flows(
+    State(state): State<AppState>,
+    Tenant(tenant): Tenant,
+    ApiQuery(query): ApiQuery<ListFlowsQuery>,
+) -> Result<Response, ApiError> {
+    let page = query.page.page()?;
+    let mut tx = state.db.begin().await?;
+    let flows = flows::store::list(&mut tx, tenant, query.status.as_deref(), &page).await?;
+    tx.rollback().await?;
+    Ok(ok(flows))
+}
+
+#[utoipa::path(get, path = "/api/v3/discovery-flow/flows/{flow_id}", tag = "v3 discovery flow", responses(
+    (status = 200, description = "the flow's persisted state"), (status = 404, description = "no such flow in this tenant"),
+))]
+pub(crate) async fn get_flow(
+    State(state): State<AppState>,
+    Tenant(tenant): Tenant,
+    ApiPath(flow_id): ApiPath<String>,
+) -> Result<Response, ApiError> {
+    let flow_id = flow_id_param(&flow_id)?;
+    let mut tx = state.db.begin().await?;
+    let flow = flows::store::get(&mut tx, tenant, flow_id).await?;
+    tx.rollback().await?;
+    Ok(ok(flow))
+}
+
+#[utoipa::path(get, path = "/api/v3/discovery-flow/flows/{flow_id}/status", tag = "v3 discovery flow", responses(
+    (status = 200, description = "status, current phase, progress"), (status = 404, description = "no such flow"),
+))]
+pub(crate) async fn flow_status(
+    State(state): State<AppState>,
+    Tenant(tenant): Tenant,
+    ApiPath(flow_id): ApiPath<String>,
+) -> Result<Response, ApiError> {
+    let flow_id = flow_id_param(&flow_id)?;
+    let mut tx = state.db.begin().await?;
+    let flow = flows::store::get(&mut tx, tenant, flow_id).await?;
+    tx.rollback().await?;
+    Ok(ok(flow.status_view()))
+}
+
+#[utoipa::path(post, path = "/api/v3/discovery-flow/flows/{flow_id}/pause", tag = "v3 discovery flow", responses(
+    (status = 200, description = "paused"), (status = 404, description = "no such flow"), (status = 409, description = "cannot pause in this status"),
+))]
+pub(crate) async fn pause_flow(
+    state: State<AppState>,
+    tenant: Tenant,
+    flow_id: ApiPath<String>,
+) -> Result<Response, ApiError> {
+    change_flow(state, tenant, flow_id, FlowAction::Pause).await
+}
+
+#[utoipa::path(post, path = "/api/v3/discovery-flow/flows/{flow_id}/resume", tag = "v3 discovery flow", responses(
+    (status = 200, description = "resumed"), (status = 404, description = "no such flow"), (status = 409, description = "not paused"),
+))]
+pub(crate) async fn resume_flow(
+    state: State<AppState>,
+    tenant: Tenant,
+    flow_id: ApiPath<String>,
+) -> Result<Response, ApiError> {
+    change_flow(state, tenant, flow_id, FlowAction::Resume).await
+}
+
+async fn change_flow(
+    State(state): State<AppState>,
+    Tenant(tenant): Tenant,
+    ApiPath(flow_id): ApiPath<String>,
+    action: FlowAction,
+) -> Result<Response, ApiError> {
+    let flow_id = flow_id_param(&flow_id)?;
+    let mut tx = state.db.begin().await?;
+    let flow = flows::store::get(&mut tx, tenant, flow_id).await?;
+    let Some(next) = flow.next_status(action) else {
+        tx.rollback().await?;
+        return Err(FlowsError::InvalidTransition {
+            flow_id,
+            status: flow.status,
+            action: action.verb(),
+        }
+        .into());
+    };
+    flows::store::set_status(&mut tx, tenant, flow_id, next).await?;
+    let flow = flows::store::get(&mut tx, tenant, flow_id).await?;
+    tx.commit().await?;
+    state.compat.invalidate_flow(flow_id);
+    Ok(ok(flow.status_view()))
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct DeleteFlowQuery {
+    pub reason: Option<String>,
+}
+
+#[utoipa::path(delete, path = "/api/v3/discovery-flow/flows/{flow_id}", tag = "v3 discovery flow", responses(
+    (status = 200, description = "the flow and its rows deleted, recorded in flow_deletion_audit"),
+    (status = 404, description = "no such flow"),
+))]
+pub(crate) async fn delete_flow(
+    State(state): State<AppState>,
+    Tenant(tenant): Tenant,
+    ApiPath(flow_id): ApiPath<String>,
+    ApiQuery(query): ApiQuery<DeleteFlowQuery>,
+    headers: axum::http::HeaderMap,
+) -> Result<Response, ApiError> {
+    let flow_id = flow_id_param(&flow_id)?;
+    let deleted_by = single_header(&headers, USER_HEADER)?.unwrap_or_else(|| "api".to_owned());
+    let deleted_by: String = deleted_by.chars().take(255).collect();
+    let reason = query.reason.map(|r| r.chars().take(2000).collect());
+    let deleted = state
+        .compat
+        .delete_flow(tenant, flow_id, &deleted_by, reason)
+        .await?;
+    Ok(ok(deleted))
+}

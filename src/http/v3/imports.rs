@@ -1,0 +1,226 @@
+use axum::extract::{Multipart, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::http::extract::{flow_id_param, ApiJson, ApiPath, ApiQuery, Tenant, UserHeader};
+use crate::http::v3::PageQuery;
+use crate::http::{envelope, ok, ApiError, AppState};
+use crate::ids::ImportId;
+use crate::imports::{
+    self, read_csv, rows_from_json, ImportFilter, ImportSource, NewImportRequest,
+};
+
+/// Longest accepted name or type text.
+const MAX_TEXT: usize = 255;
+
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct FileMetadata {
+    pub filename: Option<String>,
+    pub size: Option<i64>,
+    #[serde(rename = "type")]
+    pub file_type: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct CreateImportBody {
+    pub file_data: Vec<Value>,
+    #[serde(default)]
+    pub metadata: FileMetadata,
+    pub import_type: Option<String>,
+    pub import_name: Option<String>,
+    pub description: Option<String>,
+}
+
+/// Stores JSON rows: import, records, suggested mappings and a discovery flow, at once.
+#[utoipa::path(post, path = "/api/v3/data-import/imports", tag = "v3 data import", responses(
+    (status = 201, description = "import, records, mappings and flow created"),
+    (status = 400, description = "malformed body or tenant headers"),
+    (status = 413, description = "body too large"),
+    (status = 422, description = "rows unusable"),
+))]
+pub(crate) async fn create_import(
+    State(state): State<AppState>,
+    Tenant(tenant): Tenant,
+    UserHeader(user): UserHeader,
+    ApiJson(body): ApiJson<CreateImportBody>,
+) -> Result<Response, ApiError> {
+    let rows = rows_from_json(&body.file_data)?;
+    let request = NewImportRequest {
+        tenant,
+        rows,
+        source: ImportSource::JsonRows,
+        source_filename: bounded(body.metadata.filename, "upload.json")?,
+        file_size_bytes: body.metadata.size,
+        file_type: body
+            .metadata
+            .file_type
+            .or(Some("application/json".to_owned())),
+        import_type: bounded(body.import_type, "cmdb")?,
+        import_name: body.import_name,
+        description: body.description,
+        user_id: user,
+        legacy_session: None,
+    };
+    let created = imports::create_import(&state.db, request).await?;
+    Ok(envelope(StatusCode::CREATED, created))
+}
+
+/// Stores an uploaded CSV file (multipart field `file`; optional fields `import_type`,
+/// `import_name`).
+#[utoipa::path(post, path = "/api/v3/data-import/imports/upload", tag = "v3 data import", responses(
+    (status = 201, description = "import created from the CSV"),
+    (status = 400, description = "not a multipart upload, or no `file` field"),
+    (status = 413, description = "file too large"),
+    (status = 422, description = "bad CSV rows, listed with their line numbers"),
+))]
+pub(crate) async fn upload_csv(
+    State(state): State<AppState>,
+    Tenant(tenant): Tenant,
+    UserHeader(user): UserHeader,
+    multipart: Result<Multipart, axum::extract::multipart::MultipartRejection>,
+) -> Result<Response, ApiError> {
+    let mut multipart = multipart
+        .map_err(|rejection| ApiError::bad_request("malformed_upload", rejection.body_text()))?;
+    let mut file: Option<(String, Vec<u8>)> = None;
+    let mut import_type = None;
+    let mut import_name = None;
+    while let Some(mut field) = multipart.next_field().await.map_err(multipart_error)? {
+        match field.name().unwrap_or_default() {
+            "file" => {
+                let filename = field.file_name().unwrap_or("upload.csv").to_owned();
+                let mut bytes = Vec::new();
+                while let Some(chunk) = field.chunk().await.map_err(multipart_error)? {
+                    bytes.extend_from_slice(&chunk);
+                }
+                file = Some((filename, bytes));
+            }
+            "import_type" => import_type = Some(field.text().await.map_err(multipart_error)?),
+            "import_name" => import_name = Some(field.text().await.map_err(multipart_error)?),
+            _ => {}
+        }
+    }
+    let (filename, bytes) = file.ok_or_else(|| {
+        ApiError::bad_request("malformed_upload", "multipart field `file` is required")
+    })?;
+    let rows = read_csv(&bytes)?;
+    let request = NewImportRequest {
+        tenant,
+        rows,
+        source: ImportSource::CsvUpload,
+        source_filename: bounded(Some(filename), "upload.csv")?,
+        file_size_bytes: i64::try_from(bytes.len()).ok(),
+        file_type: Some("text/csv".to_owned()),
+        import_type: bounded(import_type, "cmdb")?,
+        import_name,
+        description: None,
+        user_id: user,
+        legacy_session: None,
+    };
+    let created = imports::create_import(&state.db, request).await?;
+    Ok(envelope(StatusCode::CREATED, created))
+}
+
+fn multipart_error(err: axum::extract::multipart::MultipartError) -> ApiError {
+    let status = err.status();
+    let status = if status.is_server_error() {
+        StatusCode::BAD_REQUEST
+    } else {
+        status
+    };
+    let code = if status == StatusCode::PAYLOAD_TOO_LARGE {
+        "payload_too_large"
+    } else {
+        "malformed_upload"
+    };
+    ApiError::new(status, code, err.body_text())
+}
+
+/// A client's text or a default, refused when too long for its column.
+pub(crate) fn bounded(text: Option<String>, default: &str) -> Result<String, ApiError> {
+    let text = text
+        .map(|t| t.trim().to_owned())
+        .filter(|t| !t.is_empty())
+        .unwrap_or_else(|| default.to_owned());
+    if text.len() > MAX_TEXT {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_body",
+            format!("a name or type is longer than {MAX_TEXT} bytes"),
+        ));
+    }
+    Ok(text)
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct ListImportsQuery {
+    pub flow_id: Option<String>,
+    pub status: Option<String>,
+    #[serde(flatten)]
+    pub page: PageQuery,
+}
+
+#[utoipa::path(get, path = "/api/v3/data-import/imports", tag = "v3 data import", responses(
+    (status = 200, description = "one page of the tenant's imports; filters `flow_id`, `status`; `cursor`, `limit`"),
+))]
+pub(crate) async fn list_imports(
+    State(state): State<AppState>,
+    Tenant(tenant): Tenant,
+    ApiQuery(query): ApiQuery<ListImportsQuery>,
+) -> Result<Response, ApiError> {
+    let page = query.page.page()?;
+    let filter = ImportFilter {
+        flow_id: query.flow_id.as_deref().map(flow_id_param).transpose()?,
+        status: query.status,
+    };
+    let mut tx = state.db.begin().await?;
+    let imports = imports::store::list(&mut tx, tenant, &filter, &page).await?;
+    tx.rollback().await?;
+    Ok(ok(imports))
+}
+
+#[utoipa::path(get, path = "/api/v3/data-import/imports/{import_id}", tag = "v3 data import", responses(
+    (status = 200, description = "the import"), (status = 404, description = "no such import in this tenant"),
+))]
+pub(crate) async fn get_import(
+    State(state): State<AppState>,
+    Tenant(tenant): Tenant,
+    ApiPath(import_id): ApiPath<String>,
+) -> Result<Response, ApiError> {
+    let import_id = ImportId::parse(&import_id)?;
+    let mut tx = state.db.begin().await?;
+    let import = imports::store::get(&mut tx, tenant, import_id).await?;
+    tx.rollback().await?;
+    Ok(ok(import))
+}
+
+#[utoipa::path(get, path = "/api/v3/data-import/imports/{import_id}/records", tag = "v3 data import", responses(
+    (status = 200, description = "one page of raw records in row order"), (status = 404, description = "no such import"),
+))]
+pub(crate) async fn list_records(
+    State(state): State<AppState>,
+    Tenant(tenant): Tenant,
+    ApiPath(import_id): ApiPath<String>,
+    ApiQuery(query): ApiQuery<PageQuery>,
+) -> Result<Response, ApiError> {
+    let import_id = ImportId::parse(&import_id)?;
+    let page = query.page()?;
+    let mut tx = state.db.begin().await?;
+    let records = imports::store::list_records(&mut tx, tenant, import_id, &page).await?;
+    tx.rollback().await?;
+    Ok(ok(records))
+}
+
+#[utoipa::path(delete, path = "/api/v3/data-import/imports/{import_id}", tag = "v3 data import", responses(
+    (status = 200, description = "import, records and mappings deleted"), (status = 404, description = "no such import"),
+))]
+pub(crate) async fn delete_import(
+    State(state): State<AppState>,
+    Tenant(tenant): Tenant,
+    ApiPath(import_id): ApiPath<String>,
+) -> Result<Response, ApiError> {
+    let import_id = ImportId::parse(&import_id)?;
+    let deleted = state.compat.delete_import(tenant, import_id).await?;
+    Ok(ok(json!({ "import_id": import_id, "deleted": deleted })))
+}

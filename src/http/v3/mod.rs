@@ -1,0 +1,84 @@
+//! v3: every resource by its own id, flows by `flow_id`.
+
+mod flows;
+mod imports;
+mod mappings;
+
+use axum::routing::{get, post};
+use axum::Router;
+use serde::Deserialize;
+
+use crate::http::{ApiError, AppState};
+use crate::paging::PageRequest;
+
+pub(crate) use flows::*;
+pub(crate) use imports::*;
+pub(crate) use mappings::*;
+
+pub(crate) fn routes() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/api/v3/data-import/imports",
+            post(create_import).get(list_imports),
+        )
+        .route("/api/v3/data-import/imports/upload", post(upload_csv))
+        .route(
+            "/api/v3/data-import/imports/{import_id}",
+            get(get_import).delete(delete_import),
+        )
+        .route(
+            "/api/v3/data-import/imports/{import_id}/records",
+            get(list_records),
+        )
+        .route("/api/v3/discovery-flow/flows", get(list_flows))
+        .route(
+            "/api/v3/discovery-flow/flows/{flow_id}",
+            get(get_flow).delete(delete_flow),
+        )
+        .route(
+            "/api/v3/discovery-flow/flows/{flow_id}/status",
+            get(flow_status),
+        )
+        .route(
+            "/api/v3/discovery-flow/flows/{flow_id}/pause",
+            post(pause_flow),
+        )
+        .route(
+            "/api/v3/discovery-flow/flows/{flow_id}/resume",
+            post(resume_flow),
+        )
+        .route(
+            "/api/v3/field-mapping/mappings/{id}",
+            get(list_mappings).put(update_mapping),
+        )
+        .route(
+            "/api/v3/field-mapping/mappings/{id}/approve",
+            post(approve_mapping),
+        )
+        .route(
+            "/api/v3/field-mapping/mappings/{id}/reject",
+            post(reject_mapping),
+        )
+}
+
+/// `cursor` and `limit`, taken as text so a bad value gets our own 400.
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct PageQuery {
+    pub cursor: Option<String>,
+    pub limit: Option<String>,
+}
+
+impl PageQuery {
+    pub(crate) fn page(&self) -> Result<PageRequest, ApiError> {
+        let limit = match self.limit.as_deref() {
+            None => None,
+            Some(text) => Some(text.trim().parse::<u64>().map_err(|_| {
+                ApiError::bad_request(
+                    "bad_pagination",
+                    format!("limit {text:?} is not a whole number"),
+                )
+            })?),
+        };
+        Ok(PageRequest::parse(self.cursor.as_deref(), limit)?)
+    }
+}

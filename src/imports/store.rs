@@ -1,0 +1,444 @@
+//! SQL for `data_imports`, `raw_import_records` and the legacy `data_import_sessions` rows the
+//! v1 API still writes. Every query names the tenant: a row of another tenant is not found.
+//!
+//! Tenant rule for imports: `data_imports` repeats the tenant columns but legacy rows may
+//! leave them NULL. A row belongs to a tenant when its own columns, where set, agree, and
+//! either both are set or its flow or its session belongs to that tenant. In every query of
+//! this file `$1` is the client account and `$2` the engagement.
+
+use serde_json::Value;
+use sqlx::types::Json;
+
+use crate::db::types::{DbTime, DbUuid};
+use crate::db::{on_tx, Tx};
+use crate::ids::{FlowId, ImportId, SessionId, TenantId};
+use crate::imports::{DataImport, ImportFilter, ImportsError, RawImportRecord};
+use crate::paging::{Cursor, Page, PageRequest};
+
+const IMPORT_COLUMNS: &str = "di.id, di.flow_id, di.session_id, di.client_account_id, \
+     di.engagement_id, di.import_name, di.import_type, di.description, di.source_filename, \
+     di.file_size_bytes, di.file_type, di.status, di.progress_percentage, di.total_records, \
+     di.processed_records, di.failed_records, di.import_config, di.created_at, di.updated_at, \
+     di.completed_at";
+
+pub(crate) const IMPORT_IN_TENANT: &str =
+    "(di.client_account_id IS NULL OR di.client_account_id = $1) \
+     AND (di.engagement_id IS NULL OR di.engagement_id = $2) \
+     AND ((di.client_account_id IS NOT NULL AND di.engagement_id IS NOT NULL) \
+       OR EXISTS (SELECT 1 FROM discovery_flows tf WHERE tf.flow_id = di.flow_id \
+                  AND tf.client_account_id = $1 AND tf.engagement_id = $2) \
+       OR EXISTS (SELECT 1 FROM data_import_sessions ts WHERE ts.id = di.session_id \
+                  AND ts.client_account_id = $1 AND ts.engagement_id = $2))";
+
+const RECORD_COLUMNS: &str = "r.id, r.data_import_id, r.flow_id, r.session_id, r.row_number, \
+     r.raw_data, r.is_processed, r.is_valid, r.created_at";
+
+/// Rows written per INSERT statement: 8 binds a row stays far below both engines' limits.
+const RECORDS_PER_STATEMENT: usize = 500;
+
+/// The user flowkey records as `imported_by` when a request names none.
+pub const SERVICE_USER_ID: uuid::Uuid =
+    uuid::Uuid::from_u128(0xf10e_0000_0000_4000_8000_0000_0000_0001);
+const SERVICE_USER_EMAIL: &str = "flowkey-service@flowkey.invalid";
+
+/// What a new `data_imports` row holds.
+#[derive(Debug, Clone)]
+pub struct NewImportRow {
+    pub id: ImportId,
+    pub tenant: TenantId,
+    pub flow_id: FlowId,
+    pub session_id: Option<SessionId>,
+    pub import_name: String,
+    pub import_type: String,
+    pub description: Option<String>,
+    pub source_filename: String,
+    pub file_size_bytes: Option<i64>,
+    pub file_type: Option<String>,
+    pub total_records: i32,
+    pub import_config: Value,
+    pub imported_by: uuid::Uuid,
+}
+
+/// How many rows a deletion removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct DeletedRows {
+    pub imports: u64,
+    pub records: u64,
+    pub field_mappings: u64,
+}
+
+/// Fails with [`ImportsError::TenantNotFound`] unless the engagement exists and belongs to
+/// the client account.
+pub async fn ensure_tenant_exists(tx: &mut Tx<'_>, tenant: TenantId) -> Result<(), ImportsError> {
+    let found: Option<i32> = on_tx!(tx, conn => {
+        sqlx::query_scalar("SELECT 1 FROM engagements WHERE id = $1 AND client_account_id = $2")
+            .bind(tenant.engagement_id)
+            .bind(tenant.client_account_id)
+            .fetch_optional(&mut **conn)
+            .await?
+    });
+    found.map(|_| ()).ok_or(ImportsError::TenantNotFound)
+}
+
+/// The user to record as `imported_by`: the one named (which must exist), or flowkey's own
+/// service user, created on first use.
+pub async fn importing_user(
+    tx: &mut Tx<'_>,
+    named: Option<uuid::Uuid>,
+) -> Result<uuid::Uuid, ImportsError> {
+    if let Some(user_id) = named {
+        let found: Option<i32> = on_tx!(tx, conn => {
+            sqlx::query_scalar("SELECT 1 FROM users WHERE id = $1")
+                .bind(DbUuid(user_id))
+                .fetch_optional(&mut **conn)
+                .await?
+        });
+        return found
+            .map(|_| user_id)
+            .ok_or(ImportsError::UserNotFound { user_id });
+    }
+    on_tx!(tx, conn => {
+        sqlx::query(
+            "INSERT INTO users (id, email, created_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+        )
+        .bind(DbUuid(SERVICE_USER_ID))
+        .bind(SERVICE_USER_EMAIL)
+        .bind(DbTime::now())
+        .execute(&mut **conn)
+        .await?
+        .rows_affected()
+    });
+    Ok(SERVICE_USER_ID)
+}
+
+/// Whether a legacy upload session exists within the tenant.
+pub async fn session_exists(
+    tx: &mut Tx<'_>,
+    tenant: TenantId,
+    session_id: SessionId,
+) -> Result<bool, ImportsError> {
+    let found: Option<i32> = on_tx!(tx, conn => {
+        sqlx::query_scalar(
+            "SELECT 1 FROM data_import_sessions \
+             WHERE id = $3 AND client_account_id = $1 AND engagement_id = $2",
+        )
+        .bind(tenant.client_account_id)
+        .bind(tenant.engagement_id)
+        .bind(session_id)
+        .fetch_optional(&mut **conn)
+        .await?
+    });
+    Ok(found.is_some())
+}
+
+/// Whether any row anywhere uses this id as a session (so a v1 client cannot take over a
+/// session of another tenant by naming it).
+pub async fn session_id_taken(
+    tx: &mut Tx<'_>,
+    session_id: SessionId,
+) -> Result<bool, ImportsError> {
+    let found: Option<i32> = on_tx!(tx, conn => {
+        sqlx::query_scalar("SELECT 1 FROM data_import_sessions WHERE id = $1")
+            .bind(session_id)
+            .fetch_optional(&mut **conn)
+            .await?
+    });
+    Ok(found.is_some())
+}
+
+/// Creates a legacy upload session, as the v1 API did for every upload.
+pub async fn insert_session(
+    tx: &mut Tx<'_>,
+    tenant: TenantId,
+    session_id: SessionId,
+    source_filename: &str,
+    created_by: uuid::Uuid,
+) -> Result<(), ImportsError> {
+    on_tx!(tx, conn => {
+        sqlx::query(
+            "INSERT INTO data_import_sessions (id, client_account_id, engagement_id, session_name, \
+             session_type, auto_created, source_filename, status, created_by, created_at) \
+             VALUES ($1, $2, $3, $4, 'data_import', $5, $6, 'active', $7, $8)",
+        )
+        .bind(session_id)
+        .bind(tenant.client_account_id)
+        .bind(tenant.engagement_id)
+        .bind(format!("upload {source_filename}"))
+        .bind(true)
+        .bind(source_filename)
+        .bind(DbUuid(created_by))
+        .bind(DbTime::now())
+        .execute(&mut **conn)
+        .await
+        .map_err(|err| match &err {
+            // Two uploads naming the same new session at once: the second loses the race.
+            sqlx::Error::Database(db) if db.is_unique_violation() => {
+                ImportsError::SessionTaken { session_id }
+            }
+            _ => ImportsError::Database(err),
+        })?
+        .rows_affected()
+    });
+    Ok(())
+}
+
+pub async fn insert_import(tx: &mut Tx<'_>, row: &NewImportRow) -> Result<(), ImportsError> {
+    let now = DbTime::now();
+    on_tx!(tx, conn => {
+        sqlx::query(
+            "INSERT INTO data_imports (id, client_account_id, engagement_id, session_id, flow_id, \
+             import_name, import_type, description, source_filename, file_size_bytes, file_type, \
+             status, progress_percentage, total_records, processed_records, failed_records, \
+             import_config, imported_by, started_at, completed_at, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'completed', 100.0, $12, $12, 0, \
+             $13, $14, $15, $15, $15, $15)",
+        )
+        .bind(row.id)
+        .bind(row.tenant.client_account_id)
+        .bind(row.tenant.engagement_id)
+        .bind(row.session_id)
+        .bind(row.flow_id)
+        .bind(&row.import_name)
+        .bind(&row.import_type)
+        .bind(&row.description)
+        .bind(&row.source_filename)
+        .bind(row.file_size_bytes)
+        .bind(&row.file_type)
+        .bind(row.total_records)
+        .bind(Json(&row.import_config))
+        .bind(DbUuid(row.imported_by))
+        .bind(now)
+        .execute(&mut **conn)
+        .await?
+        .rows_affected()
+    });
+    Ok(())
+}
+
+/// Writes one raw record per row (1-based `row_number`), in multi-row statements.
+pub async fn insert_records(
+    tx: &mut Tx<'_>,
+    import: &NewImportRow,
+    rows: &[serde_json::Map<String, Value>],
+) -> Result<u64, ImportsError> {
+    let now = DbTime::now();
+    let mut written = 0;
+    for (chunk_index, chunk) in rows.chunks(RECORDS_PER_STATEMENT).enumerate() {
+        let first_row = chunk_index * RECORDS_PER_STATEMENT + 1;
+        written += on_tx!(tx, conn => {
+            let mut builder = sqlx::QueryBuilder::new(
+                "INSERT INTO raw_import_records (id, data_import_id, client_account_id, \
+                 engagement_id, session_id, flow_id, row_number, raw_data, is_processed, \
+                 is_valid, created_at) ",
+            );
+            builder.push_values(chunk.iter().enumerate(), |mut values, (offset, row)| {
+                let row_number = i32::try_from(first_row + offset).unwrap_or(i32::MAX);
+                values
+                    .push_bind(DbUuid::new_v4())
+                    .push_bind(import.id)
+                    .push_bind(import.tenant.client_account_id)
+                    .push_bind(import.tenant.engagement_id)
+                    .push_bind(import.session_id)
+                    .push_bind(import.flow_id)
+                    .push_bind(row_number)
+                    .push_bind(Json(Value::Object(row.clone())))
+                    .push_bind(false)
+                    .push_bind(true)
+                    .push_bind(now);
+            });
+            builder.build().execute(&mut **conn).await?.rows_affected()
+        });
+    }
+    Ok(written)
+}
+
+pub async fn get(
+    tx: &mut Tx<'_>,
+    tenant: TenantId,
+    import_id: ImportId,
+) -> Result<DataImport, ImportsError> {
+    let sql = format!(
+        "SELECT {IMPORT_COLUMNS} FROM data_imports di WHERE di.id = $3 AND {IMPORT_IN_TENANT}"
+    );
+    let found: Option<DataImport> = on_tx!(tx, conn => {
+        sqlx::query_as(&sql)
+            .bind(tenant.client_account_id)
+            .bind(tenant.engagement_id)
+            .bind(import_id)
+            .fetch_optional(&mut **conn)
+            .await?
+    });
+    found.ok_or(ImportsError::NotFound { import_id })
+}
+
+/// The tenant's imports, by id, filtered by flow and status.
+pub async fn list(
+    tx: &mut Tx<'_>,
+    tenant: TenantId,
+    filter: &ImportFilter,
+    page: &PageRequest,
+) -> Result<Page<DataImport>, ImportsError> {
+    let sql = format!(
+        "SELECT {IMPORT_COLUMNS} FROM data_imports di WHERE {IMPORT_IN_TENANT} \
+         AND ($3 IS NULL OR di.flow_id = $3) AND ($4 IS NULL OR di.status = $4) \
+         AND di.id > $5 ORDER BY di.id LIMIT $6"
+    );
+    let (_, after) = page.after_key();
+    let rows: Vec<DataImport> = on_tx!(tx, conn => {
+        sqlx::query_as(&sql)
+            .bind(tenant.client_account_id)
+            .bind(tenant.engagement_id)
+            .bind(filter.flow_id)
+            .bind(&filter.status)
+            .bind(DbUuid(after))
+            .bind(page.fetch_limit())
+            .fetch_all(&mut **conn)
+            .await?
+    });
+    Ok(Page::from_rows(rows, page, |row| Cursor {
+        rank: 0,
+        id: row.id.as_uuid(),
+    }))
+}
+
+/// The newest import of a flow (read through `flow_id`).
+pub async fn latest_for_flow(
+    tx: &mut Tx<'_>,
+    tenant: TenantId,
+    flow_id: FlowId,
+) -> Result<Option<DataImport>, ImportsError> {
+    let sql = format!(
+        "SELECT {IMPORT_COLUMNS} FROM data_imports di WHERE di.flow_id = $3 AND {IMPORT_IN_TENANT} \
+         ORDER BY di.created_at DESC, di.id DESC LIMIT 1"
+    );
+    Ok(on_tx!(tx, conn => {
+        sqlx::query_as(&sql)
+            .bind(tenant.client_account_id)
+            .bind(tenant.engagement_id)
+            .bind(flow_id)
+            .fetch_optional(&mut **conn)
+            .await?
+    }))
+}
+
+/// The newest import of a legacy session (read through `session_id`, as before flow ids).
+pub async fn latest_for_session(
+    tx: &mut Tx<'_>,
+    tenant: TenantId,
+    session_id: SessionId,
+) -> Result<Option<DataImport>, ImportsError> {
+    let sql = format!(
+        "SELECT {IMPORT_COLUMNS} FROM data_imports di WHERE di.session_id = $3 AND {IMPORT_IN_TENANT} \
+         ORDER BY di.created_at DESC, di.id DESC LIMIT 1"
+    );
+    Ok(on_tx!(tx, conn => {
+        sqlx::query_as(&sql)
+            .bind(tenant.client_account_id)
+            .bind(tenant.engagement_id)
+            .bind(session_id)
+            .fetch_optional(&mut **conn)
+            .await?
+    }))
+}
+
+/// An import's records in row order. Fails with `NotFound` when the import is not the
+/// tenant's.
+pub async fn list_records(
+    tx: &mut Tx<'_>,
+    tenant: TenantId,
+    import_id: ImportId,
+    page: &PageRequest,
+) -> Result<Page<RawImportRecord>, ImportsError> {
+    get(tx, tenant, import_id).await?;
+    let (after_row, after_id) = page.after_key();
+    let sql = format!(
+        "SELECT {RECORD_COLUMNS} FROM raw_import_records r WHERE r.data_import_id = $1 \
+         AND (r.row_number > $2 OR (r.row_number = $2 AND r.id > $3)) \
+         ORDER BY r.row_number, r.id LIMIT $4"
+    );
+    let rows: Vec<RawImportRecord> = on_tx!(tx, conn => {
+        sqlx::query_as(&sql)
+            .bind(import_id)
+            .bind(after_row)
+            .bind(DbUuid(after_id))
+            .bind(page.fetch_limit())
+            .fetch_all(&mut **conn)
+            .await?
+    });
+    Ok(Page::from_rows(rows, page, |row| Cursor {
+        rank: i64::from(row.row_number),
+        id: row.id,
+    }))
+}
+
+/// Deletes one import of the tenant with its records and field mappings.
+pub async fn delete(
+    tx: &mut Tx<'_>,
+    tenant: TenantId,
+    import_id: ImportId,
+) -> Result<(DataImport, DeletedRows), ImportsError> {
+    let import = get(tx, tenant, import_id).await?;
+    let mut deleted = DeletedRows::default();
+    on_tx!(tx, conn => {
+        deleted.records = sqlx::query("DELETE FROM raw_import_records WHERE data_import_id = $1")
+            .bind(import_id)
+            .execute(&mut **conn)
+            .await?
+            .rows_affected();
+        deleted.field_mappings =
+            sqlx::query("DELETE FROM import_field_mappings WHERE data_import_id = $1")
+                .bind(import_id)
+                .execute(&mut **conn)
+                .await?
+                .rows_affected();
+        deleted.imports = sqlx::query("DELETE FROM data_imports WHERE id = $1")
+            .bind(import_id)
+            .execute(&mut **conn)
+            .await
+            .map_err(|err| still_referenced(err, import_id))?
+            .rows_affected();
+    });
+    Ok((import, deleted))
+}
+
+/// Deletes every import of a flow (the caller checked the flow is the tenant's) with their
+/// records and mappings, and records that name the flow directly.
+pub async fn delete_for_flow(
+    tx: &mut Tx<'_>,
+    flow_id: FlowId,
+) -> Result<DeletedRows, ImportsError> {
+    let mut deleted = DeletedRows::default();
+    on_tx!(tx, conn => {
+        deleted.records = sqlx::query(
+            "DELETE FROM raw_import_records WHERE flow_id = $1 \
+             OR data_import_id IN (SELECT id FROM data_imports WHERE flow_id = $1)",
+        )
+        .bind(flow_id)
+        .execute(&mut **conn)
+        .await?
+        .rows_affected();
+        deleted.field_mappings = sqlx::query(
+            "DELETE FROM import_field_mappings WHERE flow_id = $1 \
+             OR data_import_id IN (SELECT id FROM data_imports WHERE flow_id = $1)",
+        )
+        .bind(flow_id)
+        .execute(&mut **conn)
+        .await?
+        .rows_affected();
+        deleted.imports = sqlx::query("DELETE FROM data_imports WHERE flow_id = $1")
+            .bind(flow_id)
+            .execute(&mut **conn)
+            .await?
+            .rows_affected();
+    });
+    Ok(deleted)
+}
+
+fn still_referenced(err: sqlx::Error, import_id: ImportId) -> ImportsError {
+    match &err {
+        sqlx::Error::Database(db) if db.is_foreign_key_violation() => {
+            ImportsError::StillReferenced { import_id }
+        }
+        _ => ImportsError::Database(err),
+    }
+}
