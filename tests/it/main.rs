@@ -19,6 +19,7 @@ mod reliability_concurrency;
 mod reliability_crash;
 mod reliability_database_gone;
 mod reliability_hostile_migration;
+mod reliability_service;
 mod reliability_support;
 mod seed;
 mod service_support;
