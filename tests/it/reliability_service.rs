@@ -28,7 +28,7 @@ use sqlx::Row;
 use crate::both_engines;
 use crate::harness::TestDb;
 use crate::reliability_support::{flowkey, run_ok, seeded, small_seed, UPGRADE_HEAD};
-use flowkey::seed::{Oddities, SeedConfig};
+use flowkey::seed::SeedConfig;
 
 /// What `call` reports when the server closed the connection without an answer.
 const NO_ANSWER: StatusCode = match StatusCode::from_u16(599) {
@@ -795,13 +795,7 @@ both_engines!(
 /// Two servers on one database; the flag is switched through one and read by the other,
 /// and both keep answering v1 and v3 identically at every value.
 async fn two_servers_follow_a_flag_switched_through_one_of_them(test_db: TestDb) {
-    // Without oddities: `on` is refused while any row is left without a flow_id, and the
-    // oddities leave some unlinkable by design (see docs/reliability.md).
-    let clean = SeedConfig {
-        oddities: Oddities::none(),
-        ..small_seed()
-    };
-    let first = served_with(&test_db, &[], &clean).await;
+    let first = served(&test_db, &[]).await;
     let second = Server::start(&test_db.url, &[]).await;
     let db = test_db.connect().await;
     let (mine, _) = two_tenants(&db).await;
