@@ -21,8 +21,8 @@ fn backfill_seed() -> SeedConfig {
     SeedConfig {
         seed: 77,
         tenants: 3,
-        imports_per_tenant: 12,
-        rows_per_import: 80,
+        imports_per_tenant: 10,
+        rows_per_import: 60,
         ..SeedConfig::default()
     }
 }
