@@ -218,8 +218,16 @@ async fn measure(engine: Engine, raw_rows: u32) {
 }
 
 fn main() {
+    // `cargo bench` passes `--bench`; `cargo test --all-targets` runs this once without it,
+    // as a smoke test: then a tiny size keeps the test suite fast.
+    let benchmarking = std::env::args().any(|arg| arg == "--bench");
+    let default_sizes = if benchmarking {
+        "100000,400000"
+    } else {
+        "2000"
+    };
     let sizes: Vec<u32> = std::env::var("FLOWKEY_BENCH_SIZES")
-        .unwrap_or_else(|_| "100000,400000".into())
+        .unwrap_or_else(|_| default_sizes.into())
         .split(',')
         .filter_map(|size| size.trim().parse().ok())
         .collect();

@@ -16,7 +16,15 @@ use flowkey::http::{app, AppState, ServiceConfig};
 use flowkey::ids::{ClientAccountId, EngagementId, TenantId};
 use tower::ServiceExt;
 
-const SAMPLES: usize = 3_000;
+/// Requests per measured kind: `cargo bench` passes `--bench`; `cargo test --all-targets`
+/// runs this once without it, as a smoke test, and then a few requests are enough.
+fn samples() -> usize {
+    if std::env::args().any(|arg| arg == "--bench") {
+        3_000
+    } else {
+        100
+    }
+}
 const THROUGHPUT_WINDOW: Duration = Duration::from_secs(3);
 const CONCURRENCY: usize = 8;
 
@@ -85,9 +93,9 @@ async fn run(engine: Engine, url: &str) {
         call(&state, Method::GET, &legacy_uri, tenant, None).await;
         call(&state, Method::GET, &v3_uri, tenant, None).await;
     }
-    let mut legacy = Vec::with_capacity(SAMPLES);
-    let mut by_flow = Vec::with_capacity(SAMPLES);
-    for _ in 0..SAMPLES {
+    let mut legacy = Vec::with_capacity(samples());
+    let mut by_flow = Vec::with_capacity(samples());
+    for _ in 0..samples() {
         legacy.push(timed(&state, &legacy_uri, tenant).await);
         by_flow.push(timed(&state, &v3_uri, tenant).await);
     }
