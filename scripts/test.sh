@@ -5,7 +5,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 FLOWKEY_TEST_PG_URL=$(bash scripts/ensure-postgres.sh)
 export FLOWKEY_TEST_PG_URL
-# Databases left behind by a killed earlier run.
+# Databases left behind by a killed earlier run: the harness names them
+# flowkey_test_<pid>_<n>_<random>; drop only those whose process is gone, so that test runs
+# sharing one server (parallel jobs, several checkouts) never drop each other's databases.
 psql "$FLOWKEY_TEST_PG_URL" -Atc "select datname from pg_database where datname like 'flowkey_test_%'" 2>/dev/null |
-  while read -r name; do psql "$FLOWKEY_TEST_PG_URL" -qc "DROP DATABASE IF EXISTS $name WITH (FORCE)" >/dev/null 2>&1 || true; done
+  while read -r name; do
+    pid=$(echo "$name" | cut -d_ -f3)
+    if [[ "$pid" =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null; then continue; fi
+    psql "$FLOWKEY_TEST_PG_URL" -qc "DROP DATABASE IF EXISTS $name WITH (FORCE)" >/dev/null 2>&1 || true
+  done
 cargo test --all-targets "$@"

@@ -46,7 +46,9 @@ fn main() -> ExitCode {
 /// Logs go to stderr; quiet (warnings only) unless `-v` or `RUST_LOG` asks for more.
 fn init_tracing(verbose: u8) {
     let default = match verbose {
-        0 => "warn",
+        // sqlx warns about slow statements and dropped connections on its own; at the
+        // default level a failed command must still print one line.
+        0 => "warn,sqlx=error",
         1 => "info,sqlx=warn",
         2 => "debug,sqlx=info",
         _ => "trace",

@@ -156,7 +156,7 @@ impl SessionFlowCompatibilityService {
         }
         let written = pending.len();
         let result: Result<(), sqlx::Error> = async {
-            let mut tx = self.db.begin().await?;
+            let mut tx = self.db.begin_write().await?;
             for ((route, tenant), hits) in &pending {
                 store::add_legacy_hits(
                     &mut tx,
@@ -233,7 +233,7 @@ impl SessionFlowCompatibilityService {
         deleted_by: &str,
         reason: Option<String>,
     ) -> Result<DeletedFlow, CompatError> {
-        let mut tx = self.db.begin().await?;
+        let mut tx = self.db.begin_write().await?;
         let outcome = delete_flow_rows(&mut tx, tenant, flow_id, deleted_by, reason).await;
         let deleted = match outcome {
             Ok(deleted) => deleted,
@@ -254,7 +254,7 @@ impl SessionFlowCompatibilityService {
         tenant: TenantId,
         import_id: ImportId,
     ) -> Result<DeletedRows, CompatError> {
-        let mut tx = self.db.begin().await?;
+        let mut tx = self.db.begin_write().await?;
         let outcome = imports::store::delete(&mut tx, tenant, import_id).await;
         let (_, deleted) = match outcome {
             Ok(done) => done,

@@ -235,6 +235,18 @@ impl Db {
         })
     }
 
+    /// Starts a transaction that will write. On SQLite it is `BEGIN IMMEDIATE`: a deferred
+    /// transaction that reads first and writes later cannot upgrade its read lock while
+    /// another connection commits (SQLITE_BUSY without waiting, seen as "database is
+    /// locked" under concurrent writers); taking the write lock up front makes it wait on
+    /// the busy timeout instead. On PostgreSQL it is a plain `BEGIN`.
+    pub async fn begin_write(&self) -> Result<Tx<'static>, sqlx::Error> {
+        Ok(match self {
+            Db::Sqlite(pool) => Tx::Sqlite(pool.begin_with("BEGIN IMMEDIATE").await?),
+            Db::Postgres(pool) => Tx::Postgres(pool.begin().await?),
+        })
+    }
+
     /// Runs a statement that needs no result and no binds (DDL, `SELECT 1`).
     pub async fn execute_plain(&self, sql: &str) -> Result<u64, sqlx::Error> {
         on_pool!(self, pool => {

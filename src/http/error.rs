@@ -93,12 +93,35 @@ impl From<PagingError> for ApiError {
 
 impl From<sqlx::Error> for ApiError {
     fn from(err: sqlx::Error) -> Self {
-        match err {
-            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => {
-                ApiError::unavailable("database_unavailable", "the database is not answering")
-            }
-            other => ApiError::internal(other),
+        if database_unavailable(&err) {
+            return ApiError::unavailable("database_unavailable", "the database is not answering");
         }
+        ApiError::internal(err)
+    }
+}
+
+/// Errors that mean "the database cannot be reached or is busy right now", not "this request
+/// is wrong": the client may retry, so they are a 503, never a 500. PostgreSQL SQLSTATE classes
+/// 08 (connection exception) and 57 (operator intervention: shutdown, terminated backend),
+/// 55000 (database not accepting connections); SQLite 5 and 6 (busy, locked) with their
+/// extended codes.
+fn database_unavailable(err: &sqlx::Error) -> bool {
+    match err {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+            code.starts_with("08")
+                || code.starts_with("57")
+                || code == "55000"
+                || code
+                    .parse::<i32>()
+                    .is_ok_and(|sqlite| matches!(sqlite & 0xff, 5 | 6))
+        }),
+        _ => false,
     }
 }
 

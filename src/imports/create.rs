@@ -70,7 +70,7 @@ pub async fn create_import(
 ) -> Result<ImportCreated, ImportsError> {
     check_rows(&request.rows)?;
     let tenant = request.tenant;
-    let mut tx = db.begin().await?;
+    let mut tx = db.begin_write().await?;
     store::ensure_tenant_exists(&mut tx, tenant).await?;
     let user = store::importing_user(&mut tx, request.user_id).await?;
     let import_id = ImportId::new_v4();

@@ -701,7 +701,7 @@ impl Migrator {
         recorded_by: &str,
         run_id: &str,
     ) -> Result<(), MigrateError> {
-        let mut tx = self.db.begin().await?;
+        let mut tx = self.db.begin_write().await?;
         on_tx!(&mut tx, conn => {
             sqlx::query("DELETE FROM flowkey_versions").execute(&mut **conn).await?;
             for (index, revision) in self.revisions.iter().enumerate() {
@@ -839,12 +839,17 @@ impl Migrator {
                         },
                     };
                     let message = err.to_string();
-                    audit
+                    // The step's error is what the operator needs: when the database itself
+                    // is gone, recording the failure fails too, and that second error must
+                    // not replace the first.
+                    let recorded = audit
                         .finish(&step_span, Outcome::Failed, Some(&message), None)
-                        .await?;
-                    audit
-                        .finish(&span, Outcome::Failed, Some(&message), None)
-                        .await?;
+                        .await;
+                    if recorded.is_ok() {
+                        let _ = audit
+                            .finish(&span, Outcome::Failed, Some(&message), None)
+                            .await;
+                    }
                     return Err(err);
                 }
             }
@@ -1285,7 +1290,8 @@ async fn run_sqlite_script(
             .await?;
     }
     let result = async {
-        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+        // IMMEDIATE: this transaction reads the catalog and then writes; see Db::begin_write.
+        let mut tx = sqlx::Connection::begin_with(&mut *conn, "BEGIN IMMEDIATE").await?;
         // SQLite compiles DDL against the connection's cached schema; reading the catalog
         // first reloads it if another pooled connection changed the schema (a stale cache
         // turns `IF [NOT] EXISTS` into silent no-ops).

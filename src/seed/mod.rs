@@ -170,7 +170,7 @@ pub async fn seed(db: &Db, config: &SeedConfig) -> Result<SeedSummary, SeedError
     let mut generator = Generator::new(config, existing_sessions);
 
     let tenants = generator.tenant_rows();
-    let mut tx = db.begin().await?;
+    let mut tx = db.begin_write().await?;
     for (table, rows) in [
         (&generate::CLIENT_ACCOUNTS, &tenants.client_accounts),
         (&generate::ENGAGEMENTS, &tenants.engagements),
@@ -207,7 +207,7 @@ async fn write_chunk(
     summary: &mut SeedSummary,
     progress: &ProgressBar,
 ) -> Result<(), SeedError> {
-    let mut tx = db.begin().await?;
+    let mut tx = db.begin_write().await?;
     let PendingRows {
         sessions,
         imports,

@@ -88,7 +88,7 @@ async fn change_flow(
     action: FlowAction,
 ) -> Result<Response, ApiError> {
     let flow_id = flow_id_param(&flow_id)?;
-    let mut tx = state.db.begin().await?;
+    let mut tx = state.db.begin_write().await?;
     let flow = flows::store::get(&mut tx, tenant, flow_id).await?;
     let Some(next) = flow.next_status(action) else {
         tx.rollback().await?;

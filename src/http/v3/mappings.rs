@@ -41,7 +41,7 @@ pub(crate) async fn update_mapping(
     ApiJson(body): ApiJson<UpdateMappingBody>,
 ) -> Result<Response, ApiError> {
     let mapping_id = MappingId::parse(&mapping_id)?;
-    let mut tx = state.db.begin().await?;
+    let mut tx = state.db.begin_write().await?;
     let mapping =
         field_mappings::store::set_target(&mut tx, tenant, mapping_id, &body.target_field).await?;
     tx.commit().await?;
@@ -77,7 +77,7 @@ async fn decide(
     decision: MappingDecision,
 ) -> Result<Response, ApiError> {
     let mapping_id = MappingId::parse(&mapping_id)?;
-    let mut tx = state.db.begin().await?;
+    let mut tx = state.db.begin_write().await?;
     let mapping = field_mappings::store::decide(&mut tx, tenant, mapping_id, decision).await?;
     tx.commit().await?;
     Ok(ok(mapping))

@@ -39,7 +39,7 @@ pub async fn offline_backfill(db: &Db) -> Result<OfflineBackfill, MigrateError> 
     let engine = db.engine();
     let started = Instant::now();
     let mut tables = Vec::new();
-    let mut tx = db.begin().await?;
+    let mut tx = db.begin_write().await?;
     for table in FLOW_COLUMN_TABLES {
         let table_started = Instant::now();
         let rows: i64 = crate::on_tx!(&mut tx, conn => {

@@ -144,7 +144,7 @@ pub async fn restored_sessions(db: &Db) -> Result<Vec<RestoredSession>, MigrateE
 pub async fn restore_sessions(db: &Db) -> Result<RestoreSummary, MigrateError> {
     let engine = db.engine();
     let mut summary = RestoreSummary::default();
-    let mut tx = db.begin().await?;
+    let mut tx = db.begin_write().await?;
 
     let flows_needing = flows_without_mapped_session(&mut tx, engine).await?;
     for (flow_id, client, engagement) in flows_needing {
@@ -351,7 +351,7 @@ pub async fn delete_unreferenced_created_flows(
     let delete_sql = format!(
         "DELETE FROM discovery_flows WHERE id IN (SELECT d.id FROM discovery_flows d WHERE {untouched})"
     );
-    let mut tx = db.begin().await?;
+    let mut tx = db.begin_write().await?;
     let cleanup = crate::on_tx!(&mut tx, conn => {
         let kept: Vec<String> = sqlx::query_scalar(&kept_sql).fetch_all(&mut **conn).await?;
         let deleted = sqlx::query(&delete_sql).execute(&mut **conn).await?.rows_affected();

@@ -117,7 +117,7 @@ pub async fn compute_mapping(db: &Db) -> Result<MappingSummary, MigrateError> {
         WHERE NOT (f_client = s_client AND f_engagement = s_engagement)
         GROUP BY session_id, flow_id"
     );
-    let mut tx = db.begin().await?;
+    let mut tx = db.begin_write().await?;
     crate::on_tx!(&mut tx, conn => {
         sqlx::query("DELETE FROM flowkey_mapping_findings").execute(&mut **conn).await?;
         sqlx::query(&insert_mapping).execute(&mut **conn).await?;
@@ -190,7 +190,7 @@ async fn create_flows_for_unmapped_sessions(db: &Db) -> Result<(i64, i64), Migra
     let mut created = 0i64;
     let mut reused = 0i64;
     loop {
-        let mut tx = db.begin().await?;
+        let mut tx = db.begin_write().await?;
         let batch: Vec<(String, Option<String>)> = crate::on_tx!(&mut tx, conn => {
             sqlx::query(&select_unmapped)
                 .bind(CREATE_BATCH)

@@ -106,7 +106,7 @@ pub fn tenant_agrees(r: &str, x: &str) -> String {
 /// `LIMIT` or key bounds) may choose a full scan and sort per batch, so throughput would fall
 /// as the table grows.
 pub async fn begin_batch(db: &crate::db::Db) -> Result<crate::db::Tx<'static>, sqlx::Error> {
-    let mut tx = db.begin().await?;
+    let mut tx = db.begin_write().await?;
     if let crate::db::Tx::Postgres(conn) = &mut tx {
         sqlx::query("SET LOCAL plan_cache_mode = force_custom_plan")
             .execute(&mut **conn)
