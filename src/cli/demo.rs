@@ -8,7 +8,10 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
+use flowkey::compat::store::one_session_per_rule;
+use flowkey::compat::{CompatConfig, CompatMetrics, SessionFlowCompatibilityService};
 use flowkey::db::{Db, DbUrl};
+use flowkey::ids::AnyId;
 use flowkey::migrate::flow::{rehearse, report, verify};
 use flowkey::migrate::{Migrator, ProgressDisplay};
 use flowkey::seed::{Oddities, SeedConfig};
@@ -132,12 +135,49 @@ async fn migrate_in_place(db: &Db, args: &DemoArgs, global: &GlobalArgs) -> anyh
     heading("5. what was linked, what was not, and why");
     print!("{}", report(db).await?);
 
+    heading("6. legacy ids, in every form clients send, resolve to their flow");
+    resolve_each_client_form(db).await?;
+
     println!();
     println!(
         "the migrated database stays at {}: try `flowkey serve`, `flowkey report`, \
          `flowkey downgrade legacy`",
         DbUrl::parse(&global.database_url)?
     );
+    Ok(())
+}
+
+/// Resolves one mapped session per mapping rule, in each client form, through the same
+/// compatibility service the legacy v1 API uses; also shows that another tenant gets nothing.
+async fn resolve_each_client_form(db: &Db) -> anyhow::Result<()> {
+    let metrics = CompatMetrics::register(&prometheus::Registry::new())?;
+    let service =
+        SessionFlowCompatibilityService::new(db.clone(), &CompatConfig::default(), metrics);
+    let samples = one_session_per_rule(db).await?;
+    for sample in &samples {
+        let uuid = sample.session_id.to_string();
+        for form in [
+            uuid.clone(),
+            format!("disc_session_{}", uuid.to_uppercase()),
+            format!("session-{uuid}"),
+        ] {
+            let flow = service.resolve_text(&form, sample.tenant).await?;
+            println!("{form:<50} -> flow {flow}  (rule {})", sample.rule);
+        }
+    }
+    if let Some(sample) = samples.first() {
+        let stranger = flowkey::ids::TenantId::new(
+            flowkey::ids::ClientAccountId::from_stored(uuid::Uuid::nil()),
+            flowkey::ids::EngagementId::from_stored(uuid::Uuid::nil()),
+        );
+        match service
+            .resolve(AnyId::Session(sample.session_id), stranger)
+            .await
+        {
+            Err(err) => println!("the same id from another tenant: {err}"),
+            Ok(flow) => anyhow::bail!("a session resolved across tenants to {flow}"),
+        }
+    }
     Ok(())
 }
 

@@ -1,6 +1,7 @@
 //! The command line: global options, one subcommand per variant of [`Command`], each handed
 //! to its module's function. No SQL here: commands call the library.
 
+pub mod bench;
 pub mod demo;
 pub mod flag;
 pub mod flow;
@@ -82,6 +83,8 @@ pub enum Command {
     Serve(serve::ServeArgs),
     /// Read or set ENABLE_FLOW_ID_PRIMARY (off, shadow, on), globally or per tenant.
     Flag(flag::FlagArgs),
+    /// Benchmark baselines used by bench/run.sh (not for production databases).
+    Bench(bench::BenchArgs),
 }
 
 /// Runs the parsed command.
@@ -101,6 +104,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve(args) => serve::run(connect(&global).await?, &args).await,
         Command::Flag(args) => flag::run(connect(&global).await?, &args).await,
         Command::Seed(args) => seed::run(&connect(&global).await?, &args, global.json).await,
+        Command::Bench(args) => bench::run(args, &global).await,
     }
 }
 

@@ -5,7 +5,7 @@
 use serde::Serialize;
 
 use crate::db::types::DbTime;
-use crate::db::{on_tx, Db, Tx};
+use crate::db::{on_pool, on_tx, Db, Tx};
 use crate::ids::{AnyId, ClientAccountId, EngagementId, FlowId, SessionId, TenantId};
 use crate::migrate::{revisions, Migrator, RunOptions};
 
@@ -356,4 +356,40 @@ pub async fn check_schema(db: &Db) -> Result<SchemaCheck, sqlx::Error> {
         head,
         missing,
     })
+}
+
+/// A mapped legacy session, as `session_flow_mapping` holds it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MappedSession {
+    pub session_id: SessionId,
+    pub flow_id: FlowId,
+    pub tenant: TenantId,
+    pub rule: String,
+}
+
+/// One mapped session per mapping rule (the smallest session id of each), for showing how
+/// each kind of legacy id resolves.
+pub async fn one_session_per_rule(db: &Db) -> Result<Vec<MappedSession>, sqlx::Error> {
+    let rows: Vec<(SessionId, FlowId, ClientAccountId, EngagementId, String)> = on_pool!(db, pool => {
+        sqlx::query_as(
+            "SELECT session_id, flow_id, client_account_id, engagement_id, rule FROM \
+             (SELECT session_id, flow_id, client_account_id, engagement_id, rule, \
+                     ROW_NUMBER() OVER (PARTITION BY rule ORDER BY session_id) AS n \
+              FROM session_flow_mapping) ranked \
+             WHERE n = 1 ORDER BY rule",
+        )
+        .fetch_all(pool)
+        .await?
+    });
+    Ok(rows
+        .into_iter()
+        .map(
+            |(session_id, flow_id, client, engagement, rule)| MappedSession {
+                session_id,
+                flow_id,
+                tenant: TenantId::new(client, engagement),
+                rule,
+            },
+        )
+        .collect())
 }

@@ -42,6 +42,9 @@ async fn demo_migrates_verifies_and_leaves_a_database_at_head(test_db: TestDb) {
         "applied flow_backfill",
         ": ok",
         "sessions mapped:",
+        "disc_session_",
+        "-> flow",
+        "names no flow of this tenant",
     ] {
         assert!(out.contains(expected), "missing {expected:?} in\n{out}");
     }

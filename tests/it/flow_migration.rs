@@ -538,9 +538,27 @@ async fn downgrade_after_new_writes_keeps_rows_reachable_and_reupgrade_links_the
         Some(created_for_none)
     );
     assert_eq!(fx.flow_of("raw_import_records", raw).await, Some(new_flow));
+    // New code records deleted flows without a session.
+    let gone = Uuid::new_v4();
+    let deletions = [(Uuid::new_v4(), new_flow), (Uuid::new_v4(), gone)];
+    for (row, flow_id) in deletions {
+        fx.sql(&format!(
+            "INSERT INTO flow_deletion_audit (id, flow_id, client_account_id, engagement_id, user_id, deleted_by) \
+             VALUES ('{row}', '{flow_id}', '{}', '{}', 'u', 'u')",
+            s.tenant.client, s.tenant.engagement
+        ))
+        .await;
+    }
     let links_at_head = fx.all_links().await;
 
     downgrade_legacy(&fx.db, &audit).await;
+    // flow_deletion_audit.session_id is NOT NULL again: the flow's session, else the flow id.
+    for (row, flow_id) in deletions {
+        assert_eq!(
+            fx.session_of("flow_deletion_audit", row).await,
+            Some(flow_id.to_string())
+        );
+    }
     // Every row survived; the new flow got a session whose id is the flow id.
     assert_eq!(
         fx.session_of("data_imports", import).await,

@@ -229,3 +229,63 @@ both_engines!(
     rehearsal_runs_on_a_copy_and_leaves_the_source_untouched,
     rehearsal_runs_on_a_copy_and_leaves_the_source_untouched
 );
+
+mod random_shapes {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn round_trip(engine: Engine, config: SeedConfig) {
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        runtime.block_on(async move {
+            let test_db = TestDb::fresh(engine).await;
+            let reference_db = TestDb::fresh(engine).await;
+            let reference = reference_db.connect().await;
+            Migrator::new(reference.clone(), quick())
+                .upgrade("legacy")
+                .await
+                .unwrap();
+            let db = test_db.connect().await;
+            seed(&db, &config).await.unwrap();
+            round_trip_is_exact(&db, &reference).await;
+            db.close().await;
+            reference.close().await;
+        });
+    }
+
+    fn config(seed_value: u64, tenants: u32, imports: u32, rows: u32, rate: f64) -> SeedConfig {
+        let mut config = SeedConfig {
+            seed: seed_value,
+            tenants,
+            imports_per_tenant: imports,
+            rows_per_import: rows,
+            ..SeedConfig::default()
+        };
+        let oddities = &mut config.oddities;
+        oddities.import_without_session = rate;
+        oddities.session_without_flow = rate;
+        oddities.flow_under_placeholder_tenant = rate;
+        oddities.session_claimed_twice_same_time = rate;
+        oddities.child_tenant_mismatch = rate;
+        oddities.raw_record_without_session = rate;
+        oddities.llm_session_id_odd = rate;
+        config
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 4, ..ProptestConfig::default() })]
+
+        #[test]
+        fn random_seeded_shapes_round_trip_exactly(
+            seed_value in any::<u64>(),
+            tenants in 1u32..4,
+            imports in 1u32..4,
+            rows in 1u32..4,
+            rate in 0.0f64..=1.0,
+        ) {
+            for engine in [Engine::Sqlite, Engine::Postgres] {
+                round_trip(engine, config(seed_value, tenants, imports, rows, rate));
+            }
+        }
+    }
+}

@@ -17,7 +17,7 @@ use sqlx::Row;
 
 use crate::db::{Db, Engine};
 use crate::migrate::flow::tables::{
-    execute_keyed, next_bound, tenant_agrees, Key, KeyRange, FLOW_COLUMN_TABLES,
+    begin_batch, execute_keyed, next_bound, tenant_agrees, Key, KeyRange, FLOW_COLUMN_TABLES,
 };
 use crate::migrate::{AuditSink, MigrateError, ProgressDisplay, RunOptions, StepContext};
 
@@ -165,7 +165,7 @@ pub async fn backfill_table(
             break false;
         }
         let batch_started = Instant::now();
-        let mut tx = db.begin().await?;
+        let mut tx = begin_batch(db).await?;
         let Some((hi, n)) = next_bound(&mut tx, table, cursor.as_ref(), batch_size).await? else {
             mark_finished(&mut tx, table, rows_done).await?;
             tx.commit().await?;

@@ -53,9 +53,14 @@ pub struct RestoreSummary {
     pub sessions_created: Vec<RestoredSession>,
     /// Rows that got a session, per table.
     pub rows_given_a_session: Vec<(String, u64)>,
-    /// Flows whose tenant has no `client_accounts`/`engagements` row, so no session can be
-    /// created for them: their rows survive without a session.
-    pub flows_without_restorable_tenant: Vec<String>,
+    /// Flows no session could be created for: their rows survive, without a session.
+    pub flows_left_without_session: Vec<UnrestorableFlow>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct UnrestorableFlow {
+    pub flow_id: String,
+    pub reason: String,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -144,8 +149,10 @@ pub async fn restore_sessions(db: &Db) -> Result<RestoreSummary, MigrateError> {
     let flows_needing = flows_without_mapped_session(&mut tx, engine).await?;
     for (flow_id, client, engagement) in flows_needing {
         match create_session_for_flow(&mut tx, engine, &flow_id, &client, &engagement).await? {
-            Some(session) => summary.sessions_created.push(session),
-            None => summary.flows_without_restorable_tenant.push(flow_id),
+            Ok(session) => summary.sessions_created.push(session),
+            Err(reason) => summary
+                .flows_left_without_session
+                .push(UnrestorableFlow { flow_id, reason }),
         }
     }
 
@@ -235,14 +242,15 @@ async fn flows_without_mapped_session(
 }
 
 /// Creates the session whose id is `flow_id` in the flow's tenant, maps it and records it.
-/// `None` when the tenant has no `client_accounts`/`engagements` row to hang a session on.
+/// `Err(reason)` when no session can be created: the tenant has no `client_accounts` /
+/// `engagements` row, or a session with the flow's id exists and maps elsewhere.
 async fn create_session_for_flow(
     tx: &mut crate::db::Tx<'_>,
     engine: Engine,
     flow_id: &str,
     client: &str,
     engagement: &str,
-) -> Result<Option<RestoredSession>, MigrateError> {
+) -> Result<Result<RestoredSession, String>, MigrateError> {
     let cast = if engine == Engine::Postgres {
         "::uuid"
     } else {
@@ -282,11 +290,11 @@ async fn create_session_for_flow(
         let tenant_rows: i64 = sqlx::query_scalar(&tenant_exists)
             .bind(client).bind(engagement).fetch_one(&mut **conn).await?;
         if tenant_rows == 0 {
-            return Ok(None);
+            return Ok(Err("the flow's tenant has no client_accounts/engagements row".to_owned()));
         }
         let clash: i64 = sqlx::query_scalar(&session_clash).bind(flow_id).fetch_one(&mut **conn).await?;
         if clash > 0 {
-            return Err(FlowMigrationError::RestoredSessionClash { flow_id: flow_id.to_owned() }.into());
+            return Ok(Err(FlowMigrationError::RestoredSessionClash { flow_id: flow_id.to_owned() }.to_string()));
         }
         let creator: Option<String> = sqlx::query_scalar(&existing_session)
             .bind(client).bind(engagement).fetch_optional(&mut **conn).await?;
@@ -322,7 +330,7 @@ async fn create_session_for_flow(
             created_by,
         }
     });
-    Ok(Some(session))
+    Ok(Ok(session))
 }
 
 /// Deletes the flows the migration created that nothing refers to (see the module docs).

@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 use sqlx::Row;
 
 use crate::db::{Db, Engine};
-use crate::migrate::flow::tables::{legacy_columns, text_of, Key};
+use crate::migrate::flow::tables::{begin_batch, legacy_columns, text_of, Key};
 use crate::migrate::revisions::legacy::LEGACY_TABLES;
 use crate::migrate::MigrateError;
 
@@ -70,29 +70,31 @@ pub async fn fingerprint_table(
         ""
     };
     let first_sql = format!(
-        "SELECT {id}, {row_text} FROM {table} WHERE 1 = 1{exclusion} ORDER BY id LIMIT $1",
+        "SELECT {id} AS key_text, {row_text} FROM {table} WHERE 1 = 1{exclusion} ORDER BY {table}.id LIMIT $1",
         id = text_of(engine, "id")
     );
     let next_sql = format!(
-        "SELECT {id}, {row_text} FROM {table} WHERE id > $1{cast}{exclusion} ORDER BY id LIMIT $2",
+        "SELECT {id} AS key_text, {row_text} FROM {table} WHERE id > $1{cast}{exclusion} ORDER BY {table}.id LIMIT $2",
         id = text_of(engine, "id")
     );
     let mut cursor: Option<Key> = None;
     let mut rows = 0i64;
     let mut hash = 0u64;
     loop {
-        let batch: Vec<(String, String)> = crate::on_pool!(db, pool => {
+        let mut tx = begin_batch(db).await?;
+        let batch: Vec<(String, String)> = crate::on_tx!(&mut tx, conn => {
             let query = match &cursor {
                 Some(after) => sqlx::query(&next_sql).bind(after.clone()).bind(FINGERPRINT_BATCH),
                 None => sqlx::query(&first_sql).bind(FINGERPRINT_BATCH),
             };
-            let fetched = query.fetch_all(pool).await?;
+            let fetched = query.fetch_all(&mut **conn).await?;
             let mut out = Vec::with_capacity(fetched.len());
             for row in fetched {
                 out.push((row.try_get::<String, _>(0)?, row.try_get::<String, _>(1)?));
             }
             out
         });
+        tx.rollback().await?;
         let Some((last, _)) = batch.last() else { break };
         cursor = Some(last.clone());
         for (_, text) in &batch {

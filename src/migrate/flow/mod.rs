@@ -4,6 +4,7 @@
 //! `migrate::revisions::flow_*` are thin lists of steps over these functions.
 
 pub mod backfill;
+pub mod baseline;
 pub mod constraints;
 pub mod downgrade;
 pub mod error;
@@ -17,7 +18,7 @@ pub mod tables;
 pub mod verify;
 
 pub use backfill::{backfill, BackfillOutcome, BatchLimit};
-pub use downgrade::{restored_sessions, RestoreSummary, RestoredSession};
+pub use downgrade::{restored_sessions, RestoreSummary, RestoredSession, UnrestorableFlow};
 pub use error::FlowMigrationError;
 pub use fingerprint::{fingerprint_database, FingerprintScope, TableFingerprint};
 pub use mapping::{compute_mapping, MappingSummary};

@@ -197,7 +197,7 @@ impl Copy {
                     .map_err(|err| copy_error(err.to_string()))?;
                 // Sessions that just closed (ours included) linger a moment in pg_stat_activity.
                 let mut others = 0i64;
-                for _ in 0..20 {
+                for _ in 0..100 {
                     others = crate::on_pool!(&admin, pool => {
                         sqlx::query_scalar("SELECT count(*) FROM pg_stat_activity WHERE datname = $1")
                             .bind(&source_name)

@@ -101,6 +101,20 @@ pub fn tenant_agrees(r: &str, x: &str) -> String {
     )
 }
 
+/// Begins the transaction of one batch. On PostgreSQL it asks for custom plans: a batch query
+/// is prepared once and run many times, and a generic plan (which cannot see the batch's
+/// `LIMIT` or key bounds) may choose a full scan and sort per batch, so throughput would fall
+/// as the table grows.
+pub async fn begin_batch(db: &crate::db::Db) -> Result<crate::db::Tx<'static>, sqlx::Error> {
+    let mut tx = db.begin().await?;
+    if let crate::db::Tx::Postgres(conn) = &mut tx {
+        sqlx::query("SET LOCAL plan_cache_mode = force_custom_plan")
+            .execute(&mut **conn)
+            .await?;
+    }
+    Ok(tx)
+}
+
 /// Runs a statement whose only binds are keys (text), in the caller's transaction.
 pub async fn execute_keyed(
     tx: &mut crate::db::Tx<'_>,

@@ -27,7 +27,7 @@ use crate::migrate::flow::backfill::parse_session_sql;
 use crate::migrate::flow::error::FlowMigrationError;
 use crate::migrate::flow::fingerprint::{fingerprint_database, load_baseline, FingerprintScope};
 use crate::migrate::flow::tables::{
-    next_bound, tenant_agrees, text_of, Key, KeyRange, CORE_TABLES, FLOW_COLUMN_TABLES,
+    begin_batch, next_bound, tenant_agrees, text_of, Key, KeyRange, CORE_TABLES, FLOW_COLUMN_TABLES,
 };
 use crate::migrate::{MigrateError, StepContext};
 
@@ -343,7 +343,7 @@ async fn verify_table(
     };
     let mut cursor: Option<Key> = None;
     loop {
-        let mut tx = db.begin().await?;
+        let mut tx = begin_batch(db).await?;
         let Some((hi, n)) = next_bound(&mut tx, table, cursor.as_ref(), VERIFY_BATCH).await? else {
             tx.rollback().await?;
             break;
@@ -362,9 +362,12 @@ async fn verify_table(
                           {expected} AS expected, \
                           CASE WHEN r.flow_id IS NOT NULL AND {crosses} THEN 1 ELSE 0 END AS crosses, \
                           CASE WHEN r.flow_id IS NOT NULL AND {orphan} THEN 1 ELSE 0 END AS orphan \
-                   FROM {table} r WHERE {predicate}) x \
+                   FROM {table} r WHERE {predicate}{fence}) x \
              WHERE ({wrong}) OR x.crosses = 1 OR x.orphan = 1",
             id = text_of(engine, "r.id"),
+            // Keeps PostgreSQL from inlining the derived table, which would evaluate the
+            // correlated `expected` subquery once per reference instead of once per row.
+            fence = if engine == Engine::Postgres { " OFFSET 0" } else { "" },
         );
         let found: Vec<Flags> = crate::on_tx!(&mut tx, conn => {
             let mut query = sqlx::query(&sql);
