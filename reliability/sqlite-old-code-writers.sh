@@ -9,7 +9,7 @@
 # runs `flowkey upgrade head --batch-target-ms 1` under it. Expected: the upgrade succeeds and
 # every row old code wrote ends linked. Exit 0 when it does, 1 when it does not.
 #
-# Last result (2026-11-26, see docs/reliability.md): the upgrade fails with
+# Last result (2026-11-26, see docs/reliability.md): 8 of 9 runs fail, in varying steps, e.g.
 #   error: step "backfill data_imports" of revision "flow_backfill" failed: error returned
 #   from database: (code: 517) database is locked
 # 517 is SQLITE_BUSY_SNAPSHOT: a deferred transaction that read first and then writes, after

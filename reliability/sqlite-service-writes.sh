@@ -12,7 +12,7 @@
 #   error returned from database: (code: 5) database is locked
 #   error returned from database: (code: 517) database is locked
 # Same cause as the migration's bug 1 in docs/reliability.md: the store's write transactions
-# (`state.db.begin()` in src/imports/store.rs create_import and the other store writes) are
+# (`state.db.begin()`; src/imports/create.rs:73 create_import and the other store writes) are
 # deferred SQLite transactions that read before they write; when another connection commits
 # in between, SQLite answers SQLITE_BUSY / SQLITE_BUSY_SNAPSHOT without waiting. Fix: begin
 # SQLite write transactions with BEGIN IMMEDIATE (or retry the transaction on 5/517); at the
