@@ -516,6 +516,11 @@ impl Migrator {
             Direction::Up,
             resume,
         );
+        if !plan.is_empty() && resume.is_none() && adopted.is_none() {
+            if let Some(current) = state.current {
+                self.refuse_drift(current).await?;
+            }
+        }
         let revisions = self.run_plan(session, &plan).await?;
         Ok(RunSummary {
             run_id: session.audit.run_id.clone(),
@@ -649,6 +654,28 @@ impl Migrator {
             adopted: (recorded_by == "adopted").then_some(target_id).flatten(),
             revisions: Vec::new(),
             duration_ms: 0,
+        })
+    }
+
+    /// Refuses to build on a schema that is not what the recorded revision created (a column
+    /// added or dropped by hand since): the next revision's SQL assumes that schema, and a
+    /// foreign shape must be looked at by a person, not migrated over.
+    async fn refuse_drift(&self, current: usize) -> Result<(), MigrateError> {
+        let expected = reference_schema(&self.db, &self.revisions[..=current]).await?;
+        let mut actual = introspect(&self.db).await?;
+        // An INVALID index is the leftover of an interrupted `CREATE INDEX CONCURRENTLY`, not
+        // schema: the online DDL step that builds it drops and rebuilds it.
+        for table in actual.tables.values_mut() {
+            table.indexes.retain(|_, index| index.valid);
+        }
+        let differences = actual.diff(&expected);
+        if differences.is_empty() {
+            return Ok(());
+        }
+        Err(MigrateError::ForeignSchema {
+            revision: self.revisions[current].id.into(),
+            count: differences.len(),
+            differences,
         })
     }
 

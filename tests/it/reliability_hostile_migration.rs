@@ -129,3 +129,24 @@ both_engines!(
     a_revision_edited_after_it_was_applied_is_refused_and_nothing_changes,
     a_revision_edited_after_it_was_applied_is_refused_and_nothing_changes
 );
+
+/// A column added by hand to a database recorded at `legacy` is drift: the next upgrade
+/// refuses it, names the difference, and changes nothing.
+async fn drift_after_a_recorded_revision_is_refused(test_db: TestDb) {
+    use flowkey::migrate::{MigrateError, Migrator, RunOptions};
+    let db = test_db.connect().await;
+    let migrator = Migrator::new(db.clone(), RunOptions::default());
+    migrator.upgrade("legacy").await.expect("upgrade legacy");
+    db.execute_plain("ALTER TABLE assets ADD COLUMN owner_team TEXT")
+        .await
+        .expect("drift");
+    let err = migrator.upgrade("head").await.unwrap_err();
+    assert!(matches!(err, MigrateError::ForeignSchema { .. }), "{err}");
+    assert!(err.to_string().contains("owner_team"), "{err}");
+    assert_eq!(migrator.current().await.expect("current"), Some("legacy"));
+    db.close().await;
+}
+both_engines!(
+    drift_after_a_recorded_revision_is_refused,
+    drift_after_a_recorded_revision_is_refused
+);

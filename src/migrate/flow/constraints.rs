@@ -32,9 +32,13 @@ macro_rules! add_fk_not_valid {
     ($table:literal) => {
         concat!(
             "DO $$ BEGIN\n",
+            // The table is named through the search path (regclass), so the check looks in
+            // the schema the ALTER would change, not in any schema that has such a constraint.
             "    IF NOT EXISTS (SELECT 1 FROM pg_constraint WHERE conname = 'fk_",
             $table,
-            "_flow_id') THEN\n",
+            "_flow_id' AND conrelid = '",
+            $table,
+            "'::regclass) THEN\n",
             "        ALTER TABLE ",
             $table,
             " ADD CONSTRAINT fk_",
