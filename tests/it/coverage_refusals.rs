@@ -1,0 +1,174 @@
+//! Coverage of refusals reachable from input on the real revision chain: targets that cannot
+//! be reached, stamps that do not match, verify without a baseline, rehearsals of sources
+//! that cannot be copied.
+
+// The test bodies are async fns run by `both_engines!`, outside clippy's test detection.
+#![allow(clippy::unwrap_used)]
+
+use std::time::Duration;
+
+use flowkey::db::{Db, Engine};
+use flowkey::migrate::flow::{rehearse, verify, FlowMigrationError};
+use flowkey::migrate::{MigrateError, Migrator, RunOptions, StampMode};
+
+use crate::both_engines;
+use crate::harness::TestDb;
+
+fn quick() -> RunOptions {
+    RunOptions {
+        lock_wait: Duration::from_secs(30),
+        ..RunOptions::default()
+    }
+}
+
+async fn the_real_chain_refuses_targets_it_cannot_reach(test_db: TestDb) {
+    let db = test_db.connect().await;
+    let migrator = Migrator::new(db.clone(), quick());
+    let at_base = migrator
+        .downgrade("-1")
+        .await
+        .expect_err("nothing to revert");
+    assert!(
+        at_base
+            .to_string()
+            .contains("the database is at base already"),
+        "{at_base}"
+    );
+    migrator.upgrade("legacy").await.unwrap();
+    let cases = [
+        (
+            migrator.upgrade("base").await,
+            "cannot upgrade to \"base\": use `flowkey downgrade base`",
+        ),
+        (
+            migrator.downgrade("head").await,
+            "cannot downgrade to \"head\": use `flowkey upgrade head`",
+        ),
+        (migrator.downgrade("flow_mapping").await, "cannot downgrade"),
+        (migrator.upgrade("+x").await, "unknown revision \"+x\""),
+        (migrator.downgrade("-x").await, "unknown revision \"-x\""),
+        (
+            migrator.stamp("nowhere", StampMode::Checked).await,
+            "unknown revision \"nowhere\"; known: base, head, legacy",
+        ),
+    ];
+    for (result, wanted) in cases {
+        let err = result.expect_err(wanted);
+        assert!(err.to_string().contains(wanted), "{err} lacks {wanted:?}");
+    }
+    assert_eq!(migrator.current().await.unwrap(), Some("legacy"));
+    // Upgrading to the revision it is already past names the way back.
+    migrator.upgrade("flow_mapping").await.unwrap();
+    let err = migrator.upgrade("legacy").await.expect_err("already past");
+    assert!(
+        err.to_string()
+            .contains("the database is already at flow_mapping; use `flowkey downgrade legacy`"),
+        "{err}"
+    );
+    db.close().await;
+}
+both_engines!(
+    the_real_chain_refuses_targets_it_cannot_reach,
+    the_real_chain_refuses_targets_it_cannot_reach
+);
+
+async fn stamp_checked_refuses_a_schema_that_is_not_the_target(test_db: TestDb) {
+    let db = test_db.connect().await;
+    let migrator = Migrator::new(db.clone(), quick());
+    migrator.upgrade("legacy").await.unwrap();
+    let err = migrator
+        .stamp("head", StampMode::Checked)
+        .await
+        .expect_err("a legacy schema is not head");
+    assert!(
+        matches!(&err, MigrateError::ForeignSchema { revision, count, .. } if revision == "head" && *count > 0),
+        "{err}"
+    );
+    assert!(
+        err.to_string().contains("session_flow_mapping"),
+        "the differences name the missing table: {err}"
+    );
+    assert_eq!(migrator.current().await.unwrap(), Some("legacy"));
+    // Stamping where it is passes the check; base is refused while tables exist.
+    let summary = migrator.stamp("legacy", StampMode::Checked).await.unwrap();
+    assert_eq!(summary.to, Some("legacy"));
+    let err = migrator
+        .stamp("base", StampMode::Checked)
+        .await
+        .expect_err("tables exist");
+    assert!(
+        matches!(&err, MigrateError::ForeignSchema { revision, .. } if revision == "base"),
+        "{err}"
+    );
+    // Forced, it records without looking, and history says so.
+    let summary = migrator.stamp("head", StampMode::Force).await.unwrap();
+    assert_eq!(summary.from, Some("legacy"));
+    let history = migrator.history().await.unwrap();
+    let head = history.last().unwrap();
+    assert!(head.is_head && head.is_current, "{history:?}");
+    assert_eq!(head.recorded_by.as_deref(), Some("forced"));
+    let summary = migrator.stamp("base", StampMode::Force).await.unwrap();
+    assert_eq!(summary.to, None);
+    assert_eq!(migrator.current().await.unwrap(), None);
+    db.close().await;
+}
+both_engines!(
+    stamp_checked_refuses_a_schema_that_is_not_the_target_and_force_records_anyway,
+    stamp_checked_refuses_a_schema_that_is_not_the_target
+);
+
+async fn verify_without_a_baseline_says_to_upgrade_first(test_db: TestDb) {
+    let db = test_db.connect().await;
+    let migrator = Migrator::new(db.clone(), quick());
+    migrator.upgrade("flow_mapping").await.unwrap();
+    db.execute_plain("DELETE FROM flowkey_fingerprints")
+        .await
+        .unwrap();
+    let err = verify(&db).await.expect_err("no baseline");
+    assert!(
+        matches!(err, MigrateError::Flow(FlowMigrationError::NoFingerprint)),
+        "{err}"
+    );
+    assert_eq!(
+        err.to_string(),
+        "no pre-migration fingerprint is stored; upgrade from legacy first"
+    );
+    db.close().await;
+}
+both_engines!(
+    verify_without_a_baseline_says_to_upgrade_first,
+    verify_without_a_baseline_says_to_upgrade_first
+);
+
+#[tokio::test]
+async fn a_rehearsal_refuses_sources_it_cannot_copy() {
+    for (url, wanted) in [
+        (
+            "sqlite::memory:",
+            "an in-memory sqlite database cannot be copied; use a file",
+        ),
+        ("mysql://u:secret@h/db", "cannot copy the database"),
+        ("nonsense", "cannot copy the database"),
+    ] {
+        let err = rehearse(url, &quick()).await.expect_err(url);
+        let text = err.to_string();
+        assert!(text.contains(wanted), "{url}: {text}");
+        assert!(!text.contains("secret"), "{text}");
+    }
+}
+
+#[tokio::test]
+async fn a_postgres_rehearsal_refuses_a_source_with_other_sessions() {
+    let test_db = TestDb::fresh(Engine::Postgres).await;
+    let other = Db::connect(&test_db.url).await.unwrap();
+    flowkey::on_pool!(&other, pool => {
+        sqlx::query("SELECT 1").execute(pool).await.unwrap();
+    });
+    let err = rehearse(&test_db.url, &quick())
+        .await
+        .expect_err("another session is connected");
+    let text = err.to_string();
+    assert!(text.contains("other sessions are connected"), "{text}");
+    assert!(text.contains("pg_dump -Fc"), "{text}");
+    other.close().await;
+}
