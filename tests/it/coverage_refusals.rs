@@ -173,3 +173,94 @@ async fn a_postgres_rehearsal_refuses_a_source_with_other_sessions() {
     assert!(text.contains("pg_dump -Fc"), "{text}");
     other.close().await;
 }
+
+static LEGACY_ONLY: [&flowkey::migrate::Revision; 1] =
+    [&flowkey::migrate::revisions::legacy::LEGACY];
+
+async fn an_older_flowkey_lists_revisions_it_does_not_know(test_db: TestDb) {
+    let db = test_db.connect().await;
+    let summary = flowkey::migrate::upgrade(&db, "flow_mapping", &quick())
+        .await
+        .unwrap();
+    assert_eq!(summary.to, Some("flow_mapping"));
+    let older = Migrator::with_revisions(db.clone(), quick(), &LEGACY_ONLY);
+    let history = older.history().await.unwrap();
+    let unknown = history
+        .iter()
+        .find(|entry| entry.id == "flow_mapping")
+        .expect("the recorded revision is listed");
+    assert!(!unknown.known && unknown.applied, "{unknown:?}");
+    assert!(
+        unknown.checksum_ok.is_none() && !unknown.is_current,
+        "{unknown:?}"
+    );
+    let err = older.upgrade("legacy").await.expect_err("unknown record");
+    assert!(
+        matches!(&err, MigrateError::UnknownAppliedRevision { revision } if revision == "flow_mapping"),
+        "{err}"
+    );
+    db.close().await;
+}
+both_engines!(
+    an_older_flowkey_lists_revisions_it_does_not_know_and_refuses_to_run,
+    an_older_flowkey_lists_revisions_it_does_not_know
+);
+
+#[tokio::test]
+async fn a_postgres_online_ddl_step_that_keeps_timing_out_fails_the_step_and_resumes_later() {
+    let test_db = TestDb::fresh(Engine::Postgres).await;
+    let db = test_db.connect().await;
+    Migrator::new(db.clone(), quick())
+        .upgrade("flow_mapping")
+        .await
+        .unwrap();
+    // An open transaction that read data_imports: ALTER TABLE must wait for it.
+    let holder = Db::connect(&test_db.url).await.unwrap();
+    let Db::Postgres(pool) = &holder else {
+        panic!("a postgres pool")
+    };
+    let mut reader = pool.acquire().await.unwrap();
+    sqlx::raw_sql("BEGIN; LOCK TABLE data_imports IN ACCESS SHARE MODE;")
+        .execute(&mut *reader)
+        .await
+        .unwrap();
+    let impatient = RunOptions {
+        lock_timeout: Duration::from_millis(50),
+        ddl_retries: 0,
+        ..quick()
+    };
+    let err = Migrator::new(db.clone(), impatient)
+        .upgrade("flow_expand")
+        .await
+        .expect_err("the table stays locked");
+    assert!(
+        matches!(&err, MigrateError::StepFailed { revision, .. } if revision == "flow_expand"),
+        "{err}"
+    );
+    assert!(err.to_string().contains("lock timeout"), "{err}");
+    let migrator = Migrator::new(db.clone(), quick());
+    let history = migrator.history().await.unwrap();
+    let expand = history
+        .iter()
+        .find(|entry| entry.id == "flow_expand")
+        .unwrap();
+    assert!(expand.dirty.is_some() && !expand.applied, "{expand:?}");
+    let failed_statements = migrator
+        .audit_log(1000)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|entry| entry.event == "statement" && entry.error.is_some())
+        .count();
+    assert_eq!(failed_statements, 1);
+    sqlx::raw_sql("ROLLBACK")
+        .execute(&mut *reader)
+        .await
+        .unwrap();
+    drop(reader);
+    holder.close().await;
+    let summary = migrator.upgrade("flow_expand").await.unwrap();
+    assert_eq!(summary.to, Some("flow_expand"));
+    assert_eq!(summary.revisions[0].resumed_at_step, Some(0));
+    db.close().await;
+}
