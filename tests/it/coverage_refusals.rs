@@ -264,3 +264,103 @@ async fn a_postgres_online_ddl_step_that_keeps_timing_out_fails_the_step_and_res
     assert_eq!(summary.revisions[0].resumed_at_step, Some(0));
     db.close().await;
 }
+
+async fn mark_dirty(db: &Db, revision: &str, recorded_as: &str, direction: &str, steps_done: i64) {
+    flowkey::on_pool!(db, pool => {
+        sqlx::query(
+            "UPDATE flowkey_versions SET revision = $1, position = $2, dirty = $3, direction = $4, \
+             steps_done = $5 WHERE revision = $6",
+        )
+        .bind(revision)
+        .bind(
+            flowkey::migrate::revisions::all()
+                .iter()
+                .position(|known| known.id == revision)
+                .unwrap() as i64,
+        )
+        .bind(true)
+        .bind(direction)
+        .bind(steps_done)
+        .bind(recorded_as)
+        .execute(pool)
+        .await
+        .unwrap();
+    });
+}
+
+/// States a crash cannot leave but a hand edit of `flowkey_versions` can: each is refused
+/// with the way out, and nothing runs.
+async fn dirty_states_that_do_not_fit_the_target_are_refused(test_db: TestDb) {
+    let db = test_db.connect().await;
+    let migrator = Migrator::new(db.clone(), quick());
+    migrator.upgrade("flow_mapping").await.unwrap();
+    assert_eq!(
+        migrator.upgrade("+0").await.unwrap().to,
+        Some("flow_mapping")
+    );
+
+    mark_dirty(&db, "flow_mapping", "flow_mapping", "up", 1).await;
+    let err = migrator
+        .upgrade("legacy")
+        .await
+        .expect_err("target before it");
+    assert!(
+        err.to_string()
+            .contains("the target legacy comes before it"),
+        "{err}"
+    );
+
+    mark_dirty(&db, "flow_mapping", "flow_mapping", "down", 1).await;
+    let err = migrator
+        .downgrade("flow_mapping")
+        .await
+        .expect_err("target does not revert it");
+    assert!(
+        err.to_string()
+            .contains("the target flow_mapping does not revert it"),
+        "{err}"
+    );
+
+    // A dirty revision two places after the last applied one (started, no step done).
+    mark_dirty(&db, "flow_expand", "flow_mapping", "up", 0).await;
+    let err = migrator.upgrade("head").await.expect_err("does not follow");
+    assert!(
+        matches!(&err, MigrateError::Dirty { revision, .. } if revision == "flow_expand"),
+        "{err}"
+    );
+    assert!(
+        err.to_string()
+            .contains("it does not follow the last applied revision"),
+        "{err}"
+    );
+    db.close().await;
+}
+both_engines!(
+    dirty_states_that_do_not_fit_the_target_are_refused,
+    dirty_states_that_do_not_fit_the_target_are_refused
+);
+
+async fn views_are_part_of_the_introspected_schema(test_db: TestDb) {
+    let db = test_db.connect().await;
+    db.execute_plain(
+        "CREATE TABLE t (id integer PRIMARY KEY); CREATE VIEW v_t AS SELECT id FROM t;",
+    )
+    .await
+    .unwrap();
+    let schema = flowkey::db::introspect::introspect(&db).await.unwrap();
+    assert!(schema.views.contains("v_t"), "{schema:?}");
+    let err = Migrator::new(db.clone(), quick())
+        .upgrade("head")
+        .await
+        .expect_err("a foreign schema");
+    assert!(
+        err.to_string()
+            .contains("view v_t exists only in the database"),
+        "{err}"
+    );
+    db.close().await;
+}
+both_engines!(
+    views_are_part_of_the_introspected_schema,
+    views_are_part_of_the_introspected_schema
+);
