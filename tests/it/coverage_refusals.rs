@@ -364,3 +364,46 @@ both_engines!(
     views_are_part_of_the_introspected_schema,
     views_are_part_of_the_introspected_schema
 );
+
+async fn verify_names_mapping_rows_moved_to_another_tenant(test_db: TestDb) {
+    let db = test_db.connect().await;
+    let migrator = Migrator::new(db.clone(), quick());
+    migrator.upgrade("legacy").await.unwrap();
+    let fx = crate::flow_fixtures::Fx::new(db.clone()).await;
+    let tenant = fx.tenant().await;
+    let other = fx.tenant().await;
+    let session = fx.session(tenant, 0).await;
+    fx.flow(tenant, None, Some(session), None, 1).await;
+    migrator.upgrade("head").await.unwrap();
+    assert!(verify(&db).await.unwrap().is_ok());
+    fx.sql(&format!(
+        "UPDATE session_flow_mapping SET client_account_id = '{}', engagement_id = '{}' \
+         WHERE session_id = '{session}'",
+        other.client, other.engagement
+    ))
+    .await;
+    let report = verify(&db).await.unwrap();
+    assert_eq!(report.mapping.tenant_differs_from_flow, 1, "{report}");
+    assert_eq!(report.mapping.tenant_differs_from_session, 1, "{report}");
+    assert_eq!(report.mapping.orphan_flow, 0, "{report}");
+    assert!(!report.links_are_sound());
+    let named: Vec<&str> = report
+        .offending_rows
+        .iter()
+        .filter(|row| row.table == "session_flow_mapping" && row.id == session.to_string())
+        .map(|row| row.problem.as_str())
+        .collect();
+    assert_eq!(
+        named,
+        [
+            "tenant differs from its flow's",
+            "tenant differs from its session's"
+        ],
+        "{report}"
+    );
+    db.close().await;
+}
+both_engines!(
+    verify_names_mapping_rows_moved_to_another_tenant,
+    verify_names_mapping_rows_moved_to_another_tenant
+);
