@@ -4,6 +4,8 @@
 mod cli;
 mod cli_flow;
 mod compat;
+mod coverage_offline;
+mod coverage_refusals;
 mod db_connect;
 mod flow_fixtures;
 mod flow_migration;
