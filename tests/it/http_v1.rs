@@ -38,7 +38,7 @@ async fn store_import(
 }
 
 fn assert_deprecated(answer: &Answer) {
-    assert_eq!(answer.headers["deprecation"], "true");
+    assert_eq!(answer.headers["deprecation"], "@1795651200");
     assert!(answer.headers.contains_key("sunset"));
     let link = answer.headers["link"].to_str().unwrap();
     assert!(

@@ -41,6 +41,10 @@ pub(crate) fn routes(state: AppState) -> Router<AppState> {
         ))
 }
 
+/// When the v1 API was deprecated (the release that introduced v3 by flow id), in RFC 9745's
+/// structured-field date form: `@` and seconds since the epoch (2026-11-26T00:00:00Z).
+pub const V1_DEPRECATED_SINCE: &str = "@1795651200";
+
 /// Adds `Deprecation` and `Sunset` to every v1 response, and a `Link` to the v3 collection
 /// when the handler did not name a precise successor.
 async fn deprecation_headers(
@@ -57,7 +61,7 @@ async fn deprecation_headers(
     let headers = response.headers_mut();
     headers.insert(
         HeaderName::from_static("deprecation"),
-        HeaderValue::from_static("true"),
+        HeaderValue::from_static(V1_DEPRECATED_SINCE),
     );
     if let Ok(sunset) = HeaderValue::from_str(&state.config.v1_sunset) {
         headers.insert(HeaderName::from_static("sunset"), sunset);
