@@ -151,6 +151,15 @@ pub async fn backfill_table(
             finished: true,
         });
     }
+    if let Db::Postgres(pool) = db {
+        // Without statistics (a freshly loaded or restored database) PostgreSQL ANDs a bitmap
+        // of the whole `session_id IS NULL` index into every batch instead of walking the key
+        // range alone: a cost per batch proportional to the table. ANALYZE samples a bounded
+        // number of rows and takes no lock that blocks reads or writes.
+        sqlx::query(&format!("ANALYZE {table}"))
+            .execute(pool)
+            .await?;
+    }
     let total: i64 = crate::on_pool!(db, pool => {
         sqlx::query_scalar(&format!("SELECT count(*) FROM {table}")).fetch_one(pool).await?
     });
@@ -258,10 +267,12 @@ fn progress_bar(display: ProgressDisplay, table: &str, total: i64, done: i64) ->
 /// The set-based UPDATEs of one batch, in order, with `{range}` standing for the batch's key
 /// range over alias `r`. Only rows whose `flow_id` is NULL are written.
 pub fn batch_statements(engine: Engine, table: &str) -> Vec<String> {
+    let no_flow = not_indexed(engine, "r.flow_id");
+    let no_session = not_indexed(engine, "r.session_id");
     let by_session = |table: &str| {
         format!(
             "UPDATE {table} AS r SET flow_id = m.flow_id FROM session_flow_mapping AS m \
-             WHERE {{range}} AND r.flow_id IS NULL AND m.session_id = r.session_id AND {tenant}",
+             WHERE {{range}} AND {no_flow} IS NULL AND m.session_id = r.session_id AND {tenant}",
             tenant = tenant_agrees("r", "m")
         )
     };
@@ -273,7 +284,7 @@ pub fn batch_statements(engine: Engine, table: &str) -> Vec<String> {
                    SELECT f.flow_id FROM discovery_flows AS f \
                    WHERE (f.data_import_id = r.id OR f.import_session_id = r.id) AND {tenant} \
                    ORDER BY f.created_at, f.flow_id LIMIT 1) \
-                 WHERE {{range}} AND r.flow_id IS NULL AND r.session_id IS NULL \
+                 WHERE {{range}} AND {no_flow} IS NULL AND {no_session} IS NULL \
                    AND EXISTS (SELECT 1 FROM discovery_flows AS f \
                                WHERE (f.data_import_id = r.id OR f.import_session_id = r.id) AND {tenant})",
                 tenant = tenant_agrees("r", "f")
@@ -284,24 +295,36 @@ pub fn batch_statements(engine: Engine, table: &str) -> Vec<String> {
             format!(
                 "UPDATE raw_import_records AS r SET flow_id = f.flow_id \
                  FROM data_imports AS d JOIN discovery_flows AS f ON f.flow_id = d.flow_id \
-                 WHERE {{range}} AND r.flow_id IS NULL AND r.session_id IS NULL \
+                 WHERE {{range}} AND {no_flow} IS NULL AND {no_session} IS NULL \
                    AND d.id = r.data_import_id AND {tenant}",
                 tenant = tenant_agrees("r", "f")
             ),
         ],
-        "import_field_mappings" => vec![
+        "import_field_mappings" => vec![format!(
             "UPDATE import_field_mappings AS r SET flow_id = d.flow_id FROM data_imports AS d \
-             WHERE {range} AND r.flow_id IS NULL AND d.id = r.data_import_id AND d.flow_id IS NOT NULL"
-                .to_owned(),
-        ],
+             WHERE {{range}} AND {no_flow} IS NULL AND d.id = r.data_import_id AND d.flow_id IS NOT NULL"
+        )],
         "llm_usage_logs" => vec![format!(
             "UPDATE llm_usage_logs AS r SET flow_id = m.flow_id FROM session_flow_mapping AS m \
-             WHERE {{range}} AND r.flow_id IS NULL AND r.session_id IS NOT NULL \
+             WHERE {{range}} AND {no_flow} IS NULL AND {no_session} IS NOT NULL \
                AND m.session_id = {parsed} AND {tenant}",
             parsed = parse_session_sql(engine, "r.session_id"),
             tenant = tenant_agrees("r", "m")
         )],
         _ => vec![by_session(table)],
+    }
+}
+
+/// A column reference SQLite cannot answer from an index on that column, so that each batch
+/// stays driven by its primary-key range. Without ANALYZE statistics SQLite walks the
+/// `session_id` index for `IS NULL` instead of the key range, every batch visiting every
+/// session-less row of the table (1M rows: 0.63 s per batch instead of 0.019 s); the unary
+/// plus hides the column from its indexes. PostgreSQL keeps the plain column: hiding it there
+/// (a cast to text) made the planner drive the batch from `data_imports` instead, 6x slower.
+fn not_indexed(engine: Engine, column: &str) -> String {
+    match engine {
+        Engine::Sqlite => format!("+{column}"),
+        Engine::Postgres => column.to_owned(),
     }
 }
 
