@@ -37,7 +37,7 @@ fn main() -> ExitCode {
     match runtime.block_on(cli::run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("error: {}", one_line(&format!("{err:#}")));
+            eprintln!("error: {}", one_line(&describe(&err)));
             ExitCode::from(cli::EXIT_FAILURE)
         }
     }
@@ -60,6 +60,23 @@ fn init_tracing(verbose: u8) {
         .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
         .try_init();
+}
+
+/// The error and its causes, each cause once: a database error's message often already ends
+/// with its source's text, and repeating it makes the one line harder to read.
+fn describe(err: &anyhow::Error) -> String {
+    let mut message = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if message.contains(&text) {
+            continue;
+        }
+        if !message.is_empty() {
+            message.push_str(": ");
+        }
+        message.push_str(&text);
+    }
+    message
 }
 
 fn one_line(text: &str) -> String {

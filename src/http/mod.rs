@@ -191,8 +191,24 @@ pub fn app(state: AppState) -> Router {
             metrics::track,
         ))
         .layer(DefaultBodyLimit::max(limit))
+        .layer(axum::middleware::map_response(close_after_refused_body))
         .fallback(not_found_route)
         .with_state(state)
+}
+
+/// A request refused for its size has not had its body read: the rest of it is still on the
+/// connection, so the connection cannot carry another request. Saying so lets a pooled
+/// client open a new one instead of failing its next request.
+async fn close_after_refused_body(
+    mut response: axum::response::Response,
+) -> axum::response::Response {
+    if response.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        response.headers_mut().insert(
+            axum::http::header::CONNECTION,
+            axum::http::HeaderValue::from_static("close"),
+        );
+    }
+    response
 }
 
 async fn not_found_route() -> ApiError {

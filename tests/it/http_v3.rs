@@ -391,6 +391,8 @@ async fn bad_inputs_are_client_errors(test_db: TestDb) {
         "{}",
         big_csv.text
     );
+    // The unread rest of the body is still on the connection: the client must not reuse it.
+    assert_eq!(big_csv.headers["connection"], "close");
 }
 both_engines!(
     malformed_ids_bad_pages_bad_bodies_and_oversized_bodies_are_4xx,
