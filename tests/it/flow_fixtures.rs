@@ -196,6 +196,29 @@ impl Fx {
         raw
     }
 
+    /// A raw record about 1.5 kB wide (incompressible text kept inline, not TOASTed), so that
+    /// a few dozen of them fill many PostgreSQL pages: tests of the page-batched backfill need
+    /// many batches from little data.
+    pub async fn wide_raw(&self, import: Uuid, session: Option<Uuid>) -> Uuid {
+        let raw = Uuid::new_v4();
+        let filler: String = (0..40)
+            .map(|_| Uuid::new_v4().simple().to_string())
+            .collect();
+        let sql = format!(
+            "INSERT INTO raw_import_records (id, data_import_id, session_id, row_number, raw_data) \
+             VALUES ($1, $2, $3, 1, $4{})",
+            self.json()
+        );
+        self.exec(&sql, |q| {
+            q.bind(id(raw))
+                .bind(id(import))
+                .bind(opt(session))
+                .bind(format!("{{\"notes\": \"{filler}\"}}"))
+        })
+        .await;
+        raw
+    }
+
     pub async fn field_mapping(&self, import: Uuid) -> Uuid {
         let mapping = Uuid::new_v4();
         self.exec(

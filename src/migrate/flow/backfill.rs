@@ -1,8 +1,8 @@
-//! The backfill: gives every existing row its `flow_id`, table by table, in keyset batches.
+//! The backfill: gives every existing row its `flow_id`, table by table, in batches.
 //!
-//! Each batch is one short transaction: find the batch's last primary key (walking the
-//! primary key index from the cursor, never an OFFSET from the start), run the table's
-//! set-based UPDATEs over `(cursor, last]`, and store the new cursor in
+//! Each batch is one short transaction: take the next range of the table's walk (primary
+//! keys on SQLite, physical pages on PostgreSQL: see [`crate::migrate::flow::walk`]; never an
+//! OFFSET from the start), run the table's set-based UPDATEs over it, and store the new cursor in
 //! `flowkey_backfill_progress` in the same transaction. A run killed at any moment therefore
 //! resumes at the first batch not committed, and only rows whose `flow_id` is still NULL are
 //! touched, so a resumed run ends exactly like an uninterrupted one. The batch size adapts to
@@ -16,9 +16,8 @@ use serde::Serialize;
 use sqlx::Row;
 
 use crate::db::{Db, Engine};
-use crate::migrate::flow::tables::{
-    begin_batch, execute_keyed, next_bound, tenant_agrees, Key, KeyRange, FLOW_COLUMN_TABLES,
-};
+use crate::migrate::flow::tables::{begin_batch, execute_keyed, tenant_agrees, FLOW_COLUMN_TABLES};
+use crate::migrate::flow::walk::Walk;
 use crate::migrate::{AuditSink, MigrateError, ProgressDisplay, RunOptions, StepContext};
 
 const MIN_BATCH: i64 = 1;
@@ -141,7 +140,7 @@ pub async fn backfill_table(
     budget: &mut BatchBudget,
 ) -> Result<TableBackfill, MigrateError> {
     let engine = db.engine();
-    let (mut cursor, mut rows_done, finished) = load_progress(db, table).await?;
+    let (stored_cursor, mut rows_done, finished) = load_progress(db, table).await?;
     if finished {
         return Ok(TableBackfill {
             table: table.to_owned(),
@@ -152,10 +151,10 @@ pub async fn backfill_table(
         });
     }
     if let Db::Postgres(pool) = db {
-        // Without statistics (a freshly loaded or restored database) PostgreSQL ANDs a bitmap
-        // of the whole `session_id IS NULL` index into every batch instead of walking the key
-        // range alone: a cost per batch proportional to the table. ANALYZE samples a bounded
-        // number of rows and takes no lock that blocks reads or writes.
+        // Fresh statistics let the planner join each batch to the small lookup tables
+        // (mapping, imports, flows) by hash instead of guessing from a freshly loaded or
+        // restored table's empty statistics. ANALYZE samples a bounded number of rows and
+        // takes no lock that blocks reads or writes.
         sqlx::query(&format!("ANALYZE {table}"))
             .execute(pool)
             .await?;
@@ -163,6 +162,7 @@ pub async fn backfill_table(
     let total: i64 = crate::on_pool!(db, pool => {
         sqlx::query_scalar(&format!("SELECT count(*) FROM {table}")).fetch_one(pool).await?
     });
+    let mut walk = Walk::resume(db, table, stored_cursor, total).await?;
     let bar = progress_bar(options.progress, table, total, rows_done);
     let started = Instant::now();
     let rows_at_start = rows_done;
@@ -175,24 +175,31 @@ pub async fn backfill_table(
         }
         let batch_started = Instant::now();
         let mut tx = begin_batch(db).await?;
-        let Some((hi, n)) = next_bound(&mut tx, table, cursor.as_ref(), batch_size).await? else {
+        let Some(batch) = walk.next_batch(&mut tx, table, batch_size).await? else {
+            tx.commit().await?;
+            if walk.needs_sweep() {
+                sweep(db, table, audit).await?;
+            }
+            let mut tx = begin_batch(db).await?;
+            if walk.needs_sweep() {
+                // Page batches count rows by estimate; a finished walk has seen them all.
+                rows_done = total;
+            }
             mark_finished(&mut tx, table, rows_done).await?;
             tx.commit().await?;
             break true;
         };
-        let range = KeyRange {
-            lo: cursor.clone(),
-            hi: hi.clone(),
-        };
         for statement in batch_statements(engine, table) {
-            let (predicate, keys) = range.predicate(engine, "r");
-            let sql = statement.replace("{range}", &predicate);
-            execute_keyed(&mut tx, &sql, &keys).await?;
+            let sql = statement.replace("{range}", &batch.predicate);
+            execute_keyed(&mut tx, &sql, &batch.binds).await?;
         }
-        rows_done += n;
-        save_progress(&mut tx, table, &hi, rows_done).await?;
+        rows_done += batch.rows;
+        if walk.needs_sweep() {
+            rows_done = rows_done.min(total);
+        }
+        save_progress(&mut tx, table, &batch.cursor, rows_done).await?;
         tx.commit().await?;
-        cursor = Some(hi);
+        walk.advance(&batch);
         batches += 1;
         budget.spend();
         bar.set_position(rows_done.max(0) as u64);
@@ -229,6 +236,38 @@ pub async fn backfill_table(
         .record("progress", serde_json::to_value(&done).unwrap_or_default())
         .await?;
     Ok(done)
+}
+
+/// The closing sweep of a page walk: each batch statement once over the whole table, in one
+/// short transaction. It links nothing when the walk saw every row (the normal case); what it
+/// links is recorded, so that a table rewritten under the walk shows in the audit log.
+async fn sweep(db: &Db, table: &str, audit: &dyn AuditSink) -> Result<(), MigrateError> {
+    let started = Instant::now();
+    let mut tx = begin_batch(db).await?;
+    let mut rows_linked = 0;
+    for statement in batch_statements(db.engine(), table) {
+        let sql = statement.replace("{range}", "TRUE");
+        rows_linked += execute_keyed(&mut tx, &sql, &[]).await?;
+    }
+    tx.commit().await?;
+    if rows_linked > 0 {
+        tracing::warn!(
+            table,
+            rows_linked,
+            "the closing sweep linked rows the page walk did not reach"
+        );
+    }
+    audit
+        .record(
+            "sweep",
+            serde_json::json!({
+                "table": table,
+                "rows_linked": rows_linked,
+                "seconds": started.elapsed().as_secs_f64(),
+            }),
+        )
+        .await?;
+    Ok(())
 }
 
 /// The next batch size: scaled toward the target time, at most doubled or halved at once.
@@ -343,7 +382,7 @@ fn now_sql(engine: Engine) -> &'static str {
     }
 }
 
-async fn load_progress(db: &Db, table: &str) -> Result<(Option<Key>, i64, bool), MigrateError> {
+async fn load_progress(db: &Db, table: &str) -> Result<(Option<String>, i64, bool), MigrateError> {
     let row = crate::on_pool!(db, pool => {
         sqlx::query(
             "SELECT last_key, rows_done, CASE WHEN finished_at IS NULL THEN 0 ELSE 1 END \
@@ -400,10 +439,12 @@ async fn mark_finished(
 
 /// What `--sql` prints for a backfill step.
 pub const BACKFILL_DESCRIBE: &str = "\
--- keyset batches over the primary key, one transaction per batch:
---   SELECT last id of the next N ids after the cursor (primary key index, no OFFSET);
+-- batches, one transaction per batch: on PostgreSQL pages [p, p + n) of the table as it was
+-- when the run started (r.ctid >= '(p,0)' AND r.ctid < '(p+n,0)', a TID range scan), then one
+-- closing sweep of each statement over the whole table; on SQLite the next N primary keys
+-- after the cursor (r.id > $cursor AND r.id <= $last, primary key index, no OFFSET):
 --   UPDATE <table> AS r SET flow_id = m.flow_id FROM session_flow_mapping AS m
---     WHERE r.id > $cursor AND r.id <= $last AND r.flow_id IS NULL AND m.session_id = r.session_id
+--     WHERE <batch range> AND r.flow_id IS NULL AND m.session_id = r.session_id
 --       AND tenant columns of r, where set, equal m's;
 --   (data_imports without session: the earliest flow naming it in data_import_id/import_session_id;
 --    raw_import_records without session and import_field_mappings: their import's flow;

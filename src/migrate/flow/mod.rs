@@ -16,6 +16,7 @@ pub mod report;
 pub mod sqlite_rebuild;
 pub mod tables;
 pub mod verify;
+pub mod walk;
 
 pub use backfill::{backfill, BackfillOutcome, BatchLimit};
 pub use downgrade::{restored_sessions, RestoreSummary, RestoredSession, UnrestorableFlow};
