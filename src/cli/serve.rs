@@ -21,12 +21,7 @@ pub struct ServeArgs {
 }
 
 pub async fn run(db: Db, args: &ServeArgs) -> anyhow::Result<()> {
-    let schema = check_schema(&db)
-        .await
-        .context("cannot read the database schema")?;
-    if !schema.at_head() {
-        anyhow::bail!("refusing to serve: {}", schema.describe());
-    }
+    // Configuration mistakes first: they need no database to be reported.
     let mut config = ServiceConfig::from_env()?;
     config.admin_token = match args.admin_token.as_deref() {
         None => None,
@@ -34,6 +29,12 @@ pub async fn run(db: Db, args: &ServeArgs) -> anyhow::Result<()> {
             AdminToken::parse(text).context("--admin-token / FLOWKEY_ADMIN_TOKEN is refused")?,
         ),
     };
+    let schema = check_schema(&db)
+        .await
+        .context("cannot read the database schema")?;
+    if !schema.at_head() {
+        anyhow::bail!("refusing to serve: {}", schema.describe());
+    }
     if config.admin_token.is_none() {
         eprintln!("flowkey: admin routes disabled (no --admin-token / FLOWKEY_ADMIN_TOKEN)");
     }
