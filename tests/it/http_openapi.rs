@@ -59,6 +59,7 @@ fn every_operation_documents_its_parameters_and_answers_and_every_ref_resolves()
     let mut problems = Vec::new();
     let paths = doc["paths"].as_object().unwrap();
     let mut operations = 0;
+    let mut lists = 0;
     for (path, item) in paths {
         for method in METHODS {
             let Some(op) = item.get(method) else { continue };
@@ -124,6 +125,25 @@ fn every_operation_documents_its_parameters_and_answers_and_every_ref_resolves()
                     problems.push(format!("{at}: request body without a schema"));
                 }
             }
+            if path == "/api/v1/data-import/store-import"
+                && !param("X-Session-ID", "header").is_some_and(|p| p["required"] == false)
+            {
+                problems.push(format!("{at}: optional X-Session-ID header not documented"));
+            }
+            let pages = op["responses"]["200"]["content"]["application/json"]["schema"]["$ref"]
+                .as_str()
+                .is_some_and(|name| name.contains("Envelope_Page_"));
+            if pages {
+                lists += 1;
+                for name in ["cursor", "limit"] {
+                    if param(name, "query").is_none() {
+                        problems.push(format!("{at}: a list without the {name} parameter"));
+                    }
+                }
+                if param("limit", "query").is_some_and(|p| p["schema"]["maximum"] != 500) {
+                    problems.push(format!("{at}: limit without its bound"));
+                }
+            }
             let responses = op["responses"].as_object().unwrap();
             if !responses.keys().any(|status| status.starts_with('2')) {
                 problems.push(format!("{at}: no 2xx response"));
@@ -173,6 +193,10 @@ fn every_operation_documents_its_parameters_and_answers_and_every_ref_resolves()
         "bearer"
     );
     assert!(operations >= 30, "{operations} operations documented");
+    assert_eq!(
+        lists, 5,
+        "the paged lists (imports, records, flows, mappings, v1 mappings)"
+    );
     assert!(!found.is_empty());
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
