@@ -60,11 +60,18 @@ fn every_operation_documents_its_parameters_and_answers_and_every_ref_resolves()
     let paths = doc["paths"].as_object().unwrap();
     let mut operations = 0;
     let mut lists = 0;
+    let mut operation_ids = std::collections::HashSet::new();
     for (path, item) in paths {
         for method in METHODS {
             let Some(op) = item.get(method) else { continue };
             operations += 1;
             let at = format!("{} {path}", method.to_uppercase());
+            match op["operationId"].as_str() {
+                Some(id) if operation_ids.insert(id.to_owned()) => {}
+                other => {
+                    problems.push(format!("{at}: operationId {other:?} missing or not unique"))
+                }
+            }
             let params = op["parameters"].as_array().cloned().unwrap_or_default();
             let param = |name: &str, place: &str| {
                 params

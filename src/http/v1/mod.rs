@@ -107,7 +107,7 @@ pub(crate) struct StoreImportBody {
 
 /// The legacy upload: same effect as `POST /api/v3/data-import/imports`, under a legacy
 /// session (from `X-Session-ID`, else `upload_context.validation_session_id`, else new).
-#[utoipa::path(post, path = "/api/v1/data-import/store-import", tag = "v1 legacy (deprecated)",
+#[utoipa::path(post, path = "/api/v1/data-import/store-import", operation_id = "v1_store_import", tag = "v1 legacy (deprecated)",
     params(
         Tenant,
         ("X-Session-ID" = Option<String>, Header, description = "The legacy session to store under, in any form the path parameter `session_id` accepts; else `upload_context.validation_session_id`; else a new session."),
@@ -162,7 +162,7 @@ pub(crate) async fn store_import(
     Ok(with_successor(ok(created), successor))
 }
 
-#[utoipa::path(get, path = "/api/v1/data-import/import/{session_id}", tag = "v1 legacy (deprecated)",
+#[utoipa::path(get, path = "/api/v1/data-import/import/{session_id}", operation_id = "v1_get_import", tag = "v1 legacy (deprecated)",
     params(Tenant, ("session_id" = String, Path, description = "The legacy session id in any form a client ever sent: a bare UUID, `disc_session_<uuid>` or `session-<uuid>`, in any letter case, surrounding whitespace ignored.", example = "disc_session_6f1c2a3e-4b5d-4e6f-8a7b-9c0d1e2f3a4b"), Caller),
     responses(
         (status = 200, description = "the session's newest import (as GET /api/v3/data-import/imports/{import_id})", body = Envelope<DataImport>),
@@ -186,7 +186,7 @@ pub(crate) async fn get_import(
     }
 }
 
-#[utoipa::path(get, path = "/api/v1/data-import/processing-status/{session_id}", tag = "v1 legacy (deprecated)",
+#[utoipa::path(get, path = "/api/v1/data-import/processing-status/{session_id}", operation_id = "v1_processing_status", tag = "v1 legacy (deprecated)",
     params(Tenant, ("session_id" = String, Path, description = "The legacy session id in any form a client ever sent: a bare UUID, `disc_session_<uuid>` or `session-<uuid>`, in any letter case, surrounding whitespace ignored.", example = "disc_session_6f1c2a3e-4b5d-4e6f-8a7b-9c0d1e2f3a4b"), Caller),
     responses(
         (status = 200, description = "the session's flow status (as GET /api/v3/discovery-flow/flows/{flow_id}/status)", body = Envelope<FlowStatus>),
@@ -219,7 +219,7 @@ pub(crate) async fn processing_status(
     }
 }
 
-#[utoipa::path(get, path = "/api/v1/data-import/validation-session/{session_id}", tag = "v1 legacy (deprecated)",
+#[utoipa::path(get, path = "/api/v1/data-import/validation-session/{session_id}", operation_id = "v1_validation_session", tag = "v1 legacy (deprecated)",
     params(Tenant, ("session_id" = String, Path, description = "The legacy session id in any form a client ever sent: a bare UUID, `disc_session_<uuid>` or `session-<uuid>`, in any letter case, surrounding whitespace ignored.", example = "disc_session_6f1c2a3e-4b5d-4e6f-8a7b-9c0d1e2f3a4b"), Caller, PageQuery),
     responses(
         (status = 200, description = "the session's field mappings (as GET /api/v3/field-mapping/mappings/{flow_id})", body = Envelope<Page<ImportFieldMapping>>),
@@ -262,7 +262,7 @@ pub(crate) async fn validation_session(
     }
 }
 
-#[utoipa::path(get, path = "/api/v1/unified-discovery/flow/status/{session_id}", tag = "v1 legacy (deprecated)",
+#[utoipa::path(get, path = "/api/v1/unified-discovery/flow/status/{session_id}", operation_id = "v1_flow_status", tag = "v1 legacy (deprecated)",
     params(Tenant, ("session_id" = String, Path, description = "The legacy session id in any form a client ever sent: a bare UUID, `disc_session_<uuid>` or `session-<uuid>`, in any letter case, surrounding whitespace ignored.", example = "disc_session_6f1c2a3e-4b5d-4e6f-8a7b-9c0d1e2f3a4b"), Caller),
     responses(
         (status = 200, description = "the session's flow (as GET /api/v3/discovery-flow/flows/{flow_id})", body = Envelope<DiscoveryFlow>),
