@@ -15,7 +15,7 @@ use crate::http::{admin, ops, v1, v3, ErrorEnvelope};
             Every answer is an envelope: `{\"success\": true, \"data\": …}` or \
             `{\"success\": false, \"error\": {\"code\", \"message\", \"details\"}}`."
     ),
-    modifiers(&AdminSecurity),
+    modifiers(&AdminSecurity, &V1Deprecated),
     components(schemas(ErrorEnvelope)),
     paths(
         ops::health,
@@ -51,6 +51,29 @@ use crate::http::{admin, ops, v1, v3, ErrorEnvelope};
     )
 )]
 struct ApiDoc;
+
+/// Every v1 operation is marked deprecated, as its `Deprecation` header says.
+struct V1Deprecated;
+
+impl Modify for V1Deprecated {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            if !path.starts_with("/api/v1/") {
+                continue;
+            }
+            let operations = [
+                &mut item.get,
+                &mut item.post,
+                &mut item.put,
+                &mut item.delete,
+                &mut item.patch,
+            ];
+            for operation in operations.into_iter().flatten() {
+                operation.deprecated = Some(utoipa::openapi::Deprecated::True);
+            }
+        }
+    }
+}
 
 /// The bearer token of `/api/admin/*` (`flowkey serve --admin-token`).
 struct AdminSecurity;

@@ -132,6 +132,9 @@ fn every_operation_documents_its_parameters_and_answers_and_every_ref_resolves()
                     problems.push(format!("{at}: request body without a schema"));
                 }
             }
+            if path.starts_with("/api/v1/") != (op["deprecated"] == true) {
+                problems.push(format!("{at}: deprecated exactly when v1"));
+            }
             if path == "/api/v1/data-import/store-import"
                 && !param("X-Session-ID", "header").is_some_and(|p| p["required"] == false)
             {
@@ -530,6 +533,18 @@ async fn real_answers(test_db: TestDb) {
     ] {
         answers.push(call(method, template, uri, body).await);
     }
+    // The CSV upload, accepted and refused for its bad lines.
+    for (file, expected) in [
+        (
+            &b"Asset Name,OS\nsrv1,linux\nsrv2,windows\n"[..],
+            StatusCode::CREATED,
+        ),
+        (&b"a,b\n1,2\n3\n"[..], StatusCode::UNPROCESSABLE_ENTITY),
+    ] {
+        let answer = send(&state, csv_upload(tenant, file)).await;
+        assert_eq!(answer.status, expected, "{}", answer.text);
+        answers.push((Method::POST, "/api/v3/data-import/imports/upload", answer));
+    }
     // A client mistake on a tenant route: no tenant headers at all.
     let no_tenant = send(
         &state,
@@ -559,6 +574,7 @@ async fn real_answers(test_db: TestDb) {
     // Both kinds of answer were checked: successes and client errors.
     assert!(statuses.contains(&200) && statuses.contains(&201));
     assert!(statuses.contains(&400) && statuses.contains(&404) && statuses.contains(&409));
+    assert!(statuses.contains(&422));
     assert_eq!(checked.checked, answers.len());
     assert!(
         checked.problems.is_empty(),
@@ -570,6 +586,29 @@ both_engines!(
     real_answers_match_the_schema_documented_for_their_status,
     real_answers
 );
+
+/// A multipart upload of `file` as the form field `file`.
+fn csv_upload(tenant: flowkey::ids::TenantId, file: &[u8]) -> Request<Body> {
+    let boundary = "openapiBoundary7";
+    let mut body = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.csv\"\r\n\
+         Content-Type: text/csv\r\n\r\n"
+    )
+    .into_bytes();
+    body.extend_from_slice(file);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    Request::builder()
+        .method(Method::POST)
+        .uri("/api/v3/data-import/imports/upload")
+        .header("x-client-account-id", tenant.client_account_id.to_string())
+        .header("x-engagement-id", tenant.engagement_id.to_string())
+        .header(
+            "content-type",
+            format!("multipart/form-data; boundary={boundary}"),
+        )
+        .body(Body::from(body))
+        .unwrap()
+}
 
 #[test]
 fn the_structural_check_catches_what_it_claims_to() {
