@@ -66,7 +66,7 @@ fn parse_hyphenated(kind: &'static str, input: &str) -> Result<Uuid, IdError> {
 }
 
 macro_rules! uuid_newtype {
-    ($(#[$meta:meta])* $name:ident) => {
+    ($(#[$meta:meta])* $name:ident, $schema_doc:literal) => {
         $(#[$meta])*
         #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
         #[serde(try_from = "String", into = "String")]
@@ -116,28 +116,52 @@ macro_rules! uuid_newtype {
                 id.0
             }
         }
+
+        /// In the OpenAPI document: the canonical text form, a lowercase hyphenated UUID.
+        impl utoipa::PartialSchema for $name {
+            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+                uuid_schema($schema_doc)
+            }
+        }
+
+        impl utoipa::ToSchema for $name {}
     };
+}
+
+/// A string schema of format `uuid`.
+pub fn uuid_schema(description: &str) -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, SchemaFormat, Type};
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .format(Some(SchemaFormat::KnownFormat(KnownFormat::Uuid)))
+        .description(Some(description))
+        .into()
 }
 
 uuid_newtype!(
     /// The id of a discovery flow: a UUID v4, the primary reference of every flow-keyed row.
-    FlowId
+    FlowId,
+    "The id of a discovery flow (a UUID)."
 );
 uuid_newtype!(
     /// A legacy upload session id (`data_import_sessions.id`).
-    SessionId
+    SessionId,
+    "Deprecated: a legacy upload session id, answered as a lowercase hyphenated UUID."
 );
 uuid_newtype!(
     /// The id of a `data_imports` row.
-    ImportId
+    ImportId,
+    "The id of a data import."
 );
 uuid_newtype!(
     /// A `client_accounts.id`.
-    ClientAccountId
+    ClientAccountId,
+    "A client account id; with the engagement id it names the tenant."
 );
 uuid_newtype!(
     /// An `engagements.id`.
-    EngagementId
+    EngagementId,
+    "An engagement id; with the client account id it names the tenant."
 );
 
 impl FlowId {

@@ -7,23 +7,38 @@ use std::net::SocketAddr;
 use anyhow::Context;
 use flowkey::compat::store::check_schema;
 use flowkey::db::Db;
-use flowkey::http::{app, AppState, ServiceConfig};
+use flowkey::http::{app, AdminToken, AppState, ServiceConfig};
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct ServeArgs {
     /// Address and port to listen on.
     #[arg(long, default_value = "127.0.0.1:8000")]
     pub bind: SocketAddr,
+    /// Bearer token that `/api/admin/*` demand (`Authorization: Bearer <TOKEN>`, at least
+    /// 16 bytes). Without one the admin routes answer 403.
+    #[arg(long, env = "FLOWKEY_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
 }
 
 pub async fn run(db: Db, args: &ServeArgs) -> anyhow::Result<()> {
+    // Configuration mistakes first: they need no database to be reported.
+    let mut config = ServiceConfig::from_env()?;
+    config.admin_token = match args.admin_token.as_deref() {
+        None => None,
+        Some(text) => Some(
+            AdminToken::parse(text).context("--admin-token / FLOWKEY_ADMIN_TOKEN is refused")?,
+        ),
+    };
     let schema = check_schema(&db)
         .await
         .context("cannot read the database schema")?;
     if !schema.at_head() {
         anyhow::bail!("refusing to serve: {}", schema.describe());
     }
-    let state = AppState::new(db.clone(), ServiceConfig::from_env()?)?;
+    if config.admin_token.is_none() {
+        eprintln!("flowkey: admin routes disabled (no --admin-token / FLOWKEY_ADMIN_TOKEN)");
+    }
+    let state = AppState::new(db.clone(), config)?;
     state
         .refresh_flags()
         .await

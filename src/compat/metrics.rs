@@ -8,8 +8,12 @@ pub struct CompatMetrics {
     pub cache_hits: IntCounter,
     pub cache_misses: IntCounter,
     pub resolve_conflicts: IntCounter,
-    /// Shadow-mode reads whose session-keyed and flow-keyed answers differed, by route.
+    /// Shadow-mode reads whose session-keyed and flow-keyed answers differed, by route: the
+    /// flow key found something else, or nothing where the session key found an answer.
     pub shadow_mismatches: IntCounterVec,
+    /// Shadow-mode reads where only the flow key found an answer (legacy answered 404), by
+    /// route: what `on` will newly answer; not a mismatch.
+    pub shadow_recovered: IntCounterVec,
 }
 
 impl CompatMetrics {
@@ -41,12 +45,20 @@ impl CompatMetrics {
                 ),
                 &["route"],
             )?,
+            shadow_recovered: IntCounterVec::new(
+                Opts::new(
+                    "flowkey_shadow_recovered_total",
+                    "shadow reads that only the flow key answered (the session key found nothing)",
+                ),
+                &["route"],
+            )?,
         };
         registry.register(Box::new(metrics.legacy_id_hits.clone()))?;
         registry.register(Box::new(metrics.cache_hits.clone()))?;
         registry.register(Box::new(metrics.cache_misses.clone()))?;
         registry.register(Box::new(metrics.resolve_conflicts.clone()))?;
         registry.register(Box::new(metrics.shadow_mismatches.clone()))?;
+        registry.register(Box::new(metrics.shadow_recovered.clone()))?;
         Ok(metrics)
     }
 }

@@ -126,7 +126,7 @@ pub async fn delete_mappings_of_flow(tx: &mut Tx<'_>, flow_id: FlowId) -> Result
 }
 
 /// One route's legacy use by one tenant, as persisted.
-#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct LegacyTrafficRow {
     pub route: String,
     pub client_account_id: ClientAccountId,
@@ -187,7 +187,7 @@ pub async fn legacy_traffic(
 }
 
 /// How many sessions each mapping rule linked.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct RuleCount {
     pub rule: String,
     pub sessions: i64,
@@ -195,7 +195,7 @@ pub struct RuleCount {
 }
 
 /// The shape of the session→flow mapping, for operators.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct MappingStatistics {
     pub sessions_mapped: i64,
     pub flows_with_sessions: i64,

@@ -124,6 +124,24 @@ impl DbTime {
     }
 }
 
+/// In the OpenAPI document: an RFC 3339 date-time in UTC with microseconds.
+impl utoipa::PartialSchema for DbTime {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, SchemaFormat, Type};
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .format(Some(SchemaFormat::KnownFormat(KnownFormat::DateTime)))
+            .description(Some("RFC 3339 date-time in UTC"))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for DbTime {
+    fn name() -> std::borrow::Cow<'static, str> {
+        std::borrow::Cow::Borrowed("Timestamp")
+    }
+}
+
 impl serde::Serialize for DbTime {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.serialize_str(&self.0.to_rfc3339_opts(SecondsFormat::Micros, true))

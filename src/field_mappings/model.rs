@@ -39,7 +39,7 @@ impl std::fmt::Display for MappingId {
 }
 
 /// One column of a file mapped to a platform attribute.
-#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct ImportFieldMapping {
     #[serde(rename = "mapping_id")]
     #[sqlx(try_from = "DbUuid")]
@@ -54,6 +54,8 @@ pub struct ImportFieldMapping {
     pub is_validated: bool,
     pub status: String,
     pub original_ai_suggestion: Option<String>,
+    /// Sample values of the column (an array of strings for rows flowkey wrote).
+    #[schema(value_type = Option<Value>)]
     pub sample_values: Option<Json<Value>>,
     pub suggested_by: Option<String>,
     pub created_at: DbTime,

@@ -13,7 +13,7 @@ pub const FLAG_NAME: &str = "enable_flow_id_primary";
 pub const ENV_VAR: &str = "ENABLE_FLOW_ID_PRIMARY";
 
 /// How legacy routes read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Default, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum FlowIdPrimary {
     /// Read through the `session_id` columns, as before the migration.
@@ -89,7 +89,7 @@ impl fmt::Display for FlagScope {
 }
 
 /// One row of `flowkey_flags`.
-#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct StoredFlag {
     pub name: String,
     pub scope: String,

@@ -10,14 +10,14 @@ use crate::flags::FlagError;
 use crate::migrate::{revisions, Migrator, RunOptions};
 
 /// One check and how many rows fail it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct ReadinessCount {
     pub check: String,
     pub rows: i64,
 }
 
 /// What stands between the database and flag `on`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Default, utoipa::ToSchema)]
 pub struct Readiness {
     /// The revision the database is at, when the backfill revision is not applied yet.
     pub backfill_not_applied: Option<String>,

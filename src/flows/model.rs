@@ -19,7 +19,7 @@ pub const PHASES: [&str; 6] = [
 const FINISHED: [&str; 4] = ["completed", "failed", "cancelled", "deleted"];
 
 /// The persisted state of one discovery flow.
-#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct DiscoveryFlow {
     pub flow_id: FlowId,
     pub client_account_id: ClientAccountId,
@@ -31,6 +31,10 @@ pub struct DiscoveryFlow {
     pub data_import_id: Option<ImportId>,
     pub flow_name: String,
     pub flow_description: Option<String>,
+    /// `initialized`, `active`, `running`, `in_progress`, `paused`, `completed`, `failed`,
+    /// `cancelled`, `deleted`, `migrated`; legacy rows may hold a phase name instead (such
+    /// flows are active).
+    #[schema(example = "active")]
     pub status: String,
     pub progress_percentage: f64,
     pub data_import_completed: bool,
@@ -39,6 +43,7 @@ pub struct DiscoveryFlow {
     pub inventory_completed: bool,
     pub dependencies_completed: bool,
     pub tech_debt_completed: bool,
+    #[schema(value_type = Object)]
     pub crewai_state_data: Json<Value>,
     pub assessment_ready: bool,
     pub created_at: DbTime,
@@ -47,14 +52,14 @@ pub struct DiscoveryFlow {
 }
 
 /// One phase and whether it is done.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct PhaseState {
     pub phase: &'static str,
     pub completed: bool,
 }
 
 /// What `…/flows/{flow_id}/status` answers: the flow's progress at a glance.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct FlowStatus {
     pub flow_id: FlowId,
     pub status: String,

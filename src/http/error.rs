@@ -5,6 +5,7 @@
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use serde::Serialize;
 use serde_json::{json, Value};
 
 use crate::compat::CompatError;
@@ -66,15 +67,42 @@ impl ApiError {
     }
 }
 
+/// `{"success": false, "error": {…}}`: every error answer of the API.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct ErrorEnvelope {
+    /// Always `false`.
+    #[schema(example = false)]
+    pub success: bool,
+    pub error: ErrorBody,
+}
+
+/// What went wrong, for a client to act on.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    /// Stable and machine-readable (`missing_tenant`, `malformed_id`, `not_found`,
+    /// `invalid_csv`, `ambiguous_id`, `payload_too_large`, `unauthorized`, …): branch on it.
+    #[schema(example = "not_found")]
+    pub code: &'static str,
+    /// For people; may change between releases.
+    pub message: String,
+    /// More about the error (`bad_rows`, `flow_ids`, `reasons`, …), or `null`.
+    #[schema(value_type = Value)]
+    pub details: Value,
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         if let Some(cause) = &self.internal {
             tracing::error!(code = self.code, cause = %cause, "request failed");
         }
-        let body = json!({
-            "success": false,
-            "error": { "code": self.code, "message": self.message, "details": self.details },
-        });
+        let body = ErrorEnvelope {
+            success: false,
+            error: ErrorBody {
+                code: self.code,
+                message: self.message,
+                details: self.details,
+            },
+        };
         (self.status, Json(body)).into_response()
     }
 }

@@ -6,6 +6,7 @@ use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
 use serde::de::DeserializeOwned;
+use utoipa::openapi::Required;
 
 use crate::http::ApiError;
 use crate::ids::{ClientAccountId, EngagementId, FlowId, IdError, TenantId};
@@ -31,6 +32,76 @@ impl<S: Send + Sync> FromRequestParts<S> for Tenant {
         let client = ClientAccountId::parse(&client).map_err(bad_tenant)?;
         let engagement = EngagementId::parse(&engagement).map_err(bad_tenant)?;
         Ok(Tenant(TenantId::new(client, engagement)))
+    }
+}
+
+/// In the OpenAPI document: the two required tenant headers.
+impl utoipa::IntoParams for Tenant {
+    fn into_params(
+        _: impl Fn() -> Option<utoipa::openapi::path::ParameterIn>,
+    ) -> Vec<utoipa::openapi::path::Parameter> {
+        vec![
+            header_param(
+                "X-Client-Account-Id",
+                Required::True,
+                crate::ids::uuid_schema("the tenant's client account"),
+                "The tenant's client account id (a UUID), exactly once; with X-Engagement-Id it \
+                 names the tenant. Missing or malformed: 400 `missing_tenant` / \
+                 `malformed_tenant`.",
+            ),
+            header_param(
+                "X-Engagement-Id",
+                Required::True,
+                crate::ids::uuid_schema("the tenant's engagement"),
+                "The tenant's engagement id (a UUID), exactly once. A resource of another tenant \
+                 is a 404.",
+            ),
+        ]
+    }
+}
+
+/// One header parameter of the OpenAPI document.
+pub(crate) fn header_param(
+    name: &str,
+    required: Required,
+    schema: utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+    description: &str,
+) -> utoipa::openapi::path::Parameter {
+    utoipa::openapi::path::ParameterBuilder::new()
+        .name(name)
+        .parameter_in(utoipa::openapi::path::ParameterIn::Header)
+        .required(required)
+        .schema(Some(schema))
+        .description(Some(description))
+        .build()
+}
+
+/// In the OpenAPI document: the optional `X-User-Id` header of uploads.
+impl utoipa::IntoParams for UserHeader {
+    fn into_params(
+        _: impl Fn() -> Option<utoipa::openapi::path::ParameterIn>,
+    ) -> Vec<utoipa::openapi::path::Parameter> {
+        vec![header_param(
+            "X-User-Id",
+            Required::False,
+            crate::ids::uuid_schema("the importing user"),
+            "The importing user (a UUID of an existing user); flowkey's service user when absent.",
+        )]
+    }
+}
+
+/// In the OpenAPI document: the optional `X-Client-Name` header of legacy routes.
+impl utoipa::IntoParams for Caller {
+    fn into_params(
+        _: impl Fn() -> Option<utoipa::openapi::path::ParameterIn>,
+    ) -> Vec<utoipa::openapi::path::Parameter> {
+        use utoipa::PartialSchema;
+        vec![header_param(
+            "X-Client-Name",
+            Required::False,
+            String::schema(),
+            "Who is calling, counted in the legacy traffic summary (the user agent when absent).",
+        )]
     }
 }
 

@@ -4,6 +4,7 @@
 //! no SQL.
 
 mod admin;
+mod auth;
 mod error;
 pub mod extract;
 mod metrics;
@@ -25,7 +26,8 @@ use crate::compat::{CompatConfig, CompatMetrics, SessionFlowCompatibilityService
 use crate::db::Db;
 use crate::flags::{FlagWatcher, FlowIdPrimary, DEFAULT_POLL_INTERVAL};
 
-pub use error::ApiError;
+pub use auth::{AdminToken, AdminTokenError, MIN_TOKEN_BYTES};
+pub use error::{ApiError, ErrorBody, ErrorEnvelope};
 pub use metrics::HttpMetrics;
 pub use openapi::openapi_json;
 
@@ -43,6 +45,8 @@ pub struct ServiceConfig {
     pub compat: CompatConfig,
     /// The `Sunset` date announced on every v1 response (an HTTP date).
     pub v1_sunset: String,
+    /// The bearer token of `/api/admin/*`; `None` disables those routes (403).
+    pub admin_token: Option<AdminToken>,
 }
 
 impl Default for ServiceConfig {
@@ -54,6 +58,7 @@ impl Default for ServiceConfig {
             traffic_flush_interval: Duration::from_secs(5),
             compat: CompatConfig::default(),
             v1_sunset: "Wed, 30 Jun 2027 00:00:00 GMT".to_owned(),
+            admin_token: None,
         }
     }
 }
@@ -184,7 +189,7 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .merge(v3::routes())
         .merge(v1::routes(state.clone()))
-        .merge(admin::routes())
+        .merge(admin::routes(state.clone()))
         .merge(ops::routes())
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -215,11 +220,24 @@ async fn not_found_route() -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, "no_such_route", "no such route")
 }
 
+/// `{"success": true, "data": …}`: every successful answer of the API (errors are an
+/// [`error::ErrorEnvelope`]).
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Envelope<T> {
+    /// Always `true`.
+    #[schema(example = true)]
+    pub success: bool,
+    pub data: T,
+}
+
 /// `{"success": true, "data": …}` with a status.
 pub fn envelope(status: StatusCode, data: impl Serialize) -> Response {
     (
         status,
-        axum::Json(serde_json::json!({ "success": true, "data": data })),
+        axum::Json(Envelope {
+            success: true,
+            data,
+        }),
     )
         .into_response()
 }

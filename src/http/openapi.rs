@@ -1,15 +1,22 @@
-//! The OpenAPI document, generated from the handlers' annotations.
+//! The OpenAPI document, generated from the handlers' annotations: every operation names its
+//! parameters (tenant headers, path ids, queries) and the schema of each answer, and every
+//! schema is derived from the type the handler really serializes.
 
-use utoipa::OpenApi;
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::{Modify, OpenApi};
 
-use crate::http::{admin, ops, v1, v3};
+use crate::http::{admin, ops, v1, v3, ErrorEnvelope};
 
 #[derive(OpenApi)]
 #[openapi(
     info(
         title = "flowkey",
-        description = "Flow-keyed discovery/data-import API with legacy v1 compatibility"
+        description = "Flow-keyed discovery/data-import API with legacy v1 compatibility. \
+            Every answer is an envelope: `{\"success\": true, \"data\": …}` or \
+            `{\"success\": false, \"error\": {\"code\", \"message\", \"details\"}}`."
     ),
+    modifiers(&AdminSecurity, &V1Deprecated),
+    components(schemas(ErrorEnvelope)),
     paths(
         ops::health,
         ops::ready,
@@ -44,6 +51,45 @@ use crate::http::{admin, ops, v1, v3};
     )
 )]
 struct ApiDoc;
+
+/// Every v1 operation is marked deprecated, as its `Deprecation` header says.
+struct V1Deprecated;
+
+impl Modify for V1Deprecated {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            if !path.starts_with("/api/v1/") {
+                continue;
+            }
+            let operations = [
+                &mut item.get,
+                &mut item.post,
+                &mut item.put,
+                &mut item.delete,
+                &mut item.patch,
+            ];
+            for operation in operations.into_iter().flatten() {
+                operation.deprecated = Some(utoipa::openapi::Deprecated::True);
+            }
+        }
+    }
+}
+
+/// The bearer token of `/api/admin/*` (`flowkey serve --admin-token`).
+struct AdminSecurity;
+
+impl Modify for AdminSecurity {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        let mut scheme = Http::new(HttpAuthScheme::Bearer);
+        scheme.description = Some(
+            "The token given to `flowkey serve --admin-token` (or FLOWKEY_ADMIN_TOKEN). \
+             Without one configured, admin routes answer 403."
+                .to_owned(),
+        );
+        components.add_security_scheme("admin_token", SecurityScheme::Http(scheme));
+    }
+}
 
 /// The document as JSON text.
 pub fn openapi_json() -> String {

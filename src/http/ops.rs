@@ -5,10 +5,12 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
+use serde::Serialize;
 use serde_json::json;
+use utoipa::ToSchema;
 
 use crate::compat::store::check_schema;
-use crate::http::{ok, ApiError, AppState};
+use crate::http::{ok, ApiError, AppState, Envelope, ErrorEnvelope};
 
 pub(crate) fn routes() -> Router<AppState> {
     Router::new()
@@ -19,15 +21,31 @@ pub(crate) fn routes() -> Router<AppState> {
 }
 
 /// The process answers.
-#[utoipa::path(get, path = "/health", tag = "ops", responses((status = 200, description = "the server is alive")))]
+#[utoipa::path(get, path = "/health", tag = "ops", responses(
+    (status = 200, description = "the server is alive", body = Envelope<HealthView>),
+))]
 pub(crate) async fn health() -> Response {
-    ok(json!({ "status": "ok" }))
+    ok(HealthView { status: "ok" })
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct HealthView {
+    #[schema(example = "ok")]
+    pub status: &'static str,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct ReadyView {
+    #[schema(example = "ready")]
+    pub status: &'static str,
+    /// `sqlite` or `postgres`.
+    pub database: String,
 }
 
 /// The database answers and its schema is at head.
 #[utoipa::path(get, path = "/ready", tag = "ops", responses(
-    (status = 200, description = "ready to serve"),
-    (status = 503, description = "database unreachable or schema not at head"),
+    (status = 200, description = "ready to serve", body = Envelope<ReadyView>),
+    (status = 503, description = "`database_unavailable`, or `schema_not_at_head` with the missing revisions in `details`", body = ErrorEnvelope),
 ))]
 pub(crate) async fn ready(State(state): State<AppState>) -> Result<Response, ApiError> {
     let check = check_schema(&state.db).await.map_err(|err| {
@@ -43,13 +61,16 @@ pub(crate) async fn ready(State(state): State<AppState>) -> Result<Response, Api
             })),
         );
     }
-    Ok(ok(
-        json!({ "status": "ready", "database": state.db.engine().to_string() }),
-    ))
+    Ok(ok(ReadyView {
+        status: "ready",
+        database: state.db.engine().to_string(),
+    }))
 }
 
 /// Prometheus text exposition.
-#[utoipa::path(get, path = "/metrics", tag = "ops", responses((status = 200, description = "Prometheus text format")))]
+#[utoipa::path(get, path = "/metrics", tag = "ops", responses(
+    (status = 200, description = "Prometheus text format", body = String, content_type = "text/plain"),
+))]
 pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
     (
         StatusCode::OK,
@@ -59,7 +80,9 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
         .into_response()
 }
 
-#[utoipa::path(get, path = "/openapi.json", tag = "ops", responses((status = 200, description = "this document")))]
+#[utoipa::path(get, path = "/openapi.json", tag = "ops", responses(
+    (status = 200, description = "this document (OpenAPI 3.1)", body = Object),
+))]
 pub(crate) async fn openapi() -> Response {
     (
         StatusCode::OK,

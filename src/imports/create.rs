@@ -51,7 +51,7 @@ pub struct NewImportRequest {
 }
 
 /// What a stored import answers.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct ImportCreated {
     pub import_id: ImportId,
     pub flow_id: FlowId,

@@ -7,7 +7,7 @@ use crate::ids::{ClientAccountId, EngagementId, FlowId, ImportId, SessionId};
 
 /// One uploaded file. `flow_id` is its primary reference; `session_id` is the legacy key,
 /// kept (and still written by the v1 API) for clients that have not moved to flow ids.
-#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct DataImport {
     #[serde(rename = "import_id")]
     pub id: ImportId,
@@ -27,6 +27,8 @@ pub struct DataImport {
     pub total_records: Option<i32>,
     pub processed_records: Option<i32>,
     pub failed_records: Option<i32>,
+    /// How the import was made (`source`, and for legacy rows `validation_session_id`).
+    #[schema(value_type = Option<Object>)]
     pub import_config: Option<Json<Value>>,
     pub created_at: DbTime,
     pub updated_at: Option<DbTime>,
@@ -34,7 +36,7 @@ pub struct DataImport {
 }
 
 /// One row of an uploaded file, kept as it came (`raw_data` is `{header: value}`).
-#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct RawImportRecord {
     #[sqlx(try_from = "DbUuid")]
     pub id: uuid::Uuid,
@@ -43,6 +45,7 @@ pub struct RawImportRecord {
     /// Deprecated: the legacy session key.
     pub session_id: Option<SessionId>,
     pub row_number: i32,
+    #[schema(value_type = Object)]
     pub raw_data: Json<Value>,
     pub is_processed: bool,
     pub is_valid: bool,

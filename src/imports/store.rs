@@ -60,7 +60,7 @@ pub struct NewImportRow {
 }
 
 /// How many rows a deletion removed.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct DeletedRows {
     pub imports: u64,
     pub records: u64,

@@ -15,7 +15,10 @@ fn workspace() -> Workspace {
 
 fn flowkey() -> Command {
     let mut command = Command::cargo_bin("flowkey").expect("binary");
-    command.env_remove("DATABASE_URL").env_remove("RUST_LOG");
+    command
+        .env_remove("DATABASE_URL")
+        .env_remove("RUST_LOG")
+        .env_remove("FLOWKEY_ADMIN_TOKEN");
     command
 }
 
@@ -196,4 +199,28 @@ fn stamp_records_a_revision_and_refuses_a_foreign_one() {
         stderr.contains("exists only in the expected schema"),
         "{stderr}"
     );
+}
+
+#[test]
+fn serve_refuses_a_short_admin_token_and_hides_the_token_in_help() {
+    let ws = workspace();
+    let stderr = one_line_error(
+        &["serve", "--database-url", &ws.url, "--admin-token", "short"],
+        1,
+    );
+    assert!(stderr.contains("at least 16"), "{stderr}");
+    let stderr = one_line_error(
+        &["serve", "--database-url", &ws.url, "--admin-token", " "],
+        1,
+    );
+    assert!(stderr.contains("empty"), "{stderr}");
+    let help = flowkey()
+        .args(["serve", "--help"])
+        .env("FLOWKEY_ADMIN_TOKEN", "do-not-print-this-secret")
+        .output()
+        .expect("runs");
+    let help = String::from_utf8(help.stdout).expect("utf-8");
+    assert!(help.contains("--admin-token"), "{help}");
+    assert!(help.contains("FLOWKEY_ADMIN_TOKEN"), "{help}");
+    assert!(!help.contains("do-not-print-this-secret"), "{help}");
 }

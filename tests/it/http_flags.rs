@@ -71,13 +71,86 @@ both_engines!(
     modes_agree
 );
 
+/// The v1 flow routes for a session linked by rule `data_import`: the legacy platform found
+/// flows by `discovery_flows.import_session_id`, which for such a session holds its import's
+/// id, so legacy answered 404. `off` keeps that contract, `shadow` serves it and counts the
+/// read as recovered (not as a mismatch), `on` finds the flow through the mapping.
+async fn data_import_rule_sessions(test_db: TestDb) {
+    let (_keep, db) = head_db(test_db.engine).await;
+    let tenant = insert_tenant(&db).await;
+    let user = insert_user(&db).await;
+    let session = insert_session(&db, tenant, user).await;
+    let flow_id = flowkey::ids::FlowId::new_v4();
+    insert_flow(&db, tenant, flow_id, None).await;
+    insert_mapping(&db, session, flow_id, tenant, "data_import").await;
+    let import_id = insert_import(&db, tenant, user, Some(session), Some(flow_id)).await;
+    // As the legacy upload path left it: the flow's "session" is its import's id.
+    flowkey::on_pool!(&db, pool => {
+        sqlx::query("UPDATE discovery_flows SET import_session_id = $1 WHERE flow_id = $2")
+            .bind(flowkey::db::types::DbUuid(import_id.as_uuid()))
+            .bind(flow_id)
+            .execute(pool)
+            .await
+            .unwrap();
+    });
+    let state = state(&db);
+    let routes = [
+        "/api/v1/unified-discovery/flow/status/{session_id}",
+        "/api/v1/data-import/processing-status/{session_id}",
+    ];
+    let read = |route: &str| {
+        request(
+            Method::GET,
+            &route.replace("{session_id}", &format!("disc_session_{session}")),
+            tenant,
+            None,
+        )
+    };
+    for (mode, expected) in [
+        (FlowIdPrimary::Off, StatusCode::NOT_FOUND),
+        (FlowIdPrimary::Shadow, StatusCode::NOT_FOUND),
+        (FlowIdPrimary::On, StatusCode::OK),
+    ] {
+        flags::set_flag(&db, FlagScope::Tenant(tenant), mode, "test")
+            .await
+            .expect("set");
+        state.refresh_flags().await.expect("refresh");
+        for route in routes {
+            let answer = send(&state, read(route)).await;
+            assert_eq!(answer.status, expected, "{mode} {route}: {}", answer.text);
+            if expected == StatusCode::OK {
+                assert_eq!(answer.data()["flow_id"], flow_id.to_string(), "{route}");
+            }
+        }
+    }
+    let metrics = state.compat.metrics();
+    for route in routes {
+        assert_eq!(
+            metrics.shadow_recovered.with_label_values(&[route]).get(),
+            1,
+            "{route}"
+        );
+        assert_eq!(
+            metrics.shadow_mismatches.with_label_values(&[route]).get(),
+            0,
+            "{route}"
+        );
+    }
+}
+both_engines!(
+    a_data_import_rule_session_is_404_when_off_as_in_legacy_recovered_in_shadow_found_when_on,
+    data_import_rule_sessions
+);
+
 async fn shadow_counts_differences(test_db: TestDb) {
     let (_keep, db) = head_db(test_db.engine).await;
     let tenant = insert_tenant(&db).await;
     let user = insert_user(&db).await;
     let session = insert_session(&db, tenant, user).await;
-    // The session's flow is reachable only through the mapping (import_session_id is empty),
-    // so the session-keyed and the flow-keyed reads disagree.
+    // The session key finds one flow (its import_session_id), the mapping names another:
+    // the two reads disagree, and `on` would answer differently.
+    let by_session = flowkey::ids::FlowId::new_v4();
+    insert_flow(&db, tenant, by_session, Some(session.as_uuid())).await;
     let flow_id = flowkey::ids::FlowId::new_v4();
     insert_flow(&db, tenant, flow_id, None).await;
     insert_mapping(&db, session, flow_id, tenant, "data_import").await;
@@ -101,18 +174,22 @@ async fn shadow_counts_differences(test_db: TestDb) {
         ),
     )
     .await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
     assert_eq!(
-        answer.status,
-        StatusCode::NOT_FOUND,
+        answer.data()["flow_id"],
+        by_session.to_string(),
         "shadow serves the session-keyed answer"
     );
-    let mismatches = state
-        .compat
-        .metrics()
-        .shadow_mismatches
-        .with_label_values(&["/api/v1/unified-discovery/flow/status/{session_id}"])
-        .get();
-    assert_eq!(mismatches, 1);
+    let route = "/api/v1/unified-discovery/flow/status/{session_id}";
+    let metrics = state.compat.metrics();
+    assert_eq!(
+        metrics.shadow_mismatches.with_label_values(&[route]).get(),
+        1
+    );
+    assert_eq!(
+        metrics.shadow_recovered.with_label_values(&[route]).get(),
+        0
+    );
     flags::set_flag(&db, FlagScope::Tenant(tenant), FlowIdPrimary::On, "test")
         .await
         .expect("set");
@@ -162,10 +239,9 @@ async fn on_refused_until_backfilled(test_db: TestDb) {
     let state = state(&db);
     let refused = send(
         &state,
-        request(
+        admin(
             Method::PUT,
             "/api/admin/flags/enable_flow_id_primary",
-            tenant,
             Some(json!({"value": "on"})),
         ),
     )
@@ -174,10 +250,9 @@ async fn on_refused_until_backfilled(test_db: TestDb) {
     assert_eq!(refused.error_code(), "not_ready");
     let bad = send(
         &state,
-        request(
+        admin(
             Method::PUT,
             "/api/admin/flags/enable_flow_id_primary",
-            tenant,
             Some(json!({"value": "sometimes"})),
         ),
     )
@@ -185,10 +260,9 @@ async fn on_refused_until_backfilled(test_db: TestDb) {
     assert_eq!(bad.status, StatusCode::BAD_REQUEST);
     let unknown = send(
         &state,
-        request(
+        admin(
             Method::PUT,
             "/api/admin/flags/other_flag",
-            tenant,
             Some(json!({"value": "on"})),
         ),
     )
@@ -206,7 +280,7 @@ async fn runtime_switch(test_db: TestDb) {
     let other = insert_tenant(&db).await;
     let config = flowkey::http::ServiceConfig {
         flag_poll_interval: Duration::from_millis(50),
-        ..flowkey::http::ServiceConfig::default()
+        ..crate::service_support::config()
     };
     let state = flowkey::http::AppState::new(db.clone(), config).expect("state");
     let background = state.spawn_background();
@@ -236,10 +310,9 @@ async fn runtime_switch(test_db: TestDb) {
 
     let set = send(
         &state,
-        request(
+        admin(
             Method::PUT,
             "/api/admin/flags/enable_flow_id_primary",
-            tenant,
             Some(json!({"value": "on"})),
         ),
     )
@@ -255,11 +328,7 @@ async fn runtime_switch(test_db: TestDb) {
         FlowIdPrimary::Shadow,
         "a tenant override wins"
     );
-    let listed = send(
-        &state,
-        request(Method::GET, "/api/admin/flags", tenant, None),
-    )
-    .await;
+    let listed = send(&state, admin(Method::GET, "/api/admin/flags", None)).await;
     assert_eq!(listed.data()["stored"].as_array().unwrap().len(), 2);
     background.shutdown().await;
 }

@@ -48,10 +48,9 @@ async fn ops_routes(test_db: TestDb) {
 
     let traffic = send(
         &state,
-        request(
+        admin(
             Method::GET,
             &format!("/api/admin/legacy-traffic?tenant={tenant}"),
-            tenant,
             None,
         ),
     )
@@ -64,7 +63,7 @@ async fn ops_routes(test_db: TestDb) {
     assert_eq!(traffic.data()[0]["hits"], 1);
     let stats = send(
         &state,
-        request(Method::GET, "/api/admin/mapping-statistics", tenant, None),
+        admin(Method::GET, "/api/admin/mapping-statistics", None),
     )
     .await;
     assert_eq!(stats.data()["sessions_mapped"], 1);

@@ -28,6 +28,7 @@ use sqlx::Row;
 use crate::both_engines;
 use crate::harness::TestDb;
 use crate::reliability_support::{flowkey, run_ok, seeded, small_seed, UPGRADE_HEAD};
+use crate::service_support::ADMIN_TOKEN;
 use flowkey::seed::SeedConfig;
 
 /// What `call` reports when the server closed the connection without an answer.
@@ -59,7 +60,8 @@ impl Server {
         let mut command = flowkey(url, &["serve", "--bind", &bind]);
         command
             .stderr(Stdio::from(std::fs::File::create(&log).unwrap()))
-            .env("FLOWKEY_FLAG_POLL_MS", "100");
+            .env("FLOWKEY_FLAG_POLL_MS", "100")
+            .env("FLOWKEY_ADMIN_TOKEN", ADMIN_TOKEN);
         for (name, value) in env {
             command.env(name, value);
         }
@@ -174,7 +176,8 @@ async fn served_with(test_db: &TestDb, env: &[(&str, &str)], config: &SeedConfig
     Server::start(&test_db.url, env).await
 }
 
-/// One request with the tenant headers of `tenant` (when given) and an optional body.
+/// One request with the tenant headers of `tenant` (when given), the admin token on admin
+/// routes, and an optional body.
 async fn call(
     client: &reqwest::Client,
     server: &Server,
@@ -184,6 +187,9 @@ async fn call(
     body: Option<Vec<u8>>,
 ) -> (StatusCode, Value) {
     let mut request = client.request(method, format!("{}{path}", server.base));
+    if path.starts_with("/api/admin/") {
+        request = request.bearer_auth(ADMIN_TOKEN);
+    }
     if let Some(tenant) = tenant {
         request = request
             .header("X-Client-Account-Id", &tenant.client)

@@ -13,7 +13,7 @@ use axum::body::Body;
 use axum::http::{HeaderMap, Method, Request, StatusCode};
 use flowkey::db::types::{DbTime, DbUuid};
 use flowkey::db::{on_pool, Db, Engine};
-use flowkey::http::{app, AppState, ServiceConfig};
+use flowkey::http::{app, AdminToken, AppState, ServiceConfig};
 use flowkey::ids::{ClientAccountId, EngagementId, FlowId, ImportId, SessionId, TenantId};
 use flowkey::migrate::revisions::legacy::LEGACY_SQL;
 use flowkey::migrate::{Migrator, RunOptions};
@@ -235,14 +235,25 @@ pub async fn all_counts(db: &Db) -> Vec<(String, i64)> {
     counts
 }
 
+/// The admin token every test server is configured with.
+pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
+
+/// The default config, with the test admin token.
+pub fn config() -> ServiceConfig {
+    ServiceConfig {
+        admin_token: Some(AdminToken::parse(ADMIN_TOKEN).expect("admin token")),
+        ..ServiceConfig::default()
+    }
+}
+
 pub fn state(db: &Db) -> AppState {
-    AppState::new(db.clone(), ServiceConfig::default()).expect("state")
+    AppState::new(db.clone(), config()).expect("state")
 }
 
 pub fn small_body_state(db: &Db, max_body_bytes: usize) -> AppState {
     let config = ServiceConfig {
         max_body_bytes,
-        ..ServiceConfig::default()
+        ..config()
     };
     AppState::new(db.clone(), config).expect("state")
 }
@@ -254,6 +265,22 @@ pub fn request(method: Method, uri: &str, tenant: TenantId, body: Option<Value>)
         .uri(uri)
         .header("x-client-account-id", tenant.client_account_id.to_string())
         .header("x-engagement-id", tenant.engagement_id.to_string());
+    match body {
+        Some(body) => builder
+            .header("content-type", "application/json")
+            .body(Body::from(body.to_string()))
+            .expect("request"),
+        None => builder.body(Body::empty()).expect("request"),
+    }
+}
+
+/// A request to an admin route, with the test admin token (and no tenant headers: admin
+/// routes act on the whole database).
+pub fn admin(method: Method, uri: &str, body: Option<Value>) -> Request<Body> {
+    let builder = Request::builder()
+        .method(method)
+        .uri(uri)
+        .header("authorization", format!("Bearer {ADMIN_TOKEN}"));
     match body {
         Some(body) => builder
             .header("content-type", "application/json")

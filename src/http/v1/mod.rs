@@ -13,14 +13,19 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::compat::{LegacyAnswer, LegacyRead};
+use crate::field_mappings::ImportFieldMapping;
+use crate::flows::{DiscoveryFlow, FlowStatus};
 use crate::http::extract::ApiQuery;
 use crate::http::extract::{
     single_header, ApiJson, ApiPath, Caller, Tenant, UserHeader, SESSION_HEADER,
 };
 use crate::http::v3::{bounded, FileMetadata, PageQuery};
-use crate::http::{ok, ApiError, AppState};
+use crate::http::{ok, ApiError, AppState, Envelope, ErrorEnvelope};
 use crate::ids::SessionId;
-use crate::imports::{self, rows_from_json, ImportSource, NewImportRequest};
+use crate::imports::{
+    self, rows_from_json, DataImport, ImportCreated, ImportSource, NewImportRequest,
+};
+use crate::paging::Page;
 
 const STORE_IMPORT: &str = "/api/v1/data-import/store-import";
 const IMPORT: &str = "/api/v1/data-import/import/{session_id}";
@@ -81,14 +86,18 @@ fn with_successor(mut response: Response, successor: String) -> Response {
     response
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::ToSchema)]
 pub(crate) struct UploadContext {
+    /// Recorded as `import_type` (`cmdb` when absent).
     pub intended_type: Option<String>,
+    /// The legacy session, when `X-Session-ID` is absent (any accepted form).
     pub validation_session_id: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub(crate) struct StoreImportBody {
+    /// The rows, each an object `{header: value}`.
+    #[schema(value_type = Vec<Object>)]
     pub file_data: Vec<Value>,
     #[serde(default)]
     pub metadata: FileMetadata,
@@ -98,10 +107,23 @@ pub(crate) struct StoreImportBody {
 
 /// The legacy upload: same effect as `POST /api/v3/data-import/imports`, under a legacy
 /// session (from `X-Session-ID`, else `upload_context.validation_session_id`, else new).
-#[utoipa::path(post, path = "/api/v1/data-import/store-import", tag = "v1 legacy (deprecated)", responses(
-    (status = 200, description = "stored; import_session_id and flow_id"),
-    (status = 400, description = "malformed body, session id or tenant headers"),
-))]
+#[utoipa::path(post, path = "/api/v1/data-import/store-import", operation_id = "v1_store_import", tag = "v1 legacy (deprecated)",
+    params(
+        Tenant,
+        ("X-Session-ID" = Option<String>, Header, description = "The legacy session to store under, in any form the path parameter `session_id` accepts; else `upload_context.validation_session_id`; else a new session."),
+        UserHeader,
+        Caller,
+    ),
+    request_body = StoreImportBody,
+    responses(
+        (status = 200, description = "stored; `import_session_id` and `flow_id`", body = Envelope<ImportCreated>),
+        (status = 400, description = "malformed body, session id or tenant headers", body = ErrorEnvelope),
+        (status = 404, description = "`tenant_not_found`: no such engagement under this client account", body = ErrorEnvelope),
+        (status = 409, description = "`session_taken`: the session belongs to another tenant", body = ErrorEnvelope),
+        (status = 413, description = "body too large", body = ErrorEnvelope),
+        (status = 422, description = "rows unusable", body = ErrorEnvelope),
+    ),
+)]
 pub(crate) async fn store_import(
     State(state): State<AppState>,
     Tenant(tenant): Tenant,
@@ -140,10 +162,15 @@ pub(crate) async fn store_import(
     Ok(with_successor(ok(created), successor))
 }
 
-#[utoipa::path(get, path = "/api/v1/data-import/import/{session_id}", tag = "v1 legacy (deprecated)", responses(
-    (status = 200, description = "the session's newest import (as GET /api/v3/data-import/imports/{import_id})"),
-    (status = 404, description = "no import for this session in this tenant"),
-))]
+#[utoipa::path(get, path = "/api/v1/data-import/import/{session_id}", operation_id = "v1_get_import", tag = "v1 legacy (deprecated)",
+    params(Tenant, ("session_id" = String, Path, description = "The legacy session id in any form a client ever sent: a bare UUID, `disc_session_<uuid>` or `session-<uuid>`, in any letter case, surrounding whitespace ignored.", example = "disc_session_6f1c2a3e-4b5d-4e6f-8a7b-9c0d1e2f3a4b"), Caller),
+    responses(
+        (status = 200, description = "the session's newest import (as GET /api/v3/data-import/imports/{import_id})", body = Envelope<DataImport>),
+        (status = 400, description = "missing or malformed tenant headers or session id", body = ErrorEnvelope),
+        (status = 404, description = "no import for this session in this tenant", body = ErrorEnvelope),
+        (status = 409, description = "`ambiguous_id` (flag `on`): the session names several flows", body = ErrorEnvelope),
+    ),
+)]
 pub(crate) async fn get_import(
     state: State<AppState>,
     tenant: Tenant,
@@ -159,10 +186,15 @@ pub(crate) async fn get_import(
     }
 }
 
-#[utoipa::path(get, path = "/api/v1/data-import/processing-status/{session_id}", tag = "v1 legacy (deprecated)", responses(
-    (status = 200, description = "the session's flow status (as GET /api/v3/discovery-flow/flows/{flow_id}/status)"),
-    (status = 404, description = "no flow for this session"),
-))]
+#[utoipa::path(get, path = "/api/v1/data-import/processing-status/{session_id}", operation_id = "v1_processing_status", tag = "v1 legacy (deprecated)",
+    params(Tenant, ("session_id" = String, Path, description = "The legacy session id in any form a client ever sent: a bare UUID, `disc_session_<uuid>` or `session-<uuid>`, in any letter case, surrounding whitespace ignored.", example = "disc_session_6f1c2a3e-4b5d-4e6f-8a7b-9c0d1e2f3a4b"), Caller),
+    responses(
+        (status = 200, description = "the session's flow status (as GET /api/v3/discovery-flow/flows/{flow_id}/status)", body = Envelope<FlowStatus>),
+        (status = 400, description = "missing or malformed tenant headers or session id", body = ErrorEnvelope),
+        (status = 404, description = "no flow for this session", body = ErrorEnvelope),
+        (status = 409, description = "`ambiguous_id` (flag `on`): the session names several flows", body = ErrorEnvelope),
+    ),
+)]
 pub(crate) async fn processing_status(
     state: State<AppState>,
     tenant: Tenant,
@@ -187,10 +219,15 @@ pub(crate) async fn processing_status(
     }
 }
 
-#[utoipa::path(get, path = "/api/v1/data-import/validation-session/{session_id}", tag = "v1 legacy (deprecated)", responses(
-    (status = 200, description = "the session's field mappings (as GET /api/v3/field-mapping/mappings/{flow_id})"),
-    (status = 404, description = "no import for this session"),
-))]
+#[utoipa::path(get, path = "/api/v1/data-import/validation-session/{session_id}", operation_id = "v1_validation_session", tag = "v1 legacy (deprecated)",
+    params(Tenant, ("session_id" = String, Path, description = "The legacy session id in any form a client ever sent: a bare UUID, `disc_session_<uuid>` or `session-<uuid>`, in any letter case, surrounding whitespace ignored.", example = "disc_session_6f1c2a3e-4b5d-4e6f-8a7b-9c0d1e2f3a4b"), Caller, PageQuery),
+    responses(
+        (status = 200, description = "the session's field mappings (as GET /api/v3/field-mapping/mappings/{flow_id})", body = Envelope<Page<ImportFieldMapping>>),
+        (status = 400, description = "missing or malformed tenant headers or session id", body = ErrorEnvelope),
+        (status = 404, description = "no import for this session", body = ErrorEnvelope),
+        (status = 409, description = "`ambiguous_id` (flag `on`): the session names several flows", body = ErrorEnvelope),
+    ),
+)]
 pub(crate) async fn validation_session(
     state: State<AppState>,
     tenant: Tenant,
@@ -225,10 +262,15 @@ pub(crate) async fn validation_session(
     }
 }
 
-#[utoipa::path(get, path = "/api/v1/unified-discovery/flow/status/{session_id}", tag = "v1 legacy (deprecated)", responses(
-    (status = 200, description = "the session's flow (as GET /api/v3/discovery-flow/flows/{flow_id})"),
-    (status = 404, description = "no flow for this session"),
-))]
+#[utoipa::path(get, path = "/api/v1/unified-discovery/flow/status/{session_id}", operation_id = "v1_flow_status", tag = "v1 legacy (deprecated)",
+    params(Tenant, ("session_id" = String, Path, description = "The legacy session id in any form a client ever sent: a bare UUID, `disc_session_<uuid>` or `session-<uuid>`, in any letter case, surrounding whitespace ignored.", example = "disc_session_6f1c2a3e-4b5d-4e6f-8a7b-9c0d1e2f3a4b"), Caller),
+    responses(
+        (status = 200, description = "the session's flow (as GET /api/v3/discovery-flow/flows/{flow_id})", body = Envelope<DiscoveryFlow>),
+        (status = 400, description = "missing or malformed tenant headers or session id", body = ErrorEnvelope),
+        (status = 404, description = "no flow for this session", body = ErrorEnvelope),
+        (status = 409, description = "`ambiguous_id` (flag `on`): the session names several flows", body = ErrorEnvelope),
+    ),
+)]
 pub(crate) async fn flow_status(
     state: State<AppState>,
     tenant: Tenant,

@@ -2,21 +2,34 @@ use axum::extract::State;
 use axum::response::Response;
 use serde::Deserialize;
 
-use crate::flows::{self, FlowAction, FlowsError};
-use crate::http::extract::{flow_id_param, single_header, ApiPath, ApiQuery, Tenant, USER_HEADER};
-use crate::http::v3::PageQuery;
-use crate::http::{ok, ApiError, AppState};
+use utoipa::IntoParams;
 
-#[derive(Debug, Default, Deserialize)]
+use crate::compat::DeletedFlow;
+use crate::flows::{self, DiscoveryFlow, FlowAction, FlowStatus, FlowsError};
+use crate::http::extract::{
+    flow_id_param, single_header, ApiPath, ApiQuery, Tenant, UserHeader, USER_HEADER,
+};
+use crate::http::v3::PageQuery;
+use crate::http::{ok, ApiError, AppState, Envelope, ErrorEnvelope};
+use crate::paging::Page;
+
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct ListFlowsQuery {
+    /// Only flows with this status.
     pub status: Option<String>,
     #[serde(flatten)]
+    #[param(ignore)]
     pub page: PageQuery,
 }
 
-#[utoipa::path(get, path = "/api/v3/discovery-flow/flows", tag = "v3 discovery flow", responses(
-    (status = 200, description = "one page of the tenant's flows; filter `status`; `cursor`, `limit`"),
-))]
+#[utoipa::path(get, path = "/api/v3/discovery-flow/flows", tag = "v3 discovery flow",
+    params(Tenant, ListFlowsQuery, PageQuery),
+    responses(
+        (status = 200, description = "one page of the tenant's flows, by flow id", body = Envelope<Page<DiscoveryFlow>>),
+        (status = 400, description = "missing or malformed tenant headers, `cursor` or `limit`", body = ErrorEnvelope),
+    ),
+)]
 pub(crate) async fn list_flows(
     State(state): State<AppState>,
     Tenant(tenant): Tenant,
@@ -29,9 +42,14 @@ pub(crate) async fn list_flows(
     Ok(ok(flows))
 }
 
-#[utoipa::path(get, path = "/api/v3/discovery-flow/flows/{flow_id}", tag = "v3 discovery flow", responses(
-    (status = 200, description = "the flow's persisted state"), (status = 404, description = "no such flow in this tenant"),
-))]
+#[utoipa::path(get, path = "/api/v3/discovery-flow/flows/{flow_id}", tag = "v3 discovery flow",
+    params(Tenant, ("flow_id" = uuid::Uuid, Path, description = "The flow's id (any UUID: legacy flows may hold a non-v4 id).")),
+    responses(
+        (status = 200, description = "the flow's persisted state", body = Envelope<DiscoveryFlow>),
+        (status = 400, description = "missing or malformed tenant headers, flow id or query", body = ErrorEnvelope),
+        (status = 404, description = "no such flow in this tenant", body = ErrorEnvelope),
+    ),
+)]
 pub(crate) async fn get_flow(
     State(state): State<AppState>,
     Tenant(tenant): Tenant,
@@ -44,9 +62,14 @@ pub(crate) async fn get_flow(
     Ok(ok(flow))
 }
 
-#[utoipa::path(get, path = "/api/v3/discovery-flow/flows/{flow_id}/status", tag = "v3 discovery flow", responses(
-    (status = 200, description = "status, current phase, progress"), (status = 404, description = "no such flow"),
-))]
+#[utoipa::path(get, path = "/api/v3/discovery-flow/flows/{flow_id}/status", tag = "v3 discovery flow",
+    params(Tenant, ("flow_id" = uuid::Uuid, Path, description = "The flow's id (any UUID: legacy flows may hold a non-v4 id).")),
+    responses(
+        (status = 200, description = "status, current phase, progress", body = Envelope<FlowStatus>),
+        (status = 400, description = "missing or malformed tenant headers, flow id or query", body = ErrorEnvelope),
+        (status = 404, description = "no such flow in this tenant", body = ErrorEnvelope),
+    ),
+)]
 pub(crate) async fn flow_status(
     State(state): State<AppState>,
     Tenant(tenant): Tenant,
@@ -59,9 +82,15 @@ pub(crate) async fn flow_status(
     Ok(ok(flow.status_view()))
 }
 
-#[utoipa::path(post, path = "/api/v3/discovery-flow/flows/{flow_id}/pause", tag = "v3 discovery flow", responses(
-    (status = 200, description = "paused"), (status = 404, description = "no such flow"), (status = 409, description = "cannot pause in this status"),
-))]
+#[utoipa::path(post, path = "/api/v3/discovery-flow/flows/{flow_id}/pause", tag = "v3 discovery flow",
+    params(Tenant, ("flow_id" = uuid::Uuid, Path, description = "The flow's id (any UUID: legacy flows may hold a non-v4 id).")),
+    responses(
+        (status = 200, description = "paused", body = Envelope<FlowStatus>),
+        (status = 400, description = "missing or malformed tenant headers, flow id or query", body = ErrorEnvelope),
+        (status = 404, description = "no such flow in this tenant", body = ErrorEnvelope),
+        (status = 409, description = "`invalid_transition`: finished or already paused", body = ErrorEnvelope),
+    ),
+)]
 pub(crate) async fn pause_flow(
     state: State<AppState>,
     tenant: Tenant,
@@ -70,9 +99,15 @@ pub(crate) async fn pause_flow(
     change_flow(state, tenant, flow_id, FlowAction::Pause).await
 }
 
-#[utoipa::path(post, path = "/api/v3/discovery-flow/flows/{flow_id}/resume", tag = "v3 discovery flow", responses(
-    (status = 200, description = "resumed"), (status = 404, description = "no such flow"), (status = 409, description = "not paused"),
-))]
+#[utoipa::path(post, path = "/api/v3/discovery-flow/flows/{flow_id}/resume", tag = "v3 discovery flow",
+    params(Tenant, ("flow_id" = uuid::Uuid, Path, description = "The flow's id (any UUID: legacy flows may hold a non-v4 id).")),
+    responses(
+        (status = 200, description = "resumed (status `active`)", body = Envelope<FlowStatus>),
+        (status = 400, description = "missing or malformed tenant headers, flow id or query", body = ErrorEnvelope),
+        (status = 404, description = "no such flow in this tenant", body = ErrorEnvelope),
+        (status = 409, description = "`invalid_transition`: not paused", body = ErrorEnvelope),
+    ),
+)]
 pub(crate) async fn resume_flow(
     state: State<AppState>,
     tenant: Tenant,
@@ -106,15 +141,21 @@ async fn change_flow(
     Ok(ok(flow.status_view()))
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct DeleteFlowQuery {
+    /// Why, recorded in `flow_deletion_audit` (at most 2000 characters kept).
     pub reason: Option<String>,
 }
 
-#[utoipa::path(delete, path = "/api/v3/discovery-flow/flows/{flow_id}", tag = "v3 discovery flow", responses(
-    (status = 200, description = "the flow and its rows deleted, recorded in flow_deletion_audit"),
-    (status = 404, description = "no such flow"),
-))]
+#[utoipa::path(delete, path = "/api/v3/discovery-flow/flows/{flow_id}", tag = "v3 discovery flow",
+    params(Tenant, ("flow_id" = uuid::Uuid, Path, description = "The flow's id (any UUID: legacy flows may hold a non-v4 id)."), DeleteFlowQuery, UserHeader),
+    responses(
+        (status = 200, description = "the flow and its rows deleted, recorded in flow_deletion_audit", body = Envelope<DeletedFlow>),
+        (status = 400, description = "missing or malformed tenant headers, flow id or query", body = ErrorEnvelope),
+        (status = 404, description = "no such flow in this tenant", body = ErrorEnvelope),
+    ),
+)]
 pub(crate) async fn delete_flow(
     State(state): State<AppState>,
     Tenant(tenant): Tenant,

@@ -1,30 +1,39 @@
 use axum::extract::{Multipart, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
 
 use crate::http::extract::{flow_id_param, ApiJson, ApiPath, ApiQuery, Tenant, UserHeader};
 use crate::http::v3::PageQuery;
-use crate::http::{envelope, ok, ApiError, AppState};
+use crate::http::{envelope, ok, ApiError, AppState, Envelope, ErrorEnvelope};
 use crate::ids::ImportId;
+use crate::imports::store::DeletedRows;
 use crate::imports::{
-    self, read_csv, rows_from_json, ImportFilter, ImportSource, NewImportRequest,
+    self, read_csv, rows_from_json, DataImport, ImportCreated, ImportFilter, ImportSource,
+    NewImportRequest, RawImportRecord,
 };
+use crate::paging::Page;
 
 /// Longest accepted name or type text.
 const MAX_TEXT: usize = 255;
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 pub(crate) struct FileMetadata {
     pub filename: Option<String>,
+    /// The file's size in bytes.
     pub size: Option<i64>,
+    /// The file's media type.
     #[serde(rename = "type")]
     pub file_type: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 pub(crate) struct CreateImportBody {
+    /// The rows, each an object `{header: value}`; the headers of the first row are the
+    /// columns.
+    #[schema(value_type = Vec<Object>)]
     pub file_data: Vec<Value>,
     #[serde(default)]
     pub metadata: FileMetadata,
@@ -34,12 +43,17 @@ pub(crate) struct CreateImportBody {
 }
 
 /// Stores JSON rows: import, records, suggested mappings and a discovery flow, at once.
-#[utoipa::path(post, path = "/api/v3/data-import/imports", tag = "v3 data import", responses(
-    (status = 201, description = "import, records, mappings and flow created"),
-    (status = 400, description = "malformed body or tenant headers"),
-    (status = 413, description = "body too large"),
-    (status = 422, description = "rows unusable"),
-))]
+#[utoipa::path(post, path = "/api/v3/data-import/imports", tag = "v3 data import",
+    params(Tenant, UserHeader),
+    request_body = CreateImportBody,
+    responses(
+        (status = 201, description = "import, records, mappings and flow created", body = Envelope<ImportCreated>),
+        (status = 400, description = "malformed body or tenant headers", body = ErrorEnvelope),
+        (status = 404, description = "`tenant_not_found`: no such engagement under this client account", body = ErrorEnvelope),
+        (status = 413, description = "body too large", body = ErrorEnvelope),
+        (status = 422, description = "rows unusable, or an unknown `X-User-Id`", body = ErrorEnvelope),
+    ),
+)]
 pub(crate) async fn create_import(
     State(state): State<AppState>,
     Tenant(tenant): Tenant,
@@ -69,12 +83,17 @@ pub(crate) async fn create_import(
 
 /// Stores an uploaded CSV file (multipart field `file`; optional fields `import_type`,
 /// `import_name`).
-#[utoipa::path(post, path = "/api/v3/data-import/imports/upload", tag = "v3 data import", responses(
-    (status = 201, description = "import created from the CSV"),
-    (status = 400, description = "not a multipart upload, or no `file` field"),
-    (status = 413, description = "file too large"),
-    (status = 422, description = "bad CSV rows, listed with their line numbers"),
-))]
+#[utoipa::path(post, path = "/api/v3/data-import/imports/upload", tag = "v3 data import",
+    params(Tenant, UserHeader),
+    request_body(content = UploadForm, content_type = "multipart/form-data"),
+    responses(
+        (status = 201, description = "import created from the CSV", body = Envelope<ImportCreated>),
+        (status = 400, description = "not a multipart upload, or no `file` field", body = ErrorEnvelope),
+        (status = 404, description = "`tenant_not_found`: no such engagement under this client account", body = ErrorEnvelope),
+        (status = 413, description = "file too large", body = ErrorEnvelope),
+        (status = 422, description = "bad CSV rows, listed with their line numbers in `details.bad_rows`", body = ErrorEnvelope),
+    ),
+)]
 pub(crate) async fn upload_csv(
     State(state): State<AppState>,
     Tenant(tenant): Tenant,
@@ -153,17 +172,26 @@ pub(crate) fn bounded(text: Option<String>, default: &str) -> Result<String, Api
     Ok(text)
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct ListImportsQuery {
+    /// Only the imports of this flow.
+    #[param(value_type = Option<uuid::Uuid>)]
     pub flow_id: Option<String>,
+    /// Only imports with this status.
     pub status: Option<String>,
     #[serde(flatten)]
+    #[param(ignore)]
     pub page: PageQuery,
 }
 
-#[utoipa::path(get, path = "/api/v3/data-import/imports", tag = "v3 data import", responses(
-    (status = 200, description = "one page of the tenant's imports; filters `flow_id`, `status`; `cursor`, `limit`"),
-))]
+#[utoipa::path(get, path = "/api/v3/data-import/imports", tag = "v3 data import",
+    params(Tenant, ListImportsQuery, PageQuery),
+    responses(
+        (status = 200, description = "one page of the tenant's imports", body = Envelope<Page<DataImport>>),
+        (status = 400, description = "missing or malformed tenant headers, `flow_id`, `cursor` or `limit`", body = ErrorEnvelope),
+    ),
+)]
 pub(crate) async fn list_imports(
     State(state): State<AppState>,
     Tenant(tenant): Tenant,
@@ -180,9 +208,14 @@ pub(crate) async fn list_imports(
     Ok(ok(imports))
 }
 
-#[utoipa::path(get, path = "/api/v3/data-import/imports/{import_id}", tag = "v3 data import", responses(
-    (status = 200, description = "the import"), (status = 404, description = "no such import in this tenant"),
-))]
+#[utoipa::path(get, path = "/api/v3/data-import/imports/{import_id}", tag = "v3 data import",
+    params(Tenant, ("import_id" = uuid::Uuid, Path, description = "The import's id.")),
+    responses(
+        (status = 200, description = "the import", body = Envelope<DataImport>),
+        (status = 400, description = "missing or malformed tenant headers or import id", body = ErrorEnvelope),
+        (status = 404, description = "no such import in this tenant", body = ErrorEnvelope),
+    ),
+)]
 pub(crate) async fn get_import(
     State(state): State<AppState>,
     Tenant(tenant): Tenant,
@@ -195,9 +228,14 @@ pub(crate) async fn get_import(
     Ok(ok(import))
 }
 
-#[utoipa::path(get, path = "/api/v3/data-import/imports/{import_id}/records", tag = "v3 data import", responses(
-    (status = 200, description = "one page of raw records in row order"), (status = 404, description = "no such import"),
-))]
+#[utoipa::path(get, path = "/api/v3/data-import/imports/{import_id}/records", tag = "v3 data import",
+    params(Tenant, ("import_id" = uuid::Uuid, Path, description = "The import's id."), PageQuery),
+    responses(
+        (status = 200, description = "one page of raw records in row order", body = Envelope<Page<RawImportRecord>>),
+        (status = 400, description = "missing or malformed tenant headers or import id", body = ErrorEnvelope),
+        (status = 404, description = "no such import in this tenant", body = ErrorEnvelope),
+    ),
+)]
 pub(crate) async fn list_records(
     State(state): State<AppState>,
     Tenant(tenant): Tenant,
@@ -212,9 +250,15 @@ pub(crate) async fn list_records(
     Ok(ok(records))
 }
 
-#[utoipa::path(delete, path = "/api/v3/data-import/imports/{import_id}", tag = "v3 data import", responses(
-    (status = 200, description = "import, records and mappings deleted"), (status = 404, description = "no such import"),
-))]
+#[utoipa::path(delete, path = "/api/v3/data-import/imports/{import_id}", tag = "v3 data import",
+    params(Tenant, ("import_id" = uuid::Uuid, Path, description = "The import's id.")),
+    responses(
+        (status = 200, description = "import, records and mappings deleted", body = Envelope<ImportDeleted>),
+        (status = 400, description = "missing or malformed tenant headers or import id", body = ErrorEnvelope),
+        (status = 404, description = "no such import in this tenant", body = ErrorEnvelope),
+        (status = 409, description = "`still_referenced`: other rows still name the import", body = ErrorEnvelope),
+    ),
+)]
 pub(crate) async fn delete_import(
     State(state): State<AppState>,
     Tenant(tenant): Tenant,
@@ -222,5 +266,25 @@ pub(crate) async fn delete_import(
 ) -> Result<Response, ApiError> {
     let import_id = ImportId::parse(&import_id)?;
     let deleted = state.compat.delete_import(tenant, import_id).await?;
-    Ok(ok(json!({ "import_id": import_id, "deleted": deleted })))
+    Ok(ok(ImportDeleted { import_id, deleted }))
+}
+
+/// What `DELETE …/imports/{import_id}` answers.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct ImportDeleted {
+    pub import_id: ImportId,
+    pub deleted: DeletedRows,
+}
+
+/// The multipart form of `POST …/imports/upload` (documentation only: the handler reads the
+/// fields as they stream in).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub(crate) struct UploadForm {
+    /// The CSV file: a header line, then one row per line.
+    #[schema(value_type = String, format = Binary)]
+    file: Vec<u8>,
+    /// Recorded as `import_type` (`cmdb` when absent).
+    import_type: Option<String>,
+    import_name: Option<String>,
 }

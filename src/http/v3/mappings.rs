@@ -2,15 +2,21 @@ use axum::extract::State;
 use axum::response::Response;
 use serde::Deserialize;
 
-use crate::field_mappings::{self, MappingDecision, MappingId};
+use crate::field_mappings::{self, ImportFieldMapping, MappingDecision, MappingId};
 use crate::flows;
 use crate::http::extract::{flow_id_param, ApiJson, ApiPath, ApiQuery, Tenant};
 use crate::http::v3::PageQuery;
-use crate::http::{ok, ApiError, AppState};
+use crate::http::{ok, ApiError, AppState, Envelope, ErrorEnvelope};
+use crate::paging::Page;
 
-#[utoipa::path(get, path = "/api/v3/field-mapping/mappings/{flow_id}", tag = "v3 field mapping", responses(
-    (status = 200, description = "one page of the flow's field mappings"), (status = 404, description = "no such flow"),
-))]
+#[utoipa::path(get, path = "/api/v3/field-mapping/mappings/{id}", tag = "v3 field mapping",
+    params(Tenant, ("id" = uuid::Uuid, Path, description = "The flow's id: GET lists the flow's mappings (PUT on the same path takes a mapping id)."), PageQuery),
+    responses(
+        (status = 200, description = "one page of the flow's field mappings", body = Envelope<Page<ImportFieldMapping>>),
+        (status = 400, description = "missing or malformed tenant headers, flow id, `cursor` or `limit`", body = ErrorEnvelope),
+        (status = 404, description = "no such flow in this tenant", body = ErrorEnvelope),
+    ),
+)]
 pub(crate) async fn list_mappings(
     State(state): State<AppState>,
     Tenant(tenant): Tenant,
@@ -26,14 +32,23 @@ pub(crate) async fn list_mappings(
     Ok(ok(mappings))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub(crate) struct UpdateMappingBody {
+    /// The platform attribute the column maps to.
+    #[schema(example = "hostname")]
     pub target_field: String,
 }
 
-#[utoipa::path(put, path = "/api/v3/field-mapping/mappings/{mapping_id}", tag = "v3 field mapping", responses(
-    (status = 200, description = "target changed"), (status = 404, description = "no such mapping"), (status = 422, description = "invalid target"),
-))]
+#[utoipa::path(put, path = "/api/v3/field-mapping/mappings/{id}", tag = "v3 field mapping",
+    params(Tenant, ("id" = uuid::Uuid, Path, description = "The mapping's id (`mapping_id`).")),
+    request_body = UpdateMappingBody,
+    responses(
+        (status = 200, description = "target changed", body = Envelope<ImportFieldMapping>),
+        (status = 400, description = "missing or malformed tenant headers or mapping id", body = ErrorEnvelope),
+        (status = 404, description = "no such mapping in this tenant", body = ErrorEnvelope),
+        (status = 422, description = "`invalid_target`: not a usable attribute name", body = ErrorEnvelope),
+    ),
+)]
 pub(crate) async fn update_mapping(
     State(state): State<AppState>,
     Tenant(tenant): Tenant,
@@ -48,9 +63,14 @@ pub(crate) async fn update_mapping(
     Ok(ok(mapping))
 }
 
-#[utoipa::path(post, path = "/api/v3/field-mapping/mappings/{mapping_id}/approve", tag = "v3 field mapping", responses(
-    (status = 200, description = "approved"), (status = 404, description = "no such mapping"),
-))]
+#[utoipa::path(post, path = "/api/v3/field-mapping/mappings/{id}/approve", tag = "v3 field mapping",
+    params(Tenant, ("id" = uuid::Uuid, Path, description = "The mapping's id (`mapping_id`).")),
+    responses(
+        (status = 200, description = "approved", body = Envelope<ImportFieldMapping>),
+        (status = 400, description = "missing or malformed tenant headers or mapping id", body = ErrorEnvelope),
+        (status = 404, description = "no such mapping in this tenant", body = ErrorEnvelope),
+    ),
+)]
 pub(crate) async fn approve_mapping(
     state: State<AppState>,
     tenant: Tenant,
@@ -59,9 +79,14 @@ pub(crate) async fn approve_mapping(
     decide(state, tenant, mapping_id, MappingDecision::Approve).await
 }
 
-#[utoipa::path(post, path = "/api/v3/field-mapping/mappings/{mapping_id}/reject", tag = "v3 field mapping", responses(
-    (status = 200, description = "rejected"), (status = 404, description = "no such mapping"),
-))]
+#[utoipa::path(post, path = "/api/v3/field-mapping/mappings/{id}/reject", tag = "v3 field mapping",
+    params(Tenant, ("id" = uuid::Uuid, Path, description = "The mapping's id (`mapping_id`).")),
+    responses(
+        (status = 200, description = "rejectd", body = Envelope<ImportFieldMapping>),
+        (status = 400, description = "missing or malformed tenant headers or mapping id", body = ErrorEnvelope),
+        (status = 404, description = "no such mapping in this tenant", body = ErrorEnvelope),
+    ),
+)]
 pub(crate) async fn reject_mapping(
     state: State<AppState>,
     tenant: Tenant,

@@ -62,9 +62,13 @@ pub(crate) fn routes() -> Router<AppState> {
 }
 
 /// `cursor` and `limit`, taken as text so a bad value gets our own 400.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct PageQuery {
+    /// The `next_cursor` of the previous page; the first page when absent.
     pub cursor: Option<String>,
+    /// Rows on the page, 1 to 500 (50 when absent).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 500)]
     pub limit: Option<String>,
 }
 
