@@ -1,8 +1,8 @@
 //! The backfill: gives every existing row its `flow_id`, table by table, in batches.
 //!
-//! Each batch is one short transaction: take the next range of the table's walk (primary
-//! keys on SQLite, physical pages on PostgreSQL: see [`crate::migrate::flow::walk`]; never an
-//! OFFSET from the start), run the table's set-based UPDATEs over it, and store the new cursor in
+//! Each batch is one short transaction: take the next range of the table's walk (physical
+//! positions: pages on PostgreSQL, rowids on SQLite, see [`crate::migrate::flow::walk`];
+//! never an OFFSET from the start), run the table's set-based UPDATEs over it, and store the new cursor in
 //! `flowkey_backfill_progress` in the same transaction. A run killed at any moment therefore
 //! resumes at the first batch not committed, and only rows whose `flow_id` is still NULL are
 //! touched, so a resumed run ends exactly like an uninterrupted one. The batch size adapts to
@@ -174,29 +174,21 @@ pub async fn backfill_table(
             break false;
         }
         let batch_started = Instant::now();
-        let mut tx = begin_batch(db).await?;
-        let Some(batch) = walk.next_batch(&mut tx, table, batch_size).await? else {
-            tx.commit().await?;
-            if walk.needs_sweep() {
-                sweep(db, table, audit).await?;
-            }
+        let Some(batch) = walk.next_batch(batch_size) else {
+            sweep(db, table, audit).await?;
             let mut tx = begin_batch(db).await?;
-            if walk.needs_sweep() {
-                // Page batches count rows by estimate; a finished walk has seen them all.
-                rows_done = total;
-            }
+            // Batches count rows by estimate; a finished walk has seen them all.
+            rows_done = total;
             mark_finished(&mut tx, table, rows_done).await?;
             tx.commit().await?;
             break true;
         };
+        let mut tx = begin_batch(db).await?;
         for statement in batch_statements(engine, table) {
             let sql = statement.replace("{range}", &batch.predicate);
             execute_keyed(&mut tx, &sql, &batch.binds).await?;
         }
-        rows_done += batch.rows;
-        if walk.needs_sweep() {
-            rows_done = rows_done.min(total);
-        }
+        rows_done = (rows_done + batch.rows).min(total);
         save_progress(&mut tx, table, &batch.cursor, rows_done).await?;
         tx.commit().await?;
         walk.advance(&batch);
@@ -355,7 +347,7 @@ pub fn batch_statements(engine: Engine, table: &str) -> Vec<String> {
 }
 
 /// A column reference SQLite cannot answer from an index on that column, so that each batch
-/// stays driven by its primary-key range. Without ANALYZE statistics SQLite walks the
+/// stays driven by its position range. Without ANALYZE statistics SQLite walks the
 /// `session_id` index for `IS NULL` instead of the key range, every batch visiting every
 /// session-less row of the table (1M rows: 0.63 s per batch instead of 0.019 s); the unary
 /// plus hides the column from its indexes. PostgreSQL keeps the plain column: hiding it there
@@ -439,10 +431,10 @@ async fn mark_finished(
 
 /// What `--sql` prints for a backfill step.
 pub const BACKFILL_DESCRIBE: &str = "\
--- batches, one transaction per batch: on PostgreSQL pages [p, p + n) of the table as it was
--- when the run started (r.ctid >= '(p,0)' AND r.ctid < '(p+n,0)', a TID range scan), then one
--- closing sweep of each statement over the whole table; on SQLite the next N primary keys
--- after the cursor (r.id > $cursor AND r.id <= $last, primary key index, no OFFSET):
+-- batches of physical positions of the table as it was when the run started, one transaction
+-- per batch: PostgreSQL pages [p, p + n) (r.ctid >= '(p,0)' AND r.ctid < '(p+n,0)', a TID
+-- range scan), SQLite rowids [p, p + n); then one closing sweep of each statement over the
+-- whole table (links nothing unless the table was rewritten under the walk):
 --   UPDATE <table> AS r SET flow_id = m.flow_id FROM session_flow_mapping AS m
 --     WHERE <batch range> AND r.flow_id IS NULL AND m.session_id = r.session_id
 --       AND tenant columns of r, where set, equal m's;
