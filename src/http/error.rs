@@ -154,6 +154,7 @@ impl From<ImportsError> for ApiError {
             }
             ImportsError::NoRows
             | ImportsError::RowNotAnObject { .. }
+            | ImportsError::RowNotEncodable { .. }
             | ImportsError::NoColumns
             | ImportsError::DuplicateHeader { .. } => ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,

@@ -12,6 +12,7 @@ mod flow_migration;
 mod flow_runner;
 mod flow_support;
 mod harness;
+mod http_csv_upload;
 mod http_flags;
 mod http_ops;
 mod http_v1;

@@ -24,6 +24,7 @@ use crate::imports::{self, rows_from_json, ImportSource, NewImportRequest};
 
 const STORE_IMPORT: &str = "/api/v1/data-import/store-import";
 const IMPORT: &str = "/api/v1/data-import/import/{session_id}";
+const IMPORT_RECORDS: &str = "/api/v1/data-import/import/{session_id}/records";
 const PROCESSING_STATUS: &str = "/api/v1/data-import/processing-status/{session_id}";
 const VALIDATION_SESSION: &str = "/api/v1/data-import/validation-session/{session_id}";
 const FLOW_STATUS: &str = "/api/v1/unified-discovery/flow/status/{session_id}";
@@ -32,6 +33,7 @@ pub(crate) fn routes(state: AppState) -> Router<AppState> {
     Router::new()
         .route(STORE_IMPORT, post(store_import))
         .route(IMPORT, get(get_import))
+        .route(IMPORT_RECORDS, get(import_records))
         .route(PROCESSING_STATUS, get(processing_status))
         .route(VALIDATION_SESSION, get(validation_session))
         .route(FLOW_STATUS, get(flow_status))
@@ -154,6 +156,45 @@ pub(crate) async fn get_import(
         LegacyAnswer::Import(import) => {
             let successor = format!("/api/v3/data-import/imports/{}", import.id);
             Ok(with_successor(ok(import), successor))
+        }
+        _ => Err(ApiError::internal("legacy read answered with another kind")),
+    }
+}
+
+#[utoipa::path(get, path = "/api/v1/data-import/import/{session_id}/records", tag = "v1 legacy (deprecated)", responses(
+    (status = 200, description = "one page of the raw records of the session's newest import (as GET /api/v3/data-import/imports/{import_id}/records)"),
+    (status = 404, description = "no import for this session in this tenant"),
+))]
+pub(crate) async fn import_records(
+    state: State<AppState>,
+    tenant: Tenant,
+    caller: Caller,
+    session: ApiPath<String>,
+    ApiQuery(query): ApiQuery<PageQuery>,
+) -> Result<Response, ApiError> {
+    let page = query.page()?;
+    match legacy_read(
+        state,
+        tenant,
+        caller,
+        session,
+        IMPORT_RECORDS,
+        LegacyRead::Records(page),
+    )
+    .await?
+    {
+        LegacyAnswer::Records(records) => {
+            let successor = records.items.first().map(|record| {
+                format!(
+                    "/api/v3/data-import/imports/{}/records",
+                    record.data_import_id
+                )
+            });
+            let response = ok(records);
+            Ok(match successor {
+                Some(successor) => with_successor(response, successor),
+                None => response,
+            })
         }
         _ => Err(ApiError::internal("legacy read answered with another kind")),
     }
