@@ -119,12 +119,15 @@ pub enum UploadError<E> {
     Csv(#[from] CsvError),
     #[error(transparent)]
     Imports(#[from] ImportsError),
+    /// The reader thread died (a bug, never the client's doing).
+    #[error("the CSV reader failed: {0}")]
+    ReaderFailed(String),
 }
 
 /// Streams a CSV body into a new import: returns the writer with every row and the suggested
 /// mappings written, still uncommitted, so the caller can learn the last details (fields that
-/// followed the file) and [`ImportWriter::finish`] it. Nothing is written unless the whole file
-/// is sound; `start.headers` is ignored (the file's header line says them) and
+/// followed the file) and [`ImportWriter::finish`] it. Rows are written as they come but
+/// nothing is committed unless the whole file is sound; `start.headers` is ignored (the file's header line says them) and
 /// `start.details.file_size_bytes` is replaced by the bytes read.
 pub async fn stream_csv<S, E>(
     db: &Db,
@@ -157,8 +160,8 @@ where
         }
         Ok::<(), UploadError<E>>(())
     };
-    // The transaction opens with the first batch, so a file refused at its header or before
-    // its first full batch never takes the write lock.
+    // The transaction opens with the first batch, so a file refused at its header or within
+    // its first batch never takes the write lock.
     let consume = async {
         let mut headers = Vec::new();
         let mut writer: Option<ImportWriter> = None;
@@ -180,9 +183,9 @@ where
         Ok::<Option<ImportWriter>, UploadError<E>>(writer)
     };
     let ((), writer) = tokio::try_join!(pump, consume)?;
-    let read = parser.await.map_err(|err| CsvError::Unreadable {
-        message: format!("the reader stopped: {err}"),
-    })??;
+    let read = parser
+        .await
+        .map_err(|err| UploadError::ReaderFailed(err.to_string()))??;
     // A sound file has at least one row, so it had at least one batch and a writer.
     let mut writer = writer.ok_or(CsvError::NoRows)?;
     writer.write_suggestions(&read.suggestions).await?;

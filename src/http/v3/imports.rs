@@ -121,6 +121,7 @@ pub(crate) async fn upload_csv(
                         UploadError::Body(err) => multipart_error(err),
                         UploadError::Csv(err) => err.into(),
                         UploadError::Imports(err) => err.into(),
+                        UploadError::ReaderFailed(cause) => ApiError::internal(cause),
                     })?;
                 written = Some(writer);
             }
