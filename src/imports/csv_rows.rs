@@ -228,6 +228,14 @@ impl RowEncoder {
 /// Appends `text` as a JSON string, escaped as serde_json escapes it.
 pub(crate) fn push_json_string(out: &mut String, text: &str) {
     out.push('"');
+    if !text
+        .bytes()
+        .any(|byte| byte < 0x20 || byte == b'"' || byte == b'\\')
+    {
+        out.push_str(text);
+        out.push('"');
+        return;
+    }
     let mut start = 0;
     for (index, byte) in text.bytes().enumerate() {
         let escape = match byte {
@@ -328,10 +336,27 @@ fn check_record(record: &csv::ByteRecord, columns: usize) -> Option<String> {
             record.len()
         ));
     }
-    record
-        .iter()
-        .position(|field| std::str::from_utf8(field).is_err())
-        .map(|index| format!("field {} is not valid UTF-8", index + 1))
+    // One pass over the whole record; each field is valid exactly when the whole is and no
+    // field boundary falls inside a character. Only a bad record is looked at field by field.
+    let whole_is_valid = std::str::from_utf8(record.as_slice()).is_ok_and(|text| {
+        (0..record.len()).all(|index| {
+            record.range(index).is_some_and(|range| {
+                text.is_char_boundary(range.start) && text.is_char_boundary(range.end)
+            })
+        })
+    });
+    if whole_is_valid {
+        return None;
+    }
+    Some(
+        match record
+            .iter()
+            .position(|field| std::str::from_utf8(field).is_err())
+        {
+            Some(index) => format!("field {} is not valid UTF-8", index + 1),
+            None => "the row is not valid UTF-8".to_owned(),
+        },
+    )
 }
 
 fn to_object(headers: &[String], record: &csv::ByteRecord) -> serde_json::Map<String, Value> {
