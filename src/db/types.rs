@@ -181,8 +181,9 @@ impl<'r> Decode<'r, Postgres> for DbTime {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JsonText(pub String);
 
-/// PostgreSQL's oid for `json` (the type of the legacy `raw_data` columns).
+/// PostgreSQL's oids for `json` (the type of the legacy `raw_data` columns) and `json[]`.
 const PG_JSON_OID: sqlx::postgres::types::Oid = sqlx::postgres::types::Oid(114);
+const PG_JSON_ARRAY_OID: sqlx::postgres::types::Oid = sqlx::postgres::types::Oid(199);
 
 impl Type<Sqlite> for JsonText {
     fn type_info() -> SqliteTypeInfo {
@@ -202,6 +203,12 @@ impl<'q> Encode<'q, Sqlite> for JsonText {
 impl Type<Postgres> for JsonText {
     fn type_info() -> PgTypeInfo {
         PgTypeInfo::with_oid(PG_JSON_OID)
+    }
+}
+
+impl sqlx::postgres::PgHasArrayType for JsonText {
+    fn array_type_info() -> PgTypeInfo {
+        PgTypeInfo::with_oid(PG_JSON_ARRAY_OID)
     }
 }
 
