@@ -181,9 +181,8 @@ impl<'r> Decode<'r, Postgres> for DbTime {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JsonText(pub String);
 
-/// PostgreSQL's oids for `json` (the type of the legacy `raw_data` columns) and `json[]`.
+/// PostgreSQL's oid for `json` (the type of the legacy `raw_data` columns).
 const PG_JSON_OID: sqlx::postgres::types::Oid = sqlx::postgres::types::Oid(114);
-const PG_JSON_ARRAY_OID: sqlx::postgres::types::Oid = sqlx::postgres::types::Oid(199);
 
 impl Type<Sqlite> for JsonText {
     fn type_info() -> SqliteTypeInfo {
@@ -203,12 +202,6 @@ impl<'q> Encode<'q, Sqlite> for JsonText {
 impl Type<Postgres> for JsonText {
     fn type_info() -> PgTypeInfo {
         PgTypeInfo::with_oid(PG_JSON_OID)
-    }
-}
-
-impl sqlx::postgres::PgHasArrayType for JsonText {
-    fn array_type_info() -> PgTypeInfo {
-        PgTypeInfo::with_oid(PG_JSON_ARRAY_OID)
     }
 }
 

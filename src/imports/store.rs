@@ -215,10 +215,8 @@ pub async fn insert_import(tx: &mut Tx<'_>, row: &NewImportRow) -> Result<(), Im
     Ok(())
 }
 
-/// Writes one raw record per row, numbered from `first_row` (1-based). Each row is already
-/// its JSON object's text, bound as it is. PostgreSQL takes a whole batch as three arrays
-/// (one statement, three binds, whatever the batch size); SQLite, which has no arrays, takes
-/// multi-row statements.
+/// Writes one raw record per row, numbered from `first_row` (1-based), in multi-row
+/// statements. Each row is already its JSON object's text, bound as it is.
 pub async fn insert_records(
     tx: &mut Tx<'_>,
     import: &NewImportRow,
@@ -226,34 +224,9 @@ pub async fn insert_records(
     rows: &[JsonText],
 ) -> Result<u64, ImportsError> {
     let now = DbTime::now();
-    let row_number = |offset: usize| i32::try_from(first_row + offset as u64).unwrap_or(i32::MAX);
-    if let Tx::Postgres(conn) = tx {
-        let ids: Vec<uuid::Uuid> = rows.iter().map(|_| uuid::Uuid::new_v4()).collect();
-        let numbers: Vec<i32> = (0..rows.len()).map(row_number).collect();
-        let written = sqlx::query(
-            "INSERT INTO raw_import_records (id, data_import_id, client_account_id, \
-             engagement_id, session_id, flow_id, row_number, raw_data, is_processed, is_valid, \
-             created_at) \
-             SELECT r.id, $1, $2, $3, $4, $5, r.row_number, r.raw_data, false, true, $6 \
-             FROM UNNEST($7::uuid[], $8::int4[], $9::json[]) AS r (id, row_number, raw_data)",
-        )
-        .bind(import.id)
-        .bind(import.tenant.client_account_id)
-        .bind(import.tenant.engagement_id)
-        .bind(import.session_id)
-        .bind(import.flow_id)
-        .bind(now)
-        .bind(ids)
-        .bind(numbers)
-        .bind(rows)
-        .execute(&mut **conn)
-        .await?
-        .rows_affected();
-        return Ok(written);
-    }
     let mut written = 0;
     for (chunk_index, chunk) in rows.chunks(RECORDS_PER_STATEMENT).enumerate() {
-        let chunk_first = chunk_index * RECORDS_PER_STATEMENT;
+        let chunk_first = first_row + (chunk_index * RECORDS_PER_STATEMENT) as u64;
         written += on_tx!(tx, conn => {
             let mut builder = sqlx::QueryBuilder::new(
                 "INSERT INTO raw_import_records (id, data_import_id, client_account_id, \
@@ -261,6 +234,7 @@ pub async fn insert_records(
                  is_valid, created_at) ",
             );
             builder.push_values(chunk.iter().enumerate(), |mut values, (offset, row)| {
+                let row_number = i32::try_from(chunk_first + offset as u64).unwrap_or(i32::MAX);
                 values
                     .push_bind(DbUuid::new_v4())
                     .push_bind(import.id)
@@ -268,7 +242,7 @@ pub async fn insert_records(
                     .push_bind(import.tenant.engagement_id)
                     .push_bind(import.session_id)
                     .push_bind(import.flow_id)
-                    .push_bind(row_number(chunk_first + offset))
+                    .push_bind(row_number)
                     .push_bind(row)
                     .push_bind(false)
                     .push_bind(true)
