@@ -1,19 +1,17 @@
 //! The compatibility service's hot paths: `resolve` of a legacy session id with a warm cache
 //! (the answer is remembered) and with a cold one (the cache is cleared before each call, so
 //! every call asks the database), next to `resolve` of the flow's own id, cold (the baseline:
-//! what a caller that already has the flow id pays). CSV parsing (rows/s) of an upload
-//! through the service's reader, next to the csv crate alone. Seeded SQLite file, migrated
-//! to head.
+//! what a caller that already has the flow id pays). Seeded SQLite file, migrated to head.
+//! (CSV parsing moved to `hot_paths`, which needs no database.)
 
 use std::time::Duration;
 
-use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
 use flowkey::compat::{CompatConfig, CompatMetrics, SessionFlowCompatibilityService};
 use flowkey::db::Db;
 use flowkey::ids::{AnyId, ClientAccountId, EngagementId, TenantId};
-use flowkey::imports::read_csv;
 use flowkey::migrate::{upgrade, ProgressDisplay, RunOptions};
-use flowkey::seed::{seed, SeedConfig, CMDB_COLUMNS};
+use flowkey::seed::{seed, SeedConfig};
 
 fn resolve(c: &mut Criterion) {
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
@@ -99,29 +97,5 @@ async fn sqlx_pick(db: &Db) -> (String, String, String, String) {
     .expect("a mapped session")
 }
 
-fn csv_upload(c: &mut Criterion) {
-    const ROWS: usize = 10_000;
-    let mut text = CMDB_COLUMNS
-        .iter()
-        .map(|(header, _)| *header)
-        .collect::<Vec<_>>()
-        .join(",");
-    text.push('\n');
-    for i in 0..ROWS {
-        let row = (0..CMDB_COLUMNS.len())
-            .map(|column| format!("value-{i}-{column}"))
-            .collect::<Vec<_>>()
-            .join(",");
-        text.push_str(&row);
-        text.push('\n');
-    }
-    let mut group = c.benchmark_group("csv_parsing");
-    group.throughput(Throughput::Elements(ROWS as u64));
-    group.bench_function(BenchmarkId::new("service_read_csv", ROWS), |b| {
-        b.iter(|| read_csv(black_box(text.as_bytes())).expect("csv"))
-    });
-    group.finish();
-}
-
-criterion_group!(benches, resolve, csv_upload);
+criterion_group!(benches, resolve);
 criterion_main!(benches);

@@ -12,7 +12,7 @@ use crate::field_mappings::{self, ImportFieldMapping};
 use crate::flags::FlowIdPrimary;
 use crate::flows::{self, DiscoveryFlow, FlowsError};
 use crate::ids::{AnyId, FlowId, ImportId, SessionId, TenantId};
-use crate::imports::{self, store::DeletedRows, DataImport};
+use crate::imports::{self, store::DeletedRows, DataImport, RawImportRecord};
 use crate::paging::{Page, PageRequest};
 
 /// Knobs of the compatibility service.
@@ -56,6 +56,8 @@ pub enum LegacyRead {
     Flow,
     /// One page of the session's field mappings.
     Mappings(PageRequest),
+    /// One page of the raw records of the session's newest import.
+    Records(PageRequest),
 }
 
 /// The answer to a [`LegacyRead`].
@@ -65,6 +67,7 @@ pub enum LegacyAnswer {
     Import(Box<DataImport>),
     Flow(Box<DiscoveryFlow>),
     Mappings(Page<ImportFieldMapping>),
+    Records(Page<RawImportRecord>),
 }
 
 /// Resolves legacy ids to flows within a tenant, reads through either key, and accounts for
@@ -124,6 +127,22 @@ impl SessionFlowCompatibilityService {
                 })
             }
         }
+    }
+
+    /// One page of the raw records of the newest import of the flow `id` names: a flow id,
+    /// a legacy session id in any client form, or an import id (resolved as
+    /// [`Self::resolve`] does, so a session of another tenant is not found). Reads only.
+    pub async fn records(
+        &self,
+        tenant: TenantId,
+        id: AnyId,
+        page: &PageRequest,
+    ) -> Result<Page<RawImportRecord>, CompatError> {
+        let flow_id = self.resolve(id, tenant).await?;
+        let mut tx = self.db.begin().await?;
+        let records = imports::store::list_records_for_flow(&mut tx, tenant, flow_id, page).await;
+        tx.rollback().await?;
+        records?.ok_or_else(|| CompatError::NotFound { id: describe(id) })
     }
 
     /// Parses `text` as any id form and resolves it.
@@ -377,6 +396,11 @@ async fn read_session_keyed(
                 field_mappings::store::list_for_session(tx, tenant, session, &page).await?;
             Some(LegacyAnswer::Mappings(mappings))
         }
+        LegacyRead::Records(page) => {
+            imports::store::list_records_for_session(tx, tenant, session, &page)
+                .await?
+                .map(LegacyAnswer::Records)
+        }
     })
 }
 
@@ -402,6 +426,11 @@ async fn read_flow_keyed(
             }
             let mappings = field_mappings::store::list_for_flow(tx, tenant, flow_id, &page).await?;
             Some(LegacyAnswer::Mappings(mappings))
+        }
+        LegacyRead::Records(page) => {
+            imports::store::list_records_for_flow(tx, tenant, flow_id, &page)
+                .await?
+                .map(LegacyAnswer::Records)
         }
     })
 }

@@ -193,6 +193,44 @@ impl<'r> Decode<'r, Postgres> for DbTime {
     }
 }
 
+/// A JSON document already written as text (an import row's `raw_data`): bound as `json` on
+/// PostgreSQL and as TEXT on SQLite without being parsed or re-serialized, so a row costs
+/// one string on its way to the database. The writer is responsible for the text being JSON.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JsonText(pub String);
+
+/// PostgreSQL's oid for `json` (the type of the legacy `raw_data` columns).
+const PG_JSON_OID: sqlx::postgres::types::Oid = sqlx::postgres::types::Oid(114);
+
+impl Type<Sqlite> for JsonText {
+    fn type_info() -> SqliteTypeInfo {
+        <String as Type<Sqlite>>::type_info()
+    }
+    fn compatible(ty: &SqliteTypeInfo) -> bool {
+        <String as Type<Sqlite>>::compatible(ty)
+    }
+}
+
+impl<'q> Encode<'q, Sqlite> for JsonText {
+    fn encode_by_ref(&self, buf: &mut Vec<SqliteArgumentValue<'q>>) -> Result<IsNull, BoxDynError> {
+        <String as Encode<'q, Sqlite>>::encode_by_ref(&self.0, buf)
+    }
+}
+
+impl Type<Postgres> for JsonText {
+    fn type_info() -> PgTypeInfo {
+        PgTypeInfo::with_oid(PG_JSON_OID)
+    }
+}
+
+impl Encode<'_, Postgres> for JsonText {
+    fn encode_by_ref(&self, buf: &mut PgArgumentBuffer) -> Result<IsNull, BoxDynError> {
+        // `json` travels as its text in the binary protocol too.
+        buf.extend_from_slice(self.0.as_bytes());
+        Ok(IsNull::No)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

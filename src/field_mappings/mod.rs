@@ -9,4 +9,4 @@ mod suggest;
 
 pub use error::MappingsError;
 pub use model::{ImportFieldMapping, MappingDecision, MappingId};
-pub use suggest::{snake_case, suggest_mappings, SuggestedMapping, SAMPLE_VALUES};
+pub use suggest::{snake_case, suggest_mappings, SampleCollector, SuggestedMapping, SAMPLE_VALUES};

@@ -58,32 +58,120 @@ const KNOWN_ATTRIBUTES: &[(&str, &[&str])] = &[
 
 /// One suggestion per column, in header order.
 pub fn suggest_mappings(rows: &Rows) -> Vec<SuggestedMapping> {
-    rows.headers
-        .iter()
-        .enumerate()
-        .map(|(index, header)| {
-            let own = snake_case(header);
-            let own = if own.is_empty() {
-                format!("column_{}", index + 1)
-            } else {
-                own
-            };
-            let (target_field, confidence) = match KNOWN_ATTRIBUTES
-                .iter()
-                .find(|(_, spellings)| spellings.contains(&own.as_str()))
-            {
-                Some((attribute, _)) if *attribute == own => ((*attribute).to_owned(), 0.95),
-                Some((attribute, _)) => ((*attribute).to_owned(), 0.8),
-                None => (own, 0.5),
-            };
-            SuggestedMapping {
-                source_field: header.clone(),
-                target_field,
-                confidence,
-                sample_values: samples(rows, header),
+    let mut sampler = SampleCollector::new(&rows.headers);
+    for row in &rows.rows {
+        if !sampler.wants_more() {
+            break;
+        }
+        for (column, header) in rows.headers.iter().enumerate() {
+            sampler.observe_json(column, row.get(header));
+        }
+    }
+    sampler.suggestions()
+}
+
+/// Suggestions built one row at a time, so a file of any size is summarised in bounded
+/// memory: per column, the first [`SAMPLE_VALUES`] distinct non-empty values in row order
+/// (strings trimmed, other JSON values in their JSON text).
+#[derive(Debug, Clone)]
+pub struct SampleCollector {
+    headers: Vec<String>,
+    samples: Vec<Vec<String>>,
+    /// Columns that still have fewer than [`SAMPLE_VALUES`] samples.
+    open_columns: usize,
+}
+
+impl SampleCollector {
+    pub fn new(headers: &[String]) -> Self {
+        Self {
+            headers: headers.to_vec(),
+            samples: vec![Vec::with_capacity(SAMPLE_VALUES); headers.len()],
+            open_columns: headers.len(),
+        }
+    }
+
+    /// Whether any column could still take a sample (once none can, rows need not be shown).
+    pub fn wants_more(&self) -> bool {
+        self.open_columns > 0
+    }
+
+    /// A text value of `column` (a CSV field); trimmed, empty and repeated values add nothing.
+    pub fn observe_text(&mut self, column: usize, text: &str) {
+        let text = text.trim();
+        if text.is_empty() {
+            return;
+        }
+        if let Some(found) = self.samples.get(column) {
+            if found.len() < SAMPLE_VALUES && !found.iter().any(|seen| seen == text) {
+                self.push(column, text.to_owned());
             }
-        })
-        .collect()
+        }
+    }
+
+    /// A JSON value of `column` (`None` when the row lacks the key); null adds nothing.
+    pub fn observe_json(&mut self, column: usize, value: Option<&Value>) {
+        match value {
+            None | Some(Value::Null) => {}
+            Some(Value::String(text)) => self.observe_text(column, text),
+            Some(other) => {
+                let full = self
+                    .samples
+                    .get(column)
+                    .is_none_or(|found| found.len() == SAMPLE_VALUES);
+                if full {
+                    return;
+                }
+                let text = other.to_string();
+                if !text.is_empty() && !self.samples[column].contains(&text) {
+                    self.push(column, text);
+                }
+            }
+        }
+    }
+
+    fn push(&mut self, column: usize, text: String) {
+        let found = &mut self.samples[column];
+        found.push(text);
+        if found.len() == SAMPLE_VALUES {
+            self.open_columns -= 1;
+        }
+    }
+
+    /// One suggestion per column, in header order.
+    pub fn suggestions(self) -> Vec<SuggestedMapping> {
+        self.headers
+            .into_iter()
+            .zip(self.samples)
+            .enumerate()
+            .map(|(index, (header, sample_values))| {
+                let (target_field, confidence) = target_for(index, &header);
+                SuggestedMapping {
+                    source_field: header,
+                    target_field,
+                    confidence,
+                    sample_values,
+                }
+            })
+            .collect()
+    }
+}
+
+/// The attribute a header names and how sure the suggester is.
+fn target_for(index: usize, header: &str) -> (String, f64) {
+    let own = snake_case(header);
+    let own = if own.is_empty() {
+        format!("column_{}", index + 1)
+    } else {
+        own
+    };
+    match KNOWN_ATTRIBUTES
+        .iter()
+        .find(|(_, spellings)| spellings.contains(&own.as_str()))
+    {
+        Some((attribute, _)) if *attribute == own => ((*attribute).to_owned(), 0.95),
+        Some((attribute, _)) => ((*attribute).to_owned(), 0.8),
+        None => (own, 0.5),
+    }
 }
 
 /// `"CPU Cores"` → `cpu_cores`, `"memoryGB"` → `memory_gb`, `"IP-Address"` → `ip_address`.
@@ -112,24 +200,6 @@ pub fn snake_case(header: &str) -> String {
         out.pop();
     }
     out
-}
-
-fn samples(rows: &Rows, header: &str) -> Vec<String> {
-    let mut found: Vec<String> = Vec::with_capacity(SAMPLE_VALUES);
-    for row in &rows.rows {
-        if found.len() == SAMPLE_VALUES {
-            break;
-        }
-        let text = match row.get(header) {
-            None | Some(Value::Null) => continue,
-            Some(Value::String(text)) => text.trim().to_owned(),
-            Some(other) => other.to_string(),
-        };
-        if !text.is_empty() && !found.contains(&text) {
-            found.push(text);
-        }
-    }
-    found
 }
 
 #[cfg(test)]
@@ -166,5 +236,62 @@ mod tests {
         assert_eq!(suggested[1].sample_values, vec!["linux"]);
         assert_eq!(suggested[2].target_field, "weird_thing");
         assert!(suggested[2].confidence < suggested[1].confidence);
+    }
+
+    /// Today's (pre-streaming) sampler, kept as the oracle: whole rows in memory, one column
+    /// at a time.
+    fn reference_samples(rows: &Rows, header: &str) -> Vec<String> {
+        let mut found: Vec<String> = Vec::with_capacity(SAMPLE_VALUES);
+        for row in &rows.rows {
+            if found.len() == SAMPLE_VALUES {
+                break;
+            }
+            let text = match row.get(header) {
+                None | Some(Value::Null) => continue,
+                Some(Value::String(text)) => text.trim().to_owned(),
+                Some(other) => other.to_string(),
+            };
+            if !text.is_empty() && !found.contains(&text) {
+                found.push(text);
+            }
+        }
+        found
+    }
+
+    #[test]
+    fn row_by_row_samples_equal_the_whole_file_sampler() {
+        let headers: Vec<String> = vec!["a".into(), "b".into(), "c".into(), "missing".into()];
+        let mut rows = Rows {
+            headers: headers.clone(),
+            rows: Vec::new(),
+        };
+        let values = [
+            Value::String(" x ".into()),
+            Value::String("x".into()),
+            Value::Null,
+            Value::from(3),
+            Value::from(3.5),
+            Value::Bool(true),
+            Value::String(String::new()),
+            Value::String("  ".into()),
+            Value::from(vec![1, 2]),
+        ];
+        for n in 0..40usize {
+            let mut row = serde_json::Map::new();
+            row.insert("a".into(), values[n % values.len()].clone());
+            row.insert("b".into(), values[(n * 7 + 3) % values.len()].clone());
+            row.insert("c".into(), Value::String(format!("v{}", n % 6)));
+            rows.rows.push(row);
+        }
+        let suggested = suggest_mappings(&rows);
+        for (suggestion, header) in suggested.iter().zip(&headers) {
+            assert_eq!(
+                suggestion.sample_values,
+                reference_samples(&rows, header),
+                "{header}"
+            );
+        }
+        assert_eq!(suggested[2].sample_values.len(), SAMPLE_VALUES);
+        assert!(suggested[3].sample_values.is_empty());
     }
 }

@@ -182,6 +182,7 @@ impl From<ImportsError> for ApiError {
             }
             ImportsError::NoRows
             | ImportsError::RowNotAnObject { .. }
+            | ImportsError::RowNotEncodable { .. }
             | ImportsError::NoColumns
             | ImportsError::DuplicateHeader { .. } => ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,

@@ -34,8 +34,11 @@ pub use openapi::openapi_json;
 /// Knobs of the server.
 #[derive(Debug, Clone)]
 pub struct ServiceConfig {
-    /// Largest request body accepted (JSON rows or a CSV upload); larger is a 413.
+    /// Largest request body accepted (JSON rows, any other body); larger is a 413.
     pub max_body_bytes: usize,
+    /// Largest CSV upload accepted (`POST /api/v3/data-import/imports/upload`, streamed in
+    /// bounded memory, so it may be far larger than `max_body_bytes`); larger is a 413.
+    pub max_upload_bytes: usize,
     /// `ENABLE_FLOW_ID_PRIMARY` when `flowkey_flags` says nothing.
     pub flag_default: FlowIdPrimary,
     /// How often the flag table is read.
@@ -53,6 +56,7 @@ impl Default for ServiceConfig {
     fn default() -> Self {
         Self {
             max_body_bytes: 16 * 1024 * 1024,
+            max_upload_bytes: 1024 * 1024 * 1024,
             flag_default: FlowIdPrimary::Off,
             flag_poll_interval: DEFAULT_POLL_INTERVAL,
             traffic_flush_interval: Duration::from_secs(5),
@@ -76,7 +80,8 @@ pub enum ServiceError {
 
 impl ServiceConfig {
     /// Defaults, overridden by `ENABLE_FLOW_ID_PRIMARY`, `FLOWKEY_FLAG_POLL_MS`,
-    /// `FLOWKEY_MAX_BODY_BYTES` and `FLOWKEY_RESOLVE_CACHE_TTL_MS`.
+    /// `FLOWKEY_MAX_BODY_BYTES`, `FLOWKEY_MAX_UPLOAD_BYTES` and
+    /// `FLOWKEY_RESOLVE_CACHE_TTL_MS`.
     pub fn from_env() -> Result<Self, ServiceError> {
         let mut config = Self {
             flag_default: crate::flags::default_from_env()?,
@@ -87,6 +92,9 @@ impl ServiceConfig {
         }
         if let Some(bytes) = env_number("FLOWKEY_MAX_BODY_BYTES")? {
             config.max_body_bytes = usize::try_from(bytes).unwrap_or(usize::MAX);
+        }
+        if let Some(bytes) = env_number("FLOWKEY_MAX_UPLOAD_BYTES")? {
+            config.max_upload_bytes = usize::try_from(bytes).unwrap_or(usize::MAX);
         }
         if let Some(ms) = env_number("FLOWKEY_RESOLVE_CACHE_TTL_MS")? {
             config.compat.cache_ttl = Duration::from_millis(ms);
@@ -187,7 +195,7 @@ impl BackgroundTasks {
 pub fn app(state: AppState) -> Router {
     let limit = state.config.max_body_bytes;
     Router::new()
-        .merge(v3::routes())
+        .merge(v3::routes(state.config.max_upload_bytes))
         .merge(v1::routes(state.clone()))
         .merge(admin::routes(state.clone()))
         .merge(ops::routes())

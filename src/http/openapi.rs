@@ -40,6 +40,7 @@ use crate::http::{admin, ops, v1, v3, ErrorEnvelope};
         v3::reject_mapping,
         v1::store_import,
         v1::get_import,
+        v1::import_records,
         v1::processing_status,
         v1::validation_session,
         v1::flow_status,

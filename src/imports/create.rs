@@ -6,8 +6,9 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::compat;
-use crate::db::Db;
-use crate::field_mappings::{self, suggest_mappings};
+use crate::db::types::JsonText;
+use crate::db::{Db, Tx};
+use crate::field_mappings::{self, suggest_mappings, SuggestedMapping};
 use crate::flows::{self, NewFlow};
 use crate::ids::{FlowId, ImportId, SessionId, TenantId};
 use crate::imports::store::{self, NewImportRow};
@@ -63,85 +64,225 @@ pub struct ImportCreated {
     pub flow_created: bool,
 }
 
+/// Rows encoded and written at a time on the JSON paths (one multi-row statement each).
+const JSON_ROWS_PER_BATCH: usize = 500;
+
 /// Stores a file in one transaction; nothing is left behind when any part fails.
 pub async fn create_import(
     db: &Db,
     request: NewImportRequest,
 ) -> Result<ImportCreated, ImportsError> {
     check_rows(&request.rows)?;
-    let tenant = request.tenant;
-    let mut tx = db.begin_write().await?;
-    store::ensure_tenant_exists(&mut tx, tenant).await?;
-    let user = store::importing_user(&mut tx, request.user_id).await?;
-    let import_id = ImportId::new_v4();
+    let start = ImportStart {
+        tenant: request.tenant,
+        source: request.source,
+        source_filename: request.source_filename,
+        file_type: request.file_type,
+        headers: request.rows.headers.clone(),
+        description: request.description,
+        user_id: request.user_id,
+        legacy_session: request.legacy_session,
+        details: ImportDetails {
+            import_type: request.import_type,
+            import_name: request.import_name,
+            file_size_bytes: request.file_size_bytes,
+        },
+    };
+    let details = start.details.clone();
+    let mut writer = ImportWriter::begin(db, start).await?;
+    let mut batch = Vec::with_capacity(JSON_ROWS_PER_BATCH);
+    for (chunk_index, chunk) in request.rows.rows.chunks(JSON_ROWS_PER_BATCH).enumerate() {
+        batch.clear();
+        for (offset, row) in chunk.iter().enumerate() {
+            let text = serde_json::to_string(row).map_err(|err| ImportsError::RowNotEncodable {
+                row_number: chunk_index * JSON_ROWS_PER_BATCH + offset + 1,
+                message: err.to_string(),
+            })?;
+            batch.push(JsonText(text));
+        }
+        writer.write_rows(&batch).await?;
+    }
+    writer
+        .write_suggestions(&suggest_mappings(&request.rows))
+        .await?;
+    writer.finish(details).await
+}
 
-    let (flow_id, flow_created) = match request.legacy_session {
-        None => (FlowId::new_v4(), true),
-        Some(session_id) => {
-            if store::session_exists(&mut tx, tenant, session_id).await? {
-                match compat::store::mapped_flow(&mut tx, tenant, session_id).await? {
-                    Some(flow_id) => (flow_id, false),
-                    None => (FlowId::new_v4(), true),
-                }
-            } else if store::session_id_taken(&mut tx, session_id).await? {
-                return Err(ImportsError::SessionNotFound { session_id });
-            } else {
-                store::insert_session(&mut tx, tenant, session_id, &request.source_filename, user)
+/// Everything about an import known before its first row.
+#[derive(Debug, Clone)]
+pub struct ImportStart {
+    pub tenant: TenantId,
+    pub source: ImportSource,
+    pub source_filename: String,
+    pub file_type: Option<String>,
+    /// Column headers in file order (kept in `import_config.columns`).
+    pub headers: Vec<String>,
+    pub description: Option<String>,
+    /// The importing user; flowkey's service user when `None`.
+    pub user_id: Option<uuid::Uuid>,
+    /// v1 only: the legacy session (see [`NewImportRequest::legacy_session`]).
+    pub legacy_session: Option<SessionId>,
+    /// The values as known at the start; [`ImportWriter::finish`] writes the final ones.
+    pub details: ImportDetails,
+}
+
+/// What may still be learnt after the rows (multipart fields may follow the file).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ImportDetails {
+    pub import_type: String,
+    /// The file name when `None`.
+    pub import_name: Option<String>,
+    pub file_size_bytes: Option<i64>,
+}
+
+/// One import being written inside one write transaction: [`ImportWriter::begin`] creates
+/// the flow (and legacy session) and the `data_imports` row, rows are written in batches as
+/// they come, [`ImportWriter::finish`] records the totals and commits. Dropping a writer
+/// unfinished rolls everything back.
+#[derive(Debug)]
+pub struct ImportWriter {
+    tx: Tx<'static>,
+    row: NewImportRow,
+    created: ImportCreated,
+    /// The size recorded when [`ImportWriter::finish`] is told none.
+    pub(crate) file_size_bytes: Option<i64>,
+}
+
+impl ImportWriter {
+    pub async fn begin(db: &Db, start: ImportStart) -> Result<Self, ImportsError> {
+        check_headers(&start.headers)?;
+        let tenant = start.tenant;
+        let mut tx = db.begin_write().await?;
+        store::ensure_tenant_exists(&mut tx, tenant).await?;
+        let user = store::importing_user(&mut tx, start.user_id).await?;
+        let import_id = ImportId::new_v4();
+
+        let (flow_id, flow_created) = match start.legacy_session {
+            None => (FlowId::new_v4(), true),
+            Some(session_id) => {
+                if store::session_exists(&mut tx, tenant, session_id).await? {
+                    match compat::store::mapped_flow(&mut tx, tenant, session_id).await? {
+                        Some(flow_id) => (flow_id, false),
+                        None => (FlowId::new_v4(), true),
+                    }
+                } else if store::session_id_taken(&mut tx, session_id).await? {
+                    return Err(ImportsError::SessionNotFound { session_id });
+                } else {
+                    store::insert_session(
+                        &mut tx,
+                        tenant,
+                        session_id,
+                        &start.source_filename,
+                        user,
+                    )
                     .await?;
-                (FlowId::new_v4(), true)
+                    (FlowId::new_v4(), true)
+                }
+            }
+        };
+        if flow_created {
+            let flow = NewFlow {
+                flow_id,
+                tenant,
+                user_id: Some(user.to_string()),
+                import_session_id: start.legacy_session,
+                data_import_id: Some(import_id),
+                flow_name: format!("Discovery of {}", start.source_filename),
+            };
+            flows::store::insert(&mut tx, &flow).await?;
+            if let Some(session_id) = start.legacy_session {
+                compat::store::insert_mapping(
+                    &mut tx,
+                    session_id,
+                    flow_id,
+                    tenant,
+                    "written_at_head",
+                )
+                .await?;
             }
         }
-    };
-    if flow_created {
-        let flow = NewFlow {
-            flow_id,
+
+        let row = NewImportRow {
+            id: import_id,
             tenant,
-            user_id: Some(user.to_string()),
-            import_session_id: request.legacy_session,
-            data_import_id: Some(import_id),
-            flow_name: format!("Discovery of {}", request.source_filename),
+            flow_id,
+            session_id: start.legacy_session,
+            import_name: start
+                .details
+                .import_name
+                .clone()
+                .unwrap_or_else(|| start.source_filename.clone()),
+            import_type: start.details.import_type.clone(),
+            description: start.description.clone(),
+            source_filename: start.source_filename.clone(),
+            file_size_bytes: start.details.file_size_bytes,
+            file_type: start.file_type.clone(),
+            total_records: 0,
+            import_config: import_config(&start),
+            imported_by: user,
         };
-        flows::store::insert(&mut tx, &flow).await?;
-        if let Some(session_id) = request.legacy_session {
-            compat::store::insert_mapping(&mut tx, session_id, flow_id, tenant, "written_at_head")
-                .await?;
-        }
+        store::insert_import(&mut tx, &row).await?;
+        Ok(Self {
+            tx,
+            file_size_bytes: row.file_size_bytes,
+            row,
+            created: ImportCreated {
+                import_id,
+                flow_id,
+                import_session_id: start.legacy_session,
+                record_count: 0,
+                field_mapping_count: 0,
+                flow_created,
+            },
+        })
     }
 
-    let total_records = i32::try_from(request.rows.rows.len()).unwrap_or(i32::MAX);
-    let row = NewImportRow {
-        id: import_id,
-        tenant,
-        flow_id,
-        session_id: request.legacy_session,
-        import_name: request
-            .import_name
-            .clone()
-            .unwrap_or_else(|| request.source_filename.clone()),
-        import_type: request.import_type.clone(),
-        description: request.description.clone(),
-        source_filename: request.source_filename.clone(),
-        file_size_bytes: request.file_size_bytes,
-        file_type: request.file_type.clone(),
-        total_records,
-        import_config: import_config(&request),
-        imported_by: user,
-    };
-    store::insert_import(&mut tx, &row).await?;
-    let record_count = store::insert_records(&mut tx, &row, &request.rows.rows).await?;
-    let suggestions = suggest_mappings(&request.rows);
-    let field_mapping_count =
-        field_mappings::store::insert_suggestions(&mut tx, import_id, flow_id, &suggestions)
-            .await?;
-    tx.commit().await?;
-    Ok(ImportCreated {
-        import_id,
-        flow_id,
-        import_session_id: request.legacy_session,
-        record_count,
-        field_mapping_count,
-        flow_created,
-    })
+    /// Writes the next rows (each a JSON object's text), numbered on from the last batch.
+    pub async fn write_rows(&mut self, rows: &[JsonText]) -> Result<(), ImportsError> {
+        let first_row = self.created.record_count + 1;
+        self.created.record_count +=
+            store::insert_records(&mut self.tx, &self.row, first_row, rows).await?;
+        Ok(())
+    }
+
+    /// Writes one suggested field mapping per column.
+    pub async fn write_suggestions(
+        &mut self,
+        suggestions: &[SuggestedMapping],
+    ) -> Result<(), ImportsError> {
+        self.created.field_mapping_count += field_mappings::store::insert_suggestions(
+            &mut self.tx,
+            self.row.id,
+            self.row.flow_id,
+            suggestions,
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Rows written so far.
+    pub fn record_count(&self) -> u64 {
+        self.created.record_count
+    }
+
+    /// Records the final details (the size read, when `details` has none) and the row count,
+    /// and commits.
+    pub async fn finish(mut self, details: ImportDetails) -> Result<ImportCreated, ImportsError> {
+        if self.created.record_count == 0 {
+            return Err(ImportsError::NoRows);
+        }
+        let totals = store::ImportTotals {
+            import_name: details
+                .import_name
+                .unwrap_or_else(|| self.row.source_filename.clone()),
+            import_type: details.import_type,
+            file_size_bytes: details.file_size_bytes.or(self.file_size_bytes),
+            total_records: i32::try_from(self.created.record_count).unwrap_or(i32::MAX),
+        };
+        store::complete_import(&mut self.tx, self.row.id, &totals).await?;
+        self.tx.commit().await?;
+        Ok(self.created)
+    }
 }
 
 /// Turns a client's `file_data` (a list of `{header: value}` objects) into rows; headers are
@@ -169,11 +310,15 @@ fn check_rows(rows: &Rows) -> Result<(), ImportsError> {
     if rows.rows.is_empty() {
         return Err(ImportsError::NoRows);
     }
-    if rows.headers.is_empty() {
+    check_headers(&rows.headers)
+}
+
+fn check_headers(headers: &[String]) -> Result<(), ImportsError> {
+    if headers.is_empty() {
         return Err(ImportsError::NoColumns);
     }
-    for (index, header) in rows.headers.iter().enumerate() {
-        if rows.headers[..index].contains(header) {
+    for (index, header) in headers.iter().enumerate() {
+        if headers[..index].contains(header) {
             return Err(ImportsError::DuplicateHeader {
                 header: header.clone(),
             });
@@ -182,12 +327,12 @@ fn check_rows(rows: &Rows) -> Result<(), ImportsError> {
     Ok(())
 }
 
-fn import_config(request: &NewImportRequest) -> Value {
+fn import_config(start: &ImportStart) -> Value {
     let mut config = serde_json::json!({
-        "source": request.source.as_str(),
-        "columns": request.rows.headers,
+        "source": start.source.as_str(),
+        "columns": start.headers,
     });
-    if let Some(session_id) = request.legacy_session {
+    if let Some(session_id) = start.legacy_session {
         config["validation_session_id"] = Value::String(session_id.to_string());
     }
     config

@@ -19,6 +19,8 @@ pub enum ImportsError {
     NoRows,
     #[error("row {row_number} is not an object of header to value")]
     RowNotAnObject { row_number: usize },
+    #[error("row {row_number} cannot be written as JSON: {message}")]
+    RowNotEncodable { row_number: usize, message: String },
     #[error("the file has no columns")]
     NoColumns,
     #[error("column header {header:?} appears twice")]

@@ -1,14 +1,23 @@
 //! Data imports: one uploaded file (`DataImport`) and its rows (`RawImportRecord`), keyed by
 //! `flow_id` with the legacy `session_id` kept as a deprecated field. Creating an import also
-//! creates its discovery flow and suggested field mappings, in one transaction.
+//! creates its discovery flow and suggested field mappings, in one transaction; a CSV upload is
+//! streamed (`upload`) in bounded memory.
 
 mod create;
 mod csv_rows;
 mod error;
 mod model;
 pub mod store;
+mod upload;
 
-pub use create::{create_import, rows_from_json, ImportCreated, ImportSource, NewImportRequest};
-pub use csv_rows::{read_csv, BadRow, CsvError};
+pub use create::{
+    create_import, rows_from_json, ImportCreated, ImportDetails, ImportSource, ImportStart,
+    ImportWriter, NewImportRequest,
+};
+pub use csv_rows::{read_csv, BadRow, CsvError, CsvRows, CsvTotals, RowEncoder};
 pub use error::ImportsError;
 pub use model::{DataImport, ImportFilter, RawImportRecord, Rows};
+pub use upload::{
+    read_csv_batches, stream_csv, CsvPiece, CsvRead, UploadError, BATCHES_IN_FLIGHT, BATCH_BYTES,
+    BATCH_ROWS,
+};

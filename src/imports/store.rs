@@ -9,7 +9,7 @@
 use serde_json::Value;
 use sqlx::types::Json;
 
-use crate::db::types::{DbTime, DbUuid};
+use crate::db::types::{DbTime, DbUuid, JsonText};
 use crate::db::{on_tx, Tx};
 use crate::ids::{FlowId, ImportId, SessionId, TenantId};
 use crate::imports::{DataImport, ImportFilter, ImportsError, RawImportRecord};
@@ -215,16 +215,18 @@ pub async fn insert_import(tx: &mut Tx<'_>, row: &NewImportRow) -> Result<(), Im
     Ok(())
 }
 
-/// Writes one raw record per row (1-based `row_number`), in multi-row statements.
+/// Writes one raw record per row, numbered from `first_row` (1-based), in multi-row
+/// statements. Each row is already its JSON object's text, bound as it is.
 pub async fn insert_records(
     tx: &mut Tx<'_>,
     import: &NewImportRow,
-    rows: &[serde_json::Map<String, Value>],
+    first_row: u64,
+    rows: &[JsonText],
 ) -> Result<u64, ImportsError> {
     let now = DbTime::now();
     let mut written = 0;
     for (chunk_index, chunk) in rows.chunks(RECORDS_PER_STATEMENT).enumerate() {
-        let first_row = chunk_index * RECORDS_PER_STATEMENT + 1;
+        let chunk_first = first_row + (chunk_index * RECORDS_PER_STATEMENT) as u64;
         written += on_tx!(tx, conn => {
             let mut builder = sqlx::QueryBuilder::new(
                 "INSERT INTO raw_import_records (id, data_import_id, client_account_id, \
@@ -232,7 +234,7 @@ pub async fn insert_records(
                  is_valid, created_at) ",
             );
             builder.push_values(chunk.iter().enumerate(), |mut values, (offset, row)| {
-                let row_number = i32::try_from(first_row + offset).unwrap_or(i32::MAX);
+                let row_number = i32::try_from(chunk_first + offset as u64).unwrap_or(i32::MAX);
                 values
                     .push_bind(DbUuid::new_v4())
                     .push_bind(import.id)
@@ -241,7 +243,7 @@ pub async fn insert_records(
                     .push_bind(import.session_id)
                     .push_bind(import.flow_id)
                     .push_bind(row_number)
-                    .push_bind(Json(Value::Object(row.clone())))
+                    .push_bind(row)
                     .push_bind(false)
                     .push_bind(true)
                     .push_bind(now);
@@ -250,6 +252,39 @@ pub async fn insert_records(
         });
     }
     Ok(written)
+}
+
+/// What an import's row says once all its rows are written.
+#[derive(Debug, Clone)]
+pub struct ImportTotals {
+    pub import_name: String,
+    pub import_type: String,
+    pub file_size_bytes: Option<i64>,
+    pub total_records: i32,
+}
+
+/// Records the final name, type, size and row count of an import written by this
+/// transaction.
+pub async fn complete_import(
+    tx: &mut Tx<'_>,
+    import_id: ImportId,
+    totals: &ImportTotals,
+) -> Result<(), ImportsError> {
+    on_tx!(tx, conn => {
+        sqlx::query(
+            "UPDATE data_imports SET import_name = $2, import_type = $3, file_size_bytes = $4, \
+             total_records = $5, processed_records = $5 WHERE id = $1",
+        )
+        .bind(import_id)
+        .bind(&totals.import_name)
+        .bind(&totals.import_type)
+        .bind(totals.file_size_bytes)
+        .bind(totals.total_records)
+        .execute(&mut **conn)
+        .await?
+        .rows_affected()
+    });
+    Ok(())
 }
 
 pub async fn get(
@@ -365,10 +400,74 @@ pub async fn list_records(
             .fetch_all(&mut **conn)
             .await?
     });
-    Ok(Page::from_rows(rows, page, |row| Cursor {
+    Ok(record_page(rows, page))
+}
+
+/// The records of a legacy session's newest import, read through the legacy key (`session_id`
+/// on the records), in row order; `None` when the session has no import in the tenant.
+pub async fn list_records_for_session(
+    tx: &mut Tx<'_>,
+    tenant: TenantId,
+    session_id: SessionId,
+    page: &PageRequest,
+) -> Result<Option<Page<RawImportRecord>>, ImportsError> {
+    let Some(import) = latest_for_session(tx, tenant, session_id).await? else {
+        return Ok(None);
+    };
+    let sql = format!(
+        "SELECT {RECORD_COLUMNS} FROM raw_import_records r WHERE r.data_import_id = $1 \
+         AND r.session_id = $2 AND (r.row_number > $3 OR (r.row_number = $3 AND r.id > $4)) \
+         ORDER BY r.row_number, r.id LIMIT $5"
+    );
+    let (after_row, after_id) = page.after_key();
+    let rows: Vec<RawImportRecord> = on_tx!(tx, conn => {
+        sqlx::query_as(&sql)
+            .bind(import.id)
+            .bind(session_id)
+            .bind(after_row)
+            .bind(DbUuid(after_id))
+            .bind(page.fetch_limit())
+            .fetch_all(&mut **conn)
+            .await?
+    });
+    Ok(Some(record_page(rows, page)))
+}
+
+/// The records of a flow's newest import, read through `flow_id`, in row order; `None` when
+/// the flow has no import in the tenant.
+pub async fn list_records_for_flow(
+    tx: &mut Tx<'_>,
+    tenant: TenantId,
+    flow_id: FlowId,
+    page: &PageRequest,
+) -> Result<Option<Page<RawImportRecord>>, ImportsError> {
+    let Some(import) = latest_for_flow(tx, tenant, flow_id).await? else {
+        return Ok(None);
+    };
+    let sql = format!(
+        "SELECT {RECORD_COLUMNS} FROM raw_import_records r WHERE r.data_import_id = $1 \
+         AND r.flow_id = $2 AND (r.row_number > $3 OR (r.row_number = $3 AND r.id > $4)) \
+         ORDER BY r.row_number, r.id LIMIT $5"
+    );
+    let (after_row, after_id) = page.after_key();
+    let rows: Vec<RawImportRecord> = on_tx!(tx, conn => {
+        sqlx::query_as(&sql)
+            .bind(import.id)
+            .bind(flow_id)
+            .bind(after_row)
+            .bind(DbUuid(after_id))
+            .bind(page.fetch_limit())
+            .fetch_all(&mut **conn)
+            .await?
+    });
+    Ok(Some(record_page(rows, page)))
+}
+
+fn record_page(rows: Vec<RawImportRecord>, page: &PageRequest) -> Page<RawImportRecord> {
+    Page::from_rows(rows, page, |row| Cursor {
         rank: i64::from(row.row_number),
         id: row.id,
-    }))
+    })
 }
 
 /// Deletes one import of the tenant with its records and field mappings.

@@ -5,9 +5,14 @@
 // tests: allow the unwraps it allows in tests.
 #![allow(clippy::unwrap_used)]
 
-use flowkey::compat::{CompatConfig, CompatError, CompatMetrics, SessionFlowCompatibilityService};
+use flowkey::compat::{
+    CompatConfig, CompatError, CompatMetrics, LegacyAnswer, LegacyRead,
+    SessionFlowCompatibilityService,
+};
 use flowkey::db::Db;
+use flowkey::flags::FlowIdPrimary;
 use flowkey::ids::{AnyId, FlowId, SessionId};
+use flowkey::paging::PageRequest;
 
 use crate::both_engines;
 use crate::harness::TestDb;
@@ -184,4 +189,98 @@ async fn legacy_traffic_is_summarised(test_db: TestDb) {
 both_engines!(
     legacy_id_use_is_counted_and_persisted_per_route,
     legacy_traffic_is_summarised
+);
+
+async fn records_by_flow_or_legacy_id(test_db: TestDb) {
+    let (_keep, db) = head_db(test_db.engine).await;
+    let tenant = insert_tenant(&db).await;
+    let other = insert_tenant(&db).await;
+    let session = SessionId::parse(&uuid::Uuid::new_v4().to_string()).unwrap();
+    let file_data = cmdb_rows(7);
+    let created = flowkey::imports::create_import(
+        &db,
+        flowkey::imports::NewImportRequest {
+            tenant,
+            rows: flowkey::imports::rows_from_json(file_data.as_array().unwrap()).unwrap(),
+            source: flowkey::imports::ImportSource::LegacyStoreImport,
+            source_filename: "cmdb.csv".into(),
+            file_size_bytes: None,
+            file_type: None,
+            import_type: "cmdb".into(),
+            import_name: None,
+            description: None,
+            user_id: None,
+            legacy_session: Some(session),
+        },
+    )
+    .await
+    .unwrap();
+    let compat = service(&db);
+    let page = PageRequest::parse(None, Some(5)).unwrap();
+    let text = session.to_string();
+    let mut first_pages = Vec::new();
+    for form in [
+        created.flow_id.to_string(),
+        text.clone(),
+        format!("disc_session_{text}"),
+        format!("SESSION-{}", text.to_uppercase()),
+        created.import_id.to_string(),
+    ] {
+        let id = AnyId::parse(&form).unwrap();
+        let records = compat
+            .records(tenant, id, &page)
+            .await
+            .unwrap_or_else(|e| panic!("{form}: {e}"));
+        let rows: Vec<i32> = records.items.iter().map(|r| r.row_number).collect();
+        assert_eq!(rows, vec![1, 2, 3, 4, 5], "{form}");
+        assert!(records.next_cursor.is_some(), "{form}");
+        first_pages.push(records);
+        let foreign = compat.records(other, id, &page).await;
+        assert!(
+            matches!(foreign, Err(CompatError::NotFound { .. })),
+            "{form} in another tenant"
+        );
+    }
+    assert!(first_pages.windows(2).all(|pair| pair[0] == pair[1]));
+
+    // The v1 read through the legacy key and through the flow key give the same page.
+    let mut answers = Vec::new();
+    for mode in [FlowIdPrimary::Off, FlowIdPrimary::On, FlowIdPrimary::Shadow] {
+        let answer = compat
+            .legacy_read(
+                "/v1/records",
+                tenant,
+                session,
+                LegacyRead::Records(page),
+                mode,
+            )
+            .await
+            .unwrap();
+        let LegacyAnswer::Records(records) = answer else {
+            panic!("records expected");
+        };
+        assert_eq!(records, first_pages[0], "{mode:?}");
+        answers.push(records);
+    }
+    let next = PageRequest::parse(first_pages[0].next_cursor.as_deref(), Some(5)).unwrap();
+    let rest = compat
+        .records(tenant, AnyId::Session(session), &next)
+        .await
+        .unwrap();
+    let rows: Vec<i32> = rest.items.iter().map(|r| r.row_number).collect();
+    assert_eq!(rows, vec![6, 7]);
+    let foreign = compat
+        .legacy_read(
+            "/v1/records",
+            other,
+            session,
+            LegacyRead::Records(page),
+            FlowIdPrimary::Off,
+        )
+        .await;
+    assert!(matches!(foreign, Err(CompatError::NotFound { .. })));
+}
+both_engines!(
+    records_are_listed_by_flow_id_and_by_a_legacy_id_in_any_form_within_the_tenant,
+    records_by_flow_or_legacy_id
 );

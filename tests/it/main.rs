@@ -13,6 +13,7 @@ mod flow_runner;
 mod flow_support;
 mod harness;
 mod http_admin;
+mod http_csv_upload;
 mod http_flags;
 mod http_openapi;
 mod http_ops;

@@ -348,7 +348,14 @@ impl Violations {
 }
 
 async fn hostile_http_input_on_every_route_is_refused_with_4xx_never_5xx(test_db: TestDb) {
-    let server = served(&test_db, &[("FLOWKEY_MAX_BODY_BYTES", "1048576")]).await;
+    let server = served(
+        &test_db,
+        &[
+            ("FLOWKEY_MAX_BODY_BYTES", "1048576"),
+            ("FLOWKEY_MAX_UPLOAD_BYTES", "1048576"),
+        ],
+    )
+    .await;
     let db = test_db.connect().await;
     let (mine, theirs) = two_tenants(&db).await;
     // A new connection per request: a request refused before its body was read leaves its

@@ -250,9 +250,11 @@ pub fn state(db: &Db) -> AppState {
     AppState::new(db.clone(), config()).expect("state")
 }
 
+/// A state whose body limit, CSV uploads included, is `max_body_bytes`.
 pub fn small_body_state(db: &Db, max_body_bytes: usize) -> AppState {
     let config = ServiceConfig {
         max_body_bytes,
+        max_upload_bytes: max_body_bytes,
         ..config()
     };
     AppState::new(db.clone(), config).expect("state")

@@ -24,11 +24,13 @@ use crate::http::{ok, ApiError, AppState, Envelope, ErrorEnvelope};
 use crate::ids::SessionId;
 use crate::imports::{
     self, rows_from_json, DataImport, ImportCreated, ImportSource, NewImportRequest,
+    RawImportRecord,
 };
 use crate::paging::Page;
 
 const STORE_IMPORT: &str = "/api/v1/data-import/store-import";
 const IMPORT: &str = "/api/v1/data-import/import/{session_id}";
+const IMPORT_RECORDS: &str = "/api/v1/data-import/import/{session_id}/records";
 const PROCESSING_STATUS: &str = "/api/v1/data-import/processing-status/{session_id}";
 const VALIDATION_SESSION: &str = "/api/v1/data-import/validation-session/{session_id}";
 const FLOW_STATUS: &str = "/api/v1/unified-discovery/flow/status/{session_id}";
@@ -37,6 +39,7 @@ pub(crate) fn routes(state: AppState) -> Router<AppState> {
     Router::new()
         .route(STORE_IMPORT, post(store_import))
         .route(IMPORT, get(get_import))
+        .route(IMPORT_RECORDS, get(import_records))
         .route(PROCESSING_STATUS, get(processing_status))
         .route(VALIDATION_SESSION, get(validation_session))
         .route(FLOW_STATUS, get(flow_status))
@@ -181,6 +184,50 @@ pub(crate) async fn get_import(
         LegacyAnswer::Import(import) => {
             let successor = format!("/api/v3/data-import/imports/{}", import.id);
             Ok(with_successor(ok(import), successor))
+        }
+        _ => Err(ApiError::internal("legacy read answered with another kind")),
+    }
+}
+
+#[utoipa::path(get, path = "/api/v1/data-import/import/{session_id}/records", operation_id = "v1_import_records", tag = "v1 legacy (deprecated)",
+    params(Tenant, ("session_id" = String, Path, description = "The legacy session id in any form a client ever sent: a bare UUID, `disc_session_<uuid>` or `session-<uuid>`, in any letter case, surrounding whitespace ignored.", example = "disc_session_6f1c2a3e-4b5d-4e6f-8a7b-9c0d1e2f3a4b"), Caller, PageQuery),
+    responses(
+        (status = 200, description = "one page of the raw records of the session's newest import (as GET /api/v3/data-import/imports/{import_id}/records)", body = Envelope<Page<RawImportRecord>>),
+        (status = 400, description = "missing or malformed tenant headers, session id or page parameters", body = ErrorEnvelope),
+        (status = 404, description = "no import for this session in this tenant", body = ErrorEnvelope),
+        (status = 409, description = "`ambiguous_id` (flag `on`): the session names several flows", body = ErrorEnvelope),
+    ),
+)]
+pub(crate) async fn import_records(
+    state: State<AppState>,
+    tenant: Tenant,
+    caller: Caller,
+    session: ApiPath<String>,
+    ApiQuery(query): ApiQuery<PageQuery>,
+) -> Result<Response, ApiError> {
+    let page = query.page()?;
+    match legacy_read(
+        state,
+        tenant,
+        caller,
+        session,
+        IMPORT_RECORDS,
+        LegacyRead::Records(page),
+    )
+    .await?
+    {
+        LegacyAnswer::Records(records) => {
+            let successor = records.items.first().map(|record| {
+                format!(
+                    "/api/v3/data-import/imports/{}/records",
+                    record.data_import_id
+                )
+            });
+            let response = ok(records);
+            Ok(match successor {
+                Some(successor) => with_successor(response, successor),
+                None => response,
+            })
         }
         _ => Err(ApiError::internal("legacy read answered with another kind")),
     }

@@ -1,5 +1,5 @@
 use axum::extract::{Multipart, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -11,8 +11,8 @@ use crate::http::{envelope, ok, ApiError, AppState, Envelope, ErrorEnvelope};
 use crate::ids::ImportId;
 use crate::imports::store::DeletedRows;
 use crate::imports::{
-    self, read_csv, rows_from_json, DataImport, ImportCreated, ImportFilter, ImportSource,
-    NewImportRequest, RawImportRecord,
+    self, rows_from_json, DataImport, ImportCreated, ImportDetails, ImportFilter, ImportSource,
+    ImportStart, ImportWriter, NewImportRequest, RawImportRecord, UploadError,
 };
 use crate::paging::Page;
 
@@ -82,7 +82,8 @@ pub(crate) async fn create_import(
 }
 
 /// Stores an uploaded CSV file (multipart field `file`; optional fields `import_type`,
-/// `import_name`).
+/// `import_name`, before or after the file). The file is streamed: rows are read and written
+/// as they arrive, in one transaction, so memory does not grow with the file.
 #[utoipa::path(post, path = "/api/v3/data-import/imports/upload", tag = "v3 data import",
     params(Tenant, UserHeader),
     request_body(content = UploadForm, content_type = "multipart/form-data"),
@@ -98,47 +99,111 @@ pub(crate) async fn upload_csv(
     State(state): State<AppState>,
     Tenant(tenant): Tenant,
     UserHeader(user): UserHeader,
+    headers: HeaderMap,
     multipart: Result<Multipart, axum::extract::multipart::MultipartRejection>,
 ) -> Result<Response, ApiError> {
+    refuse_declared_oversize(&headers, state.config.max_upload_bytes)?;
     let mut multipart = multipart
         .map_err(|rejection| ApiError::bad_request("malformed_upload", rejection.body_text()))?;
-    let mut file: Option<(String, Vec<u8>)> = None;
+    let mut written: Option<ImportWriter> = None;
     let mut import_type = None;
     let mut import_name = None;
-    while let Some(mut field) = multipart.next_field().await.map_err(multipart_error)? {
+    while let Some(field) = multipart.next_field().await.map_err(multipart_error)? {
         match field.name().unwrap_or_default() {
             "file" => {
-                let filename = field.file_name().unwrap_or("upload.csv").to_owned();
-                let mut bytes = Vec::new();
-                while let Some(chunk) = field.chunk().await.map_err(multipart_error)? {
-                    bytes.extend_from_slice(&chunk);
+                if written.is_some() {
+                    return Err(ApiError::bad_request(
+                        "malformed_upload",
+                        "multipart field `file` appears twice",
+                    ));
                 }
-                file = Some((filename, bytes));
+                let filename = bounded(field.file_name().map(str::to_owned), "upload.csv")?;
+                let start = ImportStart {
+                    tenant,
+                    source: ImportSource::CsvUpload,
+                    source_filename: filename,
+                    file_type: Some("text/csv".to_owned()),
+                    headers: Vec::new(),
+                    description: None,
+                    user_id: user,
+                    legacy_session: None,
+                    details: ImportDetails {
+                        import_type: bounded(import_type.clone(), "cmdb")?,
+                        import_name: import_name.clone(),
+                        file_size_bytes: None,
+                    },
+                };
+                let writer = imports::stream_csv(&state.db, start, field)
+                    .await
+                    .map_err(|err| match err {
+                        UploadError::Body(err) => multipart_error(err),
+                        UploadError::Csv(err) => err.into(),
+                        UploadError::Imports(err) => err.into(),
+                        UploadError::ReaderFailed(cause) => ApiError::internal(cause),
+                    })?;
+                written = Some(writer);
             }
-            "import_type" => import_type = Some(field.text().await.map_err(multipart_error)?),
-            "import_name" => import_name = Some(field.text().await.map_err(multipart_error)?),
+            "import_type" => import_type = Some(small_text(field).await?),
+            "import_name" => import_name = Some(small_text(field).await?),
             _ => {}
         }
     }
-    let (filename, bytes) = file.ok_or_else(|| {
+    let writer = written.ok_or_else(|| {
         ApiError::bad_request("malformed_upload", "multipart field `file` is required")
     })?;
-    let rows = read_csv(&bytes)?;
-    let request = NewImportRequest {
-        tenant,
-        rows,
-        source: ImportSource::CsvUpload,
-        source_filename: bounded(Some(filename), "upload.csv")?,
-        file_size_bytes: i64::try_from(bytes.len()).ok(),
-        file_type: Some("text/csv".to_owned()),
+    let details = ImportDetails {
         import_type: bounded(import_type, "cmdb")?,
         import_name,
-        description: None,
-        user_id: user,
-        legacy_session: None,
+        file_size_bytes: None,
     };
-    let created = imports::create_import(&state.db, request).await?;
+    let created = writer.finish(details).await?;
     Ok(envelope(StatusCode::CREATED, created))
+}
+
+/// A body that says in advance it is larger than the limit is refused before any of it is
+/// read (a body without a length is cut at the limit while it streams).
+fn refuse_declared_oversize(headers: &HeaderMap, limit: usize) -> Result<(), ApiError> {
+    let declared = headers
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|text| text.trim().parse::<u64>().ok());
+    match declared {
+        Some(length) if length > limit as u64 => Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("the upload is {length} bytes; at most {limit} are accepted"),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Longest text field of an upload read (longer ones are refused without reading them all).
+const MAX_TEXT_FIELD: usize = 4 * 1024;
+
+/// A small text field of a multipart upload (a name or a type).
+async fn small_text(mut field: axum::extract::multipart::Field<'_>) -> Result<String, ApiError> {
+    let mut bytes = Vec::new();
+    while let Some(chunk) = field.chunk().await.map_err(multipart_error)? {
+        if bytes.len() + chunk.len() > MAX_TEXT_FIELD {
+            return Err(too_long());
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    String::from_utf8(bytes).map_err(|_| {
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_body",
+            "a name or type is not valid UTF-8",
+        )
+    })
+}
+
+fn too_long() -> ApiError {
+    ApiError::new(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_body",
+        format!("a name or type is longer than {MAX_TEXT} bytes"),
+    )
 }
 
 fn multipart_error(err: axum::extract::multipart::MultipartError) -> ApiError {
@@ -163,11 +228,7 @@ pub(crate) fn bounded(text: Option<String>, default: &str) -> Result<String, Api
         .filter(|t| !t.is_empty())
         .unwrap_or_else(|| default.to_owned());
     if text.len() > MAX_TEXT {
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_body",
-            format!("a name or type is longer than {MAX_TEXT} bytes"),
-        ));
+        return Err(too_long());
     }
     Ok(text)
 }

@@ -4,6 +4,7 @@ mod flows;
 mod imports;
 mod mappings;
 
+use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use axum::Router;
 use serde::Deserialize;
@@ -15,13 +16,18 @@ pub(crate) use flows::*;
 pub(crate) use imports::*;
 pub(crate) use mappings::*;
 
-pub(crate) fn routes() -> Router<AppState> {
+/// The v3 routes; the CSV upload has its own body limit (`upload_limit`), which replaces the
+/// app-wide one for that route only.
+pub(crate) fn routes(upload_limit: usize) -> Router<AppState> {
     Router::new()
         .route(
             "/api/v3/data-import/imports",
             post(create_import).get(list_imports),
         )
-        .route("/api/v3/data-import/imports/upload", post(upload_csv))
+        .route(
+            "/api/v3/data-import/imports/upload",
+            post(upload_csv).layer(DefaultBodyLimit::max(upload_limit)),
+        )
         .route(
             "/api/v3/data-import/imports/{import_id}",
             get(get_import).delete(delete_import),
