@@ -1,6 +1,8 @@
-//! `flowkey serve`: the flow-keyed HTTP API. Refuses a database that is not at head, and
-//! on SIGTERM or Ctrl-C stops accepting, finishes the requests in flight, writes the last
-//! legacy traffic counts and exits.
+//! `flowkey serve`: the flow-keyed HTTP API. Refuses to start on a database that is not at
+//! head; once running, answers 503 `schema_not_at_head` on the /api routes while the schema
+//! is taken below head, and serves again when it is back (`http::schema_gate`). On SIGTERM
+//! or Ctrl-C stops accepting, finishes the requests in flight, writes the last legacy
+//! traffic counts and exits.
 
 use std::net::SocketAddr;
 
@@ -24,6 +26,7 @@ pub async fn run(db: Db, args: &ServeArgs) -> anyhow::Result<()> {
         anyhow::bail!("refusing to serve: {}", schema.describe());
     }
     let state = AppState::new(db.clone(), ServiceConfig::from_env()?)?;
+    state.schema.record(schema);
     state
         .refresh_flags()
         .await

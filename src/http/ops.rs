@@ -8,6 +8,7 @@ use axum::Router;
 use serde_json::json;
 
 use crate::compat::store::check_schema;
+use crate::http::schema_gate::schema_not_at_head;
 use crate::http::{ok, ApiError, AppState};
 
 pub(crate) fn routes() -> Router<AppState> {
@@ -34,14 +35,11 @@ pub(crate) async fn ready(State(state): State<AppState>) -> Result<Response, Api
         tracing::warn!(error = %err, "readiness: database unreachable");
         ApiError::unavailable("database_unavailable", "the database is not answering")
     })?;
+    // The gate of the /api routes takes this check too: a server probed by its load
+    // balancer follows the schema sooner than its own poll would.
+    state.schema.record(check.clone());
     if !check.at_head() {
-        return Err(
-            ApiError::unavailable("schema_not_at_head", check.describe()).with_details(json!({
-                "recorded_revision": check.recorded_revision,
-                "head": check.head,
-                "missing": check.missing,
-            })),
-        );
+        return Err(schema_not_at_head(&check));
     }
     Ok(ok(
         json!({ "status": "ready", "database": state.db.engine().to_string() }),
