@@ -24,8 +24,8 @@ use sqlx::Connection;
 use crate::private_postgres::{PrivateCluster, StopMode};
 use crate::reliability_service::{two_tenants, Server};
 use crate::reliability_support::{
-    assert_same, flowkey, run_ok, run_to_end, scenario_rng, snapshot, DOWNGRADE_LEGACY,
-    UPGRADE_HEAD,
+    assert_same, flowkey, run_ok, run_to_end, scenario_rng, snapshot, where_the_runner_stopped,
+    DOWNGRADE_LEGACY, UPGRADE_HEAD,
 };
 use crate::service_probe::{tally, Answer, Probe, Route};
 
@@ -128,6 +128,7 @@ async fn upgrade_with_restart(
     down: Duration,
     probe_while_down: bool,
 ) -> Option<Restart> {
+    let from = where_the_runner_stopped(url).await;
     let mut child = flowkey(url, UPGRADE_HEAD).spawn().unwrap();
     let label = match when {
         When::Phase(label, probe) => {
@@ -181,10 +182,13 @@ async fn upgrade_with_restart(
     let output = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
     let outcome = if output.status.success() {
-        "resumed and completed".to_owned()
+        format!("resumed and completed (from {from})")
     } else {
         let message = one_line_error(&stderr, &format!("restart {label}"));
-        format!("stopped: {message}")
+        format!(
+            "stopped (from {from} to {}): {message}",
+            where_the_runner_stopped(url).await
+        )
     };
     Some(Restart {
         when: label,
