@@ -27,7 +27,7 @@ use crate::reliability_support::{
     assert_same, flowkey, run_ok, run_to_end, scenario_rng, snapshot, where_the_runner_stopped,
     DOWNGRADE_LEGACY, UPGRADE_HEAD,
 };
-use crate::service_probe::{tally, Answer, Probe, Route};
+use crate::service_probe::{tally, Answer, Probe, ReadyProbe, Route};
 
 /// Restarts per test in CI; `FLOWKEY_PG_RESTARTS` overrides.
 const CI_RESTARTS: usize = 2;
@@ -388,7 +388,7 @@ async fn a_server_answers_503_while_postgres_restarts_and_serves_again_without_a
     let (mine, _) = two_tenants(&db).await;
     db.close().await;
     let origin = Instant::now();
-    let probe = Probe::start(&[server.base.clone()], &mine, 3);
+    let probe = Probe::start(&[(server.base.clone(), ReadyProbe::Probed)], &mine, 3);
     probe
         .wait_for(Duration::from_secs(60), |a| a.is_data() && a.status == 200)
         .await

@@ -15,7 +15,7 @@ use crate::both_engines;
 use crate::harness::TestDb;
 use crate::reliability_service::{two_tenants, Server};
 use crate::reliability_support::{run_ok, run_within, seeded, small_seed, UPGRADE_HEAD};
-use crate::service_probe::{tally, Answer, Probe, Route};
+use crate::service_probe::{tally, Answer, Probe, ReadyProbe, Route};
 
 /// The servers re-check their schema this often (the default is 2 s).
 const SCHEMA_POLL_MS: &str = "200";
@@ -44,9 +44,14 @@ async fn downgrade_and_upgrade_while_two_servers_serve(test_db: TestDb) {
     let db = test_db.connect().await;
     let (mine, _) = two_tenants(&db).await;
     db.close().await;
-    let bases: Vec<String> = servers.iter().map(|server| server.base.clone()).collect();
+    // The first server is probed on /ready (as by a load balancer), and its gate takes each
+    // of those checks; the second is not, and follows the schema by its own poll only.
+    let targets = [
+        (servers[0].base.clone(), ReadyProbe::Probed),
+        (servers[1].base.clone(), ReadyProbe::NotProbed),
+    ];
     let origin = Instant::now();
-    let probe = Probe::start(&bases, &mine, 2);
+    let probe = Probe::start(&targets, &mine, 2);
     for server in 0..servers.len() {
         probe
             .wait_for(Duration::from_secs(60), |a| {
@@ -83,6 +88,21 @@ async fn downgrade_and_upgrade_while_two_servers_serve(test_db: TestDb) {
             });
         first_refusals.push(first);
     }
+    // The server nobody probes says "not ready" too when asked.
+    let ready = reqwest::get(format!("{}/ready", servers[1].base))
+        .await
+        .unwrap();
+    let status = ready.status();
+    let body: serde_json::Value = ready.json().await.unwrap();
+    assert_eq!(
+        status, 503,
+        "/ready of the second server below head: {body}"
+    );
+    assert_eq!(body["error"]["code"], "schema_not_at_head", "{body}");
+    assert_eq!(
+        body["error"]["details"]["recorded_revision"], "flow_constraints",
+        "{body}"
+    );
     tokio::time::sleep(SETTLE).await;
 
     // Back to head while serving.
@@ -139,20 +159,11 @@ async fn downgrade_and_upgrade_while_two_servers_serve(test_db: TestDb) {
             flag(answer, "refused after this server served at head again");
         }
     }
-    // /ready said "not ready" below head, on each server.
-    for server in 0..servers.len() {
-        let ready_refused = answers.iter().any(|a| {
-            a.server == server
-                && a.route == Route::Ready
-                && a.sent > down_end
-                && a.received < up_start
-                && a.status == 503
-        });
-        assert!(
-            ready_refused,
-            "server {server}: /ready never said 503 below head"
-        );
-    }
+    // /ready said "not ready" below head (the probed server, all along).
+    let ready_refused = answers.iter().any(|a| {
+        a.route == Route::Ready && a.sent > down_end && a.received < up_start && a.status == 503
+    });
+    assert!(ready_refused, "/ready never said 503 below head");
     for (index, server) in servers.iter().enumerate() {
         let log = server.log_text();
         assert!(!log.contains("panicked"), "server {index} panicked: {log}");

@@ -56,8 +56,17 @@ impl Answer {
     }
 }
 
-/// Clients sending v3 and v1 reads, `/ready` and `/health` in a loop to each server until
-/// stopped.
+/// Whether a server's clients also call `/ready`. `/ready` checks the schema live and the
+/// server's schema gate takes that check; a server nobody probes follows the schema by its
+/// own poll only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadyProbe {
+    Probed,
+    NotProbed,
+}
+
+/// Clients sending v3 and v1 reads, `/health` and (where asked) `/ready` in a loop to each
+/// server until stopped.
 pub struct Probe {
     stop: Arc<AtomicBool>,
     answers: Arc<Mutex<Vec<Answer>>>,
@@ -66,16 +75,23 @@ pub struct Probe {
 
 impl Probe {
     /// Starts `workers_per_server` clients per server, all reading `tenant`'s data.
-    pub fn start(bases: &[String], tenant: &TenantIds, workers_per_server: usize) -> Probe {
+    pub fn start(
+        servers: &[(String, ReadyProbe)],
+        tenant: &TenantIds,
+        workers_per_server: usize,
+    ) -> Probe {
         let stop = Arc::new(AtomicBool::new(false));
         let answers = Arc::new(Mutex::new(Vec::new()));
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(20))
             .build()
             .unwrap();
-        let routes = routes(tenant);
         let mut workers = Vec::new();
-        for (server, base) in bases.iter().enumerate() {
+        for (server, (base, ready)) in servers.iter().enumerate() {
+            let routes: Vec<(Route, String)> = routes(tenant)
+                .into_iter()
+                .filter(|(route, _)| *route != Route::Ready || *ready == ReadyProbe::Probed)
+                .collect();
             for worker in 0..workers_per_server {
                 let (stop, answers, client, routes, base, tenant) = (
                     stop.clone(),
