@@ -7,7 +7,6 @@
 use std::net::SocketAddr;
 
 use anyhow::Context;
-use flowkey::compat::store::check_schema;
 use flowkey::db::Db;
 use flowkey::http::{app, AppState, ServiceConfig};
 
@@ -19,14 +18,15 @@ pub struct ServeArgs {
 }
 
 pub async fn run(db: Db, args: &ServeArgs) -> anyhow::Result<()> {
-    let schema = check_schema(&db)
+    let state = AppState::new(db.clone(), ServiceConfig::from_env()?)?;
+    let schema = state
+        .schema
+        .check()
         .await
         .context("cannot read the database schema")?;
     if !schema.at_head() {
         anyhow::bail!("refusing to serve: {}", schema.describe());
     }
-    let state = AppState::new(db.clone(), ServiceConfig::from_env()?)?;
-    state.schema.record(schema);
     state
         .refresh_flags()
         .await

@@ -7,7 +7,6 @@ use axum::routing::get;
 use axum::Router;
 use serde_json::json;
 
-use crate::compat::store::check_schema;
 use crate::http::schema_gate::schema_not_at_head;
 use crate::http::{ok, ApiError, AppState};
 
@@ -31,13 +30,12 @@ pub(crate) async fn health() -> Response {
     (status = 503, description = "database unreachable or schema not at head"),
 ))]
 pub(crate) async fn ready(State(state): State<AppState>) -> Result<Response, ApiError> {
-    let check = check_schema(&state.db).await.map_err(|err| {
+    // Through the gate of the /api routes: a server probed by its load balancer follows the
+    // schema sooner than its own poll would.
+    let check = state.schema.check().await.map_err(|err| {
         tracing::warn!(error = %err, "readiness: database unreachable");
         ApiError::unavailable("database_unavailable", "the database is not answering")
     })?;
-    // The gate of the /api routes takes this check too: a server probed by its load
-    // balancer follows the schema sooner than its own poll would.
-    state.schema.record(check.clone());
     if !check.at_head() {
         return Err(schema_not_at_head(&check));
     }

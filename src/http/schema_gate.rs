@@ -2,7 +2,7 @@
 //!
 //! A server starts only at head, but an operator may take the schema down (`flowkey
 //! downgrade -1`) and up again (`flowkey upgrade head`) while servers run. The gate re-reads
-//! the schema check every poll interval (and takes every check `/ready` makes); while the
+//! the schema check every poll interval (and `/ready` checks through it); while the
 //! last check says "below head", every `/api` route answers 503 `schema_not_at_head` instead
 //! of running queries against a schema the server was not built for, and the server serves
 //! again by itself once the check says head. A check that fails (database unreachable) keeps
@@ -29,6 +29,11 @@ pub const DEFAULT_SCHEMA_POLL_INTERVAL: Duration = Duration::from_secs(2);
 pub struct SchemaGate {
     db: Db,
     last: RwLock<Option<SchemaCheck>>,
+    /// One check at a time. Two overlapping checks can finish in the other order: a poll
+    /// that read the revision before a downgrade would then overwrite the verdict of a
+    /// `/ready` that read it after, and the server would serve below head until its next
+    /// check. In turn, each check reads after the previous one was recorded.
+    checking: tokio::sync::Mutex<()>,
 }
 
 impl SchemaGate {
@@ -36,12 +41,21 @@ impl SchemaGate {
         Self {
             db,
             last: RwLock::new(None),
+            checking: tokio::sync::Mutex::new(()),
         }
     }
 
-    /// Takes a check made elsewhere (at startup, by `/ready`); logs each change of verdict
-    /// once, so an operator sees when a server stopped and started serving.
-    pub fn record(&self, check: SchemaCheck) {
+    /// Checks the schema now, records the verdict and returns the check.
+    pub async fn check(&self) -> Result<SchemaCheck, sqlx::Error> {
+        let _one_at_a_time = self.checking.lock().await;
+        let check = check_schema(&self.db).await?;
+        self.record(check.clone());
+        Ok(check)
+    }
+
+    /// Logs each change of verdict once, so an operator sees when a server stopped and
+    /// started serving.
+    fn record(&self, check: SchemaCheck) {
         let mut last = self
             .last
             .write()
@@ -69,11 +83,9 @@ impl SchemaGate {
             .map(schema_not_at_head)
     }
 
-    /// Checks the schema now.
+    /// Checks the schema now (the poll's form of [`SchemaGate::check`]).
     pub async fn refresh(&self) -> Result<(), sqlx::Error> {
-        let check = check_schema(&self.db).await?;
-        self.record(check);
-        Ok(())
+        self.check().await.map(drop)
     }
 
     /// Refreshes every `interval` until the task is aborted; a failed check keeps the last
