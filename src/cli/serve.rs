@@ -1,11 +1,12 @@
-//! `flowkey serve`: the flow-keyed HTTP API. Refuses a database that is not at head, and
-//! on SIGTERM or Ctrl-C stops accepting, finishes the requests in flight, writes the last
-//! legacy traffic counts and exits.
+//! `flowkey serve`: the flow-keyed HTTP API. Refuses to start on a database that is not at
+//! head; once running, answers 503 `schema_not_at_head` on the /api routes while the schema
+//! is taken below head, and serves again when it is back (`http::schema_gate`). On SIGTERM
+//! or Ctrl-C stops accepting, finishes the requests in flight, writes the last legacy
+//! traffic counts and exits.
 
 use std::net::SocketAddr;
 
 use anyhow::Context;
-use flowkey::compat::store::check_schema;
 use flowkey::db::Db;
 use flowkey::http::{app, AdminToken, AppState, ServiceConfig};
 
@@ -29,16 +30,19 @@ pub async fn run(db: Db, args: &ServeArgs) -> anyhow::Result<()> {
             AdminToken::parse(text).context("--admin-token / FLOWKEY_ADMIN_TOKEN is refused")?,
         ),
     };
-    let schema = check_schema(&db)
+    let admin_disabled = config.admin_token.is_none();
+    let state = AppState::new(db.clone(), config)?;
+    let schema = state
+        .schema
+        .check()
         .await
         .context("cannot read the database schema")?;
     if !schema.at_head() {
         anyhow::bail!("refusing to serve: {}", schema.describe());
     }
-    if config.admin_token.is_none() {
+    if admin_disabled {
         eprintln!("flowkey: admin routes disabled (no --admin-token / FLOWKEY_ADMIN_TOKEN)");
     }
-    let state = AppState::new(db.clone(), config)?;
     state
         .refresh_flags()
         .await

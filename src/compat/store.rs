@@ -4,10 +4,11 @@
 
 use serde::Serialize;
 
+use crate::db::errors::{database_unavailable, schema_object_missing};
 use crate::db::types::DbTime;
 use crate::db::{on_pool, on_tx, Db, Tx};
 use crate::ids::{AnyId, ClientAccountId, EngagementId, FlowId, SessionId, TenantId};
-use crate::migrate::{revisions, Migrator, RunOptions};
+use crate::migrate::{revisions, MigrateError, Migrator, RunOptions};
 
 /// Every flow of the tenant that `id` may name. A bare UUID may be a flow id, a mapped
 /// session id or a data import id; a prefixed id only a session. A mapping or an import only
@@ -299,8 +300,9 @@ impl SchemaCheck {
 
 /// Reads the runner's record of the applied revision and probes for the head tables and
 /// columns the service reads and writes. Each probe is its own statement outside a
-/// transaction, so a missing table (an error on PostgreSQL) does not spoil the others.
-/// Reads only.
+/// transaction, so a missing table (an error on PostgreSQL) does not spoil the others. Only
+/// "no such table or column" counts as missing; any other error (the database going away in
+/// the middle of the check) is returned. Reads only.
 pub async fn check_schema(db: &Db) -> Result<SchemaCheck, sqlx::Error> {
     const PROBES: &[(&str, &str)] = &[
         (
@@ -339,6 +341,8 @@ pub async fn check_schema(db: &Db) -> Result<SchemaCheck, sqlx::Error> {
         .await
     {
         Ok(revision) => revision.map(str::to_owned),
+        // The database went away in the middle of the check: that says nothing of the schema.
+        Err(MigrateError::Sql(err)) if database_unavailable(&err) => return Err(err),
         // An unreadable or unknown record: leave the verdict to the probes, but say so.
         Err(err) => {
             tracing::warn!(error = %err, "cannot read the recorded revision");
@@ -347,8 +351,12 @@ pub async fn check_schema(db: &Db) -> Result<SchemaCheck, sqlx::Error> {
     };
     let mut missing = Vec::new();
     for (name, probe) in PROBES {
-        if db.execute_plain(probe).await.is_err() {
-            missing.push(*name);
+        match db.execute_plain(probe).await {
+            Ok(_) => {}
+            Err(err) if schema_object_missing(&err) => missing.push(*name),
+            // Any other failure (the connection cut by a restart, above all) is not a missing
+            // table: a check that counted it so would close a healthy server.
+            Err(err) => return Err(err),
         }
     }
     Ok(SchemaCheck {

@@ -6,6 +6,7 @@
 //! serve both wherever the dialects agree, and a per-engine branch is written only where
 //! they really differ.
 
+pub mod errors;
 pub mod introspect;
 pub mod types;
 

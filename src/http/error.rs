@@ -9,6 +9,7 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use crate::compat::CompatError;
+use crate::db::errors::{database_unavailable, schema_object_missing};
 use crate::field_mappings::MappingsError;
 use crate::flags::FlagError;
 use crate::flows::FlowsError;
@@ -122,34 +123,21 @@ impl From<PagingError> for ApiError {
 impl From<sqlx::Error> for ApiError {
     fn from(err: sqlx::Error) -> Self {
         if database_unavailable(&err) {
+            // Not logged above debug: during an outage every request would log it.
+            tracing::debug!(error = %err, "database unavailable");
             return ApiError::unavailable("database_unavailable", "the database is not answering");
         }
+        if schema_object_missing(&err) {
+            // The schema was taken below head under a running server (between two checks of
+            // its schema gate): the operator's doing, not a bug and not the client's mistake.
+            tracing::warn!(error = %err, "a head table or column is missing");
+            return ApiError::unavailable(
+                "schema_not_at_head",
+                "the database schema is not at head (a table or column is missing); \
+                 run `flowkey upgrade head`",
+            );
+        }
         ApiError::internal(err)
-    }
-}
-
-/// Errors that mean "the database cannot be reached or is busy right now", not "this request
-/// is wrong": the client may retry, so they are a 503, never a 500. PostgreSQL SQLSTATE classes
-/// 08 (connection exception) and 57 (operator intervention: shutdown, terminated backend),
-/// 55000 (database not accepting connections); SQLite 5 and 6 (busy, locked) with their
-/// extended codes.
-fn database_unavailable(err: &sqlx::Error) -> bool {
-    match err {
-        sqlx::Error::PoolTimedOut
-        | sqlx::Error::PoolClosed
-        | sqlx::Error::Io(_)
-        | sqlx::Error::Tls(_)
-        | sqlx::Error::Protocol(_)
-        | sqlx::Error::WorkerCrashed => true,
-        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
-            code.starts_with("08")
-                || code.starts_with("57")
-                || code == "55000"
-                || code
-                    .parse::<i32>()
-                    .is_ok_and(|sqlite| matches!(sqlite & 0xff, 5 | 6))
-        }),
-        _ => false,
     }
 }
 

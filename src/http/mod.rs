@@ -10,6 +10,7 @@ pub mod extract;
 mod metrics;
 mod openapi;
 mod ops;
+pub mod schema_gate;
 mod v1;
 mod v3;
 
@@ -30,6 +31,7 @@ pub use auth::{AdminToken, AdminTokenError, MIN_TOKEN_BYTES};
 pub use error::{ApiError, ErrorBody, ErrorEnvelope};
 pub use metrics::HttpMetrics;
 pub use openapi::openapi_json;
+pub use schema_gate::{SchemaGate, DEFAULT_SCHEMA_POLL_INTERVAL};
 
 /// Knobs of the server.
 #[derive(Debug, Clone)]
@@ -43,6 +45,8 @@ pub struct ServiceConfig {
     pub flag_default: FlowIdPrimary,
     /// How often the flag table is read.
     pub flag_poll_interval: Duration,
+    /// How often the server checks that its schema is still at head (see `schema_gate`).
+    pub schema_poll_interval: Duration,
     /// How often counted legacy hits are written to `flowkey_legacy_traffic`.
     pub traffic_flush_interval: Duration,
     pub compat: CompatConfig,
@@ -59,6 +63,7 @@ impl Default for ServiceConfig {
             max_upload_bytes: 1024 * 1024 * 1024,
             flag_default: FlowIdPrimary::Off,
             flag_poll_interval: DEFAULT_POLL_INTERVAL,
+            schema_poll_interval: DEFAULT_SCHEMA_POLL_INTERVAL,
             traffic_flush_interval: Duration::from_secs(5),
             compat: CompatConfig::default(),
             v1_sunset: "Wed, 30 Jun 2027 00:00:00 GMT".to_owned(),
@@ -80,7 +85,7 @@ pub enum ServiceError {
 
 impl ServiceConfig {
     /// Defaults, overridden by `ENABLE_FLOW_ID_PRIMARY`, `FLOWKEY_FLAG_POLL_MS`,
-    /// `FLOWKEY_MAX_BODY_BYTES`, `FLOWKEY_MAX_UPLOAD_BYTES` and
+    /// `FLOWKEY_SCHEMA_POLL_MS`, `FLOWKEY_MAX_BODY_BYTES`, `FLOWKEY_MAX_UPLOAD_BYTES` and
     /// `FLOWKEY_RESOLVE_CACHE_TTL_MS`.
     pub fn from_env() -> Result<Self, ServiceError> {
         let mut config = Self {
@@ -89,6 +94,9 @@ impl ServiceConfig {
         };
         if let Some(ms) = env_number("FLOWKEY_FLAG_POLL_MS")? {
             config.flag_poll_interval = Duration::from_millis(ms.max(50));
+        }
+        if let Some(ms) = env_number("FLOWKEY_SCHEMA_POLL_MS")? {
+            config.schema_poll_interval = Duration::from_millis(ms.max(50));
         }
         if let Some(bytes) = env_number("FLOWKEY_MAX_BODY_BYTES")? {
             config.max_body_bytes = usize::try_from(bytes).unwrap_or(usize::MAX);
@@ -123,6 +131,7 @@ pub struct AppState {
     pub db: Db,
     pub compat: Arc<SessionFlowCompatibilityService>,
     pub flags: Arc<FlagWatcher>,
+    pub schema: Arc<SchemaGate>,
     pub metrics: Arc<HttpMetrics>,
     pub config: Arc<ServiceConfig>,
 }
@@ -136,10 +145,12 @@ impl AppState {
         let compat =
             SessionFlowCompatibilityService::new(db.clone(), &config.compat, compat_metrics);
         let flags = FlagWatcher::new(db.clone(), config.flag_default);
+        let schema = SchemaGate::new(db.clone());
         Ok(Self {
             db,
             compat: Arc::new(compat),
             flags: Arc::new(flags),
+            schema: Arc::new(schema),
             metrics: Arc::new(metrics),
             config: Arc::new(config),
         })
@@ -149,12 +160,16 @@ impl AppState {
         self.flags.refresh().await
     }
 
-    /// Starts flag polling and the periodic legacy traffic flush.
+    /// Starts flag polling, schema checks and the periodic legacy traffic flush.
     pub fn spawn_background(&self) -> BackgroundTasks {
         let flag_poller = self
             .flags
             .clone()
             .spawn_polling(self.config.flag_poll_interval);
+        let schema_poller = self
+            .schema
+            .clone()
+            .spawn_polling(self.config.schema_poll_interval);
         let compat = self.compat.clone();
         let interval = self.config.traffic_flush_interval;
         let traffic_flusher = tokio::spawn(async move {
@@ -168,7 +183,7 @@ impl AppState {
         });
         BackgroundTasks {
             compat: self.compat.clone(),
-            handles: vec![flag_poller, traffic_flusher],
+            handles: vec![flag_poller, schema_poller, traffic_flusher],
         }
     }
 }
@@ -194,10 +209,18 @@ impl BackgroundTasks {
 /// The whole API as a router; serving it is the caller's business.
 pub fn app(state: AppState) -> Router {
     let limit = state.config.max_body_bytes;
-    Router::new()
+    // Every /api route depends on the head schema; the ops routes must answer whatever the
+    // schema's state, since they are how an operator sees it.
+    let api = Router::new()
         .merge(v3::routes(state.config.max_upload_bytes))
         .merge(v1::routes(state.clone()))
         .merge(admin::routes(state.clone()))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            schema_gate::refuse_below_head,
+        ));
+    Router::new()
+        .merge(api)
         .merge(ops::routes())
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

@@ -56,6 +56,16 @@ pub enum MigrateError {
     )]
     Locked { holder: String, since: String },
     #[error(
+        "the deploy lock was lost: the connection holding it closed ({reason}), as when the \
+         database restarts; stopped before the next step: rerun the same command to resume"
+    )]
+    LockLost { reason: String },
+    #[error(
+        "lost the connection to the database ({reason}); the run stopped where it was: rerun \
+         the same command to resume"
+    )]
+    ConnectionLost { reason: String },
+    #[error(
         "the database is neither empty nor at revision {revision} ({count} differences): {}; \
          nothing was changed",
         differences.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")

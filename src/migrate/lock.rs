@@ -44,8 +44,12 @@ pub(crate) struct DeployLock {
 }
 
 enum Held {
-    Postgres(PgConnection),
-    Sqlite { pool: SqlitePool, run_id: String },
+    /// Behind a mutex so that a run holding `&Session` can check it between steps.
+    Postgres(tokio::sync::Mutex<PgConnection>),
+    Sqlite {
+        pool: SqlitePool,
+        run_id: String,
+    },
 }
 
 /// Who holds the lock, for messages.
@@ -77,7 +81,7 @@ impl DeployLock {
                         .await?;
                     if got {
                         return Ok(DeployLock {
-                            held: Held::Postgres(conn),
+                            held: Held::Postgres(tokio::sync::Mutex::new(conn)),
                             taken_over_from: None,
                         });
                     }
@@ -182,14 +186,41 @@ impl DeployLock {
         }
     }
 
+    /// Fails when the lock is no longer held. On PostgreSQL the lock lives as long as the
+    /// connection that took it: a server restart (or a terminated backend) ends both, while
+    /// the run's pool quietly reconnects and would carry on unprotected, so a second runner
+    /// could start beside it. Checked before every step and before a revision is recorded.
+    pub async fn ensure_held(&self) -> Result<(), MigrateError> {
+        match &self.held {
+            Held::Postgres(conn) => {
+                let mut conn = conn.lock().await;
+                // The lock is the session's: while the session answers, nobody else can have
+                // released it.
+                conn.ping().await.map_err(|err| MigrateError::LockLost {
+                    reason: err.to_string(),
+                })
+            }
+            // A row in the database: it outlives connections, and only a dead holder's row
+            // is ever taken over.
+            Held::Sqlite { .. } => Ok(()),
+        }
+    }
+
     /// Gives the lock back.
     pub async fn release(self) -> Result<(), MigrateError> {
         match self.held {
-            Held::Postgres(mut conn) => {
-                sqlx::query("SELECT pg_advisory_unlock($1)")
+            Held::Postgres(conn) => {
+                let mut conn = conn.into_inner();
+                let unlocked = sqlx::query("SELECT pg_advisory_unlock($1)")
                     .bind(DEPLOY_LOCK_KEY)
                     .execute(&mut conn)
-                    .await?;
+                    .await;
+                if let Err(err) = unlocked {
+                    // The connection is gone, and the lock went with it: there is nothing
+                    // to give back, and the run's own result stands.
+                    tracing::debug!(error = %err, "the deploy lock's connection was already closed");
+                    return Ok(());
+                }
                 conn.close().await?;
             }
             Held::Sqlite { pool, run_id } => {

@@ -151,17 +151,23 @@ impl Migrator {
     /// Applies revisions up to `target`: `head`, `+N`, or a revision id. A database with the
     /// legacy schema and no record of revisions is adopted at the first revision first.
     pub async fn upgrade(&self, target: &str) -> Result<RunSummary, MigrateError> {
-        let session = self.open_session("upgrade", target).await?;
+        let session = self
+            .open_session("upgrade", target)
+            .await
+            .map_err(connection_lost)?;
         let result = self.upgrade_locked(&session, target).await;
-        session.close(result).await
+        session.close(result).await.map_err(connection_lost)
     }
 
     /// Reverts revisions down to `target`: `-N`, `base`, or a revision id (which stays
     /// applied).
     pub async fn downgrade(&self, target: &str) -> Result<RunSummary, MigrateError> {
-        let session = self.open_session("downgrade", target).await?;
+        let session = self
+            .open_session("downgrade", target)
+            .await
+            .map_err(connection_lost)?;
         let result = self.downgrade_locked(&session, target).await;
-        session.close(result).await
+        session.close(result).await.map_err(connection_lost)
     }
 
     /// The last fully applied revision; `None` at base (nothing recorded).
@@ -276,6 +282,20 @@ pub fn offline_sql(
         target_index.map(|index| revisions[index].id),
         &plan,
     ))
+}
+
+/// A bare driver error that means the database went away (a restart, a cut connection)
+/// says so and says what to do; outside a step it would otherwise name nothing the operator
+/// can act on. Errors of a step already name the step.
+fn connection_lost(err: MigrateError) -> MigrateError {
+    match err {
+        MigrateError::Sql(inner) if crate::db::errors::database_unavailable(&inner) => {
+            MigrateError::ConnectionLost {
+                reason: inner.to_string(),
+            }
+        }
+        other => other,
+    }
 }
 
 /// A run holding the deploy lock, with its audit row open.
@@ -824,6 +844,7 @@ impl Migrator {
             steps: Vec::new(),
         };
         for (index, step) in steps.iter().enumerate().skip(planned.first_step) {
+            session.lock.ensure_held().await?;
             let step_scope = Scope {
                 step: Some(step.name),
                 ..scope
@@ -881,6 +902,7 @@ impl Migrator {
                 }
             }
         }
+        session.lock.ensure_held().await?;
         match direction {
             Direction::Up => self.mark_applied(revision).await?,
             Direction::Down => self.delete_version(revision).await?,

@@ -10,6 +10,7 @@ use axum::http::{Method, Request, StatusCode};
 use crate::both_engines;
 use crate::harness::TestDb;
 use crate::service_support::*;
+use flowkey::migrate::{Migrator, RunOptions};
 
 async fn ops_routes(test_db: TestDb) {
     let (_keep, db) = head_db(test_db.engine).await;
@@ -107,6 +108,71 @@ async fn not_ready_before_head(test_db: TestDb) {
 both_engines!(
     ready_is_503_until_the_schema_is_at_head,
     not_ready_before_head
+);
+
+/// A running server whose schema is taken below head (`downgrade -1`) answers 503
+/// `schema_not_at_head` on every /api route once it has checked the schema (its poll or a
+/// `/ready`), keeps `/health` at 200, and serves again once the schema is back at head. A
+/// table taken away between two checks is a 503 of the same code, never a 500.
+async fn api_follows_the_schema(test_db: TestDb) {
+    let (_keep, db) = head_db(test_db.engine).await;
+    let tenant = insert_tenant(&db).await;
+    let state = state(&db);
+    let get = |uri: &str| Request::builder().uri(uri).body(Body::empty()).unwrap();
+    let flows = || request(Method::GET, "/api/v3/discovery-flow/flows", tenant, None);
+    let traffic = || request(Method::GET, "/api/admin/legacy-traffic", tenant, None);
+    assert_eq!(send(&state, flows()).await.status, StatusCode::OK);
+
+    let migrator = Migrator::new(db.clone(), RunOptions::default());
+    migrator.downgrade("-1").await.unwrap();
+    let ready = send(&state, get("/ready")).await;
+    assert_eq!(
+        ready.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        ready.text
+    );
+    assert_eq!(ready.error_code(), "schema_not_at_head");
+    for answer in [send(&state, flows()).await, send(&state, traffic()).await] {
+        assert_eq!(
+            answer.status,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "{}",
+            answer.text
+        );
+        assert_eq!(answer.error_code(), "schema_not_at_head");
+        assert_eq!(
+            answer.body["error"]["details"]["recorded_revision"],
+            "flow_constraints"
+        );
+    }
+    assert_eq!(send(&state, get("/health")).await.status, StatusCode::OK);
+
+    migrator.upgrade("head").await.unwrap();
+    // The gate follows its next check: the server's poll, here called directly.
+    state.schema.refresh().await.unwrap();
+    assert_eq!(send(&state, flows()).await.status, StatusCode::OK);
+    assert_eq!(send(&state, get("/ready")).await.status, StatusCode::OK);
+
+    db.execute_plain("ALTER TABLE flowkey_legacy_traffic RENAME TO flowkey_traffic_away")
+        .await
+        .unwrap();
+    let gone = send(&state, traffic()).await;
+    assert_eq!(
+        gone.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        gone.text
+    );
+    assert_eq!(gone.error_code(), "schema_not_at_head");
+    db.execute_plain("ALTER TABLE flowkey_traffic_away RENAME TO flowkey_legacy_traffic")
+        .await
+        .unwrap();
+    assert_eq!(send(&state, traffic()).await.status, StatusCode::OK);
+}
+both_engines!(
+    the_api_answers_503_while_the_schema_is_below_head_and_serves_again_at_head,
+    api_follows_the_schema
 );
 
 async fn real_socket(test_db: TestDb) {

@@ -80,6 +80,34 @@ pub fn run_ok(url: &str, args: &[&str]) -> Duration {
     started.elapsed()
 }
 
+/// Runs a command to its end, but no longer than `limit` (a hang is killed and fails the
+/// test); returns its exit status, stderr and duration.
+pub async fn run_within(
+    url: &str,
+    args: &[&str],
+    limit: Duration,
+) -> (std::process::ExitStatus, String, Duration) {
+    let started = Instant::now();
+    let mut child = flowkey(url, args).spawn().unwrap();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            let output = child.wait_with_output().unwrap();
+            panic!(
+                "flowkey {args:?} still runs after {limit:?}: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let output = child.wait_with_output().unwrap();
+    (
+        output.status,
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+        started.elapsed(),
+    )
+}
+
 /// The random source of a scenario: seeded from `FLOWKEY_RELIABILITY_SEED` (default `seed`) so
 /// that a failure can be replayed; the seed is printed in every failure message.
 pub fn scenario_rng(default_seed: u64) -> (ChaCha8Rng, u64) {
