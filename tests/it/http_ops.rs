@@ -120,7 +120,7 @@ async fn api_follows_the_schema(test_db: TestDb) {
     let state = state(&db);
     let get = |uri: &str| Request::builder().uri(uri).body(Body::empty()).unwrap();
     let flows = || request(Method::GET, "/api/v3/discovery-flow/flows", tenant, None);
-    let traffic = || request(Method::GET, "/api/admin/legacy-traffic", tenant, None);
+    let traffic = || admin(Method::GET, "/api/admin/legacy-traffic", None);
     assert_eq!(send(&state, flows()).await.status, StatusCode::OK);
 
     let migrator = Migrator::new(db.clone(), RunOptions::default());
