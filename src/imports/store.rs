@@ -414,23 +414,8 @@ pub async fn list_records_for_session(
     let Some(import) = latest_for_session(tx, tenant, session_id).await? else {
         return Ok(None);
     };
-    let sql = format!(
-        "SELECT {RECORD_COLUMNS} FROM raw_import_records r WHERE r.data_import_id = $1 \
-         AND r.session_id = $2 AND (r.row_number > $3 OR (r.row_number = $3 AND r.id > $4)) \
-         ORDER BY r.row_number, r.id LIMIT $5"
-    );
-    let (after_row, after_id) = page.after_key();
-    let rows: Vec<RawImportRecord> = on_tx!(tx, conn => {
-        sqlx::query_as(&sql)
-            .bind(import.id)
-            .bind(session_id)
-            .bind(after_row)
-            .bind(DbUuid(after_id))
-            .bind(page.fetch_limit())
-            .fetch_all(&mut **conn)
-            .await?
-    });
-    Ok(Some(record_page(rows, page)))
+    let rows = records_by_key(tx, import.id, "session_id", session_id.as_uuid(), page).await?;
+    Ok(Some(rows))
 }
 
 /// The records of a flow's newest import, read through `flow_id`, in row order; `None` when
@@ -444,23 +429,36 @@ pub async fn list_records_for_flow(
     let Some(import) = latest_for_flow(tx, tenant, flow_id).await? else {
         return Ok(None);
     };
+    let rows = records_by_key(tx, import.id, "flow_id", flow_id.as_uuid(), page).await?;
+    Ok(Some(rows))
+}
+
+/// One page of an import's records whose `key_column` (`session_id` or `flow_id`, never a
+/// client's text) equals `key`, in row order.
+async fn records_by_key(
+    tx: &mut Tx<'_>,
+    import_id: ImportId,
+    key_column: &'static str,
+    key: uuid::Uuid,
+    page: &PageRequest,
+) -> Result<Page<RawImportRecord>, ImportsError> {
     let sql = format!(
         "SELECT {RECORD_COLUMNS} FROM raw_import_records r WHERE r.data_import_id = $1 \
-         AND r.flow_id = $2 AND (r.row_number > $3 OR (r.row_number = $3 AND r.id > $4)) \
+         AND r.{key_column} = $2 AND (r.row_number > $3 OR (r.row_number = $3 AND r.id > $4)) \
          ORDER BY r.row_number, r.id LIMIT $5"
     );
     let (after_row, after_id) = page.after_key();
     let rows: Vec<RawImportRecord> = on_tx!(tx, conn => {
         sqlx::query_as(&sql)
-            .bind(import.id)
-            .bind(flow_id)
+            .bind(import_id)
+            .bind(DbUuid(key))
             .bind(after_row)
             .bind(DbUuid(after_id))
             .bind(page.fetch_limit())
             .fetch_all(&mut **conn)
             .await?
     });
-    Ok(Some(record_page(rows, page)))
+    Ok(record_page(rows, page))
 }
 
 fn record_page(rows: Vec<RawImportRecord>, page: &PageRequest) -> Page<RawImportRecord> {
