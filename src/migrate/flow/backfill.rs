@@ -236,6 +236,16 @@ pub async fn backfill_table(
 async fn sweep(db: &Db, table: &str, audit: &dyn AuditSink) -> Result<(), MigrateError> {
     let started = Instant::now();
     let mut tx = begin_batch(db).await?;
+    if let crate::db::Tx::Postgres(conn) = &mut tx {
+        // The statistics were taken before the walk (every flow_id NULL) and the small tables
+        // may have grown since: under a legacy load at 5M rows PostgreSQL chose a nested loop
+        // over data_imports, one bitmap of the whole `session_id IS NULL` index per import,
+        // and the sweep ran for over 13 minutes. Hash joins make it one scan of the table
+        // whatever the estimates say.
+        sqlx::query("SET LOCAL enable_nestloop = off")
+            .execute(&mut **conn)
+            .await?;
+    }
     let mut rows_linked = 0;
     for statement in batch_statements(db.engine(), table) {
         let sql = statement.replace("{range}", "TRUE");
