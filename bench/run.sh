@@ -4,6 +4,10 @@
 #
 #   bash bench/run.sh [--sizes 100000,1000000] [--engines postgres,sqlite] [--out DIR]
 #                     [--clients 4] [--http-secs 10] [--skip-lock] [--skip-http] [--no-build]
+#                     [--lock-only] [--load-secs N] [--alone-secs N]
+#   --lock-only: seed, then only the lock-impact figures; --load-secs: the legacy load's length
+#   during the upgrade (default 1.5x the recorded upgrade time + 10 s); --alone-secs: the
+#   baseline load's length (default the same)
 #
 # Needs: target/release/flowkey (built unless --no-build), /usr/bin/time, psql, createdb,
 # dropdb, pgbench (PostgreSQL at $PG_HOST:$PG_PORT, user $PG_USER, trust auth), sqlite3,
@@ -20,6 +24,9 @@ CLIENTS=4
 HTTP_SECS=10
 SKIP_LOCK=0
 SKIP_HTTP=0
+LOCK_ONLY=0
+LOAD_SECS=""
+ALONE_SECS=""
 BUILD=1
 SEED=42
 TENANTS=4
@@ -29,7 +36,7 @@ PG_PORT=${PG_PORT:-5432}
 PG_USER=${PG_USER:-postgres}
 FLOWKEY=${FLOWKEY:-$ROOT/target/release/flowkey}
 
-usage() { sed -n 2,10p "$0"; exit 2; }
+usage() { sed -n 2,12p "$0"; exit 2; }
 while [ $# -gt 0 ]; do
     case "$1" in
         --sizes) SIZES=$2; shift 2 ;;
@@ -39,6 +46,9 @@ while [ $# -gt 0 ]; do
         --http-secs) HTTP_SECS=$2; shift 2 ;;
         --skip-lock) SKIP_LOCK=1; shift ;;
         --skip-http) SKIP_HTTP=1; shift ;;
+        --lock-only) LOCK_ONLY=1; SKIP_HTTP=1; shift ;;
+        --load-secs) LOAD_SECS=$2; shift 2 ;;
+        --alone-secs) ALONE_SECS=$2; shift 2 ;;
         --no-build) BUILD=0; shift ;;
         -h|--help) usage ;;
         *) echo "unknown option $1" >&2; usage ;;
@@ -171,6 +181,12 @@ bench_engine_size() { # ENGINE SIZE
     record "$engine" "$size" raw_import_records "$raw"
     record "$engine" "$size" flow_table_rows "$rows"
 
+    if [ "$LOCK_ONLY" = 1 ]; then
+        [ "$engine" = postgres ] && bench_lock_impact "$size" "$seeded" "$base"
+        db_drop "$engine" "$seeded"
+        return
+    fi
+
     # (a) online backfill vs the offline UPDATE ... FROM, both from flow_expand.
     log "$engine $size: online backfill"
     db_copy "$engine" "$seeded" "${base}_online"
@@ -250,13 +266,17 @@ for line in open('$RESULTS'):
     if r['engine'] == 'postgres' and r['size'] == $size and r['metric'] == 'upgrade_head_seconds':
         print(r['value'])")
     # The load outlasts the migration; only transactions inside the migration's window count.
-    local load_secs
-    load_secs=$(python3 -c "import math; print(max(10, math.ceil($upgrade_seconds * 1.5 + 10)))")
+    local load_secs=$LOAD_SECS
+    if [ -z "$load_secs" ]; then
+        [ -n "$upgrade_seconds" ] || { echo "no upgrade_head_seconds for $size: pass --load-secs" >&2; return 1; }
+        load_secs=$(python3 -c "import math; print(max(10, math.ceil($upgrade_seconds * 1.5 + 10)))")
+    fi
 
-    log "postgres $size: legacy load alone (${load_secs}s)"
+    local alone_secs=${ALONE_SECS:-$load_secs}
+    log "postgres $size: legacy load alone (${alone_secs}s)"
     db_copy postgres "$seeded" "${base}_loadonly"
     mkdir -p "$OUT/$base.load_alone"
-    (cd "$OUT/$base.load_alone" && run_legacy_load "${base}_loadonly" "$load_secs" load \
+    (cd "$OUT/$base.load_alone" && run_legacy_load "${base}_loadonly" "$alone_secs" load \
         > pgbench.out 2> pgbench.err) || true
     db_drop postgres "${base}_loadonly"
 
