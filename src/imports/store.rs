@@ -342,18 +342,7 @@ pub async fn latest_for_flow(
     tenant: TenantId,
     flow_id: FlowId,
 ) -> Result<Option<DataImport>, ImportsError> {
-    let sql = format!(
-        "SELECT {IMPORT_COLUMNS} FROM data_imports di WHERE di.flow_id = $3 AND {IMPORT_IN_TENANT} \
-         ORDER BY di.created_at DESC, di.id DESC LIMIT 1"
-    );
-    Ok(on_tx!(tx, conn => {
-        sqlx::query_as(&sql)
-            .bind(tenant.client_account_id)
-            .bind(tenant.engagement_id)
-            .bind(flow_id)
-            .fetch_optional(&mut **conn)
-            .await?
-    }))
+    latest_by_key(tx, tenant, "flow_id", flow_id.as_uuid()).await
 }
 
 /// The newest import of a legacy session (read through `session_id`, as before flow ids).
@@ -362,15 +351,26 @@ pub async fn latest_for_session(
     tenant: TenantId,
     session_id: SessionId,
 ) -> Result<Option<DataImport>, ImportsError> {
+    latest_by_key(tx, tenant, "session_id", session_id.as_uuid()).await
+}
+
+/// The tenant's newest import whose `key_column` (`flow_id` or `session_id`, never a client's
+/// text) equals `key`.
+async fn latest_by_key(
+    tx: &mut Tx<'_>,
+    tenant: TenantId,
+    key_column: &'static str,
+    key: uuid::Uuid,
+) -> Result<Option<DataImport>, ImportsError> {
     let sql = format!(
-        "SELECT {IMPORT_COLUMNS} FROM data_imports di WHERE di.session_id = $3 AND {IMPORT_IN_TENANT} \
+        "SELECT {IMPORT_COLUMNS} FROM data_imports di WHERE di.{key_column} = $3 AND {IMPORT_IN_TENANT} \
          ORDER BY di.created_at DESC, di.id DESC LIMIT 1"
     );
     Ok(on_tx!(tx, conn => {
         sqlx::query_as(&sql)
             .bind(tenant.client_account_id)
             .bind(tenant.engagement_id)
-            .bind(session_id)
+            .bind(DbUuid(key))
             .fetch_optional(&mut **conn)
             .await?
     }))
