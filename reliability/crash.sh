@@ -13,7 +13,7 @@ cd "$(dirname "$0")/.."
 export FLOWKEY_KILL_POINTS="${1:-50}"
 if [ -n "${2:-}" ]; then export FLOWKEY_RELIABILITY_SEED="$2"; fi
 started=$(date +%s)
-cargo test --test it reliability_crash -- --nocapture --test-threads=1 2>&1 |
+cargo test --test it reliability::crash -- --nocapture --test-threads=1 2>&1 |
   tee /tmp/flowkey-crash.log | grep -E "RELIABILITY|panicked|test result|FAILED" || true
 status=${PIPESTATUS[0]}
 echo "elapsed: $(( $(date +%s) - started )) s"

@@ -7,7 +7,7 @@
 # Expected (issue 6): exit non-zero with ONE line on stderr that says which step stopped and
 # that a rerun resumes; the rerun completes. Exit 0 when the message is one line naming the
 # step and the rerun completes, 1 otherwise. The CI test
-# reliability_database_gone::connections_cut_during_the_backfill_... checks the parts that hold.
+# reliability::database_gone::connections_cut_during_the_backfill_... checks the parts that hold.
 #
 # Last result (2026-11-26, two runs): exit 1 (good), rerun completes and equals an uninterrupted run
 # (good), but stderr is

@@ -7,7 +7,7 @@
 # Expected (issue 6, "a database that is not the expected schema: refused, nothing changed"):
 # `flowkey upgrade head` refuses in one line naming the difference, as it does for a database
 # flowkey never recorded (the CI test
-# reliability_hostile_migration::a_seeded_database_that_is_not_the_legacy_schema_...).
+# reliability::hostile_migration::a_seeded_database_that_is_not_the_legacy_schema_...).
 # Exit 0 when refused, 1 when the drifted database is upgraded.
 #
 # Last result (2026-11-26): upgraded, exit 0 (the extra column is carried along). The schema

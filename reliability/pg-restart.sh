@@ -2,7 +2,7 @@
 # PostgreSQL restarted for real, long version: a private throwaway cluster (initdb in a temp
 # directory, its own port; the shared test server is never touched) is stopped and started
 # FLOWKEY_PG_RESTARTS times (default 30) in each of the two scenarios of
-# tests/it/reliability_pg_restart.rs:
+# tests/it/reliability/pg_restart.rs:
 #   - under `flowkey upgrade head` (clean `-m fast` and crash-like `-m immediate` stops at
 #     random moments, seeded: FLOWKEY_RELIABILITY_SEED), each cycle rerun to completion and
 #     compared with an uninterrupted run, then downgraded to legacy and compared with the
@@ -21,7 +21,7 @@ cd "$(dirname "$0")/.."
 export FLOWKEY_PG_RESTARTS="${1:-30}"
 if [ -n "${2:-}" ]; then export FLOWKEY_RELIABILITY_SEED="$2"; fi
 started=$(date +%s)
-cargo test --test it reliability_pg_restart -- --nocapture --test-threads=1 2>&1 |
+cargo test --test it reliability::pg_restart -- --nocapture --test-threads=1 2>&1 |
   tee /tmp/flowkey-pg-restart.log | grep -E "RELIABILITY|panicked|test result|FAILED" || true
 status=${PIPESTATUS[0]}
 echo "elapsed: $(( $(date +%s) - started )) s"

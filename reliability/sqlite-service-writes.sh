@@ -8,7 +8,7 @@
 # clients. Expected: every answer 201. Exit 0 when so, 1 otherwise.
 #
 # Last result (2026-11-26): 209 of 400 imports answered 500 internal_error (and 29 of 300 in
-# the CI-sized load test of tests/it/reliability_service.rs), the server logging
+# the CI-sized load test of tests/it/reliability/service.rs), the server logging
 #   error returned from database: (code: 5) database is locked
 #   error returned from database: (code: 517) database is locked
 # Same cause as the migration's bug 1 in docs/reliability.md: the store's write transactions

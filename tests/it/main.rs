@@ -1,36 +1,54 @@
 //! The integration suite: one binary, every database test on SQLite and on PostgreSQL, each
-//! on its own fresh database (see `harness`).
+//! on its own fresh database (see `support::harness`). Folders group the tests by what they
+//! test: `migrate` (the runner and the session→flow migration), `service` (stores and the
+//! compatibility service), `http` (the routes), `cli` (the binary), `reliability` (kills,
+//! cuts, restarts, races); `support` holds what they share.
 
-mod cli;
-mod cli_flow;
-mod compat;
-mod coverage_offline;
-mod coverage_refusals;
-mod db_connect;
-mod flow_fixtures;
-mod flow_migration;
-mod flow_runner;
-mod flow_support;
-mod harness;
-mod http_admin;
-mod http_csv_upload;
-mod http_flags;
-mod http_openapi;
-mod http_ops;
-mod http_v1;
-mod http_v3;
-mod migrate_runner;
-mod private_postgres;
-mod reliability_concurrency;
-mod reliability_crash;
-mod reliability_database_gone;
-mod reliability_hostile_migration;
-mod reliability_pg_restart;
-mod reliability_service;
-mod reliability_support;
-mod reliability_upgrade_while_serving;
-mod seed;
-mod service_probe;
-mod service_support;
-mod store_imports;
-mod store_service_state;
+// A failed unwrap is a failed test, with the value that failed in its message.
+#![allow(clippy::unwrap_used)]
+
+mod cli {
+    mod commands;
+    mod db_connect;
+    mod flow_commands;
+}
+mod http {
+    mod admin;
+    mod csv_upload;
+    mod flags;
+    mod openapi;
+    mod ops;
+    mod v1;
+    mod v3;
+}
+mod migrate {
+    mod flow_migration;
+    mod flow_runner;
+    mod offline_sql;
+    mod refusals;
+    mod runner;
+    mod seed;
+}
+mod reliability {
+    pub mod concurrency;
+    mod crash;
+    mod database_gone;
+    mod hostile_migration;
+    mod pg_restart;
+    pub mod service;
+    mod upgrade_while_serving;
+}
+mod service {
+    mod compat;
+    mod store_imports;
+    mod store_service_state;
+}
+mod support {
+    pub mod flow_fixtures;
+    pub mod flow_support;
+    pub mod harness;
+    pub mod private_postgres;
+    pub mod reliability_support;
+    pub mod service_probe;
+    pub mod service_support;
+}

@@ -1,0 +1,408 @@
+//! Coverage of refusals reachable from input on the real revision chain: targets that cannot
+//! be reached, stamps that do not match, verify without a baseline, rehearsals of sources
+//! that cannot be copied.
+
+// The test bodies are async fns run by `both_engines!`, outside clippy's test detection.
+
+use std::time::Duration;
+
+use flowkey::db::{Db, Engine};
+use flowkey::migrate::flow::{rehearse, verify, FlowMigrationError};
+use flowkey::migrate::{MigrateError, Migrator, RunOptions, StampMode};
+
+use crate::both_engines;
+use crate::support::harness::TestDb;
+
+fn quick() -> RunOptions {
+    RunOptions {
+        lock_wait: Duration::from_secs(30),
+        ..RunOptions::default()
+    }
+}
+
+async fn the_real_chain_refuses_targets_it_cannot_reach(test_db: TestDb) {
+    let db = test_db.connect().await;
+    let migrator = Migrator::new(db.clone(), quick());
+    let at_base = migrator
+        .downgrade("-1")
+        .await
+        .expect_err("nothing to revert");
+    assert!(
+        at_base
+            .to_string()
+            .contains("the database is at base already"),
+        "{at_base}"
+    );
+    migrator.upgrade("legacy").await.unwrap();
+    let cases = [
+        (
+            migrator.upgrade("base").await,
+            "cannot upgrade to \"base\": use `flowkey downgrade base`",
+        ),
+        (
+            migrator.downgrade("head").await,
+            "cannot downgrade to \"head\": use `flowkey upgrade head`",
+        ),
+        (migrator.downgrade("flow_mapping").await, "cannot downgrade"),
+        (migrator.upgrade("+x").await, "unknown revision \"+x\""),
+        (migrator.downgrade("-x").await, "unknown revision \"-x\""),
+        (
+            migrator.stamp("nowhere", StampMode::Checked).await,
+            "unknown revision \"nowhere\"; known: base, head, legacy",
+        ),
+    ];
+    for (result, wanted) in cases {
+        let err = result.expect_err(wanted);
+        assert!(err.to_string().contains(wanted), "{err} lacks {wanted:?}");
+    }
+    assert_eq!(migrator.current().await.unwrap(), Some("legacy"));
+    // Upgrading to the revision it is already past names the way back.
+    migrator.upgrade("flow_mapping").await.unwrap();
+    let err = migrator.upgrade("legacy").await.expect_err("already past");
+    assert!(
+        err.to_string()
+            .contains("the database is already at flow_mapping; use `flowkey downgrade legacy`"),
+        "{err}"
+    );
+    db.close().await;
+}
+both_engines!(
+    the_real_chain_refuses_targets_it_cannot_reach,
+    the_real_chain_refuses_targets_it_cannot_reach
+);
+
+async fn stamp_checked_refuses_a_schema_that_is_not_the_target(test_db: TestDb) {
+    let db = test_db.connect().await;
+    let migrator = Migrator::new(db.clone(), quick());
+    migrator.upgrade("legacy").await.unwrap();
+    let head_id = flowkey::migrate::revisions::all().last().unwrap().id;
+    let err = migrator
+        .stamp("head", StampMode::Checked)
+        .await
+        .expect_err("a legacy schema is not head");
+    assert!(
+        matches!(&err, MigrateError::ForeignSchema { revision, count, .. } if revision == head_id && *count > 0),
+        "{err}"
+    );
+    assert!(
+        err.to_string().contains("session_flow_mapping"),
+        "the differences name the missing table: {err}"
+    );
+    assert_eq!(migrator.current().await.unwrap(), Some("legacy"));
+    // Stamping where it is passes the check; base is refused while tables exist.
+    let summary = migrator.stamp("legacy", StampMode::Checked).await.unwrap();
+    assert_eq!(summary.to, Some("legacy"));
+    let err = migrator
+        .stamp("base", StampMode::Checked)
+        .await
+        .expect_err("tables exist");
+    assert!(
+        matches!(&err, MigrateError::ForeignSchema { revision, .. } if revision == "base"),
+        "{err}"
+    );
+    // Forced, it records without looking, and history says so.
+    let summary = migrator.stamp("head", StampMode::Force).await.unwrap();
+    assert_eq!(summary.from, Some("legacy"));
+    let history = migrator.history().await.unwrap();
+    let head = history.last().unwrap();
+    assert!(head.is_head && head.is_current, "{history:?}");
+    assert_eq!(head.recorded_by.as_deref(), Some("forced"));
+    let summary = migrator.stamp("base", StampMode::Force).await.unwrap();
+    assert_eq!(summary.to, None);
+    assert_eq!(migrator.current().await.unwrap(), None);
+    db.close().await;
+}
+both_engines!(
+    stamp_checked_refuses_a_schema_that_is_not_the_target_and_force_records_anyway,
+    stamp_checked_refuses_a_schema_that_is_not_the_target
+);
+
+async fn verify_without_a_baseline_says_to_upgrade_first(test_db: TestDb) {
+    let db = test_db.connect().await;
+    let migrator = Migrator::new(db.clone(), quick());
+    migrator.upgrade("flow_mapping").await.unwrap();
+    db.execute_plain("DELETE FROM flowkey_fingerprints")
+        .await
+        .unwrap();
+    let err = verify(&db).await.expect_err("no baseline");
+    assert!(
+        matches!(err, MigrateError::Flow(FlowMigrationError::NoFingerprint)),
+        "{err}"
+    );
+    assert_eq!(
+        err.to_string(),
+        "no pre-migration fingerprint is stored; upgrade from legacy first"
+    );
+    db.close().await;
+}
+both_engines!(
+    verify_without_a_baseline_says_to_upgrade_first,
+    verify_without_a_baseline_says_to_upgrade_first
+);
+
+#[tokio::test]
+async fn a_rehearsal_refuses_sources_it_cannot_copy() {
+    for (url, wanted) in [
+        (
+            "sqlite::memory:",
+            "an in-memory sqlite database cannot be copied; use a file",
+        ),
+        ("mysql://u:secret@h/db", "cannot copy the database"),
+        ("nonsense", "cannot copy the database"),
+    ] {
+        let err = rehearse(url, &quick()).await.expect_err(url);
+        let text = err.to_string();
+        assert!(text.contains(wanted), "{url}: {text}");
+        assert!(!text.contains("secret"), "{text}");
+    }
+}
+
+#[tokio::test]
+async fn a_postgres_rehearsal_refuses_a_source_with_other_sessions() {
+    let test_db = TestDb::fresh(Engine::Postgres).await;
+    let other = Db::connect(&test_db.url).await.unwrap();
+    flowkey::on_pool!(&other, pool => {
+        sqlx::query("SELECT 1").execute(pool).await.unwrap();
+    });
+    let err = rehearse(&test_db.url, &quick())
+        .await
+        .expect_err("another session is connected");
+    let text = err.to_string();
+    assert!(text.contains("other sessions are connected"), "{text}");
+    assert!(text.contains("pg_dump -Fc"), "{text}");
+    other.close().await;
+}
+
+static LEGACY_ONLY: [&flowkey::migrate::Revision; 1] =
+    [&flowkey::migrate::revisions::legacy::LEGACY];
+
+async fn an_older_flowkey_lists_revisions_it_does_not_know(test_db: TestDb) {
+    let db = test_db.connect().await;
+    let summary = flowkey::migrate::upgrade(&db, "flow_mapping", &quick())
+        .await
+        .unwrap();
+    assert_eq!(summary.to, Some("flow_mapping"));
+    let older = Migrator::with_revisions(db.clone(), quick(), &LEGACY_ONLY);
+    let history = older.history().await.unwrap();
+    let unknown = history
+        .iter()
+        .find(|entry| entry.id == "flow_mapping")
+        .expect("the recorded revision is listed");
+    assert!(!unknown.known && unknown.applied, "{unknown:?}");
+    assert!(
+        unknown.checksum_ok.is_none() && !unknown.is_current,
+        "{unknown:?}"
+    );
+    let err = older.upgrade("legacy").await.expect_err("unknown record");
+    assert!(
+        matches!(&err, MigrateError::UnknownAppliedRevision { revision } if revision == "flow_mapping"),
+        "{err}"
+    );
+    db.close().await;
+}
+both_engines!(
+    an_older_flowkey_lists_revisions_it_does_not_know_and_refuses_to_run,
+    an_older_flowkey_lists_revisions_it_does_not_know
+);
+
+#[tokio::test]
+async fn a_postgres_online_ddl_step_that_keeps_timing_out_fails_the_step_and_resumes_later() {
+    let test_db = TestDb::fresh(Engine::Postgres).await;
+    let db = test_db.connect().await;
+    Migrator::new(db.clone(), quick())
+        .upgrade("flow_mapping")
+        .await
+        .unwrap();
+    // An open transaction that read data_imports: ALTER TABLE must wait for it.
+    let holder = Db::connect(&test_db.url).await.unwrap();
+    let Db::Postgres(pool) = &holder else {
+        panic!("a postgres pool")
+    };
+    let mut reader = pool.acquire().await.unwrap();
+    sqlx::raw_sql("BEGIN; LOCK TABLE data_imports IN ACCESS SHARE MODE;")
+        .execute(&mut *reader)
+        .await
+        .unwrap();
+    let impatient = RunOptions {
+        lock_timeout: Duration::from_millis(50),
+        ddl_retries: 0,
+        ..quick()
+    };
+    let err = Migrator::new(db.clone(), impatient)
+        .upgrade("flow_expand")
+        .await
+        .expect_err("the table stays locked");
+    assert!(
+        matches!(&err, MigrateError::StepFailed { revision, .. } if revision == "flow_expand"),
+        "{err}"
+    );
+    assert!(err.to_string().contains("lock timeout"), "{err}");
+    let migrator = Migrator::new(db.clone(), quick());
+    let history = migrator.history().await.unwrap();
+    let expand = history
+        .iter()
+        .find(|entry| entry.id == "flow_expand")
+        .unwrap();
+    assert!(expand.dirty.is_some() && !expand.applied, "{expand:?}");
+    let failed_statements = migrator
+        .audit_log(1000)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|entry| entry.event == "statement" && entry.error.is_some())
+        .count();
+    assert_eq!(failed_statements, 1);
+    sqlx::raw_sql("ROLLBACK")
+        .execute(&mut *reader)
+        .await
+        .unwrap();
+    drop(reader);
+    holder.close().await;
+    let summary = migrator.upgrade("flow_expand").await.unwrap();
+    assert_eq!(summary.to, Some("flow_expand"));
+    assert_eq!(summary.revisions[0].resumed_at_step, Some(0));
+    db.close().await;
+}
+
+async fn mark_dirty(db: &Db, revision: &str, recorded_as: &str, direction: &str, steps_done: i64) {
+    flowkey::on_pool!(db, pool => {
+        sqlx::query(
+            "UPDATE flowkey_versions SET revision = $1, position = $2, dirty = $3, direction = $4, \
+             steps_done = $5 WHERE revision = $6",
+        )
+        .bind(revision)
+        .bind(
+            flowkey::migrate::revisions::all()
+                .iter()
+                .position(|known| known.id == revision)
+                .unwrap() as i64,
+        )
+        .bind(true)
+        .bind(direction)
+        .bind(steps_done)
+        .bind(recorded_as)
+        .execute(pool)
+        .await
+        .unwrap();
+    });
+}
+
+/// States a crash cannot leave but a hand edit of `flowkey_versions` can: each is refused
+/// with the way out, and nothing runs.
+async fn dirty_states_that_do_not_fit_the_target_are_refused(test_db: TestDb) {
+    let db = test_db.connect().await;
+    let migrator = Migrator::new(db.clone(), quick());
+    migrator.upgrade("flow_mapping").await.unwrap();
+    assert_eq!(
+        migrator.upgrade("+0").await.unwrap().to,
+        Some("flow_mapping")
+    );
+
+    mark_dirty(&db, "flow_mapping", "flow_mapping", "up", 1).await;
+    let err = migrator
+        .upgrade("legacy")
+        .await
+        .expect_err("target before it");
+    assert!(
+        err.to_string()
+            .contains("the target legacy comes before it"),
+        "{err}"
+    );
+
+    mark_dirty(&db, "flow_mapping", "flow_mapping", "down", 1).await;
+    let err = migrator
+        .downgrade("flow_mapping")
+        .await
+        .expect_err("target does not revert it");
+    assert!(
+        err.to_string()
+            .contains("the target flow_mapping does not revert it"),
+        "{err}"
+    );
+
+    // A dirty revision two places after the last applied one (started, no step done).
+    mark_dirty(&db, "flow_expand", "flow_mapping", "up", 0).await;
+    let err = migrator.upgrade("head").await.expect_err("does not follow");
+    assert!(
+        matches!(&err, MigrateError::Dirty { revision, .. } if revision == "flow_expand"),
+        "{err}"
+    );
+    assert!(
+        err.to_string()
+            .contains("it does not follow the last applied revision"),
+        "{err}"
+    );
+    db.close().await;
+}
+both_engines!(
+    dirty_states_that_do_not_fit_the_target_are_refused,
+    dirty_states_that_do_not_fit_the_target_are_refused
+);
+
+async fn views_are_part_of_the_introspected_schema(test_db: TestDb) {
+    let db = test_db.connect().await;
+    db.execute_plain(
+        "CREATE TABLE t (id integer PRIMARY KEY); CREATE VIEW v_t AS SELECT id FROM t;",
+    )
+    .await
+    .unwrap();
+    let schema = flowkey::db::introspect::introspect(&db).await.unwrap();
+    assert!(schema.views.contains("v_t"), "{schema:?}");
+    let err = Migrator::new(db.clone(), quick())
+        .upgrade("head")
+        .await
+        .expect_err("a foreign schema");
+    assert!(
+        err.to_string()
+            .contains("view v_t exists only in the database"),
+        "{err}"
+    );
+    db.close().await;
+}
+both_engines!(
+    views_are_part_of_the_introspected_schema,
+    views_are_part_of_the_introspected_schema
+);
+
+async fn verify_names_mapping_rows_moved_to_another_tenant(test_db: TestDb) {
+    let db = test_db.connect().await;
+    let migrator = Migrator::new(db.clone(), quick());
+    migrator.upgrade("legacy").await.unwrap();
+    let fx = crate::support::flow_fixtures::Fx::new(db.clone()).await;
+    let tenant = fx.tenant().await;
+    let other = fx.tenant().await;
+    let session = fx.session(tenant, 0).await;
+    fx.flow(tenant, None, Some(session), None, 1).await;
+    migrator.upgrade("head").await.unwrap();
+    assert!(verify(&db).await.unwrap().is_ok());
+    fx.sql(&format!(
+        "UPDATE session_flow_mapping SET client_account_id = '{}', engagement_id = '{}' \
+         WHERE session_id = '{session}'",
+        other.client, other.engagement
+    ))
+    .await;
+    let report = verify(&db).await.unwrap();
+    assert_eq!(report.mapping.tenant_differs_from_flow, 1, "{report}");
+    assert_eq!(report.mapping.tenant_differs_from_session, 1, "{report}");
+    assert_eq!(report.mapping.orphan_flow, 0, "{report}");
+    assert!(!report.links_are_sound());
+    let named: Vec<&str> = report
+        .offending_rows
+        .iter()
+        .filter(|row| row.table == "session_flow_mapping" && row.id == session.to_string())
+        .map(|row| row.problem.as_str())
+        .collect();
+    assert_eq!(
+        named,
+        [
+            "tenant differs from its flow's",
+            "tenant differs from its session's"
+        ],
+        "{report}"
+    );
+    db.close().await;
+}
+both_engines!(
+    verify_names_mapping_rows_moved_to_another_tenant,
+    verify_names_mapping_rows_moved_to_another_tenant
+);
