@@ -12,7 +12,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
 use sqlx::Connection;
 
 use crate::db::introspect::{introspect_postgres, introspect_sqlite, Schema};
-use crate::db::Db;
+use crate::db::{Db, Engine};
 use crate::migrate::offline::split_statements;
 use crate::migrate::{Action, MigrateError, Revision};
 
@@ -55,7 +55,9 @@ async fn build_sqlite(
         for step in revision.up {
             match &step.action {
                 Action::Sql(sql) | Action::OnlineDdl(sql) => {
-                    sqlx::raw_sql(sql.sqlite).execute(&mut *conn).await?;
+                    sqlx::raw_sql(&sql.for_engine(Engine::Sqlite))
+                        .execute(&mut *conn)
+                        .await?;
                 }
                 Action::Code { .. } => {}
             }
@@ -77,10 +79,12 @@ async fn build_postgres(
         for step in revision.up {
             match &step.action {
                 Action::Sql(sql) => {
-                    sqlx::raw_sql(sql.postgres).execute(&mut *conn).await?;
+                    sqlx::raw_sql(&sql.for_engine(Engine::Postgres))
+                        .execute(&mut *conn)
+                        .await?;
                 }
                 Action::OnlineDdl(sql) => {
-                    for statement in split_statements(sql.postgres) {
+                    for statement in split_statements(&sql.for_engine(Engine::Postgres)) {
                         sqlx::raw_sql(&statement).execute(&mut *conn).await?;
                     }
                 }

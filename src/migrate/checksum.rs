@@ -3,10 +3,11 @@
 
 use sha2::{Digest, Sha256};
 
-use crate::migrate::{Action, Revision, Step};
+use crate::db::Engine;
+use crate::migrate::{Action, Revision, Step, StepSql};
 
 /// SHA-256 (hex) over the revision id and, for each step up then down, its name and its SQL
-/// for both engines (or the `describe` text of a code step).
+/// for both engines: fixed or generated text, and for a code step the SQL the code runs.
 pub fn checksum(revision: &Revision) -> String {
     let mut hasher = Sha256::new();
     field(&mut hasher, "id", revision.id);
@@ -21,17 +22,31 @@ pub fn checksum(revision: &Revision) -> String {
 
 fn hash_step(hasher: &mut Sha256, step: &Step) {
     field(hasher, "step", step.name);
-    match &step.action {
-        Action::Sql(sql) => {
-            field(hasher, "sql.sqlite", sql.sqlite);
-            field(hasher, "sql.postgres", sql.postgres);
-        }
-        Action::OnlineDdl(sql) => {
-            field(hasher, "online.sqlite", sql.sqlite);
-            field(hasher, "online.postgres", sql.postgres);
-        }
-        Action::Code { describe, .. } => field(hasher, "code", describe),
-    }
+    let (kind, sql) = match &step.action {
+        Action::Sql(sql) => ("sql", sql),
+        Action::OnlineDdl(sql) => ("online", sql),
+        Action::Code { sql, .. } => ("code", sql),
+    };
+    hash_sql(hasher, kind, sql);
+}
+
+fn hash_sql(hasher: &mut Sha256, kind: &str, sql: &StepSql) {
+    field(
+        hasher,
+        &format!("{kind}.sqlite"),
+        &sql.for_engine(Engine::Sqlite),
+    );
+    field(
+        hasher,
+        &format!("{kind}.postgres"),
+        &sql.for_engine(Engine::Postgres),
+    );
+}
+
+/// Whether `recorded` (a checksum stored in `flowkey_versions`) records `revision`: its
+/// checksum now, or one it had in an earlier build with the same behaviour.
+pub fn matches(revision: &Revision, recorded: &str) -> bool {
+    recorded == checksum(revision) || revision.earlier_checksums.contains(&recorded)
 }
 
 /// Length-prefixed, so that moving text from one field to the next changes the checksum.

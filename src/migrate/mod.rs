@@ -17,7 +17,7 @@ pub use error::MigrateError;
 pub use offline::split_statements;
 pub use revision::{
     Action, AuditSink, CodeFn, Direction, EngineSql, ProgressDisplay, Revision, RunOptions, Step,
-    StepContext,
+    StepContext, StepSql,
 };
 pub use runner::{
     offline_sql, upgrade, DirtyState, HistoryEntry, Migrator, RevisionRun, RunSummary, StampMode,

@@ -128,19 +128,19 @@ pub(crate) fn render(
                         out,
                         "-- online DDL: each statement alone, outside a transaction, under lock_timeout with retries"
                     );
-                    for statement in split_statements(sql.postgres) {
+                    for statement in split_statements(&sql.for_engine(Engine::Postgres)) {
                         let _ = writeln!(out, "{statement}");
                     }
                 }
                 Action::OnlineDdl(sql) => {
                     let _ = writeln!(out, "BEGIN;\n{}\nCOMMIT;", sql.for_engine(engine).trim());
                 }
-                Action::Code { describe, .. } => {
+                Action::Code { sql, .. } => {
                     let _ = writeln!(
                         out,
-                        "-- code step (runs in flowkey, shown as its description):"
+                        "-- code step (runs in flowkey, shown as the SQL it runs):"
                     );
-                    let _ = writeln!(out, "{}", describe.trim());
+                    let _ = writeln!(out, "{}", sql.for_engine(engine).trim());
                 }
             }
         }

@@ -1,9 +1,15 @@
 //! What a revision is: an ordered list of steps up, and an ordered list of steps down.
 //!
-//! Most steps are SQL, given per engine. Some work cannot be one static statement (a backfill
-//! in keyset batches, computing the session→flow mapping, verifying): those are code steps,
-//! each with a text that `--sql` prints in place of running it.
+//! Most steps are SQL, given per engine, either fixed text or generated from descriptions
+//! (the linked tables of [`crate::migrate::flow::linked`]). Some work cannot be one static
+//! statement (a backfill in batches, computing the session→flow mapping, verifying): those
+//! are code steps, each with the SQL it runs, which `--sql` prints in place of running it.
+//!
+//! What a revision does is frozen once released: its checksum covers the text of every step
+//! for both engines, generated text and code steps' SQL included, and
+//! `released_revisions_keep_their_checksums` pins each released revision's checksum.
 
+use std::borrow::Cow;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
@@ -20,6 +26,10 @@ pub struct Revision {
     pub description: &'static str,
     pub up: &'static [Step],
     pub down: &'static [Step],
+    /// Checksums this revision had in earlier builds whose steps did the same thing in text
+    /// that was worded differently (the checksum once hashed a prose description of code
+    /// steps). A database that recorded one of them is accepted as recording this revision.
+    pub earlier_checksums: &'static [&'static str],
 }
 
 /// One unit of a revision. The runner records each completed step, so a revision killed half
@@ -34,20 +44,39 @@ pub struct Step {
 #[derive(Debug)]
 pub enum Action {
     /// Statements run in one transaction, per engine.
-    Sql(EngineSql),
+    Sql(StepSql),
     /// DDL that must not hold locks long: on PostgreSQL each statement runs outside a
     /// transaction block, alone, under `lock_timeout` with retries and backoff (this is where
     /// `CREATE INDEX CONCURRENTLY` and `ALTER TABLE … VALIDATE CONSTRAINT` live). Each
     /// statement's lock wait and duration go to the audit log. On SQLite the statements run
     /// in one transaction like [`Action::Sql`].
-    OnlineDdl(EngineSql),
+    OnlineDdl(StepSql),
     /// Rust code: batched backfills, computing the mapping, verifying.
     Code {
         run: CodeFn,
-        /// What `--sql` prints instead of running the step (SQL comments and representative
-        /// SQL), and part of the revision's checksum.
-        describe: &'static str,
+        /// The SQL the code runs (its statements, with the batch bounds as parameters), so
+        /// that the revision's checksum changes whenever what the step does changes; `--sql`
+        /// prints it in place of running the step.
+        sql: StepSql,
     },
+}
+
+/// The SQL of a step for both engines: fixed text, or text generated from descriptions.
+#[derive(Debug, Clone, Copy)]
+pub enum StepSql {
+    Fixed(EngineSql),
+    /// Generated at run time from one description (e.g. the linked tables), so one fact is
+    /// written once; the checksum hashes the generated text.
+    Generated(fn(Engine) -> String),
+}
+
+impl StepSql {
+    pub fn for_engine(&self, engine: Engine) -> Cow<'static, str> {
+        match self {
+            StepSql::Fixed(sql) => Cow::Borrowed(sql.for_engine(engine)),
+            StepSql::Generated(generate) => Cow::Owned(generate(engine)),
+        }
+    }
 }
 
 /// The same change in the two dialects. Statements are separated by `;` at the end of a

@@ -34,7 +34,7 @@ use crate::migrate::audit::{
     ensure_table as ensure_audit_table, read_log, table_exists, AuditEntry, AuditLog, Identity,
     OpenSpan, Outcome, Scope, StepAudit,
 };
-use crate::migrate::checksum::{checksum, short};
+use crate::migrate::checksum::{checksum, matches as checksum_matches, short};
 use crate::migrate::lock::DeployLock;
 use crate::migrate::offline::{render, split_statements, PlannedRevision};
 use crate::migrate::{
@@ -198,7 +198,7 @@ impl Migrator {
                 applied: row.is_some_and(|row| !row.dirty),
                 applied_at: row.and_then(|row| row.applied_at),
                 recorded_by: row.map(|row| row.recorded_by.clone()),
-                checksum_ok: row.map(|row| row.checksum == checksum(revision)),
+                checksum_ok: row.map(|row| checksum_matches(revision, &row.checksum)),
                 dirty: row.filter(|row| row.dirty).map(|row| DirtyState {
                     direction: row.direction.clone(),
                     steps_done: row.steps_done,
@@ -471,7 +471,7 @@ impl Migrator {
                 continue;
             }
             let expected = checksum(self.revisions[index]);
-            if row.checksum != expected {
+            if !checksum_matches(self.revisions[index], &row.checksum) {
                 return Err(MigrateError::ChecksumMismatch {
                     revision: row.revision.clone(),
                     in_database: short(&row.checksum).into(),
@@ -923,18 +923,15 @@ impl Migrator {
         let steps_done = steps_done as i64;
         match (&step.action, &self.db) {
             (Action::Sql(sql) | Action::OnlineDdl(sql), Db::Sqlite(pool)) => {
-                run_sqlite_script(pool, sql.sqlite, revision, step, steps_done).await?;
+                let script = sql.for_engine(Engine::Sqlite);
+                run_sqlite_script(pool, &script, revision, step, steps_done).await?;
                 return Ok(None);
             }
             (Action::Sql(sql), Db::Postgres(pool)) => {
-                let retried = run_postgres_transaction(
-                    pool,
-                    sql.postgres,
-                    &self.options,
-                    revision,
-                    steps_done,
-                )
-                .await?;
+                let script = sql.for_engine(Engine::Postgres);
+                let retried =
+                    run_postgres_transaction(pool, &script, &self.options, revision, steps_done)
+                        .await?;
                 return Ok(Some(retried));
             }
             (Action::OnlineDdl(sql), Db::Postgres(pool)) => {
@@ -944,8 +941,8 @@ impl Migrator {
                     direction: Some(direction),
                     step: Some(step.name),
                 };
-                let result =
-                    run_online_ddl(&mut conn, sql.postgres, &self.options, audit, scope).await;
+                let script = sql.for_engine(Engine::Postgres);
+                let result = run_online_ddl(&mut conn, &script, &self.options, audit, scope).await;
                 if result.is_err() {
                     // Its session may still carry our lock_timeout: do not reuse it.
                     conn.close_on_drop();

@@ -2,7 +2,7 @@
 //! keyset batches.
 
 use crate::migrate::flow::{backfill, downgrade};
-use crate::migrate::{Action, EngineSql, Revision, Step};
+use crate::migrate::{Action, EngineSql, Revision, Step, StepSql};
 
 macro_rules! backfill_step {
     ($name:literal, $run:path) => {
@@ -10,7 +10,10 @@ macro_rules! backfill_step {
             name: $name,
             action: Action::Code {
                 run: $run,
-                describe: backfill::BACKFILL_DESCRIBE,
+                sql: StepSql::Fixed(EngineSql {
+                    sqlite: backfill::BACKFILL_DESCRIBE,
+                    postgres: backfill::BACKFILL_DESCRIBE,
+                }),
             },
         }
     };
@@ -47,15 +50,19 @@ pub static FLOW_BACKFILL: Revision = Revision {
             name: "give rows written at head a legacy session",
             action: Action::Code {
                 run: downgrade::restore_sessions_step,
-                describe: downgrade::RESTORE_SESSIONS_DESCRIBE,
+                sql: StepSql::Fixed(EngineSql {
+                    sqlite: downgrade::RESTORE_SESSIONS_DESCRIBE,
+                    postgres: downgrade::RESTORE_SESSIONS_DESCRIBE,
+                }),
             },
         },
         Step {
             name: "reset backfill progress",
-            action: Action::Sql(EngineSql {
+            action: Action::Sql(StepSql::Fixed(EngineSql {
                 sqlite: "DELETE FROM flowkey_backfill_progress;\n",
                 postgres: "DELETE FROM flowkey_backfill_progress;\n",
-            }),
+            })),
         },
     ],
+    earlier_checksums: &["db40a30819d506ba3f4b2d6338983fc771b7c663bdc1e91cbd6f9e54debb55fb"],
 };

@@ -1,7 +1,7 @@
 //! `flow_constraints`: indexes and foreign keys of `head`, then verify.
 
 use crate::migrate::flow::{constraints, verify};
-use crate::migrate::{Action, Revision, Step};
+use crate::migrate::{Action, EngineSql, Revision, Step, StepSql};
 
 pub static FLOW_CONSTRAINTS: Revision = Revision {
     id: "flow_constraints",
@@ -9,26 +9,30 @@ pub static FLOW_CONSTRAINTS: Revision = Revision {
     up: &[
         Step {
             name: "index flow_id columns",
-            action: Action::OnlineDdl(constraints::CREATE_INDEXES),
+            action: Action::OnlineDdl(StepSql::Fixed(constraints::CREATE_INDEXES)),
         },
         Step {
             name: "add foreign keys not valid",
-            action: Action::OnlineDdl(constraints::ADD_FOREIGN_KEYS),
+            action: Action::OnlineDdl(StepSql::Fixed(constraints::ADD_FOREIGN_KEYS)),
         },
         Step {
             name: "validate foreign keys",
-            action: Action::OnlineDdl(constraints::VALIDATE_FOREIGN_KEYS),
+            action: Action::OnlineDdl(StepSql::Fixed(constraints::VALIDATE_FOREIGN_KEYS)),
         },
         Step {
             name: "verify",
             action: Action::Code {
                 run: verify::verify_step,
-                describe: verify::VERIFY_DESCRIBE,
+                sql: StepSql::Fixed(EngineSql {
+                    sqlite: verify::VERIFY_DESCRIBE,
+                    postgres: verify::VERIFY_DESCRIBE,
+                }),
             },
         },
     ],
     down: &[Step {
         name: "drop flow_id foreign keys and indexes",
-        action: Action::OnlineDdl(constraints::DROP_CONSTRAINTS),
+        action: Action::OnlineDdl(StepSql::Fixed(constraints::DROP_CONSTRAINTS)),
     }],
+    earlier_checksums: &["de3d6ceeb4adb36a49008aaa754a76dfb84560046f282a1ed0d355adf791772a"],
 };

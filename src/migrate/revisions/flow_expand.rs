@@ -3,26 +3,30 @@
 //! runner's `lock_timeout`.
 
 use crate::migrate::flow::expand;
-use crate::migrate::{Action, Revision, Step};
+use crate::migrate::{Action, EngineSql, Revision, Step, StepSql};
 
 pub static FLOW_EXPAND: Revision = Revision {
     id: "flow_expand",
     description: "nullable flow_id columns and dual-write triggers",
     up: &[Step {
         name: "add flow_id columns and dual-write triggers",
-        action: Action::OnlineDdl(expand::EXPAND),
+        action: Action::OnlineDdl(StepSql::Fixed(expand::EXPAND)),
     }],
     down: &[
         Step {
             name: "drop dual-write triggers and flow_id columns",
-            action: Action::OnlineDdl(expand::CONTRACT),
+            action: Action::OnlineDdl(StepSql::Fixed(expand::CONTRACT)),
         },
         Step {
             name: "rebuild legacy tables (sqlite)",
             action: Action::Code {
                 run: expand::rebuild_legacy_tables_step,
-                describe: expand::REBUILD_DESCRIBE,
+                sql: StepSql::Fixed(EngineSql {
+                    sqlite: expand::REBUILD_DESCRIBE,
+                    postgres: expand::REBUILD_DESCRIBE,
+                }),
             },
         },
     ],
+    earlier_checksums: &["f847f883fad66d0c19fc598c284eb7d21f5bd8eb327a36e46b7b350d9effb2b0"],
 };

@@ -2,7 +2,7 @@
 //! every other revision builds on. Adopting an existing legacy database means checking its
 //! schema against what this revision creates.
 
-use crate::migrate::{Action, EngineSql, Revision, Step};
+use crate::migrate::{Action, EngineSql, Revision, Step, StepSql};
 
 pub const LEGACY_SQL: EngineSql = EngineSql {
     sqlite: include_str!("../sql/legacy.sqlite.sql"),
@@ -46,13 +46,14 @@ pub static LEGACY: Revision = Revision {
     description: "the platform's session-keyed schema (shared/legacy)",
     up: &[Step {
         name: "create legacy schema",
-        action: Action::Sql(LEGACY_SQL),
+        action: Action::Sql(StepSql::Fixed(LEGACY_SQL)),
     }],
     down: &[Step {
         name: "drop legacy schema",
-        action: Action::Sql(EngineSql {
+        action: Action::Sql(StepSql::Fixed(EngineSql {
             sqlite: DROP_LEGACY,
             postgres: DROP_LEGACY,
-        }),
+        })),
     }],
+    earlier_checksums: &[],
 };

@@ -22,3 +22,65 @@ pub fn all() -> &'static [&'static Revision] {
     ];
     &ALL
 }
+
+/// The checksum of every released revision, as this build computes it. A revision's checksum
+/// covers every statement it runs on both engines (generated text and code steps' SQL
+/// included), so editing a rule that a released revision uses (a linked table's link, a
+/// trigger template, a batch statement) changes it, and this list stops matching: the change
+/// must go into a new revision instead, and the released one must keep generating what it
+/// generated. Only a change that keeps every generated statement identical may pass.
+pub const RELEASED_CHECKSUMS: &[(&str, &str)] = &[
+    (
+        "legacy",
+        "4bd04fcce3d7abbfa31abe4e03362365a8afabea16d9e3d6f68b2c4a9ed485f8",
+    ),
+    (
+        "flow_mapping",
+        "afc36ef68a00a0e587dde7433e51a12eda139e08792dd7963ac961bf6413bdf4",
+    ),
+    (
+        "flow_expand",
+        "e60c69a33f91d66498a44fefeda5258a2a4f0579aef9e9e4cf3dd3d6669c6af2",
+    ),
+    (
+        "flow_backfill",
+        "22b5b580cddbcf7077bfe8cfd30263e1adc858cc5df24a715af887f3f132bdd9",
+    ),
+    (
+        "flow_constraints",
+        "2bdc54f52a1e18f8fda66ea6c2f5c6ceaa3f68e25a886c0bab6da4bbb7b75485",
+    ),
+    (
+        "service_state",
+        "bc3f9b889a59a5458a5809e532740742771eedfce4cd0595d138ffb9262ed149",
+    ),
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::migrate::checksum::checksum;
+
+    #[test]
+    fn released_revisions_keep_their_checksums() {
+        let now: Vec<(&str, String)> = all()
+            .iter()
+            .map(|revision| (revision.id, checksum(revision)))
+            .collect();
+        for (id, released) in RELEASED_CHECKSUMS {
+            let current = now.iter().find(|(known, _)| known == id);
+            assert_eq!(
+                current.map(|(_, checksum)| checksum.as_str()),
+                Some(*released),
+                "released revision {id} changed: what it runs must stay as released; \
+                 put the change in a new revision (see ARCHITECTURE.md, \"Changing a rule\")"
+            );
+        }
+        let listed: Vec<&str> = RELEASED_CHECKSUMS.iter().map(|(id, _)| *id).collect();
+        let ids: Vec<&str> = now.iter().map(|(id, _)| *id).collect();
+        assert_eq!(
+            listed, ids,
+            "every revision is listed, in chain order: {now:?}"
+        );
+    }
+}

@@ -3,7 +3,7 @@
 //! still calls with legacy ids). Both are flowkey's own tables: created with `IF NOT EXISTS`
 //! and never dropped, so the way down changes nothing.
 
-use crate::migrate::{Action, EngineSql, Revision, Step};
+use crate::migrate::{Action, EngineSql, Revision, Step, StepSql};
 
 pub const SERVICE_STATE_SQL: EngineSql = EngineSql {
     sqlite: "\
@@ -57,10 +57,11 @@ pub static SERVICE_STATE: Revision = Revision {
     description: "service-owned state: runtime flags and legacy traffic summary",
     up: &[Step {
         name: "create service state tables",
-        action: Action::Sql(SERVICE_STATE_SQL),
+        action: Action::Sql(StepSql::Fixed(SERVICE_STATE_SQL)),
     }],
     down: &[Step {
         name: "keep service state tables (flowkey's own)",
-        action: Action::Sql(KEEP_SERVICE_STATE),
+        action: Action::Sql(StepSql::Fixed(KEEP_SERVICE_STATE)),
     }],
+    earlier_checksums: &[],
 };

@@ -12,7 +12,7 @@ use flowkey::migrate::lock::DEPLOY_LOCK_KEY;
 use flowkey::migrate::revisions::{self, legacy::LEGACY_TABLES};
 use flowkey::migrate::{
     Action, AuditEntry, Direction, EngineSql, MigrateError, Migrator, Revision, RunOptions,
-    StampMode, Step, StepContext,
+    StampMode, Step, StepContext, StepSql,
 };
 use futures::future::BoxFuture;
 
@@ -38,26 +38,27 @@ static T_ONE: Revision = Revision {
     description: "a test table",
     up: &[Step {
         name: "create t_one",
-        action: Action::Sql(EngineSql {
+        action: Action::Sql(StepSql::Fixed(EngineSql {
             sqlite: "CREATE TABLE t_one (id INTEGER PRIMARY KEY, note TEXT);\n",
             postgres: "CREATE TABLE t_one (id integer PRIMARY KEY, note text);\n",
-        }),
+        })),
     }],
     down: &[Step {
         name: "drop t_one",
-        action: Action::Sql(EngineSql {
+        action: Action::Sql(StepSql::Fixed(EngineSql {
             sqlite: DROP_T_ONE,
             postgres: DROP_T_ONE,
-        }),
+        })),
     }],
+    earlier_checksums: &[],
 };
 
 static T_TWO_DOWN: &[Step] = &[Step {
     name: "drop the note index",
-    action: Action::OnlineDdl(EngineSql {
+    action: Action::OnlineDdl(StepSql::Fixed(EngineSql {
         sqlite: "DROP INDEX IF EXISTS ix_t_one_note;\n",
         postgres: "DROP INDEX CONCURRENTLY IF EXISTS ix_t_one_note;\n",
-    }),
+    })),
 }];
 
 static T_TWO_A: Revision = Revision {
@@ -65,12 +66,13 @@ static T_TWO_A: Revision = Revision {
     description: "an online index",
     up: &[Step {
         name: "index notes",
-        action: Action::OnlineDdl(EngineSql {
+        action: Action::OnlineDdl(StepSql::Fixed(EngineSql {
             sqlite: "CREATE INDEX IF NOT EXISTS ix_t_one_note ON t_one (note);\n",
             postgres: "CREATE INDEX CONCURRENTLY IF NOT EXISTS ix_t_one_note ON t_one (note);\n",
-        }),
+        })),
     }],
     down: T_TWO_DOWN,
+    earlier_checksums: &[],
 };
 
 static T_TWO_B: Revision = Revision {
@@ -78,13 +80,14 @@ static T_TWO_B: Revision = Revision {
     description: "an online index",
     up: &[Step {
         name: "index notes",
-        action: Action::OnlineDdl(EngineSql {
+        action: Action::OnlineDdl(StepSql::Fixed(EngineSql {
             sqlite: "CREATE INDEX IF NOT EXISTS ix_t_one_note ON t_one (note, id);\n",
             postgres:
                 "CREATE INDEX CONCURRENTLY IF NOT EXISTS ix_t_one_note ON t_one (note, id);\n",
-        }),
+        })),
     }],
     down: T_TWO_DOWN,
+    earlier_checksums: &[],
 };
 
 static CHAIN_A: [&Revision; 2] = [&T_ONE, &T_TWO_A];
@@ -99,24 +102,27 @@ static RESUMABLE: Revision = Revision {
     up: &[
         Step {
             name: "create t_resume",
-            action: Action::Sql(EngineSql {
+            action: Action::Sql(StepSql::Fixed(EngineSql {
                 sqlite: "CREATE TABLE t_resume (id INTEGER PRIMARY KEY, note TEXT NOT NULL);\n",
                 postgres: "CREATE TABLE t_resume (id integer PRIMARY KEY, note text NOT NULL);\n",
-            }),
+            })),
         },
         Step {
             name: "wait for go",
             action: Action::Code {
                 run: wait_for_go,
-                describe: "-- fails until t_resume holds a row noted 'go'",
+                sql: StepSql::Fixed(EngineSql {
+                    sqlite: "-- fails until t_resume holds a row noted 'go'",
+                    postgres: "-- fails until t_resume holds a row noted 'go'",
+                }),
             },
         },
         Step {
             name: "index t_resume",
-            action: Action::Sql(EngineSql {
+            action: Action::Sql(StepSql::Fixed(EngineSql {
                 sqlite: "CREATE INDEX ix_t_resume_note ON t_resume (note);\n",
                 postgres: "CREATE INDEX ix_t_resume_note ON t_resume (note);\n",
-            }),
+            })),
         },
     ],
     down: &[
@@ -124,17 +130,21 @@ static RESUMABLE: Revision = Revision {
             name: "wait for stop",
             action: Action::Code {
                 run: wait_for_stop,
-                describe: "-- fails until t_resume holds a row noted 'stop'",
+                sql: StepSql::Fixed(EngineSql {
+                    sqlite: "-- fails until t_resume holds a row noted 'stop'",
+                    postgres: "-- fails until t_resume holds a row noted 'stop'",
+                }),
             },
         },
         Step {
             name: "drop t_resume",
-            action: Action::Sql(EngineSql {
+            action: Action::Sql(StepSql::Fixed(EngineSql {
                 sqlite: "DROP TABLE t_resume;\n",
                 postgres: "DROP TABLE t_resume;\n",
-            }),
+            })),
         },
     ],
+    earlier_checksums: &[],
 };
 
 static RESUME_CHAIN: [&Revision; 2] = [&T_ONE, &RESUMABLE];
@@ -810,14 +820,15 @@ static PARENTS: Revision = Revision {
     description: "parents and cascading children",
     up: &[Step {
         name: "create parents and children",
-        action: Action::Sql(EngineSql {
+        action: Action::Sql(StepSql::Fixed(EngineSql {
             sqlite: "CREATE TABLE t_parent (id INTEGER PRIMARY KEY, name TEXT NOT NULL);\n\
                      CREATE TABLE t_child (id INTEGER PRIMARY KEY, \
                      parent_id INTEGER NOT NULL REFERENCES t_parent(id) ON DELETE CASCADE);\n",
             postgres: "SELECT 1;\n",
-        }),
+        })),
     }],
     down: &[],
+    earlier_checksums: &[],
 };
 
 const REBUILD_UP: &str = "\
@@ -833,12 +844,13 @@ static REBUILD: Revision = Revision {
     description: "rebuilds the parent table the SQLite way",
     up: &[Step {
         name: "make parent names nullable",
-        action: Action::Sql(EngineSql {
+        action: Action::Sql(StepSql::Fixed(EngineSql {
             sqlite: REBUILD_UP,
             postgres: "SELECT 1;\n",
-        }),
+        })),
     }],
     down: &[],
+    earlier_checksums: &[],
 };
 
 static BAD_REBUILD: Revision = Revision {
@@ -846,12 +858,13 @@ static BAD_REBUILD: Revision = Revision {
     description: "a rebuild that loses a parent",
     up: &[Step {
         name: "lose a parent",
-        action: Action::Sql(EngineSql {
+        action: Action::Sql(StepSql::Fixed(EngineSql {
             sqlite: "PRAGMA foreign_keys = OFF;\nDELETE FROM t_parent WHERE id = 1;\n",
             postgres: "SELECT 1;\n",
-        }),
+        })),
     }],
     down: &[],
+    earlier_checksums: &[],
 };
 
 static REBUILD_CHAIN: [&Revision; 2] = [&PARENTS, &REBUILD];

@@ -108,7 +108,7 @@ pub async fn apply(
     for step in steps {
         match &step.action {
             Action::Sql(sql) | Action::OnlineDdl(sql) => {
-                run_sql(db, sql.for_engine(db.engine())).await?
+                run_sql(db, &sql.for_engine(db.engine())).await?
             }
             Action::Code { run, .. } => {
                 let mut ctx = StepContext {
