@@ -14,4 +14,5 @@ psql "$FLOWKEY_TEST_PG_URL" -Atc "select datname from pg_database where datname 
     if [[ "$pid" =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null; then continue; fi
     psql "$FLOWKEY_TEST_PG_URL" -qc "DROP DATABASE IF EXISTS $name WITH (FORCE)" >/dev/null 2>&1 || true
   done
-cargo test --all-targets "$@"
+# The fault injection points are compiled in for the tests only (see src/migrate/faults.rs).
+cargo test --all-targets --features failpoints "$@"

@@ -24,6 +24,10 @@ fn main() -> ExitCode {
     }));
     let cli = cli::Cli::parse();
     init_tracing(cli.global.verbose);
+    // Test builds only: arms the fault injection points named in `FAILPOINTS` (one process,
+    // one scenario, so parallel tests never see each other's faults).
+    #[cfg(feature = "failpoints")]
+    let _faults = fail::FailScenario::setup();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(err) => {

@@ -8,6 +8,7 @@
 
 pub mod errors;
 pub mod introspect;
+pub mod tenancy;
 pub mod types;
 
 use std::path::PathBuf;

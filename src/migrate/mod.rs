@@ -5,6 +5,7 @@ mod adopt;
 pub mod audit;
 pub mod checksum;
 mod error;
+pub mod faults;
 pub mod flow;
 pub mod lock;
 mod offline;

@@ -175,6 +175,9 @@ pub async fn backfill_table(
         }
         let batch_started = Instant::now();
         let Some(batch) = walk.next_batch(batch_size) else {
+            fail::fail_point!("backfill::before_sweep", |kind| Err(
+                crate::migrate::faults::injected("backfill::before_sweep", kind)
+            ));
             sweep(db, table, audit).await?;
             let mut tx = begin_batch(db).await?;
             // Batches count rows by estimate; a finished walk has seen them all.
@@ -190,7 +193,13 @@ pub async fn backfill_table(
         }
         rows_done = (rows_done + batch.rows).min(total);
         save_progress(&mut tx, table, &batch.cursor, rows_done).await?;
+        fail::fail_point!("backfill::before_batch_commit", |kind| Err(
+            crate::migrate::faults::injected("backfill::before_batch_commit", kind)
+        ));
         tx.commit().await?;
+        fail::fail_point!("backfill::batch_committed", |kind| Err(
+            crate::migrate::faults::injected("backfill::batch_committed", kind)
+        ));
         walk.advance(&batch);
         batches += 1;
         budget.spend();

@@ -93,12 +93,9 @@ pub fn next_bound_sql(engine: Engine, table: &str, after: Option<&Key>) -> Strin
 }
 
 /// Tenant agreement of a row `r` with a tenant-carrying row `x` (a flow or a mapping): the
-/// row's own tenant columns, where set, equal the other's.
+/// tenant rule of [`crate::db::tenancy`].
 pub fn tenant_agrees(r: &str, x: &str) -> String {
-    format!(
-        "({r}.client_account_id IS NULL OR {r}.client_account_id = {x}.client_account_id) \
-         AND ({r}.engagement_id IS NULL OR {r}.engagement_id = {x}.engagement_id)"
-    )
+    crate::db::tenancy::agrees_with(r, x)
 }
 
 /// Begins the transaction of one batch. On PostgreSQL it asks for custom plans: a batch query
