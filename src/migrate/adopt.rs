@@ -59,7 +59,7 @@ async fn build_sqlite(
                         .execute(&mut *conn)
                         .await?;
                 }
-                Action::Code { .. } => {}
+                Action::Code { .. } | Action::Check { .. } => {}
             }
         }
     }
@@ -88,7 +88,7 @@ async fn build_postgres(
                         sqlx::raw_sql(&statement).execute(&mut *conn).await?;
                     }
                 }
-                Action::Code { .. } => {}
+                Action::Code { .. } | Action::Check { .. } => {}
             }
         }
     }

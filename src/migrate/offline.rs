@@ -135,7 +135,7 @@ pub(crate) fn render(
                 Action::OnlineDdl(sql) => {
                     let _ = writeln!(out, "BEGIN;\n{}\nCOMMIT;", sql.for_engine(engine).trim());
                 }
-                Action::Code { sql, .. } => {
+                Action::Code { sql, .. } | Action::Check { sql, .. } => {
                     let _ = writeln!(
                         out,
                         "-- code step (runs in flowkey, shown as the SQL it runs):"

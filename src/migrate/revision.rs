@@ -59,6 +59,16 @@ pub enum Action {
         /// prints it in place of running the step.
         sql: StepSql,
     },
+    /// Rust code that reads the legacy data and writes only flowkey's own bookkeeping
+    /// (fingerprints, verification results): it cannot change what a database holds, so its
+    /// SQL is left out of the checksum and may get faster or stricter in a later build
+    /// without a new revision. What it stores carries a format version instead. A check may
+    /// fail its revision (a failed proof stops the run).
+    Check {
+        run: CodeFn,
+        /// The SQL the check runs, printed by `--sql`.
+        sql: StepSql,
+    },
 }
 
 /// The SQL of a step for both engines: fixed text, or text generated from descriptions.

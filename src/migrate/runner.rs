@@ -949,7 +949,7 @@ impl Migrator {
                 }
                 result?;
             }
-            (Action::Code { run, .. }, _) => {
+            (Action::Code { run, .. } | Action::Check { run, .. }, _) => {
                 let sink = StepAudit {
                     log: audit,
                     revision: revision.id,
@@ -1235,6 +1235,7 @@ fn kind(action: &Action) -> &'static str {
         Action::Sql(_) => "sql",
         Action::OnlineDdl(_) => "online_ddl",
         Action::Code { .. } => "code",
+        Action::Check { .. } => "check",
     }
 }
 

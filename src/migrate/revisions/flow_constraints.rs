@@ -21,7 +21,7 @@ pub static FLOW_CONSTRAINTS: Revision = Revision {
         },
         Step {
             name: "verify",
-            action: Action::Code {
+            action: Action::Check {
                 run: verify::verify_step,
                 sql: StepSql::Fixed(EngineSql {
                     sqlite: verify::VERIFY_DESCRIBE,

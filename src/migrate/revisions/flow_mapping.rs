@@ -17,7 +17,7 @@ pub static FLOW_MAPPING: Revision = Revision {
         },
         Step {
             name: "fingerprint legacy tables",
-            action: Action::Code {
+            action: Action::Check {
                 run: fingerprint::fingerprint_step,
                 sql: StepSql::Fixed(EngineSql {
                     sqlite: fingerprint::FINGERPRINT_DESCRIBE,

@@ -54,9 +54,10 @@ fn the_offline_script_of_every_revision_shows_every_step_both_ways() {
                     let header = format!("-- step {}/{}: {}", number + 1, steps.len(), step.name);
                     assert!(script.contains(&header), "missing {header:?} in\n{script}");
                     let body = match &step.action {
-                        Action::Sql(sql) | Action::OnlineDdl(sql) | Action::Code { sql, .. } => {
-                            sql.for_engine(engine)
-                        }
+                        Action::Sql(sql)
+                        | Action::OnlineDdl(sql)
+                        | Action::Code { sql, .. }
+                        | Action::Check { sql, .. } => sql.for_engine(engine),
                     };
                     let first_line = body
                         .lines()

@@ -110,7 +110,7 @@ pub async fn apply(
             Action::Sql(sql) | Action::OnlineDdl(sql) => {
                 run_sql(db, &sql.for_engine(db.engine())).await?
             }
-            Action::Code { run, .. } => {
+            Action::Code { run, .. } | Action::Check { run, .. } => {
                 let mut ctx = StepContext {
                     db,
                     options,
