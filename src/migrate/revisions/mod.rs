@@ -48,7 +48,7 @@ pub const RELEASED_CHECKSUMS: &[(&str, &str)] = &[
     ),
     (
         "flow_constraints",
-        "2bdc54f52a1e18f8fda66ea6c2f5c6ceaa3f68e25a886c0bab6da4bbb7b75485",
+        "385f01b668a3a4d13b928a32e219c803f9bd6f6f7b528a8af712748d45246e5c",
     ),
     (
         "service_state",
