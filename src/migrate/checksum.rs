@@ -72,6 +72,63 @@ mod tests {
     use super::*;
     use crate::migrate::revisions::legacy::LEGACY;
 
+    fn rule_a(_: Engine) -> String {
+        "UPDATE t SET flow_id = m.flow_id FROM m WHERE m.session_id = t.session_id".to_owned()
+    }
+
+    fn rule_b(_: Engine) -> String {
+        "UPDATE t SET flow_id = m.flow_id FROM m WHERE m.session_id = t.other_key".to_owned()
+    }
+
+    fn no_op<'a, 'b>(
+        _: &'a mut crate::migrate::StepContext<'b>,
+    ) -> futures::future::BoxFuture<'a, Result<(), crate::migrate::MigrateError>> {
+        Box::pin(async { Ok(()) })
+    }
+
+    fn code_revision(
+        sql: StepSql,
+        kind: fn(crate::migrate::CodeFn, StepSql) -> Action,
+    ) -> Revision {
+        Revision {
+            id: "r",
+            description: "",
+            up: crate::migrate::revision::leak_steps(vec![Step {
+                name: "s",
+                action: kind(no_op, sql),
+            }]),
+            down: &[],
+            earlier_checksums: &[],
+        }
+    }
+
+    #[test]
+    fn a_code_steps_checksum_covers_the_sql_it_generates() {
+        let code = |run, sql| Action::Code { run, sql };
+        let a = code_revision(StepSql::Generated(rule_a), code);
+        let b = code_revision(StepSql::Generated(rule_b), code);
+        assert_ne!(checksum(&a), checksum(&b));
+        // A check writes only flowkey's bookkeeping: its SQL is not part of the checksum.
+        let check = |run, sql| Action::Check { run, sql };
+        let a = code_revision(StepSql::Generated(rule_a), check);
+        let b = code_revision(StepSql::Generated(rule_b), check);
+        assert_eq!(checksum(&a), checksum(&b));
+    }
+
+    #[test]
+    fn an_earlier_checksum_is_accepted_only_where_listed() {
+        let revision = Revision {
+            earlier_checksums: &["abc"],
+            ..code_revision(StepSql::Generated(rule_a), |run, sql| Action::Code {
+                run,
+                sql,
+            })
+        };
+        assert!(matches(&revision, &checksum(&revision)));
+        assert!(matches(&revision, "abc"));
+        assert!(!matches(&revision, "abd"));
+    }
+
     #[test]
     fn checksum_is_stable_and_hex() {
         let first = checksum(&LEGACY);

@@ -32,6 +32,17 @@ pub struct Revision {
     pub earlier_checksums: &'static [&'static str],
 }
 
+/// A step list built at run time (from the linked tables), kept for the life of the process
+/// like a static one: revisions are `'static` and built once.
+pub fn leak_steps(steps: Vec<Step>) -> &'static [Step] {
+    Box::leak(steps.into_boxed_slice())
+}
+
+/// A step name built at run time, kept for the life of the process (see [`leak_steps`]).
+pub fn leak_name(name: String) -> &'static str {
+    Box::leak(name.into_boxed_str())
+}
+
 /// One unit of a revision. The runner records each completed step, so a revision killed half
 /// way resumes at the first step not yet done; every step must therefore be safe to run again
 /// after a crash in its middle (its own transaction, `IF NOT EXISTS`, a persisted cursor).
@@ -78,6 +89,12 @@ pub enum StepSql {
     /// Generated at run time from one description (e.g. the linked tables), so one fact is
     /// written once; the checksum hashes the generated text.
     Generated(fn(Engine) -> String),
+    /// Generated for one linked table; a code step with such SQL works on that table
+    /// (its [`StepContext::table`]).
+    ForTable {
+        generate: fn(Engine, &'static str) -> String,
+        table: &'static str,
+    },
 }
 
 impl StepSql {
@@ -85,6 +102,15 @@ impl StepSql {
         match self {
             StepSql::Fixed(sql) => Cow::Borrowed(sql.for_engine(engine)),
             StepSql::Generated(generate) => Cow::Owned(generate(engine)),
+            StepSql::ForTable { generate, table } => Cow::Owned(generate(engine, table)),
+        }
+    }
+
+    /// The linked table the SQL is generated for, if any.
+    pub fn table(&self) -> Option<&'static str> {
+        match self {
+            StepSql::ForTable { table, .. } => Some(table),
+            StepSql::Fixed(_) | StepSql::Generated(_) => None,
         }
     }
 }
@@ -171,6 +197,8 @@ pub struct StepContext<'a> {
     pub options: &'a RunOptions,
     pub revision: &'static str,
     pub step: &'static str,
+    /// The linked table the step works on (steps generated per table).
+    pub table: Option<&'static str>,
     pub direction: Direction,
     pub audit: &'a dyn AuditSink,
 }

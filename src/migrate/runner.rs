@@ -949,7 +949,7 @@ impl Migrator {
                 }
                 result?;
             }
-            (Action::Code { run, .. } | Action::Check { run, .. }, _) => {
+            (Action::Code { run, sql } | Action::Check { run, sql }, _) => {
                 let sink = StepAudit {
                     log: audit,
                     revision: revision.id,
@@ -961,6 +961,7 @@ impl Migrator {
                     options: &self.options,
                     revision: revision.id,
                     step: step.name,
+                    table: sql.table(),
                     direction,
                     audit: &sink,
                 };

@@ -16,7 +16,9 @@ use serde::Serialize;
 use sqlx::Row;
 
 use crate::db::{Db, Engine};
-use crate::migrate::flow::tables::{begin_batch, execute_keyed, tenant_agrees, FLOW_COLUMN_TABLES};
+use crate::migrate::flow::error::FlowMigrationError;
+use crate::migrate::flow::linked::{linked_table, Applies, LinkedTable, LINKED_TABLES};
+use crate::migrate::flow::tables::{begin_batch, execute_keyed};
 use crate::migrate::flow::walk::Walk;
 use crate::migrate::{AuditSink, MigrateError, ProgressDisplay, RunOptions, StepContext};
 
@@ -24,12 +26,6 @@ const MIN_BATCH: i64 = 1;
 const MAX_BATCH: i64 = 50_000;
 /// How often a `progress` event goes to the audit log while a table is being backfilled.
 const PROGRESS_EVERY: Duration = Duration::from_secs(2);
-
-/// The SQLite text of [`crate::ids::SessionId::parse`] over a column (`$COL`): trim, strip a
-/// `disc_session_` or `session-` prefix in any case, lowercase, require a hyphenated UUID.
-/// On PostgreSQL the same is the function `flowkey_parse_session_id(text)`.
-pub const SQLITE_PARSE_SESSION_TEMPLATE: &str =
-    include_str!("../sql/flow_parse_session.sqlite.sql");
 
 /// How far a backfill run may go (tests interrupt it to prove that resuming is exact).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,32 +52,48 @@ pub struct TableBackfill {
     pub finished: bool,
 }
 
-/// The `Action::Code` body of `flow_backfill`'s step for one table.
-macro_rules! table_step {
-    ($fn_name:ident, $table:literal) => {
-        pub fn $fn_name<'a, 'b>(
-            ctx: &'a mut StepContext<'b>,
-        ) -> BoxFuture<'a, Result<(), MigrateError>> {
-            Box::pin(async move {
-                backfill_table(
-                    ctx.db,
-                    $table,
-                    ctx.options,
-                    ctx.audit,
-                    &mut BatchBudget::new(BatchLimit::Unlimited),
-                )
-                .await
-                .map(|_| ())
-            })
-        }
-    };
+/// The `Action::Code` body of `flow_backfill`'s step for one linked table (the runner gives
+/// the step's table in [`StepContext::table`]).
+pub fn backfill_step<'a, 'b>(
+    ctx: &'a mut StepContext<'b>,
+) -> BoxFuture<'a, Result<(), MigrateError>> {
+    Box::pin(async move {
+        let table = step_table(ctx)?;
+        backfill_table(
+            ctx.db,
+            table.name,
+            ctx.options,
+            ctx.audit,
+            &mut BatchBudget::new(BatchLimit::Unlimited),
+        )
+        .await
+        .map(|_| ())
+    })
 }
-table_step!(backfill_data_imports_step, "data_imports");
-table_step!(backfill_raw_import_records_step, "raw_import_records");
-table_step!(backfill_import_field_mappings_step, "import_field_mappings");
-table_step!(backfill_assets_step, "assets");
-table_step!(backfill_access_audit_log_step, "access_audit_log");
-table_step!(backfill_llm_usage_logs_step, "llm_usage_logs");
+
+/// The linked table a per-table step works on.
+pub fn step_table(ctx: &StepContext<'_>) -> Result<&'static LinkedTable, MigrateError> {
+    ctx.table.and_then(linked_table).ok_or_else(|| {
+        FlowMigrationError::StepWithoutLinkedTable {
+            step: ctx.step.to_owned(),
+        }
+        .into()
+    })
+}
+
+/// What one table's backfill amounts to, set-based: each batch statement over the whole
+/// table (what `--sql` prints, and what the revision's checksum covers).
+pub fn whole_table_sql(engine: Engine, table: &'static str) -> String {
+    let Some(table) = linked_table(table) else {
+        return format!("-- {table} is not a linked table\n");
+    };
+    let mut out = String::new();
+    for statement in batch_statements(engine, table) {
+        out.push_str(&statement.replace("{range}", "TRUE"));
+        out.push_str(";\n");
+    }
+    out
+}
 
 /// Backfills every table in order, resuming from the stored cursors.
 pub async fn backfill(
@@ -92,8 +104,8 @@ pub async fn backfill(
 ) -> Result<BackfillOutcome, MigrateError> {
     let mut budget = BatchBudget::new(limit);
     let mut outcome = BackfillOutcome::default();
-    for table in FLOW_COLUMN_TABLES {
-        let done = backfill_table(db, table, options, audit, &mut budget).await?;
+    for table in LINKED_TABLES {
+        let done = backfill_table(db, table.name, options, audit, &mut budget).await?;
         let finished = done.finished;
         outcome.tables.push(done);
         if !finished {
@@ -140,6 +152,9 @@ pub async fn backfill_table(
     budget: &mut BatchBudget,
 ) -> Result<TableBackfill, MigrateError> {
     let engine = db.engine();
+    let linked = linked_table(table).ok_or_else(|| FlowMigrationError::NotALinkedTable {
+        table: table.to_owned(),
+    })?;
     let (stored_cursor, mut rows_done, finished) = load_progress(db, table).await?;
     if finished {
         return Ok(TableBackfill {
@@ -178,7 +193,7 @@ pub async fn backfill_table(
             fail::fail_point!("backfill::before_sweep", |kind| Err(
                 crate::migrate::faults::injected("backfill::before_sweep", kind)
             ));
-            sweep(db, table, audit).await?;
+            sweep(db, linked, audit).await?;
             let mut tx = begin_batch(db).await?;
             // Batches count rows by estimate; a finished walk has seen them all.
             rows_done = total;
@@ -187,7 +202,7 @@ pub async fn backfill_table(
             break true;
         };
         let mut tx = begin_batch(db).await?;
-        for statement in batch_statements(engine, table) {
+        for statement in batch_statements(engine, linked) {
             let sql = statement.replace("{range}", &batch.predicate);
             execute_keyed(&mut tx, &sql, &batch.binds).await?;
         }
@@ -242,7 +257,8 @@ pub async fn backfill_table(
 /// The closing sweep of a page walk: each batch statement once over the whole table, in one
 /// short transaction. It links nothing when the walk saw every row (the normal case); what it
 /// links is recorded, so that a table rewritten under the walk shows in the audit log.
-async fn sweep(db: &Db, table: &str, audit: &dyn AuditSink) -> Result<(), MigrateError> {
+async fn sweep(db: &Db, linked: &LinkedTable, audit: &dyn AuditSink) -> Result<(), MigrateError> {
+    let table = linked.name;
     let started = Instant::now();
     let mut tx = begin_batch(db).await?;
     if let crate::db::Tx::Postgres(conn) = &mut tx {
@@ -256,7 +272,7 @@ async fn sweep(db: &Db, table: &str, audit: &dyn AuditSink) -> Result<(), Migrat
             .await?;
     }
     let mut rows_linked = 0;
-    for statement in batch_statements(db.engine(), table) {
+    for statement in batch_statements(db.engine(), linked) {
         let sql = statement.replace("{range}", "TRUE");
         rows_linked += execute_keyed(&mut tx, &sql, &[]).await?;
     }
@@ -314,55 +330,46 @@ fn progress_bar(display: ProgressDisplay, table: &str, total: i64, done: i64) ->
     bar
 }
 
-/// The set-based UPDATEs of one batch, in order, with `{range}` standing for the batch's key
-/// range over alias `r`. Only rows whose `flow_id` is NULL are written.
-pub fn batch_statements(engine: Engine, table: &str) -> Vec<String> {
+/// The set-based UPDATEs of one batch, in order, with `{range}` standing for the batch's
+/// position range over alias `r`: one statement per path of the table's rule
+/// ([`LinkedTable::paths`]). Only rows whose `flow_id` is NULL are written.
+pub fn batch_statements(engine: Engine, table: &LinkedTable) -> Vec<String> {
+    let t = table.name;
     let no_flow = not_indexed(engine, "r.flow_id");
-    let no_session = not_indexed(engine, "r.session_id");
-    let by_session = |table: &str| {
-        format!(
-            "UPDATE {table} AS r SET flow_id = m.flow_id FROM session_flow_mapping AS m \
-             WHERE {{range}} AND {no_flow} IS NULL AND m.session_id = r.session_id AND {tenant}",
-            tenant = tenant_agrees("r", "m")
-        )
-    };
-    match table {
-        "data_imports" => vec![
-            by_session(table),
-            format!(
-                "UPDATE data_imports AS r SET flow_id = ( \
-                   SELECT f.flow_id FROM discovery_flows AS f \
-                   WHERE (f.data_import_id = r.id OR f.import_session_id = r.id) AND {tenant} \
-                   ORDER BY f.created_at, f.flow_id LIMIT 1) \
-                 WHERE {{range}} AND {no_flow} IS NULL AND {no_session} IS NULL \
-                   AND EXISTS (SELECT 1 FROM discovery_flows AS f \
-                               WHERE (f.data_import_id = r.id OR f.import_session_id = r.id) AND {tenant})",
-                tenant = tenant_agrees("r", "f")
-            ),
-        ],
-        "raw_import_records" => vec![
-            by_session(table),
-            format!(
-                "UPDATE raw_import_records AS r SET flow_id = f.flow_id \
-                 FROM data_imports AS d JOIN discovery_flows AS f ON f.flow_id = d.flow_id \
-                 WHERE {{range}} AND {no_flow} IS NULL AND {no_session} IS NULL \
-                   AND d.id = r.data_import_id AND {tenant}",
-                tenant = tenant_agrees("r", "f")
-            ),
-        ],
-        "import_field_mappings" => vec![format!(
-            "UPDATE import_field_mappings AS r SET flow_id = d.flow_id FROM data_imports AS d \
-             WHERE {{range}} AND {no_flow} IS NULL AND d.id = r.data_import_id AND d.flow_id IS NOT NULL"
-        )],
-        "llm_usage_logs" => vec![format!(
-            "UPDATE llm_usage_logs AS r SET flow_id = m.flow_id FROM session_flow_mapping AS m \
-             WHERE {{range}} AND {no_flow} IS NULL AND {no_session} IS NOT NULL \
-               AND m.session_id = {parsed} AND {tenant}",
-            parsed = parse_session_sql(engine, "r.session_id"),
-            tenant = tenant_agrees("r", "m")
-        )],
-        _ => vec![by_session(table)],
-    }
+    table
+        .paths(engine, "r")
+        .into_iter()
+        .map(|path| {
+            let applies = match path.applies {
+                Applies::WithSession => {
+                    format!(" AND {} IS NOT NULL", not_indexed(engine, "r.session_id"))
+                }
+                Applies::WithoutSession => {
+                    format!(" AND {} IS NULL", not_indexed(engine, "r.session_id"))
+                }
+                Applies::Always => String::new(),
+            };
+            match path.order {
+                // At most one candidate: a join, which the planner can hash.
+                None => format!(
+                    "UPDATE {t} AS r SET flow_id = {flow} FROM {source} \
+                     WHERE {{range}} AND {no_flow} IS NULL{applies} AND {matches}",
+                    flow = path.flow,
+                    source = path.source,
+                    matches = path.matches(),
+                ),
+                // The first of several candidates: a subquery per row that has one.
+                Some(_) => format!(
+                    "UPDATE {t} AS r SET flow_id = {first} \
+                     WHERE {{range}} AND {no_flow} IS NULL{applies} \
+                       AND EXISTS (SELECT 1 FROM {source} WHERE {matches})",
+                    first = path.flow_subquery(),
+                    source = path.source,
+                    matches = path.matches(),
+                ),
+            }
+        })
+        .collect()
 }
 
 /// A column reference SQLite cannot answer from an index on that column, so that each batch
@@ -375,14 +382,6 @@ fn not_indexed(engine: Engine, column: &str) -> String {
     match engine {
         Engine::Sqlite => format!("+{column}"),
         Engine::Postgres => column.to_owned(),
-    }
-}
-
-/// SQL giving the canonical session id named by a free-text column, or NULL.
-pub fn parse_session_sql(engine: Engine, column: &str) -> String {
-    match engine {
-        Engine::Postgres => format!("flowkey_parse_session_id({column})"),
-        Engine::Sqlite => SQLITE_PARSE_SESSION_TEMPLATE.trim().replace("$COL", column),
     }
 }
 
@@ -448,21 +447,6 @@ async fn mark_finished(
     Ok(())
 }
 
-/// What `--sql` prints for a backfill step.
-pub const BACKFILL_DESCRIBE: &str = "\
--- batches of physical positions of the table as it was when the run started, one transaction
--- per batch: PostgreSQL pages [p, p + n) (r.ctid >= '(p,0)' AND r.ctid < '(p+n,0)', a TID
--- range scan), SQLite rowids [p, p + n); then one closing sweep of each statement over the
--- whole table (links nothing unless the table was rewritten under the walk):
---   UPDATE <table> AS r SET flow_id = m.flow_id FROM session_flow_mapping AS m
---     WHERE <batch range> AND r.flow_id IS NULL AND m.session_id = r.session_id
---       AND tenant columns of r, where set, equal m's;
---   (data_imports without session: the earliest flow naming it in data_import_id/import_session_id;
---    raw_import_records without session and import_field_mappings: their import's flow;
---    llm_usage_logs: the session named by its free text, parsed like a client's id)
---   INSERT INTO flowkey_backfill_progress ... ON CONFLICT DO UPDATE (same transaction);
--- N adapts to the target batch time.";
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -492,12 +476,13 @@ mod tests {
     #[test]
     fn every_table_has_statements_with_a_range() {
         for engine in [Engine::Sqlite, Engine::Postgres] {
-            for table in FLOW_COLUMN_TABLES {
+            for table in LINKED_TABLES {
                 let statements = batch_statements(engine, table);
-                assert!(!statements.is_empty());
+                assert_eq!(statements.len(), table.paths(engine, "r").len());
                 assert!(
                     statements.iter().all(|sql| sql.contains("{range}")),
-                    "{table}"
+                    "{}",
+                    table.name
                 );
             }
         }

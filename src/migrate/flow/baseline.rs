@@ -10,7 +10,8 @@ use serde::Serialize;
 
 use crate::db::Db;
 use crate::migrate::flow::backfill::batch_statements;
-use crate::migrate::flow::tables::{execute_keyed, FLOW_COLUMN_TABLES};
+use crate::migrate::flow::linked::LINKED_TABLES;
+use crate::migrate::flow::tables::execute_keyed;
 use crate::migrate::MigrateError;
 
 /// What one offline UPDATE pass did to one table.
@@ -24,7 +25,7 @@ pub struct OfflineTableUpdate {
     pub seconds: f64,
 }
 
-/// The whole offline pass: every table of [`FLOW_COLUMN_TABLES`], in backfill order.
+/// The whole offline pass: every linked table, in backfill order.
 #[derive(Debug, Clone, Serialize)]
 pub struct OfflineBackfill {
     pub tables: Vec<OfflineTableUpdate>,
@@ -40,7 +41,8 @@ pub async fn offline_backfill(db: &Db) -> Result<OfflineBackfill, MigrateError> 
     let started = Instant::now();
     let mut tables = Vec::new();
     let mut tx = db.begin_write().await?;
-    for table in FLOW_COLUMN_TABLES {
+    for linked in LINKED_TABLES {
+        let table = linked.name;
         let table_started = Instant::now();
         let rows: i64 = crate::on_tx!(&mut tx, conn => {
             sqlx::query_scalar(&format!("SELECT count(*) FROM {table}"))
@@ -48,12 +50,12 @@ pub async fn offline_backfill(db: &Db) -> Result<OfflineBackfill, MigrateError> 
                 .await?
         });
         let mut rows_updated = 0;
-        for statement in batch_statements(engine, table) {
+        for statement in batch_statements(engine, linked) {
             let sql = statement.replace("{range}", "1 = 1");
             rows_updated += execute_keyed(&mut tx, &sql, &[]).await?;
         }
         tables.push(OfflineTableUpdate {
-            table: (*table).to_owned(),
+            table: table.to_owned(),
             rows,
             rows_updated,
             seconds: seconds(table_started.elapsed()),

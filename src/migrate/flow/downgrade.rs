@@ -11,13 +11,16 @@
 //! Every session created so is recorded in `flowkey_restored_sessions` and in the audit log.
 //!
 //! Which rows count as written at head without a session (legacy rows are never touched, so a
-//! downgrade with nothing written at head gives the legacy bytes back):
-//! `assets`, `access_audit_log`, `llm_usage_logs` with a flow and a NULL session (the backfill
-//! links those only through a session); `data_imports` with a flow and a NULL session that no
-//! flow names in `data_import_id`/`import_session_id`. `raw_import_records` and
-//! `import_field_mappings` reach their flow through their import. `flow_deletion_audit` rows
-//! with a NULL session get the flow's mapped session, or the session it was created for, or
-//! else the flow id itself (the column has no foreign key; the flow is gone).
+//! downgrade with nothing written at head gives the legacy bytes back) follows from each
+//! linked table's rule ([`LinkedTable::restores_session_where`]): rows with a flow and a NULL
+//! session of a table linked only through sessions (`assets`, `access_audit_log`,
+//! `llm_usage_logs`); of a table linked by naming flows (`data_imports`), those no flow names.
+//! Rows of tables linked through their import (`raw_import_records`, `import_field_mappings`)
+//! reach their flow that way. `flow_deletion_audit` rows with a NULL session get the flow's
+//! mapped session, or the session it was created for, or else the flow id itself (the column
+//! has no foreign key; the flow is gone).
+//!
+//! [`LinkedTable::restores_session_where`]: crate::migrate::flow::linked::LinkedTable::restores_session_where
 //!
 //! Flows created by the migration are deleted on downgrade unless something outside the
 //! migration's own bookkeeping **refers** to them: their row was changed (status no longer
@@ -32,8 +35,9 @@ use sqlx::Row;
 
 use crate::db::{Db, Engine};
 use crate::migrate::flow::error::FlowMigrationError;
-use crate::migrate::flow::tables::{tenant_agrees, text_of};
-use crate::migrate::{MigrateError, StepContext};
+use crate::migrate::flow::linked::LINKED_TABLES;
+use crate::migrate::flow::tables::text_of;
+use crate::migrate::{EngineSql, MigrateError, StepContext, StepSql};
 
 /// The user that owns sessions a downgrade creates in a tenant without any session.
 pub const FLOWKEY_USER_ID: &str = "f10e4e70-0000-4000-8000-00000000f10e";
@@ -98,18 +102,30 @@ pub fn delete_created_flows_step<'a, 'b>(
     })
 }
 
-pub const RESTORE_SESSIONS_DESCRIBE: &str = "\
--- rows written at head with a flow_id and no session_id get the smallest session mapped to
--- their flow; a flow without any mapped session first gets a data_import_sessions row whose
--- id is the flow id (recorded in flowkey_restored_sessions and the audit log).
-UPDATE assets SET session_id = (SELECT m.session_id FROM session_flow_mapping m
-  WHERE m.flow_id = assets.flow_id ... ORDER BY m.session_id LIMIT 1)
-WHERE session_id IS NULL AND flow_id IS NOT NULL;";
+/// What the created-flow cleanup runs (`--sql`).
+pub const DELETE_CREATED_FLOWS: StepSql = StepSql::Fixed(EngineSql {
+    sqlite: DELETE_UNTOUCHED_CREATED_FLOWS,
+    postgres: DELETE_UNTOUCHED_CREATED_FLOWS,
+});
 
-pub const DELETE_CREATED_FLOWS_DESCRIBE: &str = "\
-DELETE FROM discovery_flows WHERE flow_id IN (SELECT flow_id FROM flowkey_remembered_flows)
-  AND status = 'migrated' AND updated_at IS NULL AND completed_at IS NULL
-  AND NOT EXISTS (flow_deletion_audit naming it) AND NOT EXISTS (session with its id);";
+/// Flows the migration created that nothing outside its bookkeeping refers to (a macro so
+/// that the DELETE below is one literal).
+macro_rules! untouched_created_flow {
+    () => {
+        "d.flow_id IN (SELECT flow_id FROM flowkey_remembered_flows)
+        AND d.status = 'migrated' AND d.updated_at IS NULL AND d.completed_at IS NULL
+        AND NOT EXISTS (SELECT 1 FROM flow_deletion_audit a WHERE a.flow_id = d.flow_id)
+        AND NOT EXISTS (SELECT 1 FROM data_import_sessions s WHERE s.id = d.flow_id)"
+    };
+}
+
+const UNTOUCHED_CREATED_FLOW: &str = untouched_created_flow!();
+
+const DELETE_UNTOUCHED_CREATED_FLOWS: &str = concat!(
+    "DELETE FROM discovery_flows WHERE id IN (SELECT d.id FROM discovery_flows d WHERE ",
+    untouched_created_flow!(),
+    ");\n"
+);
 
 /// Sessions created by downgrades so far, oldest first.
 pub async fn restored_sessions(db: &Db) -> Result<Vec<RestoredSession>, MigrateError> {
@@ -156,33 +172,7 @@ pub async fn restore_sessions(db: &Db) -> Result<RestoreSummary, MigrateError> {
         }
     }
 
-    let session_of_flow = |table: &str, session_text: &str| {
-        format!(
-            "SELECT {session_text} FROM session_flow_mapping m \
-             WHERE m.flow_id = {table}.flow_id AND {tenant} \
-               AND EXISTS (SELECT 1 FROM data_import_sessions s WHERE s.id = m.session_id) \
-             ORDER BY m.session_id LIMIT 1",
-            tenant = tenant_agrees(table, "m")
-        )
-    };
-    let not_named = "NOT EXISTS (SELECT 1 FROM discovery_flows g \
-                     WHERE g.data_import_id = data_imports.id OR g.import_session_id = data_imports.id)";
-    for (table, extra) in [
-        ("data_imports", not_named),
-        ("assets", "1 = 1"),
-        ("access_audit_log", "1 = 1"),
-        ("llm_usage_logs", "1 = 1"),
-    ] {
-        let session_text = if table == "llm_usage_logs" {
-            text_of(engine, "m.session_id")
-        } else {
-            "m.session_id".to_owned()
-        };
-        let pick = session_of_flow(table, &session_text);
-        let sql = format!(
-            "UPDATE {table} SET session_id = ({pick}) \
-             WHERE session_id IS NULL AND flow_id IS NOT NULL AND {extra} AND EXISTS ({pick})"
-        );
+    for (table, sql) in session_restoring_updates(engine) {
         let updated = crate::on_tx!(&mut tx, conn => {
             sqlx::query(&sql).execute(&mut **conn).await?.rows_affected()
         });
@@ -191,15 +181,8 @@ pub async fn restore_sessions(db: &Db) -> Result<RestoreSummary, MigrateError> {
             .push((table.to_owned(), updated));
     }
 
-    // flow_deletion_audit.session_id is NOT NULL again in legacy.
-    let fill_deletion_audit = "UPDATE flow_deletion_audit SET session_id = COALESCE(
-            (SELECT m.session_id FROM session_flow_mapping m WHERE m.flow_id = flow_deletion_audit.flow_id
-             ORDER BY m.session_id LIMIT 1),
-            (SELECT r.session_id FROM flowkey_remembered_flows r WHERE r.flow_id = flow_deletion_audit.flow_id),
-            flow_id)
-         WHERE session_id IS NULL";
     let filled = crate::on_tx!(&mut tx, conn => {
-        sqlx::query(fill_deletion_audit).execute(&mut **conn).await?.rows_affected()
+        sqlx::query(FILL_DELETION_AUDIT).execute(&mut **conn).await?.rows_affected()
     });
     summary
         .rows_given_a_session
@@ -208,25 +191,86 @@ pub async fn restore_sessions(db: &Db) -> Result<RestoreSummary, MigrateError> {
     Ok(summary)
 }
 
+/// `flow_deletion_audit.session_id` is NOT NULL again in legacy: a row written at head
+/// without one gets the flow's mapped session, or the session the flow was created for, or
+/// else the flow id itself (the column has no foreign key; the flow is gone).
+const FILL_DELETION_AUDIT: &str = "UPDATE flow_deletion_audit SET session_id = COALESCE(
+            (SELECT m.session_id FROM session_flow_mapping m WHERE m.flow_id = flow_deletion_audit.flow_id
+             ORDER BY m.session_id LIMIT 1),
+            (SELECT r.session_id FROM flowkey_remembered_flows r WHERE r.flow_id = flow_deletion_audit.flow_id),
+            flow_id)
+         WHERE session_id IS NULL";
+
+/// Per linked table whose rows written at head are given a session: the UPDATE that gives
+/// each the smallest existing session mapped to its flow in its tenant.
+fn session_restoring_updates(engine: Engine) -> Vec<(&'static str, String)> {
+    LINKED_TABLES
+        .iter()
+        .filter_map(|table| {
+            let written_at_head = table.restores_session_where()?;
+            let t = table.name;
+            let pick = format!(
+                "SELECT {session} FROM session_flow_mapping m \
+                 WHERE m.flow_id = {t}.flow_id{tenant} \
+                   AND EXISTS (SELECT 1 FROM data_import_sessions s WHERE s.id = m.session_id) \
+                 ORDER BY m.session_id LIMIT 1",
+                session = table.mapped_session_as_stored(engine),
+                tenant = table.and_tenant_agrees(t, "m"),
+            );
+            Some((
+                t,
+                format!(
+                    "UPDATE {t} SET session_id = ({pick}) \
+                     WHERE session_id IS NULL AND flow_id IS NOT NULL AND {written_at_head} AND EXISTS ({pick})"
+                ),
+            ))
+        })
+        .collect()
+}
+
+/// What the restore step runs (`--sql`).
+pub const RESTORE_SESSIONS: StepSql = StepSql::Generated(restore_sessions_sql);
+
+fn restore_sessions_sql(engine: Engine) -> String {
+    let mut out = String::from(
+        "-- first, each flow carried by such rows that no existing session maps to gets a\n\
+         -- data_import_sessions row whose id is the flow id, in the flow's tenant, mapped to the\n\
+         -- flow and recorded in flowkey_restored_sessions (created_by: the tenant's earliest\n\
+         -- session's creator, else the user flowkey-migration@flowkey.invalid); then:\n",
+    );
+    for (_, sql) in session_restoring_updates(engine) {
+        out.push_str(&sql);
+        out.push_str(";\n");
+    }
+    out.push_str(FILL_DELETION_AUDIT);
+    out.push_str(";\n");
+    out
+}
+
 /// Flows carried by rows written at head without a session, that no existing session maps to.
 async fn flows_without_mapped_session(
     tx: &mut crate::db::Tx<'_>,
     engine: Engine,
 ) -> Result<Vec<(String, String, String)>, MigrateError> {
+    let needing: Vec<String> = LINKED_TABLES
+        .iter()
+        .filter_map(|table| {
+            let written_at_head = table.restores_session_where()?;
+            let t = table.name;
+            Some(format!(
+                "SELECT flow_id FROM {t} WHERE session_id IS NULL AND flow_id IS NOT NULL AND {written_at_head}"
+            ))
+        })
+        .collect();
     let sql = format!(
-        "WITH needing AS (
-            SELECT flow_id FROM data_imports r WHERE r.session_id IS NULL AND r.flow_id IS NOT NULL
-              AND NOT EXISTS (SELECT 1 FROM discovery_flows g WHERE g.data_import_id = r.id OR g.import_session_id = r.id)
-            UNION SELECT flow_id FROM assets WHERE session_id IS NULL AND flow_id IS NOT NULL
-            UNION SELECT flow_id FROM access_audit_log WHERE session_id IS NULL AND flow_id IS NOT NULL
-            UNION SELECT flow_id FROM llm_usage_logs WHERE session_id IS NULL AND flow_id IS NOT NULL
-        )
+        "WITH needing AS ({})
         SELECT {flow}, {client}, {engagement} FROM discovery_flows f JOIN needing n ON n.flow_id = f.flow_id
         WHERE NOT EXISTS (
             SELECT 1 FROM session_flow_mapping m JOIN data_import_sessions s ON s.id = m.session_id
             WHERE m.flow_id = f.flow_id AND m.client_account_id = f.client_account_id
               AND m.engagement_id = f.engagement_id)
         ORDER BY f.flow_id",
+        needing.join(" UNION "),
         flow = text_of(engine, "f.flow_id"),
         client = text_of(engine, "f.client_account_id"),
         engagement = text_of(engine, "f.engagement_id"),
@@ -338,23 +382,18 @@ pub async fn delete_unreferenced_created_flows(
     db: &Db,
 ) -> Result<CreatedFlowCleanup, MigrateError> {
     let engine = db.engine();
-    let untouched = "d.flow_id IN (SELECT flow_id FROM flowkey_remembered_flows)
-        AND d.status = 'migrated' AND d.updated_at IS NULL AND d.completed_at IS NULL
-        AND NOT EXISTS (SELECT 1 FROM flow_deletion_audit a WHERE a.flow_id = d.flow_id)
-        AND NOT EXISTS (SELECT 1 FROM data_import_sessions s WHERE s.id = d.flow_id)";
+    let untouched = UNTOUCHED_CREATED_FLOW;
     let kept_sql = format!(
         "SELECT {flow} FROM discovery_flows d
          WHERE d.flow_id IN (SELECT flow_id FROM flowkey_remembered_flows) AND NOT ({untouched})
          ORDER BY d.flow_id",
         flow = text_of(engine, "d.flow_id")
     );
-    let delete_sql = format!(
-        "DELETE FROM discovery_flows WHERE id IN (SELECT d.id FROM discovery_flows d WHERE {untouched})"
-    );
+    let delete_sql = DELETE_UNTOUCHED_CREATED_FLOWS;
     let mut tx = db.begin_write().await?;
     let cleanup = crate::on_tx!(&mut tx, conn => {
         let kept: Vec<String> = sqlx::query_scalar(&kept_sql).fetch_all(&mut **conn).await?;
-        let deleted = sqlx::query(&delete_sql).execute(&mut **conn).await?.rows_affected();
+        let deleted = sqlx::query(delete_sql).execute(&mut **conn).await?.rows_affected();
         CreatedFlowCleanup { deleted, kept }
     });
     tx.commit().await?;

@@ -1,49 +1,166 @@
-//! The expand phase: nullable `flow_id` columns (no default, so no table rewrite),
-//! `flow_deletion_audit.session_id` made nullable, and the dual-write triggers of
-//! docs/schema-head.md ("Dual write") so old code writing only `session_id` and new code
-//! writing only `flow_id` both leave rows with both keys.
+//! The expand phase: nullable `flow_id` columns (no default, so no table rewrite) on the
+//! linked tables, `flow_deletion_audit.session_id` made nullable, and the dual-write
+//! triggers ([`crate::migrate::flow::triggers`]), all generated from the linked tables'
+//! descriptions.
+
+use std::fmt::Write as _;
 
 use futures::future::BoxFuture;
 
-use crate::db::Db;
-use crate::migrate::flow::sqlite_rebuild::rebuild_as_legacy;
-use crate::migrate::{EngineSql, MigrateError, StepContext};
-
-pub const EXPAND: EngineSql = EngineSql {
-    sqlite: include_str!("../sql/flow_expand.sqlite.sql"),
-    postgres: include_str!("../sql/flow_expand.postgres.sql"),
+use crate::db::{Db, Engine};
+use crate::migrate::flow::linked::{
+    linked_since, FlowForeignKey, LinkedTable, DELETION_AUDIT_TABLE, LINKED_TABLES,
 };
+use crate::migrate::flow::sqlite_rebuild::rebuild_as_legacy;
+use crate::migrate::flow::triggers;
+use crate::migrate::{MigrateError, StepContext, StepSql};
+
+/// The revision that adds the first linked tables' columns and triggers.
+const REVISION: &str = "flow_expand";
+
+const PARSE_SESSION_FUNCTION: &str = include_str!("../sql/flow_parse_session.postgres.sql");
+const DELETION_AUDIT_NULLABLE_SQLITE: &str =
+    include_str!("../sql/flow_deletion_audit_nullable.sqlite.sql");
+
+/// SQLite compiles DDL against the connection's cached schema: reading the catalog first
+/// reloads a stale one (another connection changed the schema), which would otherwise turn
+/// `IF [NOT] EXISTS` into silent no-ops.
+const SQLITE_REFRESH_SCHEMA: &str = "\
+-- Refreshes this connection's schema cache: SQLite prepares DDL against the cache, and a
+-- stale one (another connection changed the schema) turns IF [NOT] EXISTS into no-ops.
+SELECT count(*) FROM sqlite_master;
+";
+
+pub const EXPAND: StepSql = StepSql::Generated(expand_sql);
 
 /// Down, first half: triggers and functions go; on PostgreSQL the columns go too and
-/// `flow_deletion_audit.session_id` is `NOT NULL` again.
-pub const CONTRACT: EngineSql = EngineSql {
-    sqlite: include_str!("../sql/flow_drop_triggers.sqlite.sql"),
-    postgres: include_str!("../sql/flow_expand_down.postgres.sql"),
-};
+/// `flow_deletion_audit.session_id` is `NOT NULL` again (SQLite rebuilds the tables instead,
+/// see [`rebuild_legacy_tables_step`]).
+pub const CONTRACT: StepSql = StepSql::Generated(contract_sql);
 
-/// Tables SQLite rebuilds from their legacy text on the way down.
-pub const SQLITE_REBUILT_TABLES: &[&str] = &[
-    "data_imports",
-    "raw_import_records",
-    "import_field_mappings",
-    "assets",
-    "access_audit_log",
-    "llm_usage_logs",
-    "flow_deletion_audit",
-];
+fn tables() -> impl Iterator<Item = &'static LinkedTable> {
+    linked_since(REVISION)
+}
 
-pub const REBUILD_DESCRIBE: &str = "\
--- sqlite only (postgres: nothing): with PRAGMA foreign_keys = OFF and legacy_alter_table = ON,
--- for each table: ALTER TABLE t RENAME TO flowkey_old_t; CREATE TABLE t (<legacy text>);
--- INSERT INTO t (<legacy columns>) SELECT <legacy columns> FROM flowkey_old_t;
--- DROP TABLE flowkey_old_t; <legacy indexes>; then PRAGMA foreign_key_check must be empty.";
+/// Columns, the deletion audit's nullable session, the session parser, the triggers.
+pub fn expand_sql(engine: Engine) -> String {
+    let mut out = String::new();
+    match engine {
+        Engine::Postgres => {
+            for table in tables() {
+                let _ = writeln!(
+                    out,
+                    "ALTER TABLE {} ADD COLUMN IF NOT EXISTS flow_id uuid;",
+                    table.name
+                );
+            }
+            let _ = writeln!(
+                out,
+                "ALTER TABLE {DELETION_AUDIT_TABLE} ALTER COLUMN session_id DROP NOT NULL;"
+            );
+            out.push_str(PARSE_SESSION_FUNCTION);
+            for table in tables() {
+                out.push_str(&triggers::postgres_trigger(table));
+            }
+        }
+        Engine::Sqlite => {
+            out.push_str(SQLITE_REFRESH_SCHEMA);
+            for table in tables() {
+                let reference = match table.flow_foreign_key {
+                    FlowForeignKey::References => " REFERENCES discovery_flows(flow_id)",
+                    FlowForeignKey::None => "",
+                };
+                let _ = writeln!(
+                    out,
+                    "ALTER TABLE {} ADD COLUMN flow_id TEXT{reference};",
+                    table.name
+                );
+            }
+            out.push_str(DELETION_AUDIT_NULLABLE_SQLITE);
+            for table in tables() {
+                out.push_str(&triggers::sqlite_trigger(table));
+            }
+        }
+    }
+    out
+}
+
+/// The way back from [`expand_sql`], first half (see [`CONTRACT`]).
+pub fn contract_sql(engine: Engine) -> String {
+    let mut out = String::new();
+    match engine {
+        Engine::Postgres => {
+            for table in tables() {
+                out.push_str(&triggers::postgres_drop_trigger(table));
+            }
+            out.push_str("DROP FUNCTION IF EXISTS flowkey_parse_session_id(text);\n");
+            for table in tables() {
+                let _ = writeln!(
+                    out,
+                    "ALTER TABLE {} DROP COLUMN IF EXISTS flow_id;",
+                    table.name
+                );
+            }
+            let _ = writeln!(
+                out,
+                "ALTER TABLE {DELETION_AUDIT_TABLE} ALTER COLUMN session_id SET NOT NULL;"
+            );
+        }
+        Engine::Sqlite => {
+            out.push_str(SQLITE_REFRESH_SCHEMA);
+            for table in tables() {
+                out.push_str(&triggers::sqlite_drop_trigger(table));
+            }
+        }
+    }
+    out
+}
+
+/// Tables SQLite rebuilds from their legacy text on the way down: every linked table and
+/// the deletion audit.
+pub fn sqlite_rebuilt_tables() -> Vec<&'static str> {
+    LINKED_TABLES
+        .iter()
+        .map(|table| table.name)
+        .chain([DELETION_AUDIT_TABLE])
+        .collect()
+}
+
+/// What the SQLite rebuild runs, table by table (`--sql` prints it).
+pub const REBUILD: StepSql = StepSql::Generated(rebuild_sql);
+
+fn rebuild_sql(engine: Engine) -> String {
+    match engine {
+        Engine::Postgres => {
+            "-- postgres: nothing to rebuild (the columns were dropped in place)\nSELECT 1;\n"
+                .to_owned()
+        }
+        Engine::Sqlite => {
+            let mut out = String::from(
+                "-- with PRAGMA foreign_keys = OFF and legacy_alter_table = ON, in one transaction;\n\
+                 -- <legacy columns> are the table's columns without flow_id\n",
+            );
+            for table in sqlite_rebuilt_tables() {
+                let _ = writeln!(
+                    out,
+                    "ALTER TABLE {table} RENAME TO flowkey_old_{table};\n\
+                     -- CREATE TABLE {table} (...) as in the legacy schema, then its legacy indexes\n\
+                     INSERT INTO {table} (<legacy columns>) SELECT <legacy columns> FROM flowkey_old_{table};\n\
+                     DROP TABLE flowkey_old_{table};"
+                );
+            }
+            out.push_str("PRAGMA foreign_key_check; -- must return no row\n");
+            out
+        }
+    }
+}
 
 pub fn rebuild_legacy_tables_step<'a, 'b>(
     ctx: &'a mut StepContext<'b>,
 ) -> BoxFuture<'a, Result<(), MigrateError>> {
     Box::pin(async move {
         match ctx.db {
-            Db::Sqlite(pool) => rebuild_as_legacy(pool.clone(), SQLITE_REBUILT_TABLES).await,
+            Db::Sqlite(pool) => rebuild_as_legacy(pool.clone(), &sqlite_rebuilt_tables()).await,
             Db::Postgres(_) => Ok(()),
         }
     })

@@ -10,11 +10,13 @@ pub mod downgrade;
 pub mod error;
 pub mod expand;
 pub mod fingerprint;
+pub mod linked;
 pub mod mapping;
 pub mod rehearse;
 pub mod report;
 pub mod sqlite_rebuild;
 pub mod tables;
+pub mod triggers;
 pub mod verify;
 pub mod walk;
 

@@ -5,8 +5,7 @@ use serde::Serialize;
 use sqlx::Row;
 
 use crate::db::{Db, Engine};
-use crate::migrate::flow::backfill::parse_session_sql;
-use crate::migrate::flow::tables::FLOW_COLUMN_TABLES;
+use crate::migrate::flow::linked::{Applies, LinkedTable, SessionKey, Unlinked, LINKED_TABLES};
 use crate::migrate::MigrateError;
 
 #[derive(Debug, Clone, Serialize)]
@@ -46,8 +45,8 @@ pub struct UnlinkedReasons {
 /// Computes the report.
 pub async fn report(db: &Db) -> Result<MigrationReport, MigrateError> {
     let engine = db.engine();
-    let mut tables = Vec::with_capacity(FLOW_COLUMN_TABLES.len());
-    for table in FLOW_COLUMN_TABLES {
+    let mut tables = Vec::with_capacity(LINKED_TABLES.len());
+    for table in LINKED_TABLES {
         let sql = report_sql(engine, table);
         let row = crate::on_pool!(db, pool => {
             let row = sqlx::query(&sql).fetch_one(pool).await?;
@@ -61,7 +60,7 @@ pub async fn report(db: &Db) -> Result<MigrationReport, MigrateError> {
             ]
         });
         tables.push(TableReport {
-            table: (*table).to_owned(),
+            table: table.name.to_owned(),
             rows: row[0],
             linked: row[1],
             unlinked: UnlinkedReasons {
@@ -98,55 +97,57 @@ pub async fn report(db: &Db) -> Result<MigrationReport, MigrateError> {
     })
 }
 
-/// One row: rows, linked, no session, dangling session, tenant mismatch, unparseable.
-fn report_sql(engine: Engine, table: &str) -> String {
-    let mapped = |key: &str| {
-        format!("EXISTS (SELECT 1 FROM session_flow_mapping m WHERE m.session_id = {key})")
-    };
-    // Per table: (no session, dangling, tenant mismatch, unparseable) among unlinked rows.
-    let (no_session, dangling, mismatch, unparseable) = match table {
-        "data_imports" => (
-            "r.session_id IS NULL AND NOT EXISTS (SELECT 1 FROM discovery_flows f \
-             WHERE f.data_import_id = r.id OR f.import_session_id = r.id)"
-                .to_owned(),
-            format!("r.session_id IS NOT NULL AND NOT {}", mapped("r.session_id")),
-            format!(
-                "(r.session_id IS NOT NULL AND {}) OR (r.session_id IS NULL AND EXISTS (SELECT 1 \
-                 FROM discovery_flows f WHERE f.data_import_id = r.id OR f.import_session_id = r.id))",
-                mapped("r.session_id")
-            ),
-            "1 = 0".to_owned(),
-        ),
-        "raw_import_records" => (
-            "r.session_id IS NULL AND NOT EXISTS (SELECT 1 FROM data_imports d \
-             WHERE d.id = r.data_import_id AND d.flow_id IS NOT NULL)"
-                .to_owned(),
-            format!("r.session_id IS NOT NULL AND NOT {}", mapped("r.session_id")),
-            format!(
-                "(r.session_id IS NOT NULL AND {}) OR (r.session_id IS NULL AND EXISTS (SELECT 1 \
-                 FROM data_imports d WHERE d.id = r.data_import_id AND d.flow_id IS NOT NULL))",
-                mapped("r.session_id")
-            ),
-            "1 = 0".to_owned(),
-        ),
-        "import_field_mappings" => ("1 = 1".to_owned(), "1 = 0".to_owned(), "1 = 0".to_owned(), "1 = 0".to_owned()),
-        "llm_usage_logs" => {
-            let parsed = parse_session_sql(engine, "r.session_id");
-            (
-                "r.session_id IS NULL".to_owned(),
-                format!("r.session_id IS NOT NULL AND {parsed} IS NOT NULL AND NOT {}", mapped(&parsed)),
-                format!("r.session_id IS NOT NULL AND {}", mapped(&parsed)),
-                format!("r.session_id IS NOT NULL AND {parsed} IS NULL"),
-            )
+/// One row: rows, linked, no session, dangling session, tenant mismatch, unparseable, each
+/// reason derived from the table's paths: an unlinked row of a path whose source has no row
+/// for its keys is "no session" (or "dangling" for a session path); one whose source has a
+/// row that the tenant rule refused is a tenant mismatch; a free-text session that names no
+/// session id is unparseable.
+fn report_sql(engine: Engine, table: &LinkedTable) -> String {
+    let mut no_session = Vec::new();
+    let mut dangling = Vec::new();
+    let mut mismatch = Vec::new();
+    let mut unparseable = Vec::new();
+    let paths = table.paths(engine, "r");
+    if !paths
+        .iter()
+        .any(|path| path.applies != Applies::WithSession)
+    {
+        // Only a session path: a row without a session has nothing to follow.
+        no_session.push("r.session_id IS NULL".to_owned());
+    }
+    for path in &paths {
+        let mut applies: Vec<String> = path.applies_sql("r").into_iter().collect();
+        if path.applies == Applies::WithSession {
+            if let Some(SessionKey::FreeText) = table.rule().session {
+                let parsed = table.session_key_sql(engine, "r").unwrap_or_default();
+                unparseable.push(join_and(&applies, &format!("{parsed} IS NULL")));
+                applies.push(format!("{parsed} IS NOT NULL"));
+            }
         }
-        _ => (
-            "r.session_id IS NULL".to_owned(),
-            format!("r.session_id IS NOT NULL AND NOT {}", mapped("r.session_id")),
-            format!("r.session_id IS NOT NULL AND {}", mapped("r.session_id")),
-            "1 = 0".to_owned(),
-        ),
-    };
-    let count_when = |condition: &str| {
+        let source = format!("EXISTS (SELECT 1 FROM {} WHERE {})", path.source, path.keys);
+        let absent = join_and(&applies, &format!("NOT {source}"));
+        match path.without_source {
+            Unlinked::NoSession => no_session.push(absent),
+            Unlinked::DanglingSession => dangling.push(absent),
+        }
+        let present = join_and(&applies, &source);
+        // Found but not linked: the tenant rule refused it. A path without a tenant rule
+        // links whatever it finds, so such a row simply has nothing to follow yet.
+        match path.tenant {
+            Some(_) => mismatch.push(present),
+            None => no_session.push(present),
+        }
+    }
+    let count_when = |conditions: &[String]| {
+        let condition = if conditions.is_empty() {
+            "1 = 0".to_owned()
+        } else {
+            conditions
+                .iter()
+                .map(|condition| format!("({condition})"))
+                .collect::<Vec<_>>()
+                .join(" OR ")
+        };
         format!("COALESCE(SUM(CASE WHEN r.flow_id IS NULL AND ({condition}) THEN 1 ELSE 0 END), 0)")
     };
     let cast = if engine == Engine::Postgres {
@@ -155,12 +156,22 @@ fn report_sql(engine: Engine, table: &str) -> String {
         ""
     };
     format!(
-        "SELECT count(*), count(r.flow_id), {}{cast}, {}{cast}, {}{cast}, {}{cast} FROM {table} r",
+        "SELECT count(*), count(r.flow_id), {}{cast}, {}{cast}, {}{cast}, {}{cast} FROM {} r",
         count_when(&no_session),
         count_when(&dangling),
         count_when(&mismatch),
         count_when(&unparseable),
+        table.name,
     )
+}
+
+fn join_and(conditions: &[String], last: &str) -> String {
+    conditions
+        .iter()
+        .map(String::as_str)
+        .chain([last])
+        .collect::<Vec<_>>()
+        .join(" AND ")
 }
 
 impl std::fmt::Display for MigrationReport {

@@ -16,7 +16,7 @@ use crate::migrate::MigrateError;
 /// Rebuilds `tables` from the legacy script, keeping every legacy column's values.
 pub async fn rebuild_as_legacy(
     pool: sqlx::SqlitePool,
-    tables: &'static [&'static str],
+    tables: &[&str],
 ) -> Result<(), MigrateError> {
     let mut plans = Vec::with_capacity(tables.len());
     for table in tables {
@@ -76,7 +76,7 @@ async fn rebuild_in_transaction(
                 .await?;
         let mut legacy = Vec::with_capacity(all.len());
         for column in all {
-            if !crate::migrate::flow::tables::is_added_column(&table, &column) {
+            if !crate::migrate::flow::linked::is_added_column(&table, &column) {
                 legacy.push(column);
             }
         }

@@ -1,42 +1,6 @@
-//! The legacy tables the migration touches, and the keyset helpers every batched loop uses.
+//! The keyset and batch helpers every batched loop of the migration uses.
 
 use crate::db::Engine;
-
-/// Tables that get a `flow_id` column, in backfill order: an import's flow is known before
-/// its raw records and field mappings look it up.
-pub const FLOW_COLUMN_TABLES: &[&str] = &[
-    "data_imports",
-    "raw_import_records",
-    "import_field_mappings",
-    "assets",
-    "access_audit_log",
-    "llm_usage_logs",
-];
-
-/// Tables whose `flow_id` references `discovery_flows(flow_id)`. Audit and log tables get no
-/// foreign key: their rows outlive flows.
-pub const CORE_TABLES: &[&str] = &[
-    "data_imports",
-    "raw_import_records",
-    "import_field_mappings",
-    "assets",
-];
-
-/// Tables whose `session_id` is a UUID with a foreign key to `data_import_sessions`.
-pub const SESSION_FK_TABLES: &[&str] = &[
-    "data_imports",
-    "raw_import_records",
-    "assets",
-    "access_audit_log",
-];
-
-/// The placeholder tenant under which some legacy flows were created.
-pub const PLACEHOLDER_CLIENT_ACCOUNT_ID: &str = "11111111-1111-1111-1111-111111111111";
-
-/// Whether `table.column` was added by the migration (and is therefore not a legacy column).
-pub fn is_added_column(table: &str, column: &str) -> bool {
-    column == "flow_id" && FLOW_COLUMN_TABLES.contains(&table)
-}
 
 /// The last primary key of a batch, as text (lowercase hyphenated UUID on both engines).
 pub type Key = String;
@@ -90,12 +54,6 @@ pub fn next_bound_sql(engine: Engine, table: &str, after: Option<&Key>) -> Strin
          ORDER BY s.id DESC LIMIT 1",
         id = text_of(engine, "s.id"),
     )
-}
-
-/// Tenant agreement of a row `r` with a tenant-carrying row `x` (a flow or a mapping): the
-/// tenant rule of [`crate::db::tenancy`].
-pub fn tenant_agrees(r: &str, x: &str) -> String {
-    crate::db::tenancy::agrees_with(r, x)
 }
 
 /// Begins the transaction of one batch. On PostgreSQL it asks for custom plans: a batch query
@@ -170,7 +128,7 @@ pub async fn legacy_columns(db: &crate::db::Db, table: &str) -> Result<Vec<Strin
     };
     Ok(columns
         .into_iter()
-        .filter(|column| !is_added_column(table, column))
+        .filter(|column| !crate::migrate::flow::linked::is_added_column(table, column))
         .collect())
 }
 
@@ -192,12 +150,5 @@ mod tests {
             hi: "b".into(),
         };
         assert_eq!(first.predicate(Engine::Sqlite, "t").0, "t.id <= $1");
-    }
-
-    #[test]
-    fn only_flow_id_of_the_six_tables_is_added() {
-        assert!(is_added_column("assets", "flow_id"));
-        assert!(!is_added_column("flow_deletion_audit", "flow_id"));
-        assert!(!is_added_column("assets", "session_id"));
     }
 }

@@ -22,14 +22,13 @@ use std::time::Instant;
 use serde::Serialize;
 use sqlx::Row;
 
+use crate::db::tenancy;
 use crate::db::{Db, Engine};
-use crate::migrate::flow::backfill::parse_session_sql;
 use crate::migrate::flow::error::FlowMigrationError;
 use crate::migrate::flow::fingerprint::{fingerprint_database, load_baseline, FingerprintScope};
-use crate::migrate::flow::tables::{
-    begin_batch, next_bound, tenant_agrees, text_of, Key, KeyRange, CORE_TABLES, FLOW_COLUMN_TABLES,
-};
-use crate::migrate::{MigrateError, StepContext};
+use crate::migrate::flow::linked::{FlowForeignKey, LinkedTable, TenantColumns, LINKED_TABLES};
+use crate::migrate::flow::tables::{begin_batch, next_bound, text_of, Key, KeyRange};
+use crate::migrate::{MigrateError, StepContext, StepSql};
 
 /// A row id with three 0/1 flags, as the checking queries return them.
 type Flags = (String, i32, i32, i32);
@@ -210,9 +209,28 @@ pub fn verify_step<'a, 'b>(
     })
 }
 
-pub const VERIFY_DESCRIBE: &str = "\
--- recompute fingerprints and compare with flowkey_fingerprints; recompute every row's flow by
--- the rules (keyset batches) and check tenants and foreign keys; check session_flow_mapping.";
+/// What `--sql` prints for the verify step (a check: reads only).
+pub const VERIFY: StepSql = StepSql::Generated(verify_sql);
+
+fn verify_sql(engine: Engine) -> String {
+    let mut out = String::from(
+        "-- verify (reads only): recompute the legacy fingerprints and compare them with\n\
+         -- flowkey_fingerprints; then, per linked table, the rows whose flow_id is not the one\n\
+         -- the rules give (in batches of the primary key):\n",
+    );
+    let differs = match engine {
+        Engine::Postgres => "IS DISTINCT FROM",
+        Engine::Sqlite => "IS NOT",
+    };
+    for table in LINKED_TABLES {
+        out.push_str(&format!(
+            "SELECT r.id FROM {} r WHERE r.flow_id {differs} {};\n",
+            table.name,
+            table.expected_flow_sql(engine, "r")
+        ));
+    }
+    out
+}
 
 /// Runs every check; never writes.
 pub async fn verify(db: &Db) -> Result<VerifyReport, MigrateError> {
@@ -241,7 +259,7 @@ pub async fn verify(db: &Db) -> Result<VerifyReport, MigrateError> {
     let mut offending = Vec::new();
     let mut tables = Vec::new();
     let mut rows_checked = 0i64;
-    for table in FLOW_COLUMN_TABLES {
+    for table in LINKED_TABLES {
         let checked = verify_table(db, table, &mut offending).await?;
         rows_checked += checked.rows_checked;
         tables.push(checked);
@@ -264,78 +282,46 @@ pub async fn verify(db: &Db) -> Result<VerifyReport, MigrateError> {
     })
 }
 
-/// The flow the rules give a row of `table` (alias `r`), as SQL.
-pub fn expected_flow_sql(engine: Engine, table: &str) -> String {
-    let by_session = |key: &str| {
-        format!(
-            "(SELECT m.flow_id FROM session_flow_mapping m WHERE m.session_id = {key} AND {tenant})",
-            tenant = tenant_agrees("r", "m")
-        )
-    };
-    match table {
-        "data_imports" => format!(
-            "CASE WHEN r.session_id IS NOT NULL THEN {session} ELSE \
-             (SELECT f.flow_id FROM discovery_flows f \
-              WHERE (f.data_import_id = r.id OR f.import_session_id = r.id) AND {tenant} \
-              ORDER BY f.created_at, f.flow_id LIMIT 1) END",
-            session = by_session("r.session_id"),
-            tenant = tenant_agrees("r", "f")
-        ),
-        "raw_import_records" => format!(
-            "CASE WHEN r.session_id IS NOT NULL THEN {session} ELSE \
-             (SELECT f.flow_id FROM data_imports d JOIN discovery_flows f ON f.flow_id = d.flow_id \
-              WHERE d.id = r.data_import_id AND {tenant}) END",
-            session = by_session("r.session_id"),
-            tenant = tenant_agrees("r", "f")
-        ),
-        "import_field_mappings" => {
-            "(SELECT d.flow_id FROM data_imports d WHERE d.id = r.data_import_id)".to_owned()
-        }
-        "llm_usage_logs" => format!(
-            "CASE WHEN r.session_id IS NULL THEN NULL ELSE {} END",
-            by_session(&parse_session_sql(engine, "r.session_id"))
-        ),
-        _ => by_session("r.session_id"),
-    }
-}
-
 async fn verify_table(
     db: &Db,
-    table: &str,
+    linked: &LinkedTable,
     offending: &mut Vec<OffendingRow>,
 ) -> Result<TableVerification, MigrateError> {
     let engine = db.engine();
-    let expected = expected_flow_sql(engine, table);
-    // A row may carry a flow the rules do not give only when it has no session of its own
-    // (written at head by new code); where the rules give one, it must be that one.
-    let wrong = if table == "import_field_mappings" {
-        "x.expected IS NOT NULL AND (x.flow_id IS NULL OR x.flow_id <> x.expected)".to_owned()
-    } else {
-        "(x.expected IS NOT NULL AND (x.flow_id IS NULL OR x.flow_id <> x.expected)) \
-         OR (x.expected IS NULL AND x.flow_id IS NOT NULL AND x.session_id IS NOT NULL)"
-            .to_owned()
+    let table = linked.name;
+    let expected = linked.expected_flow_sql(engine, "r");
+    // Where the rules give a flow, the row must carry that one. A row may carry a flow the
+    // rules do not give only when it has no session of its own (written at head by new
+    // code); a table without a session column has no such rows.
+    let (wrong, session) = match linked.rule().session {
+        Some(_) => (
+            "(x.expected IS NOT NULL AND (x.flow_id IS NULL OR x.flow_id <> x.expected)) \
+             OR (x.expected IS NULL AND x.flow_id IS NOT NULL AND x.session_id IS NOT NULL)",
+            "r.session_id",
+        ),
+        None => (
+            "x.expected IS NOT NULL AND (x.flow_id IS NULL OR x.flow_id <> x.expected)",
+            "NULL",
+        ),
     };
-    let crosses = if table == "import_field_mappings" {
-        format!(
+    // The row's tenant is its own columns, or its import's when it has none.
+    let crosses = match linked.tenant {
+        TenantColumns::OnTheRow => format!(
+            "EXISTS (SELECT 1 FROM discovery_flows f WHERE f.flow_id = r.flow_id AND NOT ({}))",
+            tenancy::agrees_with("r", "f")
+        ),
+        TenantColumns::ThroughItsImport => format!(
             "EXISTS (SELECT 1 FROM data_imports d JOIN discovery_flows f ON f.flow_id = r.flow_id \
              WHERE d.id = r.data_import_id AND NOT ({}))",
-            tenant_agrees("d", "f")
-        )
-    } else {
-        format!(
-            "EXISTS (SELECT 1 FROM discovery_flows f WHERE f.flow_id = r.flow_id AND NOT ({}))",
-            tenant_agrees("r", "f")
-        )
+            tenancy::agrees_with("d", "f")
+        ),
     };
-    let orphan = if CORE_TABLES.contains(&table) {
-        "NOT EXISTS (SELECT 1 FROM discovery_flows f WHERE f.flow_id = r.flow_id)"
-    } else {
-        "1 = 0"
-    };
-    let session = if table == "import_field_mappings" {
-        "NULL"
-    } else {
-        "r.session_id"
+    // Audit and log rows outlive their flows: only a foreign-keyed flow_id must exist.
+    let orphan = match linked.flow_foreign_key {
+        FlowForeignKey::References => {
+            "NOT EXISTS (SELECT 1 FROM discovery_flows f WHERE f.flow_id = r.flow_id)"
+        }
+        FlowForeignKey::None => "1 = 0",
     };
     let mut result = TableVerification {
         table: table.to_owned(),

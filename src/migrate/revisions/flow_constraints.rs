@@ -1,7 +1,7 @@
 //! `flow_constraints`: indexes and foreign keys of `head`, then verify.
 
 use crate::migrate::flow::{constraints, verify};
-use crate::migrate::{Action, EngineSql, Revision, Step, StepSql};
+use crate::migrate::{Action, Revision, Step};
 
 pub static FLOW_CONSTRAINTS: Revision = Revision {
     id: "flow_constraints",
@@ -9,30 +9,27 @@ pub static FLOW_CONSTRAINTS: Revision = Revision {
     up: &[
         Step {
             name: "index flow_id columns",
-            action: Action::OnlineDdl(StepSql::Fixed(constraints::CREATE_INDEXES)),
+            action: Action::OnlineDdl(constraints::CREATE_INDEXES),
         },
         Step {
             name: "add foreign keys not valid",
-            action: Action::OnlineDdl(StepSql::Fixed(constraints::ADD_FOREIGN_KEYS)),
+            action: Action::OnlineDdl(constraints::ADD_FOREIGN_KEYS),
         },
         Step {
             name: "validate foreign keys",
-            action: Action::OnlineDdl(StepSql::Fixed(constraints::VALIDATE_FOREIGN_KEYS)),
+            action: Action::OnlineDdl(constraints::VALIDATE_FOREIGN_KEYS),
         },
         Step {
             name: "verify",
             action: Action::Check {
                 run: verify::verify_step,
-                sql: StepSql::Fixed(EngineSql {
-                    sqlite: verify::VERIFY_DESCRIBE,
-                    postgres: verify::VERIFY_DESCRIBE,
-                }),
+                sql: verify::VERIFY,
             },
         },
     ],
     down: &[Step {
         name: "drop flow_id foreign keys and indexes",
-        action: Action::OnlineDdl(StepSql::Fixed(constraints::DROP_CONSTRAINTS)),
+        action: Action::OnlineDdl(constraints::DROP_CONSTRAINTS),
     }],
     earlier_checksums: &["de3d6ceeb4adb36a49008aaa754a76dfb84560046f282a1ed0d355adf791772a"],
 };

@@ -3,28 +3,25 @@
 //! runner's `lock_timeout`.
 
 use crate::migrate::flow::expand;
-use crate::migrate::{Action, EngineSql, Revision, Step, StepSql};
+use crate::migrate::{Action, Revision, Step};
 
 pub static FLOW_EXPAND: Revision = Revision {
     id: "flow_expand",
     description: "nullable flow_id columns and dual-write triggers",
     up: &[Step {
         name: "add flow_id columns and dual-write triggers",
-        action: Action::OnlineDdl(StepSql::Fixed(expand::EXPAND)),
+        action: Action::OnlineDdl(expand::EXPAND),
     }],
     down: &[
         Step {
             name: "drop dual-write triggers and flow_id columns",
-            action: Action::OnlineDdl(StepSql::Fixed(expand::CONTRACT)),
+            action: Action::OnlineDdl(expand::CONTRACT),
         },
         Step {
             name: "rebuild legacy tables (sqlite)",
             action: Action::Code {
                 run: expand::rebuild_legacy_tables_step,
-                sql: StepSql::Fixed(EngineSql {
-                    sqlite: expand::REBUILD_DESCRIBE,
-                    postgres: expand::REBUILD_DESCRIBE,
-                }),
+                sql: expand::REBUILD,
             },
         },
     ],

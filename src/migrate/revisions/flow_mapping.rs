@@ -43,10 +43,7 @@ pub static FLOW_MAPPING: Revision = Revision {
             name: "compute session flow mapping",
             action: Action::Code {
                 run: mapping::compute_mapping_step,
-                sql: StepSql::Fixed(EngineSql {
-                    sqlite: mapping::COMPUTE_MAPPING_DESCRIBE,
-                    postgres: mapping::COMPUTE_MAPPING_DESCRIBE,
-                }),
+                sql: mapping::COMPUTE_MAPPING,
             },
         },
     ],
@@ -55,10 +52,7 @@ pub static FLOW_MAPPING: Revision = Revision {
             name: "delete unreferenced flows created by the migration",
             action: Action::Code {
                 run: downgrade::delete_created_flows_step,
-                sql: StepSql::Fixed(EngineSql {
-                    sqlite: downgrade::DELETE_CREATED_FLOWS_DESCRIBE,
-                    postgres: downgrade::DELETE_CREATED_FLOWS_DESCRIBE,
-                }),
+                sql: downgrade::DELETE_CREATED_FLOWS,
             },
         },
         Step {

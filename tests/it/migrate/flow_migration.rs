@@ -650,7 +650,7 @@ async fn sql_session_parsing_agrees_with_the_rust_parser(test_db: TestDb) {
         u.replacen('3', "g", 1),
     ];
     let engine = fx.engine();
-    let parse = flow::backfill::parse_session_sql(engine, "$1");
+    let parse = flow::linked::parse_session_sql(engine, "$1");
     for input in inputs {
         let sql = match engine {
             flowkey::db::Engine::Postgres => format!("SELECT ({parse})::text"),

@@ -118,7 +118,7 @@ async fn normalized_links(db: &Db) -> Vec<String> {
         Engine::Sqlite => "c.session_id",
     };
     let mut all = Vec::new();
-    for table in flow::tables::FLOW_COLUMN_TABLES {
+    for table in flow::linked::LINKED_TABLES.iter().map(|t| t.name) {
         let sql = format!(
             "SELECT {id}, COALESCE('created:' || {created}, {flow_id}) FROM {table} r \
              LEFT JOIN flowkey_remembered_flows c ON c.flow_id = r.flow_id ORDER BY r.id"

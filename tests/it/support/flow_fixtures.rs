@@ -348,7 +348,10 @@ impl Fx {
             Engine::Sqlite => ("id", "flow_id"),
         };
         let mut all = Vec::new();
-        for table in flowkey::migrate::flow::tables::FLOW_COLUMN_TABLES {
+        for table in flowkey::migrate::flow::linked::LINKED_TABLES
+            .iter()
+            .map(|t| t.name)
+        {
             let sql = format!("SELECT {id_text}, {flow_text} FROM {table} ORDER BY id");
             let rows: Vec<(String, Option<String>)> = flowkey::on_pool!(&self.db, pool => {
                 sqlx::query(&sql).fetch_all(pool).await.unwrap().into_iter()

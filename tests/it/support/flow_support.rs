@@ -110,12 +110,13 @@ pub async fn apply(
             Action::Sql(sql) | Action::OnlineDdl(sql) => {
                 run_sql(db, &sql.for_engine(db.engine())).await?
             }
-            Action::Code { run, .. } | Action::Check { run, .. } => {
+            Action::Code { run, sql } | Action::Check { run, sql } => {
                 let mut ctx = StepContext {
                     db,
                     options,
                     revision: revision.id,
                     step: step.name,
+                    table: sql.table(),
                     direction,
                     audit,
                 };

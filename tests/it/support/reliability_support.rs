@@ -311,7 +311,7 @@ pub async fn every_flow_id(db: &Db) -> Vec<String> {
         Engine::Sqlite => column.to_owned(),
     };
     let mut all = Vec::new();
-    for table in flow::tables::FLOW_COLUMN_TABLES {
+    for table in flow::linked::LINKED_TABLES.iter().map(|t| t.name) {
         let sql = format!(
             "SELECT {id}, COALESCE('created:' || {created}, {flow_id}) FROM {table} r \
              LEFT JOIN flowkey_remembered_flows c ON c.flow_id = r.flow_id ORDER BY r.id",
