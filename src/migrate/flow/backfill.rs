@@ -71,6 +71,12 @@ pub fn backfill_step<'a, 'b>(
     })
 }
 
+/// Forgets one table's backfill cursor (the way down from a revision that linked it).
+pub fn reset_progress_sql(_: Engine, table: &'static str) -> String {
+    // The name comes from the linked tables' descriptions, never from input.
+    format!("DELETE FROM flowkey_backfill_progress WHERE table_name = '{table}';\n")
+}
+
 /// The linked table a per-table step works on.
 pub fn step_table(ctx: &StepContext<'_>) -> Result<&'static LinkedTable, MigrateError> {
     ctx.table.and_then(linked_table).ok_or_else(|| {

@@ -8,7 +8,7 @@
 use std::fmt::Write as _;
 
 use crate::db::Engine;
-use crate::migrate::flow::linked::{linked_since, LinkedTable};
+use crate::migrate::flow::linked::{linked_since, linked_table, LinkedTable};
 use crate::migrate::StepSql;
 
 /// The revision whose constraints these are (the tables `flow_expand` linked).
@@ -19,16 +19,19 @@ pub const ADD_FOREIGN_KEYS: StepSql = StepSql::Generated(add_foreign_keys_sql);
 pub const VALIDATE_FOREIGN_KEYS: StepSql = StepSql::Generated(validate_foreign_keys_sql);
 pub const DROP_CONSTRAINTS: StepSql = StepSql::Generated(drop_constraints_sql);
 
-fn tables() -> impl Iterator<Item = &'static LinkedTable> {
+fn tables() -> impl Iterator<Item = &'static LinkedTable> + Clone {
     linked_since(LINKED_BY)
 }
 
-/// Every index of the linked tables: (name, table, columns), `flow_id` ones first.
-fn indexes() -> Vec<(String, &'static str, &'static str)> {
-    let mut all: Vec<(String, &'static str, &'static str)> = tables()
+/// The indexes of `tables`: (name, table, columns), `flow_id` ones first.
+fn indexes<'a>(
+    tables: impl Iterator<Item = &'a LinkedTable> + Clone,
+) -> Vec<(String, &'static str, &'static str)> {
+    let mut all: Vec<(String, &'static str, &'static str)> = tables
+        .clone()
         .map(|table| (table.flow_index_name(), table.name, "flow_id"))
         .collect();
-    for table in tables() {
+    for table in tables {
         for (name, columns) in table.extra_indexes {
             all.push(((*name).to_owned(), table.name, columns));
         }
@@ -37,6 +40,13 @@ fn indexes() -> Vec<(String, &'static str, &'static str)> {
 }
 
 fn create_indexes_sql(engine: Engine) -> String {
+    create_indexes_of(engine, tables())
+}
+
+fn create_indexes_of<'a>(
+    engine: Engine,
+    tables: impl Iterator<Item = &'a LinkedTable> + Clone,
+) -> String {
     let mut out = String::new();
     let concurrently = match engine {
         Engine::Sqlite => {
@@ -45,7 +55,7 @@ fn create_indexes_sql(engine: Engine) -> String {
         }
         Engine::Postgres => " CONCURRENTLY",
     };
-    for (name, table, columns) in indexes() {
+    for (name, table, columns) in indexes(tables) {
         let _ = writeln!(
             out,
             "CREATE INDEX{concurrently} IF NOT EXISTS {name} ON {table} ({columns});"
@@ -55,12 +65,19 @@ fn create_indexes_sql(engine: Engine) -> String {
 }
 
 fn add_foreign_keys_sql(engine: Engine) -> String {
+    add_foreign_keys_of(engine, tables())
+}
+
+fn add_foreign_keys_of<'a>(
+    engine: Engine,
+    tables: impl Iterator<Item = &'a LinkedTable>,
+) -> String {
     match engine {
         Engine::Sqlite => {
             "-- sqlite: the foreign keys were declared with the columns (flow_expand)\nSELECT 1;\n"
                 .to_owned()
         }
-        Engine::Postgres => tables()
+        Engine::Postgres => tables
             .filter_map(|table| {
                 let constraint = table.flow_foreign_key_name()?;
                 let t = table.name;
@@ -82,9 +99,16 @@ END $$;
 }
 
 fn validate_foreign_keys_sql(engine: Engine) -> String {
+    validate_foreign_keys_of(engine, tables())
+}
+
+fn validate_foreign_keys_of<'a>(
+    engine: Engine,
+    tables: impl Iterator<Item = &'a LinkedTable>,
+) -> String {
     match engine {
         Engine::Sqlite => "-- sqlite: nothing to validate separately\nSELECT 1;\n".to_owned(),
-        Engine::Postgres => tables()
+        Engine::Postgres => tables
             .filter_map(|table| {
                 let constraint = table.flow_foreign_key_name()?;
                 Some(format!(
@@ -97,6 +121,13 @@ fn validate_foreign_keys_sql(engine: Engine) -> String {
 }
 
 fn drop_constraints_sql(engine: Engine) -> String {
+    drop_constraints_of(engine, tables())
+}
+
+fn drop_constraints_of<'a>(
+    engine: Engine,
+    tables: impl Iterator<Item = &'a LinkedTable> + Clone,
+) -> String {
     let mut out = String::new();
     let concurrently = match engine {
         Engine::Sqlite => {
@@ -104,7 +135,7 @@ fn drop_constraints_sql(engine: Engine) -> String {
             ""
         }
         Engine::Postgres => {
-            for table in tables() {
+            for table in tables.clone() {
                 if let Some(constraint) = table.flow_foreign_key_name() {
                     let _ = writeln!(
                         out,
@@ -116,8 +147,28 @@ fn drop_constraints_sql(engine: Engine) -> String {
             " CONCURRENTLY"
         }
     };
-    for (name, _, _) in indexes() {
+    for (name, _, _) in indexes(tables) {
         let _ = writeln!(out, "DROP INDEX{concurrently} IF EXISTS {name};");
     }
     out
+}
+
+/// One linked table added by a later revision: its indexes and its foreign key `NOT VALID`.
+pub fn constrain_table_sql(engine: Engine, table: &'static str) -> String {
+    let one = linked_table(table).into_iter();
+    format!(
+        "{}{}",
+        create_indexes_of(engine, one.clone()),
+        add_foreign_keys_of(engine, one)
+    )
+}
+
+/// One linked table added by a later revision: its foreign key validated.
+pub fn validate_table_sql(engine: Engine, table: &'static str) -> String {
+    validate_foreign_keys_of(engine, linked_table(table).into_iter())
+}
+
+/// The way back from [`constrain_table_sql`].
+pub fn unconstrain_table_sql(engine: Engine, table: &'static str) -> String {
+    drop_constraints_of(engine, linked_table(table).into_iter())
 }

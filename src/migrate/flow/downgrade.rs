@@ -35,7 +35,7 @@ use sqlx::Row;
 
 use crate::db::{Db, Engine};
 use crate::migrate::flow::error::FlowMigrationError;
-use crate::migrate::flow::linked::LINKED_TABLES;
+use crate::migrate::flow::linked::{linked_since, linked_table, LinkedTable, DELETION_AUDIT_TABLE};
 use crate::migrate::flow::tables::text_of;
 use crate::migrate::{EngineSql, MigrateError, StepContext, StepSql};
 
@@ -158,11 +158,29 @@ pub async fn restored_sessions(db: &Db) -> Result<Vec<RestoredSession>, MigrateE
 
 /// Gives rows written at head a legacy session (see the module documentation).
 pub async fn restore_sessions(db: &Db) -> Result<RestoreSummary, MigrateError> {
+    let tables: Vec<&LinkedTable> = linked_since("flow_expand").collect();
+    restore_sessions_of(db, &tables, DeletionAudit::Fill).await
+}
+
+/// Whether a restore also fills `flow_deletion_audit.session_id` (only the way down from
+/// `flow_backfill` does: `flow_expand` made it nullable).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeletionAudit {
+    Fill,
+    Leave,
+}
+
+/// Gives rows of `tables` written at head a legacy session (see the module documentation).
+pub async fn restore_sessions_of(
+    db: &Db,
+    tables: &[&LinkedTable],
+    deletion_audit: DeletionAudit,
+) -> Result<RestoreSummary, MigrateError> {
     let engine = db.engine();
     let mut summary = RestoreSummary::default();
     let mut tx = db.begin_write().await?;
 
-    let flows_needing = flows_without_mapped_session(&mut tx, engine).await?;
+    let flows_needing = flows_without_mapped_session(&mut tx, engine, tables).await?;
     for (flow_id, client, engagement) in flows_needing {
         match create_session_for_flow(&mut tx, engine, &flow_id, &client, &engagement).await? {
             Ok(session) => summary.sessions_created.push(session),
@@ -172,7 +190,7 @@ pub async fn restore_sessions(db: &Db) -> Result<RestoreSummary, MigrateError> {
         }
     }
 
-    for (table, sql) in session_restoring_updates(engine) {
+    for (table, sql) in session_restoring_updates(engine, tables) {
         let updated = crate::on_tx!(&mut tx, conn => {
             sqlx::query(&sql).execute(&mut **conn).await?.rows_affected()
         });
@@ -181,12 +199,14 @@ pub async fn restore_sessions(db: &Db) -> Result<RestoreSummary, MigrateError> {
             .push((table.to_owned(), updated));
     }
 
-    let filled = crate::on_tx!(&mut tx, conn => {
-        sqlx::query(FILL_DELETION_AUDIT).execute(&mut **conn).await?.rows_affected()
-    });
-    summary
-        .rows_given_a_session
-        .push(("flow_deletion_audit".to_owned(), filled));
+    if deletion_audit == DeletionAudit::Fill {
+        let filled = crate::on_tx!(&mut tx, conn => {
+            sqlx::query(FILL_DELETION_AUDIT).execute(&mut **conn).await?.rows_affected()
+        });
+        summary
+            .rows_given_a_session
+            .push((DELETION_AUDIT_TABLE.to_owned(), filled));
+    }
     tx.commit().await?;
     Ok(summary)
 }
@@ -203,8 +223,11 @@ const FILL_DELETION_AUDIT: &str = "UPDATE flow_deletion_audit SET session_id = C
 
 /// Per linked table whose rows written at head are given a session: the UPDATE that gives
 /// each the smallest existing session mapped to its flow in its tenant.
-fn session_restoring_updates(engine: Engine) -> Vec<(&'static str, String)> {
-    LINKED_TABLES
+fn session_restoring_updates(
+    engine: Engine,
+    tables: &[&LinkedTable],
+) -> Vec<(&'static str, String)> {
+    tables
         .iter()
         .filter_map(|table| {
             let written_at_head = table.restores_session_where()?;
@@ -238,7 +261,8 @@ fn restore_sessions_sql(engine: Engine) -> String {
          -- flow and recorded in flowkey_restored_sessions (created_by: the tenant's earliest\n\
          -- session's creator, else the user flowkey-migration@flowkey.invalid); then:\n",
     );
-    for (_, sql) in session_restoring_updates(engine) {
+    let tables: Vec<&LinkedTable> = linked_since("flow_expand").collect();
+    for (_, sql) in session_restoring_updates(engine, &tables) {
         out.push_str(&sql);
         out.push_str(";\n");
     }
@@ -247,12 +271,38 @@ fn restore_sessions_sql(engine: Engine) -> String {
     out
 }
 
+/// The restore of one linked table added by a later revision (its down step).
+pub fn restore_table_sessions_step<'a, 'b>(
+    ctx: &'a mut StepContext<'b>,
+) -> BoxFuture<'a, Result<(), MigrateError>> {
+    Box::pin(async move {
+        let table = crate::migrate::flow::backfill::step_table(ctx)?;
+        let summary = restore_sessions_of(ctx.db, &[table], DeletionAudit::Leave).await?;
+        ctx.audit
+            .record(
+                "sessions_restored",
+                serde_json::to_value(&summary).unwrap_or_default(),
+            )
+            .await
+    })
+}
+
+/// What [`restore_table_sessions_step`] runs (`--sql`).
+pub fn restore_table_sessions_sql(engine: Engine, table: &'static str) -> String {
+    let tables: Vec<&LinkedTable> = linked_table(table).into_iter().collect();
+    session_restoring_updates(engine, &tables)
+        .into_iter()
+        .map(|(_, sql)| format!("{sql};\n"))
+        .collect()
+}
+
 /// Flows carried by rows written at head without a session, that no existing session maps to.
 async fn flows_without_mapped_session(
     tx: &mut crate::db::Tx<'_>,
     engine: Engine,
+    tables: &[&LinkedTable],
 ) -> Result<Vec<(String, String, String)>, MigrateError> {
-    let needing: Vec<String> = LINKED_TABLES
+    let needing: Vec<String> = tables
         .iter()
         .filter_map(|table| {
             let written_at_head = table.restores_session_where()?;
@@ -262,6 +312,10 @@ async fn flows_without_mapped_session(
             ))
         })
         .collect();
+    if needing.is_empty() {
+        // Rows of these tables reach their flow through their import: none needs a session.
+        return Ok(Vec::new());
+    }
     let sql = format!(
         "WITH needing AS ({})
         SELECT {flow}, {client}, {engagement} FROM discovery_flows f JOIN needing n ON n.flow_id = f.flow_id

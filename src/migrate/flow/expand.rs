@@ -9,7 +9,7 @@ use futures::future::BoxFuture;
 
 use crate::db::{Db, Engine};
 use crate::migrate::flow::linked::{
-    linked_since, FlowForeignKey, LinkedTable, DELETION_AUDIT_TABLE, LINKED_TABLES,
+    linked_since, linked_table, FlowForeignKey, LinkedTable, DELETION_AUDIT_TABLE,
 };
 use crate::migrate::flow::sqlite_rebuild::rebuild_as_legacy;
 use crate::migrate::flow::triggers;
@@ -66,14 +66,11 @@ pub fn expand_sql(engine: Engine) -> String {
         Engine::Sqlite => {
             out.push_str(SQLITE_REFRESH_SCHEMA);
             for table in tables() {
-                let reference = match table.flow_foreign_key {
-                    FlowForeignKey::References => " REFERENCES discovery_flows(flow_id)",
-                    FlowForeignKey::None => "",
-                };
                 let _ = writeln!(
                     out,
-                    "ALTER TABLE {} ADD COLUMN flow_id TEXT{reference};",
-                    table.name
+                    "ALTER TABLE {} ADD COLUMN flow_id TEXT{};",
+                    table.name,
+                    sqlite_reference(table)
                 );
             }
             out.push_str(DELETION_AUDIT_NULLABLE_SQLITE);
@@ -116,11 +113,90 @@ pub fn contract_sql(engine: Engine) -> String {
     out
 }
 
-/// Tables SQLite rebuilds from their legacy text on the way down: every linked table and
-/// the deletion audit.
+/// A linked table added by a later revision: its `flow_id` column and dual-write trigger
+/// (the session parser of `flow_expand` is already there).
+pub fn link_table_sql(engine: Engine, table: &'static str) -> String {
+    let Some(table) = linked_table(table) else {
+        return format!("-- {table} is not a linked table\n");
+    };
+    let mut out = String::new();
+    match engine {
+        Engine::Postgres => {
+            let _ = writeln!(
+                out,
+                "ALTER TABLE {} ADD COLUMN IF NOT EXISTS flow_id uuid;",
+                table.name
+            );
+            out.push_str(&triggers::postgres_trigger(table));
+        }
+        Engine::Sqlite => {
+            out.push_str(SQLITE_REFRESH_SCHEMA);
+            let _ = writeln!(
+                out,
+                "ALTER TABLE {} ADD COLUMN flow_id TEXT{};",
+                table.name,
+                sqlite_reference(table)
+            );
+            out.push_str(&triggers::sqlite_trigger(table));
+        }
+    }
+    out
+}
+
+/// The way back from [`link_table_sql`], first half: the trigger, and on PostgreSQL the
+/// column (SQLite rebuilds the table instead, see [`rebuild_linked_table_step`]).
+pub fn unlink_table_sql(engine: Engine, table: &'static str) -> String {
+    let Some(table) = linked_table(table) else {
+        return format!("-- {table} is not a linked table\n");
+    };
+    match engine {
+        Engine::Postgres => format!(
+            "{}ALTER TABLE {} DROP COLUMN IF EXISTS flow_id;\n",
+            triggers::postgres_drop_trigger(table),
+            table.name
+        ),
+        Engine::Sqlite => format!(
+            "{SQLITE_REFRESH_SCHEMA}{}",
+            triggers::sqlite_drop_trigger(table)
+        ),
+    }
+}
+
+fn sqlite_reference(table: &LinkedTable) -> &'static str {
+    match table.flow_foreign_key {
+        FlowForeignKey::References => " REFERENCES discovery_flows(flow_id)",
+        FlowForeignKey::None => "",
+    }
+}
+
+/// Rebuilds one linked table from its legacy text on SQLite (nothing on PostgreSQL).
+pub fn rebuild_linked_table_step<'a, 'b>(
+    ctx: &'a mut StepContext<'b>,
+) -> BoxFuture<'a, Result<(), MigrateError>> {
+    Box::pin(async move {
+        let table = crate::migrate::flow::backfill::step_table(ctx)?;
+        match ctx.db {
+            Db::Sqlite(pool) => rebuild_as_legacy(pool.clone(), &[table.name]).await,
+            Db::Postgres(_) => Ok(()),
+        }
+    })
+}
+
+/// What [`rebuild_linked_table_step`] runs (`--sql`).
+pub fn rebuild_table_sql(engine: Engine, table: &'static str) -> String {
+    match engine {
+        Engine::Postgres => {
+            "-- postgres: nothing to rebuild (the column was dropped in place)\nSELECT 1;\n"
+                .to_owned()
+        }
+        Engine::Sqlite => rebuild_statements(&[table]),
+    }
+}
+
+/// Tables SQLite rebuilds from their legacy text on the way down from `flow_expand`: the
+/// tables it linked and the deletion audit.
 pub fn sqlite_rebuilt_tables() -> Vec<&'static str> {
-    LINKED_TABLES
-        .iter()
+    tables()
         .map(|table| table.name)
         .chain([DELETION_AUDIT_TABLE])
         .collect()
@@ -135,24 +211,26 @@ fn rebuild_sql(engine: Engine) -> String {
             "-- postgres: nothing to rebuild (the columns were dropped in place)\nSELECT 1;\n"
                 .to_owned()
         }
-        Engine::Sqlite => {
-            let mut out = String::from(
-                "-- with PRAGMA foreign_keys = OFF and legacy_alter_table = ON, in one transaction;\n\
+        Engine::Sqlite => rebuild_statements(&sqlite_rebuilt_tables()),
+    }
+}
+
+fn rebuild_statements(tables: &[&str]) -> String {
+    let mut out = String::from(
+        "-- with PRAGMA foreign_keys = OFF and legacy_alter_table = ON, in one transaction;\n\
                  -- <legacy columns> are the table's columns without flow_id\n",
-            );
-            for table in sqlite_rebuilt_tables() {
-                let _ = writeln!(
+    );
+    for table in tables {
+        let _ = writeln!(
                     out,
                     "ALTER TABLE {table} RENAME TO flowkey_old_{table};\n\
                      -- CREATE TABLE {table} (...) as in the legacy schema, then its legacy indexes\n\
                      INSERT INTO {table} (<legacy columns>) SELECT <legacy columns> FROM flowkey_old_{table};\n\
                      DROP TABLE flowkey_old_{table};"
                 );
-            }
-            out.push_str("PRAGMA foreign_key_check; -- must return no row\n");
-            out
-        }
     }
+    out.push_str("PRAGMA foreign_key_check; -- must return no row\n");
+    out
 }
 
 pub fn rebuild_legacy_tables_step<'a, 'b>(

@@ -181,10 +181,21 @@ pub const DELETION_AUDIT_TABLE: &str = "flow_deletion_audit";
 pub const PLACEHOLDER_CLIENT_ACCOUNT_ID: &str = "11111111-1111-1111-1111-111111111111";
 
 /// The linked tables a revision adds, in backfill order.
-pub fn linked_since(revision: &str) -> impl Iterator<Item = &'static LinkedTable> + '_ {
+pub fn linked_since(revision: &str) -> impl Iterator<Item = &'static LinkedTable> + Clone + '_ {
     LINKED_TABLES
         .iter()
         .filter(move |table| table.since == revision)
+}
+
+/// The linked tables of a database at `revision`: those whose [`LinkedTable::since`] is
+/// `revision` or comes before it in the chain.
+pub fn linked_up_to(revision: &str) -> impl Iterator<Item = &'static LinkedTable> + Clone {
+    let chain = crate::migrate::revisions::all();
+    let position = |id: &str| chain.iter().position(|known| known.id == id);
+    let last = position(revision);
+    LINKED_TABLES.iter().filter(
+        move |table| matches!((position(table.since), last), (Some(at), Some(last)) if at <= last),
+    )
 }
 
 /// The description of a linked table, by name.

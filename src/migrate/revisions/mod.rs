@@ -6,6 +6,7 @@ pub mod flow_constraints;
 pub mod flow_expand;
 pub mod flow_mapping;
 pub mod legacy;
+pub mod linking;
 pub mod service_state;
 
 use std::sync::LazyLock;
