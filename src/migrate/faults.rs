@@ -12,6 +12,15 @@
 
 use crate::migrate::MigrateError;
 
+/// Fails with the error armed at `point` (see [`injected`]); does nothing when the point is
+/// not armed, and compiles to nothing without the `failpoints` feature. For points whose
+/// error simply propagates: `faults::check("runner::before_commit")?`.
+#[cfg_attr(not(feature = "failpoints"), allow(unused_variables))]
+pub fn check(point: &'static str) -> Result<(), MigrateError> {
+    fail::fail_point!(point, |kind| Err(injected(point, kind)));
+    Ok(())
+}
+
 /// The error a fault point returns: the one the database would give for `kind` (`None`: a
 /// lost connection, the commonest failure).
 ///
