@@ -291,7 +291,6 @@ fn connection_lost(err: MigrateError) -> MigrateError {
     }
 }
 
-
 impl Migrator {
     fn chain(&self) -> Chain {
         Chain(self.revisions)

@@ -34,10 +34,7 @@ impl Chain {
         match target {
             "base" => Ok(None),
             "head" => self.head().map(Some),
-            id => self
-                .index_of(id)
-                .map(Some)
-                .ok_or_else(|| self.unknown(id)),
+            id => self.index_of(id).map(Some).ok_or_else(|| self.unknown(id)),
         }
     }
 
