@@ -28,10 +28,13 @@
 //! - a step's transaction: `runner::before_commit`, `runner::after_commit`,
 //!   `runner::before_rollback`, `runner::after_rollback` (a failed rollback is logged; the
 //!   step's own error stands);
-//! - the deploy lock: `runner::before_lock_acquire`, `runner::after_lock_acquire` (the lock is
-//!   given back), `runner::before_lock_check`, `runner::after_lock_check` (before every step
-//!   and before a revision is recorded), `runner::before_lock_release`,
-//!   `runner::after_lock_release`;
+//! - the deploy lock (`migrate::lock`): `runner::before_lock_acquire`,
+//!   `runner::after_lock_acquire` (the lock is given back), `runner::lock_check` (PostgreSQL:
+//!   the lock's session stops answering when checked before a step, so the run stops with
+//!   "lock lost"; SQLite keeps its lock in a row and has nothing to check),
+//!   `runner::before_lock_release` (PostgreSQL: the lock goes with its connection, and the
+//!   run's result stands; SQLite: the row stays, and the next run takes it over from this
+//!   dead process), `runner::after_lock_release`;
 //! - the versions book: `runner::before_mark_dirty`, `runner::after_mark_dirty`,
 //!   `runner::before_set_steps_done`, `runner::after_set_steps_done` (in the step's
 //!   transaction where it has one), `runner::before_mark_applied`,
@@ -148,6 +151,7 @@ mod tests {
             include_str!("runner/versions.rs"),
             include_str!("runner/sqlite.rs"),
             include_str!("runner/postgres.rs"),
+            include_str!("lock.rs"),
         ];
         let mut points = Vec::new();
         for source in sources {
@@ -159,7 +163,7 @@ mod tests {
                 points.push(point.to_owned());
             }
         }
-        assert!(points.len() >= 28, "{points:?}");
+        assert!(points.len() >= 27, "{points:?}");
         for point in points {
             assert!(
                 documentation.contains(&format!("`{point}`")),

@@ -83,9 +83,7 @@ impl Session {
     /// Fails when the deploy lock is no longer held (see [`DeployLock::ensure_held`]): a step
     /// starts, and a revision is recorded, only under the lock.
     pub async fn ensure_lock_held(&self) -> Result<(), MigrateError> {
-        faults::check("runner::before_lock_check")?;
-        self.lock.ensure_held().await?;
-        faults::check("runner::after_lock_check")
+        self.lock.ensure_held().await
     }
 
     /// Records how the run ended and gives the lock back.
@@ -119,19 +117,11 @@ impl Session {
             .audit
             .finish(&self.run_span, outcome, error.as_deref(), details)
             .await;
-        let released = release(self.lock).await;
+        let released = self.lock.release().await;
         let mut summary = result?;
         recorded?;
         released?;
         summary.duration_ms = millis(self.started.elapsed());
         Ok(summary)
     }
-}
-
-/// Gives the deploy lock back. A lock dropped without release (a fault before it) is freed
-/// with its connection on PostgreSQL and taken over from this dead process on SQLite.
-async fn release(lock: DeployLock) -> Result<(), MigrateError> {
-    faults::check("runner::before_lock_release")?;
-    lock.release().await?;
-    faults::check("runner::after_lock_release")
 }
