@@ -12,7 +12,7 @@ use flowkey::db::Db;
 use flowkey::migrate::{HistoryEntry, Migrator, RunOptions};
 use sqlx::Row;
 
-use crate::support::reliability_support::flowkey;
+use crate::support::reliability_support::run_with_faults;
 
 /// Upgrades `db` to `target` with the real runner.
 pub async fn upgrade_to(db: &Db, target: &str) {
@@ -74,7 +74,7 @@ pub fn upgrade_binary_with_faults(
     target: &str,
     failpoints: &str,
 ) -> (ExitStatus, String) {
-    let output = flowkey(
+    run_with_faults(
         url,
         &[
             "upgrade",
@@ -85,13 +85,7 @@ pub fn upgrade_binary_with_faults(
             "0",
             "--no-progress",
         ],
-    )
-    .env("FAILPOINTS", failpoints)
-    .output()
-    .unwrap();
-    (
-        output.status,
-        String::from_utf8_lossy(&output.stderr).into_owned(),
+        failpoints,
     )
 }
 
