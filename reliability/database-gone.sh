@@ -19,7 +19,7 @@
 # i.e. two lines (sqlx WARN logs reach stderr at the default verbosity: src/main.rs
 # init_tracing, "warn" should be "warn,sqlx=error"), the cause printed twice (`{err:#}` of a
 # transparent sqlx::Error: src/main.rs one_line(format!("{err:#}"))), and no step named: in
-# src/migrate/runner.rs (run_revision, the `Err(err)` arm of the step loop) the
+# src/migrate/runner/steps.rs (run_revision, the `Err(err)` arm of the step loop) the
 # `audit.finish(...).await?` of the failed step fails too on the dead pool and its error
 # replaces the step's StepFailed error.
 set -uo pipefail

@@ -47,6 +47,10 @@ pub struct TuningArgs {
     /// The time one backfill batch should take, in milliseconds (batch sizes adapt to it).
     #[arg(long, default_value_t = 200)]
     pub batch_target_ms: u64,
+    /// The size of the first backfill batch, in rows (at least one page on PostgreSQL),
+    /// before sizes adapt to --batch-target-ms.
+    #[arg(long, default_value_t = RunOptions::default().initial_batch_size, value_parser = clap::value_parser!(u32).range(1..))]
+    pub initial_batch_size: u32,
     /// Show no progress bar.
     #[arg(long)]
     pub no_progress: bool,
@@ -121,9 +125,9 @@ impl TuningArgs {
             lock_timeout: Duration::from_millis(self.lock_timeout_ms),
             ddl_retries: self.ddl_retries,
             target_batch_time: Duration::from_millis(self.batch_target_ms),
+            initial_batch_size: self.initial_batch_size,
             progress,
             lock_wait: Duration::from_secs(self.lock_wait_secs),
-            ..RunOptions::default()
         }
     }
 }

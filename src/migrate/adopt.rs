@@ -1,6 +1,7 @@
-//! Adopting a database that flowkey did not create: its schema is compared with the schema
-//! the revisions up to a target create, built on a scratch database (SQLite: in memory;
-//! PostgreSQL: a temporary schema of the same database, dropped afterwards).
+//! The schema a database must have: the one the revisions up to a target create, built on a
+//! scratch database (SQLite: in memory; PostgreSQL: a temporary schema of the same database,
+//! dropped afterwards), and the one comparison the runner makes with it, whether it adopts a
+//! database flowkey did not create, stamps one, or refuses to build on a drifted one.
 //!
 //! Code steps are not run on the scratch database: they move data, and only SQL steps change
 //! the schema.
@@ -15,6 +16,26 @@ use crate::db::introspect::{introspect_postgres, introspect_sqlite, Schema};
 use crate::db::{Db, Engine};
 use crate::migrate::offline::split_statements;
 use crate::migrate::{Action, MigrateError, Revision};
+
+/// Refuses a database whose schema (`actual`) is not the one `revisions` create from an empty
+/// database, naming every difference and `at`, the revision it was expected to be at.
+pub async fn refuse_foreign_schema(
+    db: &Db,
+    actual: &Schema,
+    revisions: &[&'static Revision],
+    at: &str,
+) -> Result<(), MigrateError> {
+    let expected = reference_schema(db, revisions).await?;
+    let differences = actual.diff(&expected);
+    if differences.is_empty() {
+        return Ok(());
+    }
+    Err(MigrateError::ForeignSchema {
+        revision: at.into(),
+        count: differences.len(),
+        differences,
+    })
+}
 
 /// The schema that applying `revisions` in order, from an empty database, produces.
 pub async fn reference_schema(

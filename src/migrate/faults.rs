@@ -9,8 +9,51 @@
 //!
 //! Points are armed per process so that tests running in parallel never see each other's
 //! faults: a test that injects one runs the real `flowkey` binary.
+//!
+//! # The points
+//!
+//! A `before_` point fails as if the operation itself failed, before it happened; an `after_`
+//! point fails as if the connection went away just after it succeeded.
+//!
+//! The runner (`migrate::runner`):
+//! - a step: `runner::before_step` (after the lock check, before the step's audit row),
+//!   `runner::after_step` (the step is done and recorded, its audit row not yet closed);
+//! - a step's SQL, by class: `runner::before_sqlite_script` / `runner::after_sqlite_script`
+//!   (inside the step's SQLite transaction), `runner::before_postgres_script` /
+//!   `runner::after_postgres_script` (inside the PostgreSQL step transaction, whose lock
+//!   timeouts are retried), `runner::before_online_statement` /
+//!   `runner::after_online_statement` (each online DDL statement, retried alone),
+//!   `runner::before_code_step` / `runner::after_code_step` (a `Code` or `Check` step's
+//!   function, before it is recorded done);
+//! - a step's transaction: `runner::before_commit`, `runner::after_commit`,
+//!   `runner::before_rollback`, `runner::after_rollback` (a failed rollback is logged; the
+//!   step's own error stands);
+//! - the deploy lock (`migrate::lock`): `runner::before_lock_acquire`,
+//!   `runner::after_lock_acquire` (the lock is given back), `runner::lock_check` (PostgreSQL:
+//!   the lock's session stops answering when checked before a step, so the run stops with
+//!   "lock lost"; SQLite keeps its lock in a row and has nothing to check),
+//!   `runner::before_lock_release` (PostgreSQL: the lock goes with its connection, and the
+//!   run's result stands; SQLite: the row stays, and the next run takes it over from this
+//!   dead process), `runner::after_lock_release`;
+//! - the versions book: `runner::before_mark_dirty`, `runner::after_mark_dirty`,
+//!   `runner::before_set_steps_done`, `runner::after_set_steps_done` (in the step's
+//!   transaction where it has one), `runner::before_mark_applied`,
+//!   `runner::after_mark_applied`, `runner::before_delete_version`,
+//!   `runner::after_delete_version`.
+//!
+//! The backfill (`migrate::flow::backfill`): `backfill::before_batch_commit`,
+//! `backfill::batch_committed`, `backfill::before_sweep`.
 
 use crate::migrate::MigrateError;
+
+/// Fails with the error armed at `point` (see [`injected`]); does nothing when the point is
+/// not armed, and compiles to nothing without the `failpoints` feature. For points whose
+/// error simply propagates: `faults::check("runner::before_commit")?`.
+#[cfg_attr(not(feature = "failpoints"), allow(unused_variables))]
+pub fn check(point: &'static str) -> Result<(), MigrateError> {
+    fail::fail_point!(point, |kind| Err(injected(point, kind)));
+    Ok(())
+}
 
 /// The error a fault point returns: the one the database would give for `kind` (`None`: a
 /// lost connection, the commonest failure).
@@ -92,6 +135,42 @@ impl sqlx::error::DatabaseError for InjectedDatabaseError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every point the runner arms is listed in this module's documentation, where a test
+    /// author looks for it.
+    #[test]
+    fn every_runner_point_is_documented() {
+        let documentation = include_str!("faults.rs")
+            .split("#[cfg(test)]")
+            .next()
+            .unwrap_or_default();
+        let sources = [
+            include_str!("runner/mod.rs"),
+            include_str!("runner/session.rs"),
+            include_str!("runner/steps.rs"),
+            include_str!("runner/versions.rs"),
+            include_str!("runner/sqlite.rs"),
+            include_str!("runner/postgres.rs"),
+            include_str!("lock.rs"),
+        ];
+        let mut points = Vec::new();
+        for source in sources {
+            for (_, rest) in source
+                .match_indices("faults::check(\"")
+                .map(|(at, _)| source.split_at(at + 15))
+            {
+                let point = rest.split('"').next().unwrap_or_default();
+                points.push(point.to_owned());
+            }
+        }
+        assert!(points.len() >= 27, "{points:?}");
+        for point in points {
+            assert!(
+                documentation.contains(&format!("`{point}`")),
+                "{point} is not listed in faults.rs"
+            );
+        }
+    }
 
     #[test]
     fn injected_errors_carry_the_codes_the_engines_use() {

@@ -13,7 +13,7 @@ use sqlx::{Connection, PgConnection, SqlitePool};
 use crate::db::types::DbTime;
 use crate::db::Db;
 use crate::migrate::audit::Identity;
-use crate::migrate::MigrateError;
+use crate::migrate::{faults, MigrateError};
 
 /// The advisory lock key on PostgreSQL: "flowkey" in ASCII.
 pub const DEPLOY_LOCK_KEY: i64 = 0x0066_6c6f_776b_6579;
@@ -196,7 +196,13 @@ impl DeployLock {
                 let mut conn = conn.lock().await;
                 // The lock is the session's: while the session answers, nobody else can have
                 // released it.
-                conn.ping().await.map_err(|err| MigrateError::LockLost {
+                let answered = async {
+                    faults::check("runner::lock_check")?;
+                    conn.ping().await?;
+                    Ok::<_, MigrateError>(())
+                }
+                .await;
+                answered.map_err(|err| MigrateError::LockLost {
                     reason: err.to_string(),
                 })
             }
@@ -211,10 +217,15 @@ impl DeployLock {
         match self.held {
             Held::Postgres(conn) => {
                 let mut conn = conn.into_inner();
-                let unlocked = sqlx::query("SELECT pg_advisory_unlock($1)")
-                    .bind(DEPLOY_LOCK_KEY)
-                    .execute(&mut conn)
-                    .await;
+                let unlocked = async {
+                    faults::check("runner::before_lock_release")?;
+                    sqlx::query("SELECT pg_advisory_unlock($1)")
+                        .bind(DEPLOY_LOCK_KEY)
+                        .execute(&mut conn)
+                        .await?;
+                    Ok::<_, MigrateError>(())
+                }
+                .await;
                 if let Err(err) = unlocked {
                     // The connection is gone, and the lock went with it: there is nothing
                     // to give back, and the run's own result stands.
@@ -224,13 +235,14 @@ impl DeployLock {
                 conn.close().await?;
             }
             Held::Sqlite { pool, run_id } => {
+                faults::check("runner::before_lock_release")?;
                 sqlx::query("DELETE FROM flowkey_deploy_lock WHERE id = 1 AND run_id = $1")
                     .bind(run_id)
                     .execute(&pool)
                     .await?;
             }
         }
-        Ok(())
+        faults::check("runner::after_lock_release")
     }
 }
 

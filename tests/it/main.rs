@@ -34,6 +34,9 @@ mod reliability {
     mod crash;
     mod database_gone;
     mod hostile_migration;
+    // Faults are armed in the binary, which reads FAILPOINTS only when built with the feature.
+    #[cfg(feature = "failpoints")]
+    mod injected_faults;
     mod pg_restart;
     pub mod service;
     mod upgrade_while_serving;

@@ -1,22 +1,25 @@
 //! The session→flow migration (issue 3) on both engines: mapping rules and tie-breaks,
 //! tenant isolation, row linking, dual-write triggers, resumable backfill, verify, report,
-//! exact round trip, downgrade after writes at head and re-upgrade.
+//! exact round trip, downgrade after writes at head and re-upgrade. Every database is brought
+//! to each revision by the real runner; a backfill is interrupted by a fault armed in the
+//! `flowkey` binary (see `migrate::faults`), as a lost connection would interrupt it.
 
-use flowkey::migrate::flow::{self, BatchLimit, FingerprintScope};
-use flowkey::migrate::{Direction, RunOptions};
+use flowkey::migrate::flow::{self, FingerprintScope};
 use uuid::Uuid;
 
 use crate::both_engines;
 use crate::support::flow_fixtures::{Fx, Tenant};
+use crate::support::flow_support::{audit_events, downgrade_to, schema_dump, upgrade_to};
+#[cfg(feature = "failpoints")]
 use crate::support::flow_support::{
-    apply, create_legacy, downgrade_legacy, revision, schema_dump, upgrade_head, upgrade_until,
-    MemoryAudit,
+    error_line, history_of, one_row_batches, upgrade_binary_with_faults, upgrade_with,
 };
 use crate::support::harness::TestDb;
 
+/// A database at the legacy revision, created by the runner, with a user.
 async fn legacy_db(test_db: &TestDb) -> Fx {
     let db = test_db.connect().await;
-    create_legacy(&db).await;
+    upgrade_to(&db, "legacy").await;
     Fx::new(db).await
 }
 
@@ -148,8 +151,7 @@ async fn the_mapping_follows_rule_order_and_tie_breaks(test_db: TestDb) {
     fx.flow(tenant, Some(big), Some(s4), None, 30).await;
     fx.flow(tenant, Some(small), Some(s4), None, 30).await;
 
-    let audit = MemoryAudit::default();
-    upgrade_until(&fx.db, "flow_mapping", &audit).await;
+    upgrade_to(&fx.db, "flow_mapping").await;
 
     assert_eq!(
         fx.mapping_of(s1).await,
@@ -162,10 +164,10 @@ async fn the_mapping_follows_rule_order_and_tie_breaks(test_db: TestDb) {
     assert_eq!(fx.findings(s4, "ambiguous").await, vec![big]);
     // Candidates of losing rules are not ambiguities.
     assert!(fx.findings(s1, "ambiguous").await.is_empty());
-    let summary = &audit.events_named("mapping")[0];
+    let summary = &audit_events(&fx.db, "mapping").await[0];
     assert_eq!(summary["ambiguous_sessions"], 2);
     assert_eq!(summary["flows_created"], 0);
-    assert_eq!(audit.events_named("fingerprint").len(), 1);
+    assert_eq!(audit_events(&fx.db, "fingerprint").await.len(), 1);
 }
 both_engines!(
     the_mapping_follows_rule_order_and_tie_breaks,
@@ -175,8 +177,7 @@ both_engines!(
 async fn flows_of_other_tenants_are_refused_and_reported(test_db: TestDb) {
     let fx = legacy_db(&test_db).await;
     let s = build_scenario(&fx).await;
-    let audit = MemoryAudit::default();
-    upgrade_until(&fx.db, "flow_mapping", &audit).await;
+    upgrade_to(&fx.db, "flow_mapping").await;
 
     let (flow, rule, created) = fx.mapping_of(s.s_cross).await.expect("mapped");
     assert_eq!(rule, "created");
@@ -191,7 +192,7 @@ async fn flows_of_other_tenants_are_refused_and_reported(test_db: TestDb) {
         .await;
     assert_eq!(in_tenant, 1);
     assert_eq!(
-        audit.events_named("mapping")[0]["cross_tenant_conflicts"],
+        audit_events(&fx.db, "mapping").await[0]["cross_tenant_conflicts"],
         2
     );
 }
@@ -203,8 +204,7 @@ both_engines!(
 async fn every_row_kind_is_linked_as_specified(test_db: TestDb) {
     let fx = legacy_db(&test_db).await;
     let s = build_scenario(&fx).await;
-    let audit = MemoryAudit::default();
-    upgrade_head(&fx.db, &audit).await;
+    upgrade_to(&fx.db, "head").await;
     let created_for_none = fx.mapping_of(s.s_none).await.expect("mapped").0;
 
     assert_eq!(
@@ -299,7 +299,7 @@ async fn llm_free_text_links_only_to_a_mapped_session_of_its_tenant(test_db: Tes
             .await,
         fx.llm(Some(tenant), None).await,
     ];
-    upgrade_head(&fx.db, &MemoryAudit::default()).await;
+    upgrade_to(&fx.db, "head").await;
     for row in linked {
         assert_eq!(fx.flow_of("llm_usage_logs", row).await, Some(flow_id));
     }
@@ -325,7 +325,7 @@ both_engines!(
 async fn old_and_new_code_writes_after_expand_get_both_keys(test_db: TestDb) {
     let fx = legacy_db(&test_db).await;
     let s = build_scenario(&fx).await;
-    upgrade_until(&fx.db, "flow_expand", &MemoryAudit::default()).await;
+    upgrade_to(&fx.db, "flow_expand").await;
     // Old code: only session_id.
     let import = fx.import(Some(s.tenant), Some(s.s_rule1)).await;
     let raw = fx.raw(import, None, Some(s.s_rule1)).await;
@@ -367,17 +367,7 @@ async fn old_and_new_code_writes_after_expand_get_both_keys(test_db: TestDb) {
     );
 
     // Finishing the upgrade links everything and verifies.
-    for id in ["flow_backfill", "flow_constraints"] {
-        apply(
-            &fx.db,
-            revision(id),
-            Direction::Up,
-            &RunOptions::default(),
-            &MemoryAudit::default(),
-        )
-        .await
-        .unwrap();
-    }
+    upgrade_to(&fx.db, "flow_constraints").await;
     assert_eq!(
         fx.flow_of("raw_import_records", raw_no_session).await,
         Some(s.f_rule3)
@@ -388,6 +378,7 @@ both_engines!(
     old_and_new_code_writes_after_expand_get_both_keys
 );
 
+#[cfg(feature = "failpoints")]
 async fn a_killed_backfill_resumes_to_the_same_result(test_db: TestDb) {
     let fx = legacy_db(&test_db).await;
     let s = build_scenario(&fx).await;
@@ -403,17 +394,7 @@ async fn a_killed_backfill_resumes_to_the_same_result(test_db: TestDb) {
         fx.wide_raw(import, session).await;
     }
     // One row (SQLite) or one page (PostgreSQL) per batch, whatever the batches take.
-    let options = RunOptions {
-        initial_batch_size: 1,
-        target_batch_time: std::time::Duration::ZERO,
-        ..RunOptions::default()
-    };
-    let audit = MemoryAudit::default();
-    upgrade_until(&fx.db, "flow_expand", &audit).await;
-    let uninterrupted = flow::backfill(&fx.db, &options, &audit, BatchLimit::Unlimited)
-        .await
-        .unwrap();
-    assert!(!uninterrupted.stopped_early);
+    upgrade_with(&fx.db, "flow_backfill", one_row_batches()).await;
     let expected = fx.all_links().await;
     assert!(
         expected
@@ -423,9 +404,11 @@ async fn a_killed_backfill_resumes_to_the_same_result(test_db: TestDb) {
             > 40
     );
 
-    // The same database with its links undone, backfilled again by runs stopped (as a kill
-    // would stop them) after every 3 batches.
-    reset_links(&fx).await;
+    // The same database with its links undone (flow_backfill and flow_expand reverted, which
+    // forgets the backfill cursors, and flow_expand applied again: the columns come back
+    // empty), backfilled again by runs that lose their connection after every 3 batches.
+    downgrade_to(&fx.db, "flow_mapping").await;
+    upgrade_to(&fx.db, "flow_expand").await;
     assert!(fx
         .all_links()
         .await
@@ -434,72 +417,54 @@ async fn a_killed_backfill_resumes_to_the_same_result(test_db: TestDb) {
     let mut runs = 0;
     loop {
         runs += 1;
-        let outcome = flow::backfill(&fx.db, &options, &audit, BatchLimit::StopAfter(3))
-            .await
-            .unwrap();
-        if !outcome.stopped_early {
+        let (status, stderr) = upgrade_binary_with_faults(
+            &test_db.url,
+            "flow_backfill",
+            "backfill::batch_committed=2*off->return(connection_lost)",
+        );
+        if status.success() {
             break;
         }
+        assert!(
+            error_line(&stderr).contains("injected at backfill::batch_committed"),
+            "{stderr}"
+        );
+        assert!(history_of(&fx.db, "flow_backfill").await.dirty.is_some());
         assert!(runs < 500, "the backfill never finishes");
     }
     assert!(runs > 5, "the backfill was interrupted only {runs} times");
     assert_eq!(fx.all_links().await, expected);
-    assert!(!audit.events_named("progress").is_empty());
+    assert!(!audit_events(&fx.db, "progress").await.is_empty());
+    assert!(audit_events(&fx.db, "resumed").await.len() >= runs - 1);
 }
+#[cfg(feature = "failpoints")]
 both_engines!(
     a_killed_backfill_resumes_to_the_same_result,
     a_killed_backfill_resumes_to_the_same_result
 );
-
-/// Undoes every link by taking `flow_expand` down and up again (the columns come back
-/// empty), and forgets the backfill cursors.
-async fn reset_links(fx: &Fx) {
-    let expand = revision("flow_expand");
-    let audit = MemoryAudit::default();
-    apply(
-        &fx.db,
-        expand,
-        Direction::Down,
-        &RunOptions::default(),
-        &audit,
-    )
-    .await
-    .unwrap();
-    apply(
-        &fx.db,
-        expand,
-        Direction::Up,
-        &RunOptions::default(),
-        &audit,
-    )
-    .await
-    .unwrap();
-    fx.sql("DELETE FROM flowkey_backfill_progress").await;
-}
 
 async fn downgrade_after_upgrade_gives_the_legacy_database_back(test_db: TestDb) {
     let fx = legacy_db(&test_db).await;
     build_scenario(&fx).await;
     let fresh_db = TestDb::fresh(test_db.engine).await;
     let fresh = fresh_db.connect().await;
-    create_legacy(&fresh).await;
+    upgrade_to(&fresh, "legacy").await;
     let legacy_schema = schema_dump(&fresh).await;
     assert_eq!(schema_dump(&fx.db).await, legacy_schema);
     let before = flow::fingerprint_database(&fx.db, FingerprintScope::AllRows)
         .await
         .unwrap();
 
-    let audit = MemoryAudit::default();
-    upgrade_head(&fx.db, &audit).await;
+    upgrade_to(&fx.db, "head").await;
     assert_ne!(schema_dump(&fx.db).await, legacy_schema);
-    downgrade_legacy(&fx.db, &audit).await;
+    downgrade_to(&fx.db, "legacy").await;
 
     assert_eq!(schema_dump(&fx.db).await, legacy_schema);
     let after = flow::fingerprint_database(&fx.db, FingerprintScope::AllRows)
         .await
         .unwrap();
     assert_eq!(after, before);
-    let removed = &audit.events_named("created_flows_removed")[0];
+    let removed = &audit_events(&fx.db, "created_flows_removed").await[0];
     assert_eq!(removed["deleted"], 2);
 }
 both_engines!(
@@ -512,8 +477,7 @@ async fn downgrade_after_new_writes_keeps_rows_reachable_and_reupgrade_links_the
 ) {
     let fx = legacy_db(&test_db).await;
     let s = build_scenario(&fx).await;
-    let audit = MemoryAudit::default();
-    upgrade_head(&fx.db, &audit).await;
+    upgrade_to(&fx.db, "head").await;
     let created_for_none = fx.mapping_of(s.s_none).await.unwrap().0;
     // New code at head: a flow without any session, with an import and an asset.
     let new_flow = fx.flow(s.tenant, None, None, None, 100).await;
@@ -552,7 +516,7 @@ async fn downgrade_after_new_writes_keeps_rows_reachable_and_reupgrade_links_the
     }
     let links_at_head = fx.all_links().await;
 
-    downgrade_legacy(&fx.db, &audit).await;
+    downgrade_to(&fx.db, "legacy").await;
     // flow_deletion_audit.session_id is NOT NULL again: the flow's session, else the flow id.
     for (row, flow_id) in deletions {
         assert_eq!(
@@ -576,10 +540,10 @@ async fn downgrade_after_new_writes_keeps_rows_reachable_and_reupgrade_links_the
     let restored = flow::restored_sessions(&fx.db).await.unwrap();
     assert_eq!(restored.len(), 1);
     assert_eq!(restored[0].flow_id, new_flow.to_string());
-    assert_eq!(audit.events_named("sessions_restored").len(), 1);
+    assert_eq!(audit_events(&fx.db, "sessions_restored").await.len(), 1);
 
     // Upgrading again gives every row the flow it had.
-    upgrade_head(&fx.db, &audit).await;
+    upgrade_to(&fx.db, "head").await;
     assert_eq!(fx.all_links().await, links_at_head);
     assert_eq!(fx.mapping_of(s.s_none).await.unwrap().0, created_for_none);
     let verified = flow::verify(&fx.db).await.unwrap();
@@ -593,7 +557,7 @@ both_engines!(
 async fn verify_names_rows_linked_against_the_rules(test_db: TestDb) {
     let fx = legacy_db(&test_db).await;
     let s = build_scenario(&fx).await;
-    upgrade_head(&fx.db, &MemoryAudit::default()).await;
+    upgrade_to(&fx.db, "head").await;
     // Corrupt one link behind the triggers' back and change one legacy value.
     fx.sql(&format!(
         "UPDATE assets SET flow_id = '{}' WHERE id = '{}'",
@@ -629,7 +593,7 @@ both_engines!(
 
 async fn sql_session_parsing_agrees_with_the_rust_parser(test_db: TestDb) {
     let fx = legacy_db(&test_db).await;
-    upgrade_until(&fx.db, "flow_expand", &MemoryAudit::default()).await;
+    upgrade_to(&fx.db, "flow_expand").await;
     let u = "3f2b8c1e-9d4a-4b7e-8c21-5a6f7e8d9c0b";
     let inputs = [
         u.to_owned(),
@@ -670,27 +634,29 @@ both_engines!(
     sql_session_parsing_agrees_with_the_rust_parser
 );
 
+#[cfg(feature = "failpoints")]
 async fn old_code_writes_during_the_backfill_all_end_linked(test_db: TestDb) {
     let fx = legacy_db(&test_db).await;
     let s = build_scenario(&fx).await;
-    let audit = MemoryAudit::default();
     for _ in 0..40 {
         fx.wide_raw(s.import_rule3, Some(s.s_rule3)).await;
     }
-    upgrade_until(&fx.db, "flow_expand", &audit).await;
-    // One row (SQLite) or one page (PostgreSQL) per batch, whatever the batches take.
-    let options = RunOptions {
-        initial_batch_size: 1,
-        target_batch_time: std::time::Duration::ZERO,
-        ..RunOptions::default()
-    };
+    upgrade_to(&fx.db, "flow_expand").await;
     let created_for_none = fx.mapping_of(s.s_none).await.unwrap().0;
     let mut written = Vec::new();
-    // Write between batches, all through the backfill: old code knows only session_id.
+    // Write between batches, all through the backfill: old code knows only session_id. Each
+    // run of the runner loses its connection after 2 batches of one row (one page).
     loop {
-        let outcome = flow::backfill(&fx.db, &options, &audit, BatchLimit::StopAfter(2))
-            .await
-            .unwrap();
+        let (status, stderr) = upgrade_binary_with_faults(
+            &test_db.url,
+            "flow_backfill",
+            "backfill::batch_committed=1*off->return(connection_lost)",
+        );
+        assert!(
+            status.success()
+                || error_line(&stderr).contains("injected at backfill::batch_committed"),
+            "{stderr}"
+        );
         let import = fx.import(Some(s.tenant), Some(s.s_rule1)).await;
         written.push(("data_imports", import, Some(s.f_rule1)));
         written.push((
@@ -719,7 +685,7 @@ async fn old_code_writes_during_the_backfill_all_end_linked(test_db: TestDb) {
                 .await,
             Some(s.s_rule2),
         ));
-        if !outcome.stopped_early {
+        if status.success() {
             break;
         }
     }
@@ -727,20 +693,11 @@ async fn old_code_writes_during_the_backfill_all_end_linked(test_db: TestDb) {
     for (table, row, flow_id) in written {
         assert_eq!(fx.flow_of(table, row).await, flow_id, "{table} {row}");
     }
-    for id in ["flow_backfill", "flow_constraints"] {
-        apply(
-            &fx.db,
-            revision(id),
-            Direction::Up,
-            &RunOptions::default(),
-            &audit,
-        )
-        .await
-        .unwrap();
-    }
+    upgrade_to(&fx.db, "flow_constraints").await;
     let verified = flow::verify(&fx.db).await.unwrap();
     assert!(verified.links_are_sound(), "{verified}");
 }
+#[cfg(feature = "failpoints")]
 both_engines!(
     old_code_writes_during_the_backfill_all_end_linked,
     old_code_writes_during_the_backfill_all_end_linked
@@ -749,10 +706,9 @@ both_engines!(
 /// PostgreSQL walks pages. A table rewritten under the walk (`VACUUM FULL` moves rows not yet
 /// walked into pages already walked, and fires no trigger) is caught by the closing sweep,
 /// which links those rows and records how many.
+#[cfg(feature = "failpoints")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_table_rewritten_under_the_page_walk_is_caught_by_the_sweep() {
-    use flowkey::migrate::flow::backfill::{backfill_table, BatchBudget};
-
     let test_db = TestDb::fresh(flowkey::db::Engine::Postgres).await;
     let fx = legacy_db(&test_db).await;
     let s = build_scenario(&fx).await;
@@ -760,43 +716,31 @@ async fn a_table_rewritten_under_the_page_walk_is_caught_by_the_sweep() {
     for _ in 0..60 {
         wide.push(fx.wide_raw(s.import_rule3, Some(s.s_rule3)).await);
     }
-    let audit = MemoryAudit::default();
-    upgrade_until(&fx.db, "flow_expand", &audit).await;
-    let options = RunOptions {
-        initial_batch_size: 1,
-        target_batch_time: std::time::Duration::ZERO,
-        ..RunOptions::default()
-    };
-    let unlimited = || BatchBudget::new(BatchLimit::Unlimited);
-    backfill_table(&fx.db, "data_imports", &options, &audit, &mut unlimited())
-        .await
-        .unwrap();
-    let first = backfill_table(
-        &fx.db,
-        "raw_import_records",
-        &options,
-        &audit,
-        &mut BatchBudget::new(BatchLimit::StopAfter(4)),
-    )
-    .await
-    .unwrap();
-    assert!(!first.finished);
+    upgrade_to(&fx.db, "flow_expand").await;
+    // data_imports fits in one page (one batch); the run stops after 4 batches of
+    // raw_import_records, as a lost connection would stop it.
+    let (status, stderr) = upgrade_binary_with_faults(
+        &test_db.url,
+        "flow_backfill",
+        "backfill::batch_committed=4*off->return(connection_lost)",
+    );
+    assert!(!status.success(), "the backfill was not interrupted");
+    assert!(
+        error_line(&stderr).contains("step \"backfill raw_import_records\""),
+        "the run did not stop inside raw_import_records: {stderr}"
+    );
+    let dirty = history_of(&fx.db, "flow_backfill").await.dirty.unwrap();
+    assert_eq!(
+        dirty.steps_done, 1,
+        "data_imports is done, raw_import_records is not"
+    );
     fx.sql("VACUUM FULL raw_import_records").await;
 
-    let rest = backfill_table(
-        &fx.db,
-        "raw_import_records",
-        &options,
-        &audit,
-        &mut unlimited(),
-    )
-    .await
-    .unwrap();
-    assert!(rest.finished);
+    upgrade_to(&fx.db, "flow_backfill").await;
     for raw in wide {
         assert_eq!(fx.flow_of("raw_import_records", raw).await, Some(s.f_rule3));
     }
-    let sweeps = audit.events_named("sweep");
+    let sweeps = audit_events(&fx.db, "sweep").await;
     let raw_sweep = sweeps
         .iter()
         .find(|event| event["table"] == "raw_import_records")

@@ -2,7 +2,7 @@
 //! is not the expected legacy schema, targets that do not exist, a revision edited after it
 //! was applied. Each is refused in one line with a non-zero exit, and nothing changes: the
 //! introspected schema, the schema text, the fingerprints of every legacy table and every
-//! `flow_id` are the same before and after. (migrate_runner.rs covers the same refusals on
+//! `flow_id` are the same before and after. (migrate/runner.rs covers the same refusals on
 //! the library with a test chain and empty tables.)
 
 use flowkey::db::Engine;

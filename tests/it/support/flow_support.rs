@@ -1,186 +1,108 @@
-//! Applies revisions step by step until the real runner lands (swap these helpers for
-//! `flowkey::migrate::runner::Migrator` then). Also: an audit sink that keeps events in
-//! memory, and a schema dump for comparing a downgraded database with a fresh legacy one.
+//! What the migration tests share besides the fixtures: the real runner bringing a database to
+//! a revision (in this process, or as the `flowkey` binary with a fault armed), the events it
+//! wrote to its audit log, and a schema dump for comparing a downgraded database with a fresh
+//! legacy one.
 
 #![allow(dead_code)]
 
-use std::sync::Mutex;
+use std::process::ExitStatus;
+use std::time::Duration;
 
-use flowkey::db::{Db, Engine};
-use flowkey::migrate::revisions;
-use flowkey::migrate::{
-    Action, AuditSink, Direction, MigrateError, Revision, RunOptions, StepContext,
-};
-use futures::future::BoxFuture;
+use flowkey::db::Db;
+use flowkey::migrate::{HistoryEntry, Migrator, RunOptions};
 use sqlx::Row;
 
-/// Keeps audit events in memory.
-#[derive(Default)]
-pub struct MemoryAudit {
-    pub events: Mutex<Vec<(String, serde_json::Value)>>,
+use crate::support::reliability_support::run_with_faults;
+
+/// Upgrades `db` to `target` with the real runner.
+pub async fn upgrade_to(db: &Db, target: &str) {
+    upgrade_with(db, target, RunOptions::default()).await;
 }
 
-impl MemoryAudit {
-    pub fn events_named(&self, name: &str) -> Vec<serde_json::Value> {
-        self.events
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|(event, _)| event == name)
-            .map(|(_, details)| details.clone())
-            .collect()
+/// Upgrades `db` to `target` with the real runner and `options`.
+pub async fn upgrade_with(db: &Db, target: &str, options: RunOptions) {
+    Migrator::new(db.clone(), options)
+        .upgrade(target)
+        .await
+        .unwrap_or_else(|err| panic!("upgrade {target}: {err}"));
+}
+
+/// Downgrades `db` to `target` with the real runner.
+pub async fn downgrade_to(db: &Db, target: &str) {
+    Migrator::new(db.clone(), RunOptions::default())
+        .downgrade(target)
+        .await
+        .unwrap_or_else(|err| panic!("downgrade {target}: {err}"));
+}
+
+/// The details of every audit log event named `event`, oldest first.
+pub async fn audit_events(db: &Db, event: &str) -> Vec<serde_json::Value> {
+    Migrator::new(db.clone(), RunOptions::default())
+        .audit_log(100_000)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|entry| entry.event == event)
+        .map(|entry| entry.details.unwrap_or_default())
+        .collect()
+}
+
+/// What the runner's history says about one revision.
+pub async fn history_of(db: &Db, revision: &str) -> HistoryEntry {
+    Migrator::new(db.clone(), RunOptions::default())
+        .history()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|entry| entry.id == revision)
+        .unwrap_or_else(|| panic!("no revision {revision}"))
+}
+
+/// Batches of one row (one page on PostgreSQL), whatever the batches take.
+pub fn one_row_batches() -> RunOptions {
+    RunOptions {
+        initial_batch_size: 1,
+        target_batch_time: Duration::ZERO,
+        ..RunOptions::default()
     }
 }
 
-impl AuditSink for MemoryAudit {
-    fn record<'a>(
-        &'a self,
-        event: &'a str,
-        details: serde_json::Value,
-    ) -> BoxFuture<'a, Result<(), MigrateError>> {
-        self.events
-            .lock()
-            .unwrap()
-            .push((event.to_owned(), details));
-        Box::pin(async { Ok(()) })
-    }
-}
-
-pub fn revision(id: &str) -> &'static Revision {
-    revisions::all()
-        .iter()
-        .find(|revision| revision.id == id)
-        .copied()
-        .unwrap_or_else(|| panic!("no revision {id}"))
-}
-
-/// Splits a script into statements: `;` at the end of a line ends one, except inside `$$`.
-pub fn split_statements(script: &str) -> Vec<String> {
-    let mut statements = Vec::new();
-    let mut current = String::new();
-    let mut in_dollar = false;
-    for line in script.lines() {
-        current.push_str(line);
-        current.push('\n');
-        if line.matches("$$").count() % 2 == 1 {
-            in_dollar = !in_dollar;
-        }
-        if !in_dollar && line.trim_end().ends_with(';') {
-            let statement = current.trim().to_owned();
-            if !statement.is_empty() {
-                statements.push(statement);
-            }
-            current.clear();
-        }
-    }
-    if !current.trim().is_empty() {
-        statements.push(current.trim().to_owned());
-    }
-    statements
-}
-
-async fn run_sql(db: &Db, script: &str) -> Result<(), MigrateError> {
-    match db.engine() {
-        Engine::Sqlite => {
-            db.execute_plain(&format!("BEGIN;\n{script}\nCOMMIT;"))
-                .await?;
-        }
-        Engine::Postgres => {
-            for statement in split_statements(script) {
-                db.execute_plain(&statement).await?;
-            }
-        }
-    }
-    Ok(())
-}
-
-pub async fn apply(
-    db: &Db,
-    revision: &'static Revision,
-    direction: Direction,
-    options: &RunOptions,
-    audit: &MemoryAudit,
-) -> Result<(), MigrateError> {
-    let steps = match direction {
-        Direction::Up => revision.up,
-        Direction::Down => revision.down,
-    };
-    for step in steps {
-        match &step.action {
-            Action::Sql(sql) | Action::OnlineDdl(sql) => {
-                run_sql(db, &sql.for_engine(db.engine())).await?
-            }
-            Action::Code { run, sql } | Action::Check { run, sql } => {
-                let mut ctx = StepContext {
-                    db,
-                    options,
-                    revision: revision.id,
-                    step: step.name,
-                    table: sql.table(),
-                    direction,
-                    audit,
-                };
-                run(&mut ctx).await?;
-            }
-        }
-    }
-    Ok(())
-}
-
-pub const FLOW_REVISIONS: [&str; 4] = [
-    "flow_mapping",
-    "flow_expand",
-    "flow_backfill",
-    "flow_constraints",
-];
-
-/// Creates the legacy schema.
-pub async fn create_legacy(db: &Db) {
-    apply(
-        db,
-        revision("legacy"),
-        Direction::Up,
-        &RunOptions::default(),
-        &MemoryAudit::default(),
+/// `flowkey upgrade <target>` as a child process with the fault injection points `failpoints`
+/// armed (`FAILPOINTS`), backfilling one row (page) per batch; its exit status and stderr.
+pub fn upgrade_binary_with_faults(
+    url: &str,
+    target: &str,
+    failpoints: &str,
+) -> (ExitStatus, String) {
+    run_with_faults(
+        url,
+        &[
+            "upgrade",
+            target,
+            "--initial-batch-size",
+            "1",
+            "--batch-target-ms",
+            "0",
+            "--no-progress",
+        ],
+        failpoints,
     )
-    .await
-    .expect("legacy schema");
 }
 
-/// Applies every flow revision up to `until` (inclusive).
-pub async fn upgrade_until(db: &Db, until: &str, audit: &MemoryAudit) {
-    for id in FLOW_REVISIONS {
-        apply(
-            db,
-            revision(id),
-            Direction::Up,
-            &RunOptions::default(),
-            audit,
-        )
-        .await
-        .unwrap_or_else(|err| panic!("upgrade {id}: {err}"));
-        if id == until {
-            break;
-        }
-    }
-}
-
-pub async fn upgrade_head(db: &Db, audit: &MemoryAudit) {
-    upgrade_until(db, "flow_constraints", audit).await;
-}
-
-pub async fn downgrade_legacy(db: &Db, audit: &MemoryAudit) {
-    for id in FLOW_REVISIONS.iter().rev() {
-        apply(
-            db,
-            revision(id),
-            Direction::Down,
-            &RunOptions::default(),
-            audit,
-        )
-        .await
-        .unwrap_or_else(|err| panic!("downgrade {id}: {err}"));
-    }
+/// The one `error: …` line a failed command printed (warnings such as "resuming revision …"
+/// may come before it).
+pub fn error_line(stderr: &str) -> &str {
+    let errors: Vec<&str> = stderr
+        .lines()
+        .filter(|line| line.starts_with("error: "))
+        .collect();
+    assert_eq!(errors.len(), 1, "not one error line: {stderr}");
+    assert_eq!(
+        stderr.trim_end().lines().last(),
+        Some(errors[0]),
+        "the error is not the last line: {stderr}"
+    );
+    errors[0]
 }
 
 /// A comparable description of the schema, flowkey's own tables left out.

@@ -71,6 +71,23 @@ pub fn run_to_end(url: &str, args: &[&str]) -> (std::process::ExitStatus, String
     )
 }
 
+/// Runs a command to its end with the fault injection points `failpoints` armed
+/// (`FAILPOINTS`, see `flowkey::migrate::faults`); returns its exit status and stderr.
+pub fn run_with_faults(
+    url: &str,
+    args: &[&str],
+    failpoints: &str,
+) -> (std::process::ExitStatus, String) {
+    let output = flowkey(url, args)
+        .env("FAILPOINTS", failpoints)
+        .output()
+        .unwrap();
+    (
+        output.status,
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
 /// Runs a command that must succeed and returns how long it took.
 pub fn run_ok(url: &str, args: &[&str]) -> Duration {
     let started = Instant::now();

@@ -1,0 +1,113 @@
+//! How a SQL step runs on SQLite: `Sql` and `OnlineDdl` alike, the whole script in one
+//! transaction with the step recorded done in it.
+
+use crate::migrate::faults;
+use crate::migrate::runner::steps::end_transaction;
+use crate::migrate::runner::versions::set_steps_done;
+use crate::migrate::{MigrateError, Revision, Step};
+
+/// Runs a SQLite script in one transaction, recording the step done in it. A script with a
+/// `PRAGMA foreign_keys = OFF` statement (a table rebuild: SQLite ignores that pragma inside
+/// a transaction, and with foreign keys on, `DROP TABLE` would fire the children's `ON DELETE`
+/// actions) gets it applied before the transaction, `PRAGMA foreign_key_check` before the
+/// commit, and foreign keys back on afterwards.
+pub(super) async fn run_sqlite_script(
+    pool: &sqlx::SqlitePool,
+    script: &str,
+    revision: &'static Revision,
+    step: &'static Step,
+    steps_done: usize,
+) -> Result<(), MigrateError> {
+    let foreign_keys_off = disables_foreign_keys(script);
+    let mut conn = pool.acquire().await?;
+    if foreign_keys_off {
+        sqlx::query("PRAGMA foreign_keys = OFF")
+            .execute(&mut *conn)
+            .await?;
+    }
+    let result = async {
+        // IMMEDIATE: this transaction reads the catalog and then writes; see Db::begin_write.
+        let mut tx = sqlx::Connection::begin_with(&mut *conn, "BEGIN IMMEDIATE").await?;
+        let work = async {
+            // SQLite compiles DDL against the connection's cached schema; reading the catalog
+            // first reloads it if another pooled connection changed the schema (a stale cache
+            // turns `IF [NOT] EXISTS` into silent no-ops).
+            sqlx::query("SELECT count(*) FROM sqlite_master")
+                .execute(&mut *tx)
+                .await?;
+            faults::check("runner::before_sqlite_script")?;
+            sqlx::raw_sql(script).execute(&mut *tx).await?;
+            faults::check("runner::after_sqlite_script")?;
+            if foreign_keys_off {
+                let violations: Vec<(String, Option<i64>, String, i64)> =
+                    sqlx::query_as("PRAGMA foreign_key_check")
+                        .fetch_all(&mut *tx)
+                        .await?;
+                if let Some((table, rowid, parent, _)) = violations.first() {
+                    return Err(MigrateError::StepFailed {
+                        revision: revision.id.into(),
+                        step: step.name.into(),
+                        message: format!(
+                            "the step would leave {} rows violating foreign keys (first: {table} row {} \
+                             references a missing {parent} row); rolled back",
+                            violations.len(),
+                            rowid.map_or("?".to_owned(), |rowid| rowid.to_string())
+                        ),
+                    });
+                }
+            }
+            set_steps_done(&mut *tx, revision, steps_done).await
+        }
+        .await;
+        end_transaction(tx, work).await
+    }
+    .await;
+    if foreign_keys_off
+        && sqlx::query("PRAGMA foreign_keys = ON")
+            .execute(&mut *conn)
+            .await
+            .is_err()
+    {
+        // Never hand a connection without foreign keys back to the pool.
+        conn.close_on_drop();
+    }
+    result
+}
+
+/// Whether a SQLite script turns foreign keys off (`PRAGMA foreign_keys = OFF` or `= 0`) in
+/// one of its statements.
+fn disables_foreign_keys(script: &str) -> bool {
+    let code: String = script
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty() && !line.starts_with("--"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    code.split(';').any(|statement| {
+        let compact: String = statement
+            .chars()
+            .filter(|ch| !ch.is_whitespace())
+            .collect::<String>()
+            .to_lowercase();
+        matches!(
+            compact.as_str(),
+            "pragmaforeign_keys=off" | "pragmaforeign_keys=0" | "pragmaforeign_keys=false"
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_rebuilds_are_recognised() {
+        assert!(disables_foreign_keys(
+            "-- rebuild\nSELECT count(*) FROM sqlite_master;\nPRAGMA foreign_keys = OFF;\nCREATE TABLE t (x);"
+        ));
+        assert!(disables_foreign_keys("pragma FOREIGN_KEYS=0;"));
+        assert!(!disables_foreign_keys(
+            "PRAGMA foreign_keys = ON;\nDROP TABLE t;"
+        ));
+    }
+}
