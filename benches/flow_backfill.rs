@@ -11,8 +11,7 @@
 use std::time::{Duration, Instant};
 
 use flowkey::db::{Db, Engine};
-use flowkey::migrate::flow::backfill::{backfill_table, BatchBudget};
-use flowkey::migrate::flow::BatchLimit;
+use flowkey::migrate::flow::backfill::backfill_table;
 use flowkey::migrate::{AuditSink, MigrateError, Migrator, RunOptions};
 use flowkey::seed::{seed, SeedConfig};
 use futures::future::BoxFuture;
@@ -96,15 +95,9 @@ async fn measure_existing(url: &str) {
         .await
         .unwrap();
     let clock = Instant::now();
-    let raw = backfill_table(
-        &db,
-        "raw_import_records",
-        &opts,
-        &audit,
-        &mut BatchBudget::new(BatchLimit::Unlimited),
-    )
-    .await
-    .unwrap();
+    let raw = backfill_table(&db, "raw_import_records", &opts, &audit)
+        .await
+        .unwrap();
     let backfill_rate = raw.rows_done as f64 / clock.elapsed().as_secs_f64();
     println!(
         "existing db: backfill {} rows at {backfill_rate:.0} rows/s",
@@ -158,25 +151,13 @@ async fn measure(engine: Engine, raw_rows: u32) {
     migrator.upgrade("flow_expand").await.unwrap();
     let audit = NoAudit;
     let opts = options();
-    let data_imports = backfill_table(
-        &db,
-        "data_imports",
-        &opts,
-        &audit,
-        &mut BatchBudget::new(BatchLimit::Unlimited),
-    )
-    .await
-    .unwrap();
+    let data_imports = backfill_table(&db, "data_imports", &opts, &audit)
+        .await
+        .unwrap();
     let clock = Instant::now();
-    let raw = backfill_table(
-        &db,
-        "raw_import_records",
-        &opts,
-        &audit,
-        &mut BatchBudget::new(BatchLimit::Unlimited),
-    )
-    .await
-    .unwrap();
+    let raw = backfill_table(&db, "raw_import_records", &opts, &audit)
+        .await
+        .unwrap();
     let backfill_time = clock.elapsed();
     let backfill_rate = raw.rows_done as f64 / backfill_time.as_secs_f64();
     println!(

@@ -17,7 +17,7 @@ use sqlx::Row;
 
 use crate::db::{Db, Engine};
 use crate::migrate::flow::error::FlowMigrationError;
-use crate::migrate::flow::linked::{linked_table, Applies, LinkedTable, LINKED_TABLES};
+use crate::migrate::flow::linked::{linked_table, Applies, LinkedTable};
 use crate::migrate::flow::tables::{begin_batch, execute_keyed};
 use crate::migrate::flow::walk::Walk;
 use crate::migrate::{AuditSink, MigrateError, ProgressDisplay, RunOptions, StepContext};
@@ -27,21 +27,6 @@ const MAX_BATCH: i64 = 50_000;
 /// How often a `progress` event goes to the audit log while a table is being backfilled.
 const PROGRESS_EVERY: Duration = Duration::from_secs(2);
 
-/// How far a backfill run may go (tests interrupt it to prove that resuming is exact).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BatchLimit {
-    Unlimited,
-    /// Stop (as a kill would) after this many committed batches in this run.
-    StopAfter(u32),
-}
-
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct BackfillOutcome {
-    pub tables: Vec<TableBackfill>,
-    /// The run stopped at its batch limit before finishing every table.
-    pub stopped_early: bool,
-}
-
 #[derive(Debug, Clone, Serialize)]
 pub struct TableBackfill {
     pub table: String,
@@ -49,7 +34,6 @@ pub struct TableBackfill {
     pub rows_done: i64,
     pub batches_this_run: u32,
     pub rows_per_second: f64,
-    pub finished: bool,
 }
 
 /// The `Action::Code` body of `flow_backfill`'s step for one linked table (the runner gives
@@ -59,15 +43,9 @@ pub fn backfill_step<'a, 'b>(
 ) -> BoxFuture<'a, Result<(), MigrateError>> {
     Box::pin(async move {
         let table = step_table(ctx)?;
-        backfill_table(
-            ctx.db,
-            table.name,
-            ctx.options,
-            ctx.audit,
-            &mut BatchBudget::new(BatchLimit::Unlimited),
-        )
-        .await
-        .map(|_| ())
+        backfill_table(ctx.db, table.name, ctx.options, ctx.audit)
+            .await
+            .map(|_| ())
     })
 }
 
@@ -101,74 +79,24 @@ pub fn whole_table_sql(engine: Engine, table: &'static str) -> String {
     out
 }
 
-/// Backfills every table in order, resuming from the stored cursors.
-pub async fn backfill(
-    db: &Db,
-    options: &RunOptions,
-    audit: &dyn AuditSink,
-    limit: BatchLimit,
-) -> Result<BackfillOutcome, MigrateError> {
-    let mut budget = BatchBudget::new(limit);
-    let mut outcome = BackfillOutcome::default();
-    for table in LINKED_TABLES {
-        let done = backfill_table(db, table.name, options, audit, &mut budget).await?;
-        let finished = done.finished;
-        outcome.tables.push(done);
-        if !finished {
-            outcome.stopped_early = true;
-            break;
-        }
-    }
-    Ok(outcome)
-}
-
-/// Batches left in a run.
-#[derive(Debug)]
-pub struct BatchBudget {
-    left: Option<u32>,
-}
-
-impl BatchBudget {
-    pub fn new(limit: BatchLimit) -> Self {
-        Self {
-            left: match limit {
-                BatchLimit::Unlimited => None,
-                BatchLimit::StopAfter(n) => Some(n),
-            },
-        }
-    }
-
-    fn exhausted(&self) -> bool {
-        self.left == Some(0)
-    }
-
-    fn spend(&mut self) {
-        if let Some(left) = &mut self.left {
-            *left = left.saturating_sub(1);
-        }
-    }
-}
-
-/// Backfills one table from its stored cursor until done or the budget runs out.
+/// Backfills one table from its stored cursor until done.
 pub async fn backfill_table(
     db: &Db,
     table: &str,
     options: &RunOptions,
     audit: &dyn AuditSink,
-    budget: &mut BatchBudget,
 ) -> Result<TableBackfill, MigrateError> {
     let engine = db.engine();
     let linked = linked_table(table).ok_or_else(|| FlowMigrationError::NotALinkedTable {
         table: table.to_owned(),
     })?;
-    let (stored_cursor, mut rows_done, finished) = load_progress(db, table).await?;
-    if finished {
+    let (stored_cursor, mut rows_done, already_finished) = load_progress(db, table).await?;
+    if already_finished {
         return Ok(TableBackfill {
             table: table.to_owned(),
             rows_done,
             batches_this_run: 0,
             rows_per_second: 0.0,
-            finished: true,
         });
     }
     if let Db::Postgres(pool) = db {
@@ -190,10 +118,7 @@ pub async fn backfill_table(
     let mut last_report = Instant::now();
     let mut batch_size = i64::from(options.initial_batch_size).clamp(MIN_BATCH, MAX_BATCH);
     let mut batches = 0u32;
-    let finished = loop {
-        if budget.exhausted() {
-            break false;
-        }
+    loop {
         let batch_started = Instant::now();
         let Some(batch) = walk.next_batch(batch_size) else {
             fail::fail_point!("backfill::before_sweep", |kind| Err(
@@ -205,7 +130,7 @@ pub async fn backfill_table(
             rows_done = total;
             mark_finished(&mut tx, table, rows_done).await?;
             tx.commit().await?;
-            break true;
+            break;
         };
         let mut tx = begin_batch(db).await?;
         for statement in batch_statements(engine, linked) {
@@ -223,7 +148,6 @@ pub async fn backfill_table(
         ));
         walk.advance(&batch);
         batches += 1;
-        budget.spend();
         bar.set_position(rows_done.max(0) as u64);
         batch_size = next_batch_size(
             batch_size,
@@ -245,14 +169,13 @@ pub async fn backfill_table(
                 )
                 .await?;
         }
-    };
+    }
     bar.finish_and_clear();
     let done = TableBackfill {
         table: table.to_owned(),
         rows_done,
         batches_this_run: batches,
         rows_per_second: rate(rows_done - rows_at_start, started.elapsed()),
-        finished,
     };
     audit
         .record("progress", serde_json::to_value(&done).unwrap_or_default())
@@ -456,6 +379,7 @@ async fn mark_finished(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::migrate::flow::linked::LINKED_TABLES;
 
     #[test]
     fn batch_size_moves_toward_the_target_within_bounds() {

@@ -20,7 +20,7 @@ pub mod triggers;
 pub mod verify;
 pub mod walk;
 
-pub use backfill::{backfill, BackfillOutcome, BatchLimit};
+pub use backfill::TableBackfill;
 pub use downgrade::{restored_sessions, RestoreSummary, RestoredSession, UnrestorableFlow};
 pub use error::FlowMigrationError;
 pub use fingerprint::{fingerprint_database, FingerprintScope, TableFingerprint};
