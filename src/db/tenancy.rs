@@ -36,6 +36,20 @@ pub fn names_binds(row: &str, client: &str, engagement: &str) -> String {
     format!("{row}.client_account_id = {client} AND {row}.engagement_id = {engagement}")
 }
 
+/// The import `import` (an alias of `data_imports`) is the bound tenant's. Legacy imports may
+/// leave their tenant columns NULL: those set must agree, and the tenant must be known in full
+/// from the import itself or from the flow or session it hangs from.
+pub fn import_in_tenant(import: &str, client: &str, engagement: &str) -> String {
+    let own = agrees_with_binds(import, client, engagement);
+    let flow = names_binds("tf", client, engagement);
+    let session = names_binds("ts", client, engagement);
+    format!(
+        "{own} AND (({import}.client_account_id IS NOT NULL AND {import}.engagement_id IS NOT NULL) \
+         OR EXISTS (SELECT 1 FROM discovery_flows tf WHERE tf.flow_id = {import}.flow_id AND {flow}) \
+         OR EXISTS (SELECT 1 FROM data_import_sessions ts WHERE ts.id = {import}.session_id AND {session}))"
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

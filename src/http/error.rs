@@ -10,12 +10,13 @@ use serde_json::{json, Value};
 
 use crate::compat::CompatError;
 use crate::db::errors::{database_unavailable, schema_object_missing};
-use crate::field_mappings::MappingsError;
+use crate::field_mappings::{ListMappingsError, MappingsError};
 use crate::flags::FlagError;
 use crate::flows::FlowsError;
 use crate::ids::IdError;
 use crate::imports::{CsvError, ImportsError};
 use crate::paging::PagingError;
+use crate::sessions::SessionsError;
 
 /// An error answered in the envelope `{"success": false, "error": {code, message, details}}`.
 #[derive(Debug)]
@@ -177,15 +178,34 @@ impl From<ImportsError> for ApiError {
                 "invalid_file_data",
                 message,
             ),
-            ImportsError::SessionTaken { .. } => {
-                ApiError::new(StatusCode::CONFLICT, "session_taken", message)
-            }
             ImportsError::StillReferenced { .. } => {
                 ApiError::new(StatusCode::CONFLICT, "still_referenced", message)
             }
+            ImportsError::Session(inner) => inner.into(),
             ImportsError::Flow(inner) => inner.into(),
             ImportsError::Mapping(inner) => inner.into(),
             ImportsError::Database(inner) => inner.into(),
+        }
+    }
+}
+
+impl From<SessionsError> for ApiError {
+    fn from(err: SessionsError) -> Self {
+        let message = err.to_string();
+        match err {
+            SessionsError::SessionTaken { .. } => {
+                ApiError::new(StatusCode::CONFLICT, "session_taken", message)
+            }
+            SessionsError::Database(inner) => inner.into(),
+        }
+    }
+}
+
+impl From<ListMappingsError> for ApiError {
+    fn from(err: ListMappingsError) -> Self {
+        match err {
+            ListMappingsError::Flow(inner) => inner.into(),
+            ListMappingsError::Mappings(inner) => inner.into(),
         }
     }
 }

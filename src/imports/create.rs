@@ -5,7 +5,6 @@
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::compat;
 use crate::db::types::JsonText;
 use crate::db::{Db, Tx};
 use crate::field_mappings::{self, suggest_mappings, SuggestedMapping};
@@ -13,6 +12,7 @@ use crate::flows::{self, NewFlow};
 use crate::ids::{FlowId, ImportId, SessionId, TenantId};
 use crate::imports::store::{self, NewImportRow};
 use crate::imports::{ImportsError, Rows};
+use crate::sessions;
 
 /// Where the rows came from, recorded in `import_config.source`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -103,7 +103,7 @@ pub async fn create_import(
         writer.write_rows(&batch).await?;
     }
     writer
-        .write_suggestions(&suggest_mappings(&request.rows))
+        .write_suggestions(&suggest_mappings(&request.rows.headers, &request.rows.rows))
         .await?;
     writer.finish(details).await
 }
@@ -160,15 +160,15 @@ impl ImportWriter {
         let (flow_id, flow_created) = match start.legacy_session {
             None => (FlowId::new_v4(), true),
             Some(session_id) => {
-                if store::session_exists(&mut tx, tenant, session_id).await? {
-                    match compat::store::mapped_flow(&mut tx, tenant, session_id).await? {
+                if sessions::store::exists(&mut tx, tenant, session_id).await? {
+                    match sessions::store::mapped_flow(&mut tx, tenant, session_id).await? {
                         Some(flow_id) => (flow_id, false),
                         None => (FlowId::new_v4(), true),
                     }
-                } else if store::session_id_taken(&mut tx, session_id).await? {
+                } else if sessions::store::id_taken(&mut tx, session_id).await? {
                     return Err(ImportsError::SessionNotFound { session_id });
                 } else {
-                    store::insert_session(
+                    sessions::store::insert(
                         &mut tx,
                         tenant,
                         session_id,
@@ -191,11 +191,11 @@ impl ImportWriter {
             };
             flows::store::insert(&mut tx, &flow).await?;
             if let Some(session_id) = start.legacy_session {
-                compat::store::insert_mapping(
+                sessions::store::insert_mapping(
                     &mut tx,
+                    tenant,
                     session_id,
                     flow_id,
-                    tenant,
                     "written_at_head",
                 )
                 .await?;
@@ -279,7 +279,7 @@ impl ImportWriter {
             file_size_bytes: details.file_size_bytes.or(self.file_size_bytes),
             total_records: i32::try_from(self.created.record_count).unwrap_or(i32::MAX),
         };
-        store::complete_import(&mut self.tx, self.row.id, &totals).await?;
+        store::complete_import(&mut self.tx, self.row.tenant, self.row.id, &totals).await?;
         self.tx.commit().await?;
         Ok(self.created)
     }

@@ -9,8 +9,6 @@ pub enum ImportsError {
     SessionHasNoImport { session_id: SessionId },
     #[error("session {session_id} not found")]
     SessionNotFound { session_id: SessionId },
-    #[error("session {session_id} was created by another upload at the same moment; retry")]
-    SessionTaken { session_id: SessionId },
     #[error("tenant not found: no engagement with this id belongs to this client account")]
     TenantNotFound,
     #[error("user {user_id} not found")]
@@ -29,6 +27,8 @@ pub enum ImportsError {
     StillReferenced { import_id: ImportId },
     #[error(transparent)]
     Flow(#[from] crate::flows::FlowsError),
+    #[error(transparent)]
+    Session(#[from] crate::sessions::SessionsError),
     #[error(transparent)]
     Mapping(#[from] crate::field_mappings::MappingsError),
     #[error(transparent)]

@@ -5,8 +5,10 @@
 
 mod create;
 mod csv_rows;
+mod delete;
 mod error;
 mod model;
+mod read;
 pub mod store;
 mod upload;
 
@@ -15,8 +17,10 @@ pub use create::{
     ImportWriter, NewImportRequest,
 };
 pub use csv_rows::{read_csv, BadRow, CsvError, CsvRows, CsvTotals, RowEncoder};
+pub use delete::{delete_flow, delete_import, DeletedFlow, FlowDeletion};
 pub use error::ImportsError;
 pub use model::{DataImport, ImportFilter, RawImportRecord, Rows};
+pub use read::{get_import, list_imports, list_records};
 pub use upload::{
     read_csv_batches, stream_csv, CsvPiece, CsvRead, UploadError, BATCHES_IN_FLIGHT, BATCH_BYTES,
     BATCH_ROWS,

@@ -43,6 +43,7 @@ mod service {
     mod store_imports;
     mod store_service_state;
 }
+mod tidy;
 mod support {
     pub mod flow_fixtures;
     pub mod flow_support;

@@ -12,7 +12,7 @@ use axum::Router;
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::compat::{LegacyAnswer, LegacyRead};
+use crate::compat::LegacyCall;
 use crate::field_mappings::ImportFieldMapping;
 use crate::flows::{DiscoveryFlow, FlowStatus};
 use crate::http::extract::ApiQuery;
@@ -175,18 +175,15 @@ pub(crate) async fn store_import(
     ),
 )]
 pub(crate) async fn get_import(
-    state: State<AppState>,
+    State(state): State<AppState>,
     tenant: Tenant,
     caller: Caller,
     session: ApiPath<String>,
 ) -> Result<Response, ApiError> {
-    match legacy_read(state, tenant, caller, session, IMPORT, LegacyRead::Import).await? {
-        LegacyAnswer::Import(import) => {
-            let successor = format!("/api/v3/data-import/imports/{}", import.id);
-            Ok(with_successor(ok(import), successor))
-        }
-        _ => Err(ApiError::internal("legacy read answered with another kind")),
-    }
+    let call = legacy_call(&state, tenant, caller, session, IMPORT)?;
+    let import = state.compat.legacy_import(call).await?;
+    let successor = format!("/api/v3/data-import/imports/{}", import.id);
+    Ok(with_successor(ok(import), successor))
 }
 
 #[utoipa::path(get, path = "/api/v1/data-import/import/{session_id}/records", operation_id = "v1_import_records", tag = "v1 legacy (deprecated)",
@@ -199,38 +196,26 @@ pub(crate) async fn get_import(
     ),
 )]
 pub(crate) async fn import_records(
-    state: State<AppState>,
+    State(state): State<AppState>,
     tenant: Tenant,
     caller: Caller,
     session: ApiPath<String>,
     ApiQuery(query): ApiQuery<PageQuery>,
 ) -> Result<Response, ApiError> {
     let page = query.page()?;
-    match legacy_read(
-        state,
-        tenant,
-        caller,
-        session,
-        IMPORT_RECORDS,
-        LegacyRead::Records(page),
-    )
-    .await?
-    {
-        LegacyAnswer::Records(records) => {
-            let successor = records.items.first().map(|record| {
-                format!(
-                    "/api/v3/data-import/imports/{}/records",
-                    record.data_import_id
-                )
-            });
-            let response = ok(records);
-            Ok(match successor {
-                Some(successor) => with_successor(response, successor),
-                None => response,
-            })
-        }
-        _ => Err(ApiError::internal("legacy read answered with another kind")),
-    }
+    let call = legacy_call(&state, tenant, caller, session, IMPORT_RECORDS)?;
+    let records = state.compat.legacy_records(call, &page).await?;
+    let successor = records.items.first().map(|record| {
+        format!(
+            "/api/v3/data-import/imports/{}/records",
+            record.data_import_id
+        )
+    });
+    let response = ok(records);
+    Ok(match successor {
+        Some(successor) => with_successor(response, successor),
+        None => response,
+    })
 }
 
 #[utoipa::path(get, path = "/api/v1/data-import/processing-status/{session_id}", operation_id = "v1_processing_status", tag = "v1 legacy (deprecated)",
@@ -243,27 +228,15 @@ pub(crate) async fn import_records(
     ),
 )]
 pub(crate) async fn processing_status(
-    state: State<AppState>,
+    State(state): State<AppState>,
     tenant: Tenant,
     caller: Caller,
     session: ApiPath<String>,
 ) -> Result<Response, ApiError> {
-    match legacy_read(
-        state,
-        tenant,
-        caller,
-        session,
-        PROCESSING_STATUS,
-        LegacyRead::Flow,
-    )
-    .await?
-    {
-        LegacyAnswer::Flow(flow) => {
-            let successor = format!("/api/v3/discovery-flow/flows/{}/status", flow.flow_id);
-            Ok(with_successor(ok(flow.status_view()), successor))
-        }
-        _ => Err(ApiError::internal("legacy read answered with another kind")),
-    }
+    let call = legacy_call(&state, tenant, caller, session, PROCESSING_STATUS)?;
+    let flow = state.compat.legacy_flow(call).await?;
+    let successor = format!("/api/v3/discovery-flow/flows/{}/status", flow.flow_id);
+    Ok(with_successor(ok(flow.status_view()), successor))
 }
 
 #[utoipa::path(get, path = "/api/v1/data-import/validation-session/{session_id}", operation_id = "v1_validation_session", tag = "v1 legacy (deprecated)",
@@ -276,37 +249,25 @@ pub(crate) async fn processing_status(
     ),
 )]
 pub(crate) async fn validation_session(
-    state: State<AppState>,
+    State(state): State<AppState>,
     tenant: Tenant,
     caller: Caller,
     session: ApiPath<String>,
     ApiQuery(query): ApiQuery<PageQuery>,
 ) -> Result<Response, ApiError> {
     let page = query.page()?;
-    match legacy_read(
-        state,
-        tenant,
-        caller,
-        session,
-        VALIDATION_SESSION,
-        LegacyRead::Mappings(page),
-    )
-    .await?
-    {
-        LegacyAnswer::Mappings(mappings) => {
-            let successor = mappings
-                .items
-                .first()
-                .and_then(|m| m.flow_id)
-                .map(|flow_id| format!("/api/v3/field-mapping/mappings/{flow_id}"));
-            let response = ok(mappings);
-            Ok(match successor {
-                Some(successor) => with_successor(response, successor),
-                None => response,
-            })
-        }
-        _ => Err(ApiError::internal("legacy read answered with another kind")),
-    }
+    let call = legacy_call(&state, tenant, caller, session, VALIDATION_SESSION)?;
+    let mappings = state.compat.legacy_mappings(call, &page).await?;
+    let successor = mappings
+        .items
+        .first()
+        .and_then(|m| m.flow_id)
+        .map(|flow_id| format!("/api/v3/field-mapping/mappings/{flow_id}"));
+    let response = ok(mappings);
+    Ok(match successor {
+        Some(successor) => with_successor(response, successor),
+        None => response,
+    })
 }
 
 #[utoipa::path(get, path = "/api/v1/unified-discovery/flow/status/{session_id}", operation_id = "v1_flow_status", tag = "v1 legacy (deprecated)",
@@ -319,43 +280,31 @@ pub(crate) async fn validation_session(
     ),
 )]
 pub(crate) async fn flow_status(
-    state: State<AppState>,
+    State(state): State<AppState>,
     tenant: Tenant,
     caller: Caller,
     session: ApiPath<String>,
 ) -> Result<Response, ApiError> {
-    match legacy_read(
-        state,
-        tenant,
-        caller,
-        session,
-        FLOW_STATUS,
-        LegacyRead::Flow,
-    )
-    .await?
-    {
-        LegacyAnswer::Flow(flow) => {
-            let successor = format!("/api/v3/discovery-flow/flows/{}", flow.flow_id);
-            Ok(with_successor(ok(flow), successor))
-        }
-        _ => Err(ApiError::internal("legacy read answered with another kind")),
-    }
+    let call = legacy_call(&state, tenant, caller, session, FLOW_STATUS)?;
+    let flow = state.compat.legacy_flow(call).await?;
+    let successor = format!("/api/v3/discovery-flow/flows/{}", flow.flow_id);
+    Ok(with_successor(ok(flow), successor))
 }
 
-async fn legacy_read(
-    State(state): State<AppState>,
+/// Parses the session, counts the legacy use and reads the tenant's flag mode.
+fn legacy_call(
+    state: &AppState,
     Tenant(tenant): Tenant,
     Caller(caller): Caller,
     ApiPath(session): ApiPath<String>,
     route: &'static str,
-    what: LegacyRead,
-) -> Result<LegacyAnswer, ApiError> {
+) -> Result<LegacyCall, ApiError> {
     let session = SessionId::parse(&session)?;
     state.compat.record_legacy_use(route, tenant, &caller);
-    let mode = state.flags.mode_for(tenant);
-    let answer = state
-        .compat
-        .legacy_read(route, tenant, session, what, mode)
-        .await?;
-    Ok(answer)
+    Ok(LegacyCall {
+        route,
+        tenant,
+        session,
+        mode: state.flags.mode_for(tenant),
+    })
 }

@@ -4,13 +4,13 @@ use serde::Deserialize;
 
 use utoipa::IntoParams;
 
-use crate::compat::DeletedFlow;
-use crate::flows::{self, DiscoveryFlow, FlowAction, FlowStatus, FlowsError};
+use crate::flows::{self, DiscoveryFlow, FlowAction, FlowStatus};
 use crate::http::extract::{
     flow_id_param, single_header, ApiPath, ApiQuery, Tenant, UserHeader, USER_HEADER,
 };
 use crate::http::v3::PageQuery;
 use crate::http::{ok, ApiError, AppState, Envelope, ErrorEnvelope};
+use crate::imports::{DeletedFlow, FlowDeletion};
 use crate::paging::Page;
 
 #[derive(Debug, Default, Deserialize, IntoParams)]
@@ -36,9 +36,7 @@ pub(crate) async fn list_flows(
     ApiQuery(query): ApiQuery<ListFlowsQuery>,
 ) -> Result<Response, ApiError> {
     let page = query.page.page()?;
-    let mut tx = state.db.begin().await?;
-    let flows = flows::store::list(&mut tx, tenant, query.status.as_deref(), &page).await?;
-    tx.rollback().await?;
+    let flows = flows::list(&state.db, tenant, query.status.as_deref(), &page).await?;
     Ok(ok(flows))
 }
 
@@ -56,10 +54,7 @@ pub(crate) async fn get_flow(
     ApiPath(flow_id): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     let flow_id = flow_id_param(&flow_id)?;
-    let mut tx = state.db.begin().await?;
-    let flow = flows::store::get(&mut tx, tenant, flow_id).await?;
-    tx.rollback().await?;
-    Ok(ok(flow))
+    Ok(ok(flows::get(&state.db, tenant, flow_id).await?))
 }
 
 #[utoipa::path(get, path = "/api/v3/discovery-flow/flows/{flow_id}/status", tag = "v3 discovery flow",
@@ -76,9 +71,7 @@ pub(crate) async fn flow_status(
     ApiPath(flow_id): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     let flow_id = flow_id_param(&flow_id)?;
-    let mut tx = state.db.begin().await?;
-    let flow = flows::store::get(&mut tx, tenant, flow_id).await?;
-    tx.rollback().await?;
+    let flow = flows::get(&state.db, tenant, flow_id).await?;
     Ok(ok(flow.status_view()))
 }
 
@@ -123,21 +116,7 @@ async fn change_flow(
     action: FlowAction,
 ) -> Result<Response, ApiError> {
     let flow_id = flow_id_param(&flow_id)?;
-    let mut tx = state.db.begin_write().await?;
-    let flow = flows::store::get(&mut tx, tenant, flow_id).await?;
-    let Some(next) = flow.next_status(action) else {
-        tx.rollback().await?;
-        return Err(FlowsError::InvalidTransition {
-            flow_id,
-            status: flow.status,
-            action: action.verb(),
-        }
-        .into());
-    };
-    flows::store::set_status(&mut tx, tenant, flow_id, next).await?;
-    let flow = flows::store::get(&mut tx, tenant, flow_id).await?;
-    tx.commit().await?;
-    state.compat.invalidate_flow(flow_id);
+    let flow = flows::change_status(&state.db, tenant, flow_id, action).await?;
     Ok(ok(flow.status_view()))
 }
 
@@ -167,9 +146,7 @@ pub(crate) async fn delete_flow(
     let deleted_by = single_header(&headers, USER_HEADER)?.unwrap_or_else(|| "api".to_owned());
     let deleted_by: String = deleted_by.chars().take(255).collect();
     let reason = query.reason.map(|r| r.chars().take(2000).collect());
-    let deleted = state
-        .compat
-        .delete_flow(tenant, flow_id, &deleted_by, reason)
-        .await?;
+    let deletion = FlowDeletion { deleted_by, reason };
+    let deleted = state.compat.delete_flow(tenant, flow_id, deletion).await?;
     Ok(ok(deleted))
 }

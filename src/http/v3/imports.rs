@@ -263,10 +263,9 @@ pub(crate) async fn list_imports(
         flow_id: query.flow_id.as_deref().map(flow_id_param).transpose()?,
         status: query.status,
     };
-    let mut tx = state.db.begin().await?;
-    let imports = imports::store::list(&mut tx, tenant, &filter, &page).await?;
-    tx.rollback().await?;
-    Ok(ok(imports))
+    Ok(ok(
+        imports::list_imports(&state.db, tenant, &filter, &page).await?
+    ))
 }
 
 #[utoipa::path(get, path = "/api/v3/data-import/imports/{import_id}", tag = "v3 data import",
@@ -283,10 +282,7 @@ pub(crate) async fn get_import(
     ApiPath(import_id): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     let import_id = ImportId::parse(&import_id)?;
-    let mut tx = state.db.begin().await?;
-    let import = imports::store::get(&mut tx, tenant, import_id).await?;
-    tx.rollback().await?;
-    Ok(ok(import))
+    Ok(ok(imports::get_import(&state.db, tenant, import_id).await?))
 }
 
 #[utoipa::path(get, path = "/api/v3/data-import/imports/{import_id}/records", tag = "v3 data import",
@@ -305,10 +301,10 @@ pub(crate) async fn list_records(
 ) -> Result<Response, ApiError> {
     let import_id = ImportId::parse(&import_id)?;
     let page = query.page()?;
-    let mut tx = state.db.begin().await?;
-    let records = imports::store::list_records(&mut tx, tenant, import_id, &page).await?;
-    tx.rollback().await?;
-    Ok(ok(records))
+    Ok(ok(imports::list_records(
+        &state.db, tenant, import_id, &page,
+    )
+    .await?))
 }
 
 #[utoipa::path(delete, path = "/api/v3/data-import/imports/{import_id}", tag = "v3 data import",

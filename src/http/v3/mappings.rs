@@ -3,7 +3,6 @@ use axum::response::Response;
 use serde::Deserialize;
 
 use crate::field_mappings::{self, ImportFieldMapping, MappingDecision, MappingId};
-use crate::flows;
 use crate::http::extract::{flow_id_param, ApiJson, ApiPath, ApiQuery, Tenant};
 use crate::http::v3::PageQuery;
 use crate::http::{ok, ApiError, AppState, Envelope, ErrorEnvelope};
@@ -25,10 +24,7 @@ pub(crate) async fn list_mappings(
 ) -> Result<Response, ApiError> {
     let flow_id = flow_id_param(&flow_id)?;
     let page = query.page()?;
-    let mut tx = state.db.begin().await?;
-    flows::store::get(&mut tx, tenant, flow_id).await?;
-    let mappings = field_mappings::store::list_for_flow(&mut tx, tenant, flow_id, &page).await?;
-    tx.rollback().await?;
+    let mappings = field_mappings::list_for_flow(&state.db, tenant, flow_id, &page).await?;
     Ok(ok(mappings))
 }
 
@@ -56,10 +52,8 @@ pub(crate) async fn update_mapping(
     ApiJson(body): ApiJson<UpdateMappingBody>,
 ) -> Result<Response, ApiError> {
     let mapping_id = MappingId::parse(&mapping_id)?;
-    let mut tx = state.db.begin_write().await?;
     let mapping =
-        field_mappings::store::set_target(&mut tx, tenant, mapping_id, &body.target_field).await?;
-    tx.commit().await?;
+        field_mappings::set_target(&state.db, tenant, mapping_id, &body.target_field).await?;
     Ok(ok(mapping))
 }
 
@@ -102,8 +96,6 @@ async fn decide(
     decision: MappingDecision,
 ) -> Result<Response, ApiError> {
     let mapping_id = MappingId::parse(&mapping_id)?;
-    let mut tx = state.db.begin_write().await?;
-    let mapping = field_mappings::store::decide(&mut tx, tenant, mapping_id, decision).await?;
-    tx.commit().await?;
+    let mapping = field_mappings::decide(&state.db, tenant, mapping_id, decision).await?;
     Ok(ok(mapping))
 }
