@@ -19,11 +19,12 @@ pub async fn resolve_candidates(
 ) -> Result<Vec<FlowId>, CompatError> {
     let flow = tenancy::names_binds("f", "$2", "$3");
     let mapping = tenancy::names_binds("m", "$2", "$3");
-    let import = tenancy::import_in_tenant("di", "$2", "$3");
+    let import = tenancy::import_visible("di", "$2", "$3");
+    let session = tenancy::parent_agrees("data_import_sessions", "id", "m.session_id", "$2", "$3");
     let by_session = format!(
         "SELECT m.flow_id FROM session_flow_mapping m \
           JOIN discovery_flows f ON f.flow_id = m.flow_id AND {flow} \
-         WHERE m.session_id = $1 AND {mapping}"
+         WHERE m.session_id = $1 AND {mapping} AND {session}"
     );
     let sql = match id {
         AnyId::Bare(_) => format!(

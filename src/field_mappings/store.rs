@@ -64,10 +64,13 @@ pub async fn list_for_flow(
     page: &PageRequest,
 ) -> Result<Page<ImportFieldMapping>, MappingsError> {
     let flow_in_tenant = tenancy::names_binds("f", "$1", "$2");
+    let import_visible = tenancy::import_visible("di", "$1", "$2");
     let sql = format!(
         "SELECT {MAPPING_COLUMNS} FROM import_field_mappings m \
          WHERE m.flow_id = $3 AND m.id > $4 AND EXISTS (SELECT 1 FROM discovery_flows f \
            WHERE f.flow_id = m.flow_id AND {flow_in_tenant}) \
+         AND EXISTS (SELECT 1 FROM data_imports di WHERE di.id = m.data_import_id \
+           AND {import_visible}) \
          ORDER BY m.id LIMIT $5"
     );
     let (_, after) = page.after_key();
@@ -91,11 +94,12 @@ pub async fn list_for_session(
     session_id: SessionId,
     page: &PageRequest,
 ) -> Result<Page<ImportFieldMapping>, MappingsError> {
-    let in_tenant = tenancy::import_in_tenant("di", "$1", "$2");
+    let in_tenant = tenancy::import_visible("di", "$1", "$2");
+    let flow_agrees = tenancy::parent_agrees("discovery_flows", "flow_id", "m.flow_id", "$1", "$2");
     let sql = format!(
         "SELECT {MAPPING_COLUMNS} FROM import_field_mappings m \
          JOIN data_imports di ON di.id = m.data_import_id \
-         WHERE di.session_id = $3 AND m.id > $4 AND {in_tenant} \
+         WHERE di.session_id = $3 AND m.id > $4 AND {in_tenant} AND {flow_agrees} \
          ORDER BY m.id LIMIT $5"
     );
     let (_, after) = page.after_key();
@@ -117,11 +121,12 @@ pub async fn get(
     tenant: TenantId,
     mapping_id: MappingId,
 ) -> Result<ImportFieldMapping, MappingsError> {
-    let in_tenant = tenancy::import_in_tenant("di", "$1", "$2");
+    let in_tenant = tenancy::import_visible("di", "$1", "$2");
+    let flow_agrees = tenancy::parent_agrees("discovery_flows", "flow_id", "m.flow_id", "$1", "$2");
     let sql = format!(
         "SELECT {MAPPING_COLUMNS} FROM import_field_mappings m \
          JOIN data_imports di ON di.id = m.data_import_id \
-         WHERE m.id = $3 AND {in_tenant}"
+         WHERE m.id = $3 AND {in_tenant} AND {flow_agrees}"
     );
     let found: Option<ImportFieldMapping> = on_tx!(tx, conn => {
         sqlx::query_as(&sql)
@@ -185,6 +190,8 @@ pub async fn decide(
     get(tx, tenant, mapping_id).await
 }
 
+/// A target as the API documents it: at most 255 characters, no control character, not
+/// only whitespace; stored without its surrounding whitespace.
 fn validate_target(target: &str) -> Result<&str, MappingsError> {
     let trimmed = target.trim();
     let invalid = |reason| MappingsError::InvalidTarget {
@@ -194,10 +201,10 @@ fn validate_target(target: &str) -> Result<&str, MappingsError> {
     if trimmed.is_empty() {
         return Err(invalid("it is empty"));
     }
-    if trimmed.len() > MAX_TARGET_LEN {
-        return Err(invalid("it is longer than 255 bytes"));
+    if target.chars().count() > MAX_TARGET_LEN {
+        return Err(invalid("it is longer than 255 characters"));
     }
-    if trimmed.chars().any(char::is_control) {
+    if target.chars().any(char::is_control) {
         return Err(invalid("it contains control characters"));
     }
     Ok(trimmed)

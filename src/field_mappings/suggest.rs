@@ -157,9 +157,14 @@ impl SampleCollector {
     }
 }
 
+/// Longest suggested target: `import_field_mappings.target_field` is `varchar(255)`. A
+/// snake_case name can be longer than its header (`"HTTPServer"` → `http_server`); the
+/// suggestion keeps what fits.
+const MAX_TARGET_CHARS: usize = 255;
+
 /// The attribute a header names and how sure the suggester is.
 fn target_for(index: usize, header: &str) -> (String, f64) {
-    let own = snake_case(header);
+    let own: String = snake_case(header).chars().take(MAX_TARGET_CHARS).collect();
     let own = if own.is_empty() {
         format!("column_{}", index + 1)
     } else {

@@ -30,6 +30,19 @@ pub async fn upsert(
     Ok(())
 }
 
+/// Removes the stored value of a scope; answers whether there was one.
+pub async fn delete(tx: &mut Tx<'_>, scope: FlagScope) -> Result<bool, FlagError> {
+    let deleted = on_tx!(tx, conn => {
+        sqlx::query("DELETE FROM flowkey_flags WHERE name = $1 AND scope = $2")
+            .bind(FLAG_NAME)
+            .bind(scope.to_string())
+            .execute(&mut **conn)
+            .await?
+            .rows_affected()
+    });
+    Ok(deleted > 0)
+}
+
 pub async fn list(tx: &mut Tx<'_>) -> Result<Vec<StoredFlag>, FlagError> {
     Ok(on_tx!(tx, conn => {
         sqlx::query_as(

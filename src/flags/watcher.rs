@@ -110,6 +110,20 @@ pub async fn set_flag(
     Ok(())
 }
 
+/// Removes the stored value of a scope: a tenant then follows the global value again, and
+/// the global scope the servers' default (`ENABLE_FLOW_ID_PRIMARY`). Answers whether a value
+/// was stored. Never refused: going back to a wider value is how a rollback reaches a tenant
+/// that was set apart.
+pub async fn unset_flag(db: &Db, scope: FlagScope, updated_by: &str) -> Result<bool, FlagError> {
+    let mut tx = db.begin_write().await?;
+    let removed = store::delete(&mut tx, scope).await?;
+    tx.commit().await?;
+    if removed {
+        tracing::info!(%scope, updated_by, "enable_flow_id_primary override removed");
+    }
+    Ok(removed)
+}
+
 /// The default a server is started with (`ENABLE_FLOW_ID_PRIMARY`) passes the same gate as
 /// a stored value: `on` is refused while [`readiness`] finds the backfill incomplete or a
 /// broken link, so the environment is no way around `flag set`'s check.

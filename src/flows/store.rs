@@ -87,10 +87,18 @@ pub async fn latest_for_session(
     tenant: TenantId,
     session_id: SessionId,
 ) -> Result<Option<DiscoveryFlow>, FlowsError> {
+    // Reached through the session: the session too, where it exists, must be the tenant's.
+    let session_agrees = tenancy::parent_agrees(
+        "data_import_sessions",
+        "id",
+        "discovery_flows.import_session_id",
+        "$2",
+        "$3",
+    );
     let sql = format!(
         "SELECT {FLOW_COLUMNS} FROM discovery_flows \
          WHERE import_session_id = $1 AND client_account_id = $2 AND engagement_id = $3 \
-         ORDER BY created_at DESC, flow_id DESC LIMIT 1"
+         AND {session_agrees} ORDER BY created_at DESC, flow_id DESC LIMIT 1"
     );
     Ok(on_tx!(tx, conn => {
         sqlx::query_as(&sql)

@@ -2,7 +2,10 @@
 //! parameters (tenant headers, path ids, queries) and the schema of each answer, and every
 //! schema is derived from the type the handler really serializes.
 
+use utoipa::openapi::content::ContentBuilder;
+use utoipa::openapi::response::{Response, ResponseBuilder};
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::openapi::{Ref, RefOr};
 use utoipa::{Modify, OpenApi};
 
 use crate::http::{admin, ops, v1, v3, ErrorEnvelope};
@@ -13,9 +16,12 @@ use crate::http::{admin, ops, v1, v3, ErrorEnvelope};
         title = "flowkey",
         description = "Flow-keyed discovery/data-import API with legacy v1 compatibility. \
             Every answer is an envelope: `{\"success\": true, \"data\": …}` or \
-            `{\"success\": false, \"error\": {\"code\", \"message\", \"details\"}}`."
+            `{\"success\": false, \"error\": {\"code\", \"message\", \"details\"}}`. \
+            A path answers a method it does not list with 405 `method_not_allowed` (with \
+            `Allow`), an unknown path with 404 `no_such_route`, both in the error envelope. \
+            A request refused before its body was read is answered with `Connection: close`."
     ),
-    modifiers(&AdminSecurity, &V1Deprecated),
+    modifiers(&AdminSecurity, &V1Deprecated, &CommonAnswers),
     components(schemas(ErrorEnvelope)),
     paths(
         ops::health,
@@ -46,6 +52,7 @@ use crate::http::{admin, ops, v1, v3, ErrorEnvelope};
         v1::flow_status,
         admin::get_flags,
         admin::set_flag,
+        admin::unset_flag,
         admin::readiness,
         admin::legacy_traffic,
         admin::mapping_statistics,
@@ -74,6 +81,71 @@ impl Modify for V1Deprecated {
             }
         }
     }
+}
+
+/// Answers every operation of a kind can give, added where its annotation does not say
+/// them: every `/api` route 503 (`database_unavailable`, `schema_not_at_head`), every JSON
+/// body 400 (`malformed_body`), 413, 415 (`unsupported_media_type`) and 422 (`invalid_body`).
+struct CommonAnswers;
+
+impl Modify for CommonAnswers {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            let operations = [
+                &mut item.get,
+                &mut item.post,
+                &mut item.put,
+                &mut item.delete,
+                &mut item.patch,
+            ];
+            for operation in operations.into_iter().flatten() {
+                let takes_json = operation
+                    .request_body
+                    .as_ref()
+                    .is_some_and(|body| body.content.contains_key("application/json"));
+                let mut answers = Vec::new();
+                if path.starts_with("/api/") {
+                    answers.push((
+                        "503",
+                        "`database_unavailable`: the database is not answering; \
+                         `schema_not_at_head`: the schema was taken below head",
+                    ));
+                }
+                if takes_json {
+                    answers.extend([
+                        ("400", "`malformed_body`: the body is not JSON"),
+                        ("413", "`payload_too_large`: body too large"),
+                        (
+                            "415",
+                            "`unsupported_media_type`: no `Content-Type: application/json`",
+                        ),
+                        ("422", "`invalid_body`: JSON of the wrong shape"),
+                    ]);
+                }
+                for (status, description) in answers {
+                    operation
+                        .responses
+                        .responses
+                        .entry(status.to_owned())
+                        .or_insert_with(|| error_answer(description));
+                }
+            }
+        }
+    }
+}
+
+fn error_answer(description: &str) -> RefOr<Response> {
+    RefOr::T(
+        ResponseBuilder::new()
+            .description(description)
+            .content(
+                "application/json",
+                ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name("ErrorEnvelope")))
+                    .build(),
+            )
+            .build(),
+    )
 }
 
 /// The bearer token of `/api/admin/*` (`flowkey serve --admin-token`).

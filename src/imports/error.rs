@@ -17,6 +17,8 @@ pub enum ImportsError {
     NoRows,
     #[error("row {row_number} is not an object of header to value")]
     RowNotAnObject { row_number: usize },
+    #[error("row {row_number} has no fields")]
+    EmptyRow { row_number: usize },
     #[error("row {row_number} cannot be written as JSON: {message}")]
     RowNotEncodable { row_number: usize, message: String },
     #[error("the file has no columns")]
@@ -27,6 +29,8 @@ pub enum ImportsError {
     StillReferenced { import_id: ImportId },
     #[error(transparent)]
     Flow(#[from] crate::flows::FlowsError),
+    #[error(transparent)]
+    Text(#[from] crate::db::text::TextError),
     #[error(transparent)]
     Session(#[from] crate::sessions::SessionsError),
     #[error(transparent)]

@@ -14,7 +14,8 @@ mod upload;
 
 pub use create::{
     create_import, rows_from_json, ImportCreated, ImportDetails, ImportSource, ImportStart,
-    ImportWriter, NewImportRequest,
+    ImportWriter, NewImportRequest, MAX_FILENAME_CHARS, MAX_FILE_TYPE_CHARS, MAX_HEADER_CHARS,
+    MAX_IMPORT_NAME_CHARS, MAX_IMPORT_TYPE_CHARS,
 };
 pub use csv_rows::{read_csv, BadRow, CsvError, CsvRows, CsvTotals, RowEncoder};
 pub use delete::{delete_flow, delete_import, DeletedFlow, FlowDeletion};

@@ -18,9 +18,9 @@ const IMPORT_COLUMNS: &str = "di.id, di.flow_id, di.session_id, di.client_accoun
      di.processed_records, di.failed_records, di.import_config, di.created_at, di.updated_at, \
      di.completed_at";
 
-/// The tenant rule for `data_imports di`, the tenant bound as `$1`, `$2`.
+/// The visibility rule for `data_imports di`, the tenant bound as `$1`, `$2`.
 fn import_in_tenant() -> String {
-    tenancy::import_in_tenant("di", "$1", "$2")
+    tenancy::import_visible("di", "$1", "$2")
 }
 
 const RECORD_COLUMNS: &str = "r.id, r.data_import_id, r.flow_id, r.session_id, r.row_number, \
@@ -313,22 +313,7 @@ pub async fn list_records(
     page: &PageRequest,
 ) -> Result<Page<RawImportRecord>, ImportsError> {
     get(tx, tenant, import_id).await?;
-    let (after_row, after_id) = page.after_key();
-    let sql = format!(
-        "SELECT {RECORD_COLUMNS} FROM raw_import_records r WHERE r.data_import_id = $1 \
-         AND (r.row_number > $2 OR (r.row_number = $2 AND r.id > $3)) \
-         ORDER BY r.row_number, r.id LIMIT $4"
-    );
-    let rows: Vec<RawImportRecord> = on_tx!(tx, conn => {
-        sqlx::query_as(&sql)
-            .bind(import_id)
-            .bind(after_row)
-            .bind(DbUuid(after_id))
-            .bind(page.fetch_limit())
-            .fetch_all(&mut **conn)
-            .await?
-    });
-    Ok(record_page(rows, page))
+    records_of_import(tx, tenant, import_id, None, page).await
 }
 
 /// The records of a legacy session's newest import, read through the legacy key (`session_id`
@@ -342,7 +327,8 @@ pub async fn list_records_for_session(
     let Some(import) = latest_for_session(tx, tenant, session_id).await? else {
         return Ok(None);
     };
-    let rows = records_by_key(tx, import.id, "session_id", session_id.as_uuid(), page).await?;
+    let key = Some(("session_id", session_id.as_uuid()));
+    let rows = records_of_import(tx, tenant, import.id, key, page).await?;
     Ok(Some(rows))
 }
 
@@ -357,29 +343,39 @@ pub async fn list_records_for_flow(
     let Some(import) = latest_for_flow(tx, tenant, flow_id).await? else {
         return Ok(None);
     };
-    let rows = records_by_key(tx, import.id, "flow_id", flow_id.as_uuid(), page).await?;
+    let key = Some(("flow_id", flow_id.as_uuid()));
+    let rows = records_of_import(tx, tenant, import.id, key, page).await?;
     Ok(Some(rows))
 }
 
-/// One page of an import's records whose `key_column` (`session_id` or `flow_id`, never a
-/// client's text) equals `key`, in row order.
-async fn records_by_key(
+/// One page of the records of a visible import that the tenant may see, in row order; with
+/// `key`, only those whose `key.0` column (`session_id` or `flow_id`, never a client's text)
+/// equals `key.1`.
+async fn records_of_import(
     tx: &mut Tx<'_>,
+    tenant: TenantId,
     import_id: ImportId,
-    key_column: &'static str,
-    key: uuid::Uuid,
+    key: Option<(&'static str, uuid::Uuid)>,
     page: &PageRequest,
 ) -> Result<Page<RawImportRecord>, ImportsError> {
+    let visible = tenancy::record_visible("r", "$1", "$2");
+    let (key_column, key) = match key {
+        Some((column, value)) => (column, Some(DbUuid(value))),
+        None => ("data_import_id", None),
+    };
     let sql = format!(
-        "SELECT {RECORD_COLUMNS} FROM raw_import_records r WHERE r.data_import_id = $1 \
-         AND r.{key_column} = $2 AND (r.row_number > $3 OR (r.row_number = $3 AND r.id > $4)) \
-         ORDER BY r.row_number, r.id LIMIT $5"
+        "SELECT {RECORD_COLUMNS} FROM raw_import_records r WHERE r.data_import_id = $3 \
+         AND ($4 IS NULL OR r.{key_column} = $4) AND {visible} \
+         AND (r.row_number > $5 OR (r.row_number = $5 AND r.id > $6)) \
+         ORDER BY r.row_number, r.id LIMIT $7"
     );
     let (after_row, after_id) = page.after_key();
     let rows: Vec<RawImportRecord> = on_tx!(tx, conn => {
         sqlx::query_as(&sql)
+            .bind(tenant.client_account_id)
+            .bind(tenant.engagement_id)
             .bind(import_id)
-            .bind(DbUuid(key))
+            .bind(key)
             .bind(after_row)
             .bind(DbUuid(after_id))
             .bind(page.fetch_limit())
@@ -436,7 +432,7 @@ pub async fn delete_for_flow(
     flow_id: FlowId,
 ) -> Result<DeletedRows, ImportsError> {
     let in_tenant = import_in_tenant();
-    let own_record = tenancy::agrees_with_binds("raw_import_records", "$1", "$2");
+    let own_record = tenancy::record_visible("raw_import_records", "$1", "$2");
     let records = format!(
         "DELETE FROM raw_import_records WHERE ({own_record}) AND (flow_id = $3 \
          OR data_import_id IN (SELECT di.id FROM data_imports di WHERE di.flow_id = $3 \

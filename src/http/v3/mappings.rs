@@ -30,8 +30,14 @@ pub(crate) async fn list_mappings(
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub(crate) struct UpdateMappingBody {
-    /// The platform attribute the column maps to.
-    #[schema(example = "hostname")]
+    /// The platform attribute the column maps to: at most 255 characters, no control
+    /// character, not only whitespace (stored without surrounding whitespace).
+    #[schema(
+        example = "hostname",
+        min_length = 1,
+        max_length = 255,
+        pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*[^\\s\\u0000-\\u001f\\u007f-\\u009f][^\\u0000-\\u001f\\u007f-\\u009f]*$"
+    )]
     pub target_field: String,
 }
 
@@ -76,7 +82,7 @@ pub(crate) async fn approve_mapping(
 #[utoipa::path(post, path = "/api/v3/field-mapping/mappings/{id}/reject", tag = "v3 field mapping",
     params(Tenant, ("id" = uuid::Uuid, Path, description = "The mapping's id (`mapping_id`).")),
     responses(
-        (status = 200, description = "rejectd", body = Envelope<ImportFieldMapping>),
+        (status = 200, description = "rejected", body = Envelope<ImportFieldMapping>),
         (status = 400, description = "missing or malformed tenant headers or mapping id", body = ErrorEnvelope),
         (status = 404, description = "no such mapping in this tenant", body = ErrorEnvelope),
     ),
