@@ -64,7 +64,6 @@ for engine in sqlite postgres; do
   set +e
   (cd "$work" && "$work/venv/bin/schemathesis" --config-file "$work/schemathesis.toml" run \
     "http://127.0.0.1:$port/openapi.json" \
-    --checks all \
     --phases examples,coverage,fuzzing \
     --max-examples "$examples" \
     --max-time "$max_time" \

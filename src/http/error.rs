@@ -195,7 +195,7 @@ impl From<ImportsError> for ApiError {
                 ApiError::new(StatusCode::NOT_FOUND, "tenant_not_found", message)
             }
             ImportsError::UserNotFound { .. } => {
-                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "user_not_found", message)
+                ApiError::new(StatusCode::NOT_FOUND, "user_not_found", message)
             }
             ImportsError::NoRows
             | ImportsError::RowNotAnObject { .. }

@@ -166,7 +166,58 @@ impl Modify for AdminSecurity {
 
 /// The document as JSON text.
 pub fn openapi_json() -> String {
-    ApiDoc::openapi()
-        .to_json()
-        .unwrap_or_else(|_| "{}".to_owned())
+    let Ok(mut document) = serde_json::to_value(ApiDoc::openapi()) else {
+        return "{}".to_owned();
+    };
+    parameters_are_never_null(&mut document);
+    serde_json::to_string(&document).unwrap_or_else(|_| "{}".to_owned())
+}
+
+/// A parameter is text or absent: an optional one is not required, never `null` (utoipa
+/// types an `Option` as `["string", "null"]`, which would let a client send the text
+/// "null" as a session id).
+fn parameters_are_never_null(document: &mut serde_json::Value) {
+    let Some(paths) = document
+        .get_mut("paths")
+        .and_then(serde_json::Value::as_object_mut)
+    else {
+        return;
+    };
+    for item in paths.values_mut() {
+        let Some(item) = item.as_object_mut() else {
+            continue;
+        };
+        for operation in item.values_mut() {
+            let Some(parameters) = operation
+                .get_mut("parameters")
+                .and_then(serde_json::Value::as_array_mut)
+            else {
+                continue;
+            };
+            for parameter in parameters {
+                // An empty `cursor`, `status` or `reason` is taken as given (the first page,
+                // a status no row has, an empty reason).
+                if parameter["in"] == "query"
+                    && matches!(
+                        parameter["name"].as_str(),
+                        Some("cursor" | "status" | "reason")
+                    )
+                {
+                    parameter["allowEmptyValue"] = serde_json::Value::Bool(true);
+                }
+                if let Some(types) = parameter
+                    .pointer_mut("/schema/type")
+                    .and_then(serde_json::Value::as_array_mut)
+                {
+                    types.retain(|kind| kind != "null");
+                    if types.len() == 1 {
+                        let only = types[0].clone();
+                        if let Some(schema) = parameter.get_mut("schema") {
+                            schema["type"] = only;
+                        }
+                    }
+                }
+            }
+        }
+    }
 }

@@ -18,6 +18,7 @@ mod http {
     mod flags;
     mod openapi;
     mod ops;
+    mod refusals;
     mod tenancy;
     mod v1;
     mod v3;

@@ -125,10 +125,10 @@ pub(crate) struct StoreImportBody {
     responses(
         (status = 200, description = "stored; `import_session_id` and `flow_id`", body = Envelope<ImportCreated>),
         (status = 400, description = "`malformed_body` (not JSON), a malformed session id or tenant headers", body = ErrorEnvelope),
-        (status = 404, description = "`tenant_not_found`: no such engagement under this client account; `not_found`: the session belongs to another tenant", body = ErrorEnvelope),
+        (status = 404, description = "`tenant_not_found`: no such engagement under this client account; `user_not_found`: no user with the `X-User-Id` given; `not_found`: the session belongs to another tenant", body = ErrorEnvelope),
         (status = 409, description = "`session_taken`: another upload created this new session at the same moment; retry", body = ErrorEnvelope),
         (status = 413, description = "body too large", body = ErrorEnvelope),
-        (status = 422, description = "`invalid_file_data` (rows unusable), `invalid_text` (a text too long for its column or holding NUL; `details.field` names it), `user_not_found` (unknown `X-User-Id`), `invalid_body` (JSON of the wrong shape)", body = ErrorEnvelope),
+        (status = 422, description = "`invalid_file_data` (rows unusable), `invalid_text` (a text too long for its column or holding NUL; `details.field` names it), `invalid_body` (JSON of the wrong shape)", body = ErrorEnvelope),
     ),
 )]
 pub(crate) async fn store_import(

@@ -23,12 +23,38 @@ pub(crate) struct FileMetadata {
     /// The file's name (the flow is named "Discovery of " + it, in 255 characters).
     #[schema(max_length = 242, pattern = "^[^\\u0000]*$")]
     pub filename: Option<String>,
-    /// The file's size in bytes.
+    /// The file's size in bytes (a whole number; `1.0` is taken as `1`, as JSON Schema does).
+    #[serde(default, deserialize_with = "whole_number")]
     pub size: Option<i64>,
     /// The file's media type.
     #[serde(rename = "type")]
     #[schema(max_length = 100, pattern = "^[^\\u0000]*$")]
     pub file_type: Option<String>,
+}
+
+/// A whole number, also when written with a zero fraction (`30930.0`): JSON Schema's
+/// `integer` counts it as one, so a client the document allows is not refused.
+fn whole_number<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<i64>, D::Error> {
+    let Some(number) = Option::<serde_json::Number>::deserialize(deserializer)? else {
+        return Ok(None);
+    };
+    if let Some(whole) = number.as_i64() {
+        return Ok(Some(whole));
+    }
+    match number.as_f64() {
+        // The bounds are exact in f64; a value between them with no fraction converts exactly.
+        Some(value)
+            if value.fract() == 0.0
+                && (-9.223_372_036_854_776e18..9.223_372_036_854_776e18).contains(&value) =>
+        {
+            Ok(Some(value as i64))
+        }
+        _ => Err(serde::de::Error::custom(format!(
+            "{number} is not a whole number of bytes"
+        ))),
+    }
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -55,9 +81,9 @@ pub(crate) struct CreateImportBody {
     responses(
         (status = 201, description = "import, records, mappings and flow created", body = Envelope<ImportCreated>),
         (status = 400, description = "`malformed_body` (not JSON) or malformed tenant headers", body = ErrorEnvelope),
-        (status = 404, description = "`tenant_not_found`: no such engagement under this client account", body = ErrorEnvelope),
+        (status = 404, description = "`tenant_not_found`: no such engagement under this client account; `user_not_found`: no user with the `X-User-Id` given", body = ErrorEnvelope),
         (status = 413, description = "body too large", body = ErrorEnvelope),
-        (status = 422, description = "`invalid_file_data` (rows unusable), `invalid_text` (a text too long for its column or holding NUL; `details.field` names it), `user_not_found` (unknown `X-User-Id`), `invalid_body` (JSON of the wrong shape)", body = ErrorEnvelope),
+        (status = 422, description = "`invalid_file_data` (rows unusable), `invalid_text` (a text too long for its column or holding NUL; `details.field` names it), `invalid_body` (JSON of the wrong shape)", body = ErrorEnvelope),
     ),
 )]
 pub(crate) async fn create_import(
@@ -108,9 +134,9 @@ pub(crate) async fn create_import(
     responses(
         (status = 201, description = "import created from the CSV", body = Envelope<ImportCreated>),
         (status = 400, description = "not a multipart upload, or no `file` field", body = ErrorEnvelope),
-        (status = 404, description = "`tenant_not_found`: no such engagement under this client account", body = ErrorEnvelope),
+        (status = 404, description = "`tenant_not_found`: no such engagement under this client account; `user_not_found`: no user with the `X-User-Id` given", body = ErrorEnvelope),
         (status = 413, description = "file too large", body = ErrorEnvelope),
-        (status = 422, description = "`invalid_csv` (bad rows, listed with their line numbers in `details.bad_rows`), `invalid_file_data`, `invalid_text` (a file name, type, name or column header too long or holding NUL), `user_not_found`", body = ErrorEnvelope),
+        (status = 422, description = "`invalid_csv` (bad rows, listed with their line numbers in `details.bad_rows`), `invalid_file_data`, `invalid_text` (a file name, type, name or column header too long or holding NUL)", body = ErrorEnvelope),
     ),
 )]
 pub(crate) async fn upload_csv(
