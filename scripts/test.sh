@@ -16,3 +16,8 @@ psql "$FLOWKEY_TEST_PG_URL" -Atc "select datname from pg_database where datname 
   done
 # The fault injection points are compiled in for the tests only (see src/migrate/faults.rs).
 cargo test --all-targets --features failpoints "$@"
+# The API under an outside fuzzer (schemathesis) on both engines, bounded in time; uses the
+# binary the tests just built. FLOWKEY_SKIP_FUZZ=1 leaves it out of a local run.
+if [[ -z "${FLOWKEY_SKIP_FUZZ:-}" ]]; then
+  bash scripts/fuzz-api.sh target/debug/flowkey
+fi

@@ -12,3 +12,4 @@ pub mod imports;
 pub mod migrate;
 pub mod paging;
 pub mod seed;
+pub mod sessions;

@@ -26,14 +26,40 @@ pub struct Cursor {
     pub id: Uuid,
 }
 
+/// Every cursor this server issues, and every one it accepts, matches this pattern (the
+/// OpenAPI document says so): any text of this form is a valid place to resume from, so a
+/// client's well-formed cursor is never refused.
+pub const CURSOR_PATTERN: &str =
+    "^-?[0-9]{1,18}_[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$";
+
 impl Cursor {
-    /// The opaque text form given to clients.
+    /// The text form given to clients: `RANK_UUID` (opaque to them; see [`CURSOR_PATTERN`]).
     pub fn encode(&self) -> String {
-        hex::encode(format!("{}:{}", self.rank, self.id.hyphenated()))
+        format!("{}_{}", self.rank, self.id.hyphenated())
     }
 
+    /// Parses exactly [`CURSOR_PATTERN`]; also the hex form of earlier releases, so a client
+    /// paging across an upgrade is not refused.
     pub fn decode(text: &str) -> Result<Self, PagingError> {
-        let bytes = hex::decode(text.trim()).map_err(|_| PagingError::BadCursor)?;
+        if let Some((rank, id)) = text.split_once('_') {
+            let digits = rank.strip_prefix('-').unwrap_or(rank);
+            let canonical_id = id.len() == 36
+                && id
+                    .chars()
+                    .all(|c| c == '-' || c.is_ascii_digit() || ('a'..='f').contains(&c));
+            if digits.is_empty()
+                || digits.len() > 18
+                || !digits.chars().all(|c| c.is_ascii_digit())
+                || !canonical_id
+            {
+                return Err(PagingError::BadCursor);
+            }
+            return Ok(Self {
+                rank: rank.parse().map_err(|_| PagingError::BadCursor)?,
+                id: Uuid::try_parse(id).map_err(|_| PagingError::BadCursor)?,
+            });
+        }
+        let bytes = hex::decode(text).map_err(|_| PagingError::BadCursor)?;
         let plain = String::from_utf8(bytes).map_err(|_| PagingError::BadCursor)?;
         let (rank, id) = plain.split_once(':').ok_or(PagingError::BadCursor)?;
         Ok(Self {
@@ -135,6 +161,21 @@ mod tests {
         };
         assert_eq!(Cursor::decode(&cursor.encode()), Ok(cursor));
         assert_eq!(Cursor::decode("zz"), Err(PagingError::BadCursor));
+        let earlier = hex::encode(format!("{}:{}", cursor.rank, cursor.id.hyphenated()));
+        assert_eq!(
+            Cursor::decode(&earlier),
+            Ok(cursor),
+            "an earlier release's cursor"
+        );
+        for bad in [
+            "_",
+            "1_",
+            "x_00000000-0000-0000-0000-000000000000",
+            "1234567890123456789_00000000-0000-0000-0000-000000000000",
+            "1_00000000-0000-0000-0000-00000000000G",
+        ] {
+            assert_eq!(Cursor::decode(bad), Err(PagingError::BadCursor), "{bad}");
+        }
         assert_eq!(
             Cursor::decode(&hex::encode("x:y")),
             Err(PagingError::BadCursor)

@@ -8,13 +8,13 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use flowkey::compat::store::one_session_per_rule;
 use flowkey::compat::{CompatConfig, CompatMetrics, SessionFlowCompatibilityService};
 use flowkey::db::{Db, DbUrl};
 use flowkey::ids::AnyId;
 use flowkey::migrate::flow::{rehearse, report, verify};
 use flowkey::migrate::{Migrator, ProgressDisplay};
 use flowkey::seed::{Oddities, SeedConfig};
+use flowkey::sessions::one_session_per_rule;
 
 use crate::cli::migrate::TuningArgs;
 use crate::cli::GlobalArgs;

@@ -1,4 +1,4 @@
-//! `flowkey flag set|get enable_flow_id_primary`: the runtime flag every server polls.
+//! `flowkey flag set|unset|get enable_flow_id_primary`: the runtime flag every server polls.
 
 use anyhow::Context;
 use flowkey::db::Db;
@@ -27,7 +27,20 @@ pub enum FlagCommand {
         #[arg(long, default_value = "cli")]
         updated_by: String,
     },
-    /// Show the environment default, the stored values and whether `on` is allowed.
+    /// Remove a stored value: a tenant's override (`--tenant`), after which the tenant follows
+    /// the global value again, or the global value, after which servers use their default.
+    Unset {
+        #[arg(value_parser = [FLAG_NAME])]
+        name: String,
+        /// CLIENT_ACCOUNT_ID:ENGAGEMENT_ID; the global value when absent.
+        #[arg(long)]
+        tenant: Option<String>,
+        /// Named in the log line.
+        #[arg(long, default_value = "cli")]
+        updated_by: String,
+    },
+    /// Show the environment default, the global value, every per-tenant override and whether
+    /// `on` is allowed.
     Get {
         #[arg(value_parser = [FLAG_NAME], default_value = FLAG_NAME)]
         name: String,
@@ -50,6 +63,19 @@ pub async fn run(db: Db, args: &FlagArgs) -> anyhow::Result<()> {
             flags::set_flag(&db, scope, value, updated_by).await?;
             println!("{FLAG_NAME} = {value} ({scope})");
         }
+        FlagCommand::Unset {
+            tenant, updated_by, ..
+        } => {
+            let scope = match tenant {
+                None => FlagScope::Global,
+                Some(text) => FlagScope::Tenant(flowkey::ids::TenantId::parse_pair(text)?),
+            };
+            if flags::unset_flag(&db, scope, updated_by).await? {
+                println!("{FLAG_NAME}: removed the value of {scope}");
+            } else {
+                println!("{FLAG_NAME}: no value was stored for {scope}");
+            }
+        }
         FlagCommand::Get { .. } => {
             let default = flags::default_from_env()?;
             let stored = flags::stored_flags(&db)
@@ -57,13 +83,26 @@ pub async fn run(db: Db, args: &FlagArgs) -> anyhow::Result<()> {
                 .context("cannot read flowkey_flags")?;
             let readiness = flags::readiness(&db).await?;
             println!("{FLAG_NAME}: default {default} (from {})", flags::ENV_VAR);
-            for flag in &stored {
-                println!(
-                    "  {} = {} (set by {} at {})",
-                    flag.scope,
+            let (global, overrides): (Vec<_>, Vec<_>) =
+                stored.iter().partition(|flag| flag.scope == "global");
+            match global.first() {
+                Some(flag) => println!(
+                    "  global = {} (set by {} at {})",
                     flag.value,
                     flag.updated_by,
                     flag.updated_at.0.to_rfc3339()
+                ),
+                None => println!("  global: not stored (servers use their default)"),
+            }
+            println!("  per-tenant overrides: {}", overrides.len());
+            for flag in &overrides {
+                println!(
+                    "    {} = {} (set by {} at {}; `flowkey flag unset {FLAG_NAME} --tenant {}` removes it)",
+                    flag.scope,
+                    flag.value,
+                    flag.updated_by,
+                    flag.updated_at.0.to_rfc3339(),
+                    flag.scope
                 );
             }
             if readiness.is_ready() {

@@ -40,6 +40,13 @@ pub async fn run(db: Db, args: &ServeArgs) -> anyhow::Result<()> {
     if !schema.at_head() {
         anyhow::bail!("refusing to serve: {}", schema.describe());
     }
+    let default = state.config.flag_default;
+    if let Err(err) = flowkey::flags::check_default(&db, default).await {
+        anyhow::bail!(
+            "refusing to serve with {}={default}: {err}",
+            flowkey::flags::ENV_VAR
+        );
+    }
     if admin_disabled {
         eprintln!("flowkey: admin routes disabled (no --admin-token / FLOWKEY_ADMIN_TOKEN)");
     }

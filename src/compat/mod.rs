@@ -6,6 +6,7 @@
 
 mod cache;
 mod error;
+mod legacy;
 mod metrics;
 mod service;
 pub mod store;
@@ -13,8 +14,7 @@ mod traffic;
 
 pub use cache::CacheStats;
 pub use error::CompatError;
+pub use legacy::LegacyCall;
 pub use metrics::CompatMetrics;
-pub use service::{
-    CompatConfig, DeletedFlow, LegacyAnswer, LegacyRead, SessionFlowCompatibilityService,
-};
-pub use store::{LegacyTrafficRow, MappingStatistics, RuleCount, SchemaCheck};
+pub use service::{CompatConfig, SessionFlowCompatibilityService};
+pub use store::{LegacyTrafficRow, MappingStatistics, RuleCount};

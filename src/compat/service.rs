@@ -1,18 +1,18 @@
 use std::time::Duration;
 
-use serde::Serialize;
-
 use crate::compat::cache::{CacheKey, ResolveCache};
+use crate::compat::legacy::{self, LegacyCall, LegacyQuery};
 use crate::compat::traffic::LegacyTraffic;
 use crate::compat::{
     store, CacheStats, CompatError, CompatMetrics, LegacyTrafficRow, MappingStatistics,
 };
-use crate::db::{Db, Tx};
-use crate::field_mappings::{self, ImportFieldMapping};
+use crate::db::Db;
+use crate::field_mappings::ImportFieldMapping;
 use crate::flags::FlowIdPrimary;
-use crate::flows::{self, DiscoveryFlow, FlowsError};
-use crate::ids::{AnyId, FlowId, ImportId, SessionId, TenantId};
-use crate::imports::{self, store::DeletedRows, DataImport, RawImportRecord};
+use crate::flows::DiscoveryFlow;
+use crate::ids::{AnyId, FlowId, ImportId, TenantId};
+use crate::imports::RawImportRecord;
+use crate::imports::{self, store::DeletedRows, DataImport, DeletedFlow, FlowDeletion};
 use crate::paging::{Page, PageRequest};
 
 /// Knobs of the compatibility service.
@@ -34,40 +34,6 @@ impl Default for CompatConfig {
             log_interval: Duration::from_secs(300),
         }
     }
-}
-
-/// What a flow deletion removed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
-pub struct DeletedFlow {
-    pub flow_id: FlowId,
-    pub imports: u64,
-    pub records: u64,
-    pub field_mappings: u64,
-    pub assets: u64,
-    pub session_mappings: u64,
-}
-
-/// What a legacy (v1) route reads for a session.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LegacyRead {
-    /// The session's newest import.
-    Import,
-    /// The session's flow.
-    Flow,
-    /// One page of the session's field mappings.
-    Mappings(PageRequest),
-    /// One page of the raw records of the session's newest import.
-    Records(PageRequest),
-}
-
-/// The answer to a [`LegacyRead`].
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(untagged)]
-pub enum LegacyAnswer {
-    Import(Box<DataImport>),
-    Flow(Box<DiscoveryFlow>),
-    Mappings(Page<ImportFieldMapping>),
-    Records(Page<RawImportRecord>),
 }
 
 /// Resolves legacy ids to flows within a tenant, reads through either key, and accounts for
@@ -140,7 +106,9 @@ impl SessionFlowCompatibilityService {
     ) -> Result<Page<RawImportRecord>, CompatError> {
         let flow_id = self.resolve(id, tenant).await?;
         let mut tx = self.db.begin().await?;
-        let records = imports::store::list_records_for_flow(&mut tx, tenant, flow_id, page).await;
+        let records = legacy::Records(page)
+            .by_flow(&mut tx, tenant, flow_id)
+            .await;
         tx.rollback().await?;
         records?.ok_or_else(|| CompatError::NotFound { id: describe(id) })
     }
@@ -174,7 +142,7 @@ impl SessionFlowCompatibilityService {
             return Ok(0);
         }
         let written = pending.len();
-        let result: Result<(), sqlx::Error> = async {
+        let result: Result<(), CompatError> = async {
             let mut tx = self.db.begin_write().await?;
             for ((route, tenant), hits) in &pending {
                 store::add_legacy_hits(
@@ -187,14 +155,14 @@ impl SessionFlowCompatibilityService {
                 )
                 .await?;
             }
-            tx.commit().await
+            Ok(tx.commit().await?)
         }
         .await;
         match result {
             Ok(()) => Ok(written),
             Err(err) => {
                 self.traffic.restore(pending);
-                Err(err.into())
+                Err(err)
             }
         }
     }
@@ -208,7 +176,7 @@ impl SessionFlowCompatibilityService {
         let mut tx = self.db.begin().await?;
         let rows = store::legacy_traffic(&mut tx, tenant).await;
         tx.rollback().await?;
-        Ok(rows?)
+        rows
     }
 
     pub async fn mapping_statistics(
@@ -218,15 +186,7 @@ impl SessionFlowCompatibilityService {
         let mut tx = self.db.begin().await?;
         let stats = store::mapping_statistics(&mut tx, tenant).await;
         tx.rollback().await?;
-        Ok(stats?)
-    }
-
-    /// The integrity and backfill checks that gate flag `on`, callable at runtime (the same
-    /// function `flowkey flag set` consults).
-    pub async fn integrity_check(
-        &self,
-    ) -> Result<crate::flags::Readiness, crate::flags::FlagError> {
-        crate::flags::readiness(&self.db).await
+        stats
     }
 
     /// Forgets every cached id that resolved to `flow` (after a change made elsewhere).
@@ -242,69 +202,79 @@ impl SessionFlowCompatibilityService {
         self.cache.stats()
     }
 
-    /// Deletes a flow of the tenant and every row keyed by it, in one transaction (the
-    /// foreign keys are NO ACTION: nothing goes silently), records the deletion in
-    /// `flow_deletion_audit` and drops the flow from the cache.
+    /// Deletes a flow of the tenant and every row keyed by it (`imports::delete_flow`) and
+    /// forgets every id that resolved to it.
     pub async fn delete_flow(
         &self,
         tenant: TenantId,
         flow_id: FlowId,
-        deleted_by: &str,
-        reason: Option<String>,
+        deletion: FlowDeletion,
     ) -> Result<DeletedFlow, CompatError> {
-        let mut tx = self.db.begin_write().await?;
-        let outcome = delete_flow_rows(&mut tx, tenant, flow_id, deleted_by, reason).await;
-        let deleted = match outcome {
-            Ok(deleted) => deleted,
-            Err(err) => {
-                tx.rollback().await?;
-                return Err(err);
-            }
-        };
-        tx.commit().await?;
+        let deleted = imports::delete_flow(&self.db, tenant, flow_id, deletion).await?;
         self.cache.invalidate_flow(flow_id);
         Ok(deleted)
     }
 
-    /// Deletes one import of the tenant with its records and mappings; ids that resolved
-    /// through it are forgotten.
+    /// Deletes one import of the tenant with its records and mappings
+    /// (`imports::delete_import`); ids that resolved through it are forgotten.
     pub async fn delete_import(
         &self,
         tenant: TenantId,
         import_id: ImportId,
     ) -> Result<DeletedRows, CompatError> {
-        let mut tx = self.db.begin_write().await?;
-        let outcome = imports::store::delete(&mut tx, tenant, import_id).await;
-        let (_, deleted) = match outcome {
-            Ok(done) => done,
-            Err(err) => {
-                tx.rollback().await?;
-                return Err(err.into());
-            }
-        };
-        tx.commit().await?;
+        let deleted = imports::delete_import(&self.db, tenant, import_id).await?;
         self.cache.invalidate_id(import_id.as_uuid());
         Ok(deleted)
     }
 
-    /// A legacy route's read for a session, keyed as the flag says: `Off` reads through the
-    /// `session_id` columns, `On` resolves the session to its flow and reads through
-    /// `flow_id`, `Shadow` does both, serves the session-keyed answer and counts and logs
-    /// every difference.
-    pub async fn legacy_read(
+    /// `GET /api/v1/data-import/import/{session_id}`: the session's newest import.
+    pub async fn legacy_import(&self, call: LegacyCall) -> Result<DataImport, CompatError> {
+        self.legacy_read(call, &legacy::NewestImport).await
+    }
+
+    /// The session's flow (processing status and flow status routes).
+    pub async fn legacy_flow(&self, call: LegacyCall) -> Result<DiscoveryFlow, CompatError> {
+        self.legacy_read(call, &legacy::SessionFlow).await
+    }
+
+    /// One page of the session's field mappings (validation session route).
+    pub async fn legacy_mappings(
         &self,
-        route: &str,
-        tenant: TenantId,
-        session: SessionId,
-        what: LegacyRead,
-        mode: FlowIdPrimary,
-    ) -> Result<LegacyAnswer, CompatError> {
+        call: LegacyCall,
+        page: &PageRequest,
+    ) -> Result<Page<ImportFieldMapping>, CompatError> {
+        self.legacy_read(call, &legacy::Mappings(page)).await
+    }
+
+    /// One page of the raw records of the session's newest import.
+    pub async fn legacy_records(
+        &self,
+        call: LegacyCall,
+        page: &PageRequest,
+    ) -> Result<Page<RawImportRecord>, CompatError> {
+        self.legacy_read(call, &legacy::Records(page)).await
+    }
+
+    /// A legacy read keyed as the flag says: `Off` reads through the `session_id` columns,
+    /// `On` resolves the session to its flow and reads through `flow_id`, `Shadow` does both,
+    /// serves the session-keyed answer and counts and logs every difference.
+    async fn legacy_read<Q: LegacyQuery>(
+        &self,
+        call: LegacyCall,
+        query: &Q,
+    ) -> Result<Q::Answer, CompatError> {
+        let LegacyCall {
+            route,
+            tenant,
+            session,
+            mode,
+        } = call;
         let answer = match mode {
-            FlowIdPrimary::Off => self.read_by_session(tenant, session, what).await?,
-            FlowIdPrimary::On => self.read_by_flow(tenant, session, what).await?,
+            FlowIdPrimary::Off => self.read_by_session(call, query).await?,
+            FlowIdPrimary::On => self.read_by_flow(call, query).await?,
             FlowIdPrimary::Shadow => {
-                let by_session = self.read_by_session(tenant, session, what).await?;
-                match self.read_by_flow(tenant, session, what).await {
+                let by_session = self.read_by_session(call, query).await?;
+                match self.read_by_flow(call, query).await {
                     Ok(by_flow) if by_flow == by_session => {}
                     // The legacy key finds nothing where the mapping finds the session's
                     // flow: a session linked by rule `data_import` or `flow_id`, whose flow
@@ -342,132 +312,35 @@ impl SessionFlowCompatibilityService {
         })
     }
 
-    async fn read_by_session(
+    async fn read_by_session<Q: LegacyQuery>(
         &self,
-        tenant: TenantId,
-        session: SessionId,
-        what: LegacyRead,
-    ) -> Result<Option<LegacyAnswer>, CompatError> {
+        call: LegacyCall,
+        query: &Q,
+    ) -> Result<Option<Q::Answer>, CompatError> {
         let mut tx = self.db.begin().await?;
-        let answer = read_session_keyed(&mut tx, tenant, session, what).await;
+        let answer = query.by_session(&mut tx, call.tenant, call.session).await;
         tx.rollback().await?;
         answer
     }
 
-    async fn read_by_flow(
+    async fn read_by_flow<Q: LegacyQuery>(
         &self,
-        tenant: TenantId,
-        session: SessionId,
-        what: LegacyRead,
-    ) -> Result<Option<LegacyAnswer>, CompatError> {
-        let flow_id = match self.resolve(AnyId::Session(session), tenant).await {
+        call: LegacyCall,
+        query: &Q,
+    ) -> Result<Option<Q::Answer>, CompatError> {
+        let flow_id = match self
+            .resolve(AnyId::Session(call.session), call.tenant)
+            .await
+        {
             Ok(flow_id) => flow_id,
             Err(CompatError::NotFound { .. }) => return Ok(None),
             Err(err) => return Err(err),
         };
         let mut tx = self.db.begin().await?;
-        let answer = read_flow_keyed(&mut tx, tenant, flow_id, what).await;
+        let answer = query.by_flow(&mut tx, call.tenant, flow_id).await;
         tx.rollback().await?;
         answer
     }
-}
-
-async fn read_session_keyed(
-    tx: &mut Tx<'_>,
-    tenant: TenantId,
-    session: SessionId,
-    what: LegacyRead,
-) -> Result<Option<LegacyAnswer>, CompatError> {
-    Ok(match what {
-        LegacyRead::Import => imports::store::latest_for_session(tx, tenant, session)
-            .await?
-            .map(|import| LegacyAnswer::Import(Box::new(import))),
-        LegacyRead::Flow => flows::store::latest_for_session(tx, tenant, session)
-            .await?
-            .map(|flow| LegacyAnswer::Flow(Box::new(flow))),
-        LegacyRead::Mappings(page) => {
-            if imports::store::latest_for_session(tx, tenant, session)
-                .await?
-                .is_none()
-            {
-                return Ok(None);
-            }
-            let mappings =
-                field_mappings::store::list_for_session(tx, tenant, session, &page).await?;
-            Some(LegacyAnswer::Mappings(mappings))
-        }
-        LegacyRead::Records(page) => {
-            imports::store::list_records_for_session(tx, tenant, session, &page)
-                .await?
-                .map(LegacyAnswer::Records)
-        }
-    })
-}
-
-async fn read_flow_keyed(
-    tx: &mut Tx<'_>,
-    tenant: TenantId,
-    flow_id: FlowId,
-    what: LegacyRead,
-) -> Result<Option<LegacyAnswer>, CompatError> {
-    Ok(match what {
-        LegacyRead::Import => imports::store::latest_for_flow(tx, tenant, flow_id)
-            .await?
-            .map(|import| LegacyAnswer::Import(Box::new(import))),
-        LegacyRead::Flow => flows::store::find(tx, tenant, flow_id)
-            .await?
-            .map(|flow| LegacyAnswer::Flow(Box::new(flow))),
-        LegacyRead::Mappings(page) => {
-            if imports::store::latest_for_flow(tx, tenant, flow_id)
-                .await?
-                .is_none()
-            {
-                return Ok(None);
-            }
-            let mappings = field_mappings::store::list_for_flow(tx, tenant, flow_id, &page).await?;
-            Some(LegacyAnswer::Mappings(mappings))
-        }
-        LegacyRead::Records(page) => {
-            imports::store::list_records_for_flow(tx, tenant, flow_id, &page)
-                .await?
-                .map(LegacyAnswer::Records)
-        }
-    })
-}
-
-async fn delete_flow_rows(
-    tx: &mut Tx<'_>,
-    tenant: TenantId,
-    flow_id: FlowId,
-    deleted_by: &str,
-    reason: Option<String>,
-) -> Result<DeletedFlow, CompatError> {
-    flows::store::get(tx, tenant, flow_id).await?;
-    let session_id = store::first_session_of_flow(tx, flow_id).await?;
-    let rows = imports::store::delete_for_flow(tx, flow_id).await?;
-    let assets = flows::store::delete_assets(tx, flow_id).await?;
-    let session_mappings = store::delete_mappings_of_flow(tx, flow_id).await?;
-    let deleted = DeletedFlow {
-        flow_id,
-        imports: rows.imports,
-        records: rows.records,
-        field_mappings: rows.field_mappings,
-        assets,
-        session_mappings,
-    };
-    let audit = flows::store::DeletionAudit {
-        flow_id,
-        session_id,
-        tenant,
-        user_id: deleted_by.to_owned(),
-        reason,
-        data_deleted: serde_json::to_value(&deleted).unwrap_or_default(),
-    };
-    flows::store::insert_deletion_audit(tx, &audit).await?;
-    if flows::store::delete(tx, tenant, flow_id).await? == 0 {
-        return Err(FlowsError::NotFound { flow_id }.into());
-    }
-    Ok(deleted)
 }
 
 fn describe(id: AnyId) -> String {

@@ -9,6 +9,7 @@
 pub mod errors;
 pub mod introspect;
 pub mod tenancy;
+pub mod text;
 pub mod types;
 
 use std::path::PathBuf;

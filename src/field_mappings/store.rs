@@ -1,16 +1,16 @@
 //! SQL for `import_field_mappings`. The table has no tenant columns: a mapping belongs to the
-//! tenant of its import (see the tenant rule in `imports::store`). `$1`/`$2` are the tenant.
+//! tenant of its import or its flow (`db::tenancy`). `$1`/`$2` are the tenant.
 
 use serde_json::Value;
 use sqlx::types::Json;
 
+use crate::db::tenancy;
 use crate::db::types::{DbTime, DbUuid};
 use crate::db::{on_tx, Tx};
 use crate::field_mappings::{
     ImportFieldMapping, MappingDecision, MappingId, MappingsError, SuggestedMapping,
 };
 use crate::ids::{FlowId, ImportId, SessionId, TenantId};
-use crate::imports::store::IMPORT_IN_TENANT;
 use crate::paging::{Cursor, Page, PageRequest};
 
 const MAPPING_COLUMNS: &str = "m.id, m.data_import_id, m.flow_id, m.source_field, m.target_field, \
@@ -20,7 +20,8 @@ const MAPPING_COLUMNS: &str = "m.id, m.data_import_id, m.flow_id, m.source_field
 /// Longest target name the column holds.
 const MAX_TARGET_LEN: usize = 255;
 
-/// Writes one suggested mapping per column of a new import.
+/// Writes one suggested mapping per column of a new import. It takes no tenant: the import
+/// was written under the tenant by the same transaction, and the table has no tenant columns.
 pub async fn insert_suggestions(
     tx: &mut Tx<'_>,
     import_id: ImportId,
@@ -62,10 +63,14 @@ pub async fn list_for_flow(
     flow_id: FlowId,
     page: &PageRequest,
 ) -> Result<Page<ImportFieldMapping>, MappingsError> {
+    let flow_in_tenant = tenancy::names_binds("f", "$1", "$2");
+    let import_visible = tenancy::import_visible("di", "$1", "$2");
     let sql = format!(
         "SELECT {MAPPING_COLUMNS} FROM import_field_mappings m \
          WHERE m.flow_id = $3 AND m.id > $4 AND EXISTS (SELECT 1 FROM discovery_flows f \
-           WHERE f.flow_id = m.flow_id AND f.client_account_id = $1 AND f.engagement_id = $2) \
+           WHERE f.flow_id = m.flow_id AND {flow_in_tenant}) \
+         AND EXISTS (SELECT 1 FROM data_imports di WHERE di.id = m.data_import_id \
+           AND {import_visible}) \
          ORDER BY m.id LIMIT $5"
     );
     let (_, after) = page.after_key();
@@ -89,10 +94,12 @@ pub async fn list_for_session(
     session_id: SessionId,
     page: &PageRequest,
 ) -> Result<Page<ImportFieldMapping>, MappingsError> {
+    let in_tenant = tenancy::import_visible("di", "$1", "$2");
+    let flow_agrees = tenancy::parent_agrees("discovery_flows", "flow_id", "m.flow_id", "$1", "$2");
     let sql = format!(
         "SELECT {MAPPING_COLUMNS} FROM import_field_mappings m \
          JOIN data_imports di ON di.id = m.data_import_id \
-         WHERE di.session_id = $3 AND m.id > $4 AND {IMPORT_IN_TENANT} \
+         WHERE di.session_id = $3 AND m.id > $4 AND {in_tenant} AND {flow_agrees} \
          ORDER BY m.id LIMIT $5"
     );
     let (_, after) = page.after_key();
@@ -114,10 +121,12 @@ pub async fn get(
     tenant: TenantId,
     mapping_id: MappingId,
 ) -> Result<ImportFieldMapping, MappingsError> {
+    let in_tenant = tenancy::import_visible("di", "$1", "$2");
+    let flow_agrees = tenancy::parent_agrees("discovery_flows", "flow_id", "m.flow_id", "$1", "$2");
     let sql = format!(
         "SELECT {MAPPING_COLUMNS} FROM import_field_mappings m \
          JOIN data_imports di ON di.id = m.data_import_id \
-         WHERE m.id = $3 AND {IMPORT_IN_TENANT}"
+         WHERE m.id = $3 AND {in_tenant} AND {flow_agrees}"
     );
     let found: Option<ImportFieldMapping> = on_tx!(tx, conn => {
         sqlx::query_as(&sql)
@@ -181,6 +190,8 @@ pub async fn decide(
     get(tx, tenant, mapping_id).await
 }
 
+/// A target as the API documents it: at most 255 characters, no control character, not
+/// only whitespace; stored without its surrounding whitespace.
 fn validate_target(target: &str) -> Result<&str, MappingsError> {
     let trimmed = target.trim();
     let invalid = |reason| MappingsError::InvalidTarget {
@@ -190,10 +201,10 @@ fn validate_target(target: &str) -> Result<&str, MappingsError> {
     if trimmed.is_empty() {
         return Err(invalid("it is empty"));
     }
-    if trimmed.len() > MAX_TARGET_LEN {
-        return Err(invalid("it is longer than 255 bytes"));
+    if target.chars().count() > MAX_TARGET_LEN {
+        return Err(invalid("it is longer than 255 characters"));
     }
-    if trimmed.chars().any(char::is_control) {
+    if target.chars().any(char::is_control) {
         return Err(invalid("it contains control characters"));
     }
     Ok(trimmed)

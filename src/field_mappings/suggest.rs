@@ -4,8 +4,6 @@
 
 use serde_json::Value;
 
-use crate::imports::Rows;
-
 /// Sample values kept per column.
 pub const SAMPLE_VALUES: usize = 5;
 
@@ -57,13 +55,16 @@ const KNOWN_ATTRIBUTES: &[(&str, &[&str])] = &[
 ];
 
 /// One suggestion per column, in header order.
-pub fn suggest_mappings(rows: &Rows) -> Vec<SuggestedMapping> {
-    let mut sampler = SampleCollector::new(&rows.headers);
-    for row in &rows.rows {
+pub fn suggest_mappings(
+    headers: &[String],
+    rows: &[serde_json::Map<String, Value>],
+) -> Vec<SuggestedMapping> {
+    let mut sampler = SampleCollector::new(headers);
+    for row in rows {
         if !sampler.wants_more() {
             break;
         }
-        for (column, header) in rows.headers.iter().enumerate() {
+        for (column, header) in headers.iter().enumerate() {
             sampler.observe_json(column, row.get(header));
         }
     }
@@ -156,9 +157,14 @@ impl SampleCollector {
     }
 }
 
+/// Longest suggested target: `import_field_mappings.target_field` is `varchar(255)`. A
+/// snake_case name can be longer than its header (`"HTTPServer"` → `http_server`); the
+/// suggestion keeps what fits.
+const MAX_TARGET_CHARS: usize = 255;
+
 /// The attribute a header names and how sure the suggester is.
 fn target_for(index: usize, header: &str) -> (String, f64) {
-    let own = snake_case(header);
+    let own: String = snake_case(header).chars().take(MAX_TARGET_CHARS).collect();
     let own = if own.is_empty() {
         format!("column_{}", index + 1)
     } else {
@@ -206,6 +212,12 @@ pub fn snake_case(header: &str) -> String {
 mod tests {
     use super::*;
 
+    /// A file's headers and rows, as the import side holds them.
+    struct Rows {
+        headers: Vec<String>,
+        rows: Vec<serde_json::Map<String, Value>>,
+    }
+
     #[test]
     fn headers_become_snake_case() {
         assert_eq!(snake_case("CPU Cores"), "cpu_cores");
@@ -229,7 +241,7 @@ mod tests {
             row.insert("Weird Thing".into(), Value::from(n));
             rows.rows.push(row);
         }
-        let suggested = suggest_mappings(&rows);
+        let suggested = suggest_mappings(&rows.headers, &rows.rows);
         assert_eq!(suggested[0].target_field, "asset_name");
         assert_eq!(suggested[0].sample_values.len(), SAMPLE_VALUES);
         assert_eq!(suggested[1].target_field, "operating_system");
@@ -283,7 +295,7 @@ mod tests {
             row.insert("c".into(), Value::String(format!("v{}", n % 6)));
             rows.rows.push(row);
         }
-        let suggested = suggest_mappings(&rows);
+        let suggested = suggest_mappings(&rows.headers, &rows.rows);
         for (suggestion, header) in suggested.iter().zip(&headers) {
             assert_eq!(
                 suggestion.sample_values,

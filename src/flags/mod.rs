@@ -13,4 +13,6 @@ mod watcher;
 pub use error::FlagError;
 pub use model::{default_from_env, FlagScope, FlowIdPrimary, StoredFlag, ENV_VAR, FLAG_NAME};
 pub use readiness::{readiness, Readiness, ReadinessCount};
-pub use watcher::{set_flag, stored_flags, FlagWatcher, DEFAULT_POLL_INTERVAL};
+pub use watcher::{
+    check_default, set_flag, stored_flags, unset_flag, FlagWatcher, DEFAULT_POLL_INTERVAL,
+};

@@ -1,15 +1,16 @@
-//! SQL for `flowkey_flags` and the readiness counts.
+//! SQL for `flowkey_flags`. The flag is the operator's, stored per scope (global or one
+//! tenant): these functions act on one scope or list every one, never on a tenant's data.
 
 use crate::db::types::DbTime;
 use crate::db::{on_tx, Tx};
-use crate::flags::{FlagScope, FlowIdPrimary, StoredFlag, FLAG_NAME};
+use crate::flags::{FlagError, FlagScope, FlowIdPrimary, StoredFlag, FLAG_NAME};
 
 pub async fn upsert(
     tx: &mut Tx<'_>,
     scope: FlagScope,
     value: FlowIdPrimary,
     updated_by: &str,
-) -> Result<(), sqlx::Error> {
+) -> Result<(), FlagError> {
     on_tx!(tx, conn => {
         sqlx::query(
             "INSERT INTO flowkey_flags (name, scope, value, updated_at, updated_by) \
@@ -29,7 +30,20 @@ pub async fn upsert(
     Ok(())
 }
 
-pub async fn list(tx: &mut Tx<'_>) -> Result<Vec<StoredFlag>, sqlx::Error> {
+/// Removes the stored value of a scope; answers whether there was one.
+pub async fn delete(tx: &mut Tx<'_>, scope: FlagScope) -> Result<bool, FlagError> {
+    let deleted = on_tx!(tx, conn => {
+        sqlx::query("DELETE FROM flowkey_flags WHERE name = $1 AND scope = $2")
+            .bind(FLAG_NAME)
+            .bind(scope.to_string())
+            .execute(&mut **conn)
+            .await?
+            .rows_affected()
+    });
+    Ok(deleted > 0)
+}
+
+pub async fn list(tx: &mut Tx<'_>) -> Result<Vec<StoredFlag>, FlagError> {
     Ok(on_tx!(tx, conn => {
         sqlx::query_as(
             "SELECT name, scope, value, updated_at, updated_by FROM flowkey_flags \

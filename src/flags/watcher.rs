@@ -102,18 +102,46 @@ pub async fn set_flag(
     value: FlowIdPrimary,
     updated_by: &str,
 ) -> Result<(), FlagError> {
-    if value == FlowIdPrimary::On {
-        let readiness = readiness(db).await?;
-        if !readiness.is_ready() {
-            return Err(FlagError::NotReady {
-                reasons: readiness.reasons(),
-            });
-        }
-    }
-    let mut tx = db.begin().await?;
+    ensure_allowed(db, value).await?;
+    let mut tx = db.begin_write().await?;
     store::upsert(&mut tx, scope, value, updated_by).await?;
     tx.commit().await?;
     tracing::info!(%scope, %value, updated_by, "enable_flow_id_primary changed");
+    Ok(())
+}
+
+/// Removes the stored value of a scope: a tenant then follows the global value again, and
+/// the global scope the servers' default (`ENABLE_FLOW_ID_PRIMARY`). Answers whether a value
+/// was stored. Never refused: going back to a wider value is how a rollback reaches a tenant
+/// that was set apart.
+pub async fn unset_flag(db: &Db, scope: FlagScope, updated_by: &str) -> Result<bool, FlagError> {
+    let mut tx = db.begin_write().await?;
+    let removed = store::delete(&mut tx, scope).await?;
+    tx.commit().await?;
+    if removed {
+        tracing::info!(%scope, updated_by, "enable_flow_id_primary override removed");
+    }
+    Ok(removed)
+}
+
+/// The default a server is started with (`ENABLE_FLOW_ID_PRIMARY`) passes the same gate as
+/// a stored value: `on` is refused while [`readiness`] finds the backfill incomplete or a
+/// broken link, so the environment is no way around `flag set`'s check.
+pub async fn check_default(db: &Db, default: FlowIdPrimary) -> Result<(), FlagError> {
+    ensure_allowed(db, default).await
+}
+
+/// `off` and `shadow` are always allowed; `on` only on a ready database.
+async fn ensure_allowed(db: &Db, value: FlowIdPrimary) -> Result<(), FlagError> {
+    if value != FlowIdPrimary::On {
+        return Ok(());
+    }
+    let readiness = readiness(db).await?;
+    if !readiness.is_ready() {
+        return Err(FlagError::NotReady {
+            reasons: readiness.reasons(),
+        });
+    }
     Ok(())
 }
 
@@ -122,5 +150,5 @@ pub async fn stored_flags(db: &Db) -> Result<Vec<StoredFlag>, FlagError> {
     let mut tx = db.begin().await?;
     let rows = store::list(&mut tx).await;
     tx.rollback().await?;
-    Ok(rows?)
+    rows
 }

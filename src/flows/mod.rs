@@ -4,7 +4,9 @@
 
 mod error;
 mod model;
+mod operations;
 pub mod store;
 
 pub use error::FlowsError;
 pub use model::{DiscoveryFlow, FlowAction, FlowStatus, NewFlow, PhaseState, PHASES};
+pub use operations::{change_status, get, list};

@@ -3,6 +3,7 @@
 use serde_json::Value;
 use sqlx::types::Json;
 
+use crate::db::tenancy;
 use crate::db::types::{DbTime, DbUuid};
 use crate::db::{on_tx, Tx};
 use crate::flows::{DiscoveryFlow, FlowsError, NewFlow};
@@ -86,10 +87,18 @@ pub async fn latest_for_session(
     tenant: TenantId,
     session_id: SessionId,
 ) -> Result<Option<DiscoveryFlow>, FlowsError> {
+    // Reached through the session: the session too, where it exists, must be the tenant's.
+    let session_agrees = tenancy::parent_agrees(
+        "data_import_sessions",
+        "id",
+        "discovery_flows.import_session_id",
+        "$2",
+        "$3",
+    );
     let sql = format!(
         "SELECT {FLOW_COLUMNS} FROM discovery_flows \
          WHERE import_session_id = $1 AND client_account_id = $2 AND engagement_id = $3 \
-         ORDER BY created_at DESC, flow_id DESC LIMIT 1"
+         AND {session_agrees} ORDER BY created_at DESC, flow_id DESC LIMIT 1"
     );
     Ok(on_tx!(tx, conn => {
         sqlx::query_as(&sql)
@@ -156,12 +165,23 @@ pub async fn set_status(
     Ok(())
 }
 
-/// Deletes the flow's assets (their raw records keep their rows, `asset_id` goes NULL by
-/// the legacy foreign key's own rule).
-pub async fn delete_assets(tx: &mut Tx<'_>, flow_id: FlowId) -> Result<u64, FlowsError> {
+/// Deletes the tenant's assets of a flow (their raw records keep their rows, `asset_id` goes
+/// NULL by the legacy foreign key's own rule). An asset of another tenant naming the flow
+/// stays, and the flow's deletion then fails on its foreign key.
+pub async fn delete_assets(
+    tx: &mut Tx<'_>,
+    tenant: TenantId,
+    flow_id: FlowId,
+) -> Result<u64, FlowsError> {
+    let sql = format!(
+        "DELETE FROM assets WHERE flow_id = $1 AND {}",
+        tenancy::agrees_with_binds("assets", "$2", "$3")
+    );
     Ok(on_tx!(tx, conn => {
-        sqlx::query("DELETE FROM assets WHERE flow_id = $1")
+        sqlx::query(&sql)
             .bind(flow_id)
+            .bind(tenant.client_account_id)
+            .bind(tenant.engagement_id)
             .execute(&mut **conn)
             .await?
             .rows_affected()

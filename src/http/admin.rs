@@ -5,6 +5,7 @@
 use axum::extract::State;
 use axum::response::Response;
 use axum::routing::{get, put};
+
 use axum::Router;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -12,13 +13,14 @@ use utoipa::{IntoParams, ToSchema};
 use crate::compat::{LegacyTrafficRow, MappingStatistics};
 use crate::flags::{self, FlagError, FlagScope, FlowIdPrimary, Readiness, StoredFlag, FLAG_NAME};
 use crate::http::extract::{ApiJson, ApiPath, ApiQuery};
+use crate::http::v3::optional_text;
 use crate::http::{ok, ApiError, AppState, Envelope, ErrorEnvelope};
 use crate::ids::TenantId;
 
 pub(crate) fn routes(state: AppState) -> Router<AppState> {
     Router::new()
         .route("/api/admin/flags", get(get_flags))
-        .route("/api/admin/flags/{name}", put(set_flag))
+        .route("/api/admin/flags/{name}", put(set_flag).delete(unset_flag))
         .route("/api/admin/readiness", get(readiness))
         .route("/api/admin/legacy-traffic", get(legacy_traffic))
         .route("/api/admin/mapping-statistics", get(mapping_statistics))
@@ -73,12 +75,28 @@ pub(crate) struct ReadinessView {
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub(crate) struct SetFlagBody {
-    /// `off`, `shadow` or `on` (also `false`/`true`, any case).
-    #[schema(example = "shadow")]
+    /// The value.
+    #[schema(schema_with = crate::http::schemas::flag_value)]
     pub value: String,
-    /// `CLIENT_ACCOUNT_ID:ENGAGEMENT_ID`; the global value when absent.
+    /// `CLIENT_ACCOUNT_ID:ENGAGEMENT_ID` (or `global`); the global value when absent.
+    #[schema(
+        pattern = "^(global|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}:[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})$"
+    )]
     pub tenant: Option<String>,
+    /// Recorded in `flowkey_flags.updated_by` (`admin-api` when absent).
+    #[schema(max_length = 255, pattern = "^[^\\u0000]*$")]
     pub updated_by: Option<String>,
+}
+
+/// The API takes the flag's three values exactly as the document lists them (the CLI and the
+/// environment also take the boolean spellings).
+fn api_flag_value(text: &str) -> Result<FlowIdPrimary, FlagError> {
+    match text {
+        "off" | "shadow" | "on" => text.parse(),
+        _ => Err(FlagError::UnknownValue {
+            input: text.chars().take(40).collect(),
+        }),
+    }
 }
 
 #[utoipa::path(put, path = "/api/admin/flags/{name}", tag = "admin", security(("admin_token" = [])),
@@ -86,11 +104,12 @@ pub(crate) struct SetFlagBody {
     request_body = SetFlagBody,
     responses(
         (status = 200, description = "stored; every server applies it within one poll interval", body = Envelope<FlagSet>),
-        (status = 400, description = "unknown value or scope", body = ErrorEnvelope),
+        (status = 400, description = "`invalid_flag`: unknown value or scope; `malformed_body`: not JSON", body = ErrorEnvelope),
         (status = 401, description = "`unauthorized`: no or wrong bearer token (with `WWW-Authenticate: Bearer`)", body = ErrorEnvelope),
         (status = 403, description = "`admin_disabled`: the server was started without an admin token", body = ErrorEnvelope),
         (status = 404, description = "no such flag", body = ErrorEnvelope),
         (status = 409, description = "`not_ready`: `on` refused while the backfill is incomplete or an integrity check fails", body = ErrorEnvelope),
+        (status = 422, description = "`invalid_body`: JSON of the wrong shape; `invalid_text`: `updated_by` longer than 255 characters or holding NUL", body = ErrorEnvelope),
     ),
 )]
 pub(crate) async fn set_flag(
@@ -101,23 +120,71 @@ pub(crate) async fn set_flag(
     if name != FLAG_NAME {
         return Err(FlagError::UnknownFlag { name }.into());
     }
-    let value: FlowIdPrimary = body.value.parse()?;
+    let value = api_flag_value(&body.value)?;
     let scope = match body.tenant.as_deref() {
         None => FlagScope::Global,
         Some(text) => FlagScope::parse(text)?,
     };
-    let updated_by: String = body
-        .updated_by
-        .unwrap_or_else(|| "admin-api".to_owned())
-        .chars()
-        .take(255)
-        .collect();
+    let updated_by = optional_text("updated_by", body.updated_by, Some(255))?
+        .unwrap_or_else(|| "admin-api".to_owned());
     flags::set_flag(&state.db, scope, value, &updated_by).await?;
     state.flags.refresh().await?;
     Ok(ok(FlagSet {
         name: FLAG_NAME,
         scope: scope.to_string(),
         value,
+    }))
+}
+
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct UnsetFlagQuery {
+    /// The override to remove, as `CLIENT_ACCOUNT_ID:ENGAGEMENT_ID`; the global value when
+    /// absent.
+    #[param(
+        pattern = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}:[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+    )]
+    pub tenant: Option<String>,
+}
+
+/// What `DELETE /api/admin/flags/{name}` removed.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct FlagUnset {
+    pub name: &'static str,
+    /// `global`, or `CLIENT_ACCOUNT_ID:ENGAGEMENT_ID`.
+    pub scope: String,
+    /// Whether a value was stored for the scope (removing nothing is not an error).
+    pub removed: bool,
+}
+
+#[utoipa::path(delete, path = "/api/admin/flags/{name}", tag = "admin", security(("admin_token" = [])),
+    params(("name" = String, Path, description = "The flag; only `enable_flow_id_primary` exists.", example = "enable_flow_id_primary"), UnsetFlagQuery),
+    responses(
+        (status = 200, description = "the stored value of the scope removed: a tenant follows the global value again, the global scope the servers' default; every server applies it within one poll interval", body = Envelope<FlagUnset>),
+        (status = 400, description = "`malformed_id`: `tenant` is not CLIENT_ACCOUNT_ID:ENGAGEMENT_ID", body = ErrorEnvelope),
+        (status = 401, description = "`unauthorized`: no or wrong bearer token (with `WWW-Authenticate: Bearer`)", body = ErrorEnvelope),
+        (status = 403, description = "`admin_disabled`: the server was started without an admin token", body = ErrorEnvelope),
+        (status = 404, description = "no such flag", body = ErrorEnvelope),
+    ),
+)]
+pub(crate) async fn unset_flag(
+    State(state): State<AppState>,
+    ApiPath(name): ApiPath<String>,
+    ApiQuery(query): ApiQuery<UnsetFlagQuery>,
+) -> Result<Response, ApiError> {
+    if name != FLAG_NAME {
+        return Err(FlagError::UnknownFlag { name }.into());
+    }
+    let scope = match query.tenant.as_deref() {
+        None => FlagScope::Global,
+        Some(text) => FlagScope::Tenant(TenantId::parse_pair(text)?),
+    };
+    let removed = flags::unset_flag(&state.db, scope, "admin-api").await?;
+    state.flags.refresh().await?;
+    Ok(ok(FlagUnset {
+        name: FLAG_NAME,
+        scope: scope.to_string(),
+        removed,
     }))
 }
 
@@ -140,6 +207,9 @@ pub(crate) async fn readiness(State(state): State<AppState>) -> Result<Response,
 #[into_params(parameter_in = Query)]
 pub(crate) struct TenantQuery {
     /// Only this tenant, as `CLIENT_ACCOUNT_ID:ENGAGEMENT_ID`; every tenant when absent.
+    #[param(
+        pattern = "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}:[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+    )]
     pub tenant: Option<String>,
 }
 

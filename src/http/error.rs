@@ -9,13 +9,15 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use crate::compat::CompatError;
-use crate::db::errors::{database_unavailable, schema_object_missing};
-use crate::field_mappings::MappingsError;
+use crate::db::errors::{classify, DbFailure};
+use crate::db::text::TextError;
+use crate::field_mappings::{ListMappingsError, MappingsError};
 use crate::flags::FlagError;
 use crate::flows::FlowsError;
 use crate::ids::IdError;
 use crate::imports::{CsvError, ImportsError};
 use crate::paging::PagingError;
+use crate::sessions::SessionsError;
 
 /// An error answered in the envelope `{"success": false, "error": {code, message, details}}`.
 #[derive(Debug)]
@@ -122,22 +124,49 @@ impl From<PagingError> for ApiError {
 
 impl From<sqlx::Error> for ApiError {
     fn from(err: sqlx::Error) -> Self {
-        if database_unavailable(&err) {
-            // Not logged above debug: during an outage every request would log it.
-            tracing::debug!(error = %err, "database unavailable");
-            return ApiError::unavailable("database_unavailable", "the database is not answering");
+        match classify(&err) {
+            DbFailure::Unavailable => {
+                // Not logged above debug: during an outage every request would log it.
+                tracing::debug!(error = %err, "database unavailable");
+                ApiError::unavailable("database_unavailable", "the database is not answering")
+            }
+            DbFailure::SchemaObjectMissing => {
+                // The schema was taken below head under a running server (between two checks
+                // of its schema gate): the operator's doing, not a bug and not the client's.
+                tracing::warn!(error = %err, "a head table or column is missing");
+                ApiError::unavailable(
+                    "schema_not_at_head",
+                    "the database schema is not at head (a table or column is missing); \
+                     run `flowkey upgrade head`",
+                )
+            }
+            DbFailure::ClientData => {
+                // Validation at the boundary should have caught it: worth a look, not a page.
+                tracing::info!(error = %err, "the database refused a value of a request");
+                ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "invalid_value",
+                    "a value of the request does not fit the database",
+                )
+            }
+            DbFailure::Misconfigured => ApiError::internal(format!(
+                "the database refuses flowkey (permissions or login): {err}; \
+                 grant the service's database user what it needs"
+            )),
+            DbFailure::Other => ApiError::internal(err),
         }
-        if schema_object_missing(&err) {
-            // The schema was taken below head under a running server (between two checks of
-            // its schema gate): the operator's doing, not a bug and not the client's mistake.
-            tracing::warn!(error = %err, "a head table or column is missing");
-            return ApiError::unavailable(
-                "schema_not_at_head",
-                "the database schema is not at head (a table or column is missing); \
-                 run `flowkey upgrade head`",
-            );
-        }
-        ApiError::internal(err)
+    }
+}
+
+impl From<TextError> for ApiError {
+    fn from(err: TextError) -> Self {
+        let field = err.field().to_owned();
+        ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_text",
+            err.to_string(),
+        )
+        .with_details(json!({ "field": field }))
     }
 }
 
@@ -166,10 +195,11 @@ impl From<ImportsError> for ApiError {
                 ApiError::new(StatusCode::NOT_FOUND, "tenant_not_found", message)
             }
             ImportsError::UserNotFound { .. } => {
-                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "user_not_found", message)
+                ApiError::new(StatusCode::NOT_FOUND, "user_not_found", message)
             }
             ImportsError::NoRows
             | ImportsError::RowNotAnObject { .. }
+            | ImportsError::EmptyRow { .. }
             | ImportsError::RowNotEncodable { .. }
             | ImportsError::NoColumns
             | ImportsError::DuplicateHeader { .. } => ApiError::new(
@@ -177,15 +207,35 @@ impl From<ImportsError> for ApiError {
                 "invalid_file_data",
                 message,
             ),
-            ImportsError::SessionTaken { .. } => {
-                ApiError::new(StatusCode::CONFLICT, "session_taken", message)
-            }
             ImportsError::StillReferenced { .. } => {
                 ApiError::new(StatusCode::CONFLICT, "still_referenced", message)
             }
+            ImportsError::Text(inner) => inner.into(),
+            ImportsError::Session(inner) => inner.into(),
             ImportsError::Flow(inner) => inner.into(),
             ImportsError::Mapping(inner) => inner.into(),
             ImportsError::Database(inner) => inner.into(),
+        }
+    }
+}
+
+impl From<SessionsError> for ApiError {
+    fn from(err: SessionsError) -> Self {
+        let message = err.to_string();
+        match err {
+            SessionsError::SessionTaken { .. } => {
+                ApiError::new(StatusCode::CONFLICT, "session_taken", message)
+            }
+            SessionsError::Database(inner) => inner.into(),
+        }
+    }
+}
+
+impl From<ListMappingsError> for ApiError {
+    fn from(err: ListMappingsError) -> Self {
+        match err {
+            ListMappingsError::Flow(inner) => inner.into(),
+            ListMappingsError::Mappings(inner) => inner.into(),
         }
     }
 }

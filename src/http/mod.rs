@@ -5,12 +5,14 @@
 
 mod admin;
 mod auth;
+mod connection;
 mod error;
 pub mod extract;
 mod metrics;
 mod openapi;
 mod ops;
 pub mod schema_gate;
+mod schemas;
 mod v1;
 mod v3;
 
@@ -227,28 +229,25 @@ pub fn app(state: AppState) -> Router {
             metrics::track,
         ))
         .layer(DefaultBodyLimit::max(limit))
-        .layer(axum::middleware::map_response(close_after_refused_body))
+        .layer(axum::middleware::from_fn(
+            connection::close_unless_body_read,
+        ))
         .fallback(not_found_route)
+        .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
-}
-
-/// A request refused for its size has not had its body read: the rest of it is still on the
-/// connection, so the connection cannot carry another request. Saying so lets a pooled
-/// client open a new one instead of failing its next request.
-async fn close_after_refused_body(
-    mut response: axum::response::Response,
-) -> axum::response::Response {
-    if response.status() == StatusCode::PAYLOAD_TOO_LARGE {
-        response.headers_mut().insert(
-            axum::http::header::CONNECTION,
-            axum::http::HeaderValue::from_static("close"),
-        );
-    }
-    response
 }
 
 async fn not_found_route() -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, "no_such_route", "no such route")
+}
+
+/// A path the API has, with a method it does not list for it (axum adds `Allow`).
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this path does not take this method; `Allow` lists those it takes",
+    )
 }
 
 /// `{"success": true, "data": …}`: every successful answer of the API (errors are an

@@ -16,9 +16,9 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use crate::compat::store::{check_schema, SchemaCheck};
 use crate::db::Db;
 use crate::http::{ApiError, AppState};
+use crate::migrate::serving::{check_schema, SchemaCheck};
 
 /// How often a server re-checks its schema unless configured otherwise.
 pub const DEFAULT_SCHEMA_POLL_INTERVAL: Duration = Duration::from_secs(2);

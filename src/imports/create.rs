@@ -5,7 +5,7 @@
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::compat;
+use crate::db::text;
 use crate::db::types::JsonText;
 use crate::db::{Db, Tx};
 use crate::field_mappings::{self, suggest_mappings, SuggestedMapping};
@@ -13,6 +13,7 @@ use crate::flows::{self, NewFlow};
 use crate::ids::{FlowId, ImportId, SessionId, TenantId};
 use crate::imports::store::{self, NewImportRow};
 use crate::imports::{ImportsError, Rows};
+use crate::sessions;
 
 /// Where the rows came from, recorded in `import_config.source`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,6 +65,18 @@ pub struct ImportCreated {
     pub flow_created: bool,
 }
 
+/// Longest file name: the flow is named "Discovery of " + the file name, in a
+/// `varchar(255)` column (the v1 session's "upload " + file name is shorter).
+pub const MAX_FILENAME_CHARS: usize = 255 - "Discovery of ".len();
+/// `data_imports.import_type` is `varchar(50)`.
+pub const MAX_IMPORT_TYPE_CHARS: usize = 50;
+/// `data_imports.import_name` is `varchar(255)`.
+pub const MAX_IMPORT_NAME_CHARS: usize = 255;
+/// `data_imports.file_type` is `varchar(100)`.
+pub const MAX_FILE_TYPE_CHARS: usize = 100;
+/// A column header becomes `import_field_mappings.source_field`, `varchar(255)`.
+pub const MAX_HEADER_CHARS: usize = 255;
+
 /// Rows encoded and written at a time on the JSON paths (one multi-row statement each).
 const JSON_ROWS_PER_BATCH: usize = 500;
 
@@ -103,7 +116,7 @@ pub async fn create_import(
         writer.write_rows(&batch).await?;
     }
     writer
-        .write_suggestions(&suggest_mappings(&request.rows))
+        .write_suggestions(&suggest_mappings(&request.rows.headers, &request.rows.rows))
         .await?;
     writer.finish(details).await
 }
@@ -151,6 +164,7 @@ pub struct ImportWriter {
 impl ImportWriter {
     pub async fn begin(db: &Db, start: ImportStart) -> Result<Self, ImportsError> {
         check_headers(&start.headers)?;
+        check_start(&start)?;
         let tenant = start.tenant;
         let mut tx = db.begin_write().await?;
         store::ensure_tenant_exists(&mut tx, tenant).await?;
@@ -160,15 +174,15 @@ impl ImportWriter {
         let (flow_id, flow_created) = match start.legacy_session {
             None => (FlowId::new_v4(), true),
             Some(session_id) => {
-                if store::session_exists(&mut tx, tenant, session_id).await? {
-                    match compat::store::mapped_flow(&mut tx, tenant, session_id).await? {
+                if sessions::store::exists(&mut tx, tenant, session_id).await? {
+                    match sessions::store::mapped_flow(&mut tx, tenant, session_id).await? {
                         Some(flow_id) => (flow_id, false),
                         None => (FlowId::new_v4(), true),
                     }
-                } else if store::session_id_taken(&mut tx, session_id).await? {
+                } else if sessions::store::id_taken(&mut tx, session_id).await? {
                     return Err(ImportsError::SessionNotFound { session_id });
                 } else {
-                    store::insert_session(
+                    sessions::store::insert(
                         &mut tx,
                         tenant,
                         session_id,
@@ -191,11 +205,11 @@ impl ImportWriter {
             };
             flows::store::insert(&mut tx, &flow).await?;
             if let Some(session_id) = start.legacy_session {
-                compat::store::insert_mapping(
+                sessions::store::insert_mapping(
                     &mut tx,
+                    tenant,
                     session_id,
                     flow_id,
-                    tenant,
                     "written_at_head",
                 )
                 .await?;
@@ -268,6 +282,7 @@ impl ImportWriter {
     /// Records the final details (the size read, when `details` has none) and the row count,
     /// and commits.
     pub async fn finish(mut self, details: ImportDetails) -> Result<ImportCreated, ImportsError> {
+        check_details(&details)?;
         if self.created.record_count == 0 {
             return Err(ImportsError::NoRows);
         }
@@ -279,7 +294,7 @@ impl ImportWriter {
             file_size_bytes: details.file_size_bytes.or(self.file_size_bytes),
             total_records: i32::try_from(self.created.record_count).unwrap_or(i32::MAX),
         };
-        store::complete_import(&mut self.tx, self.row.id, &totals).await?;
+        store::complete_import(&mut self.tx, self.row.tenant, self.row.id, &totals).await?;
         self.tx.commit().await?;
         Ok(self.created)
     }
@@ -295,6 +310,11 @@ pub fn rows_from_json(file_data: &[Value]) -> Result<Rows, ImportsError> {
                 row_number: index + 1,
             });
         };
+        if object.is_empty() {
+            return Err(ImportsError::EmptyRow {
+                row_number: index + 1,
+            });
+        }
         for key in object.keys() {
             if !rows.headers.contains(key) {
                 rows.headers.push(key.clone());
@@ -318,11 +338,44 @@ fn check_headers(headers: &[String]) -> Result<(), ImportsError> {
         return Err(ImportsError::NoColumns);
     }
     for (index, header) in headers.iter().enumerate() {
+        text::check(
+            &format!("column header {}", index + 1),
+            header,
+            Some(MAX_HEADER_CHARS),
+        )?;
         if headers[..index].contains(header) {
             return Err(ImportsError::DuplicateHeader {
                 header: header.clone(),
             });
         }
+    }
+    Ok(())
+}
+
+/// Every text of an import fits its column (see [`text::check`]).
+fn check_start(start: &ImportStart) -> Result<(), ImportsError> {
+    text::check(
+        "source_filename",
+        &start.source_filename,
+        Some(MAX_FILENAME_CHARS),
+    )?;
+    if let Some(file_type) = &start.file_type {
+        text::check("file_type", file_type, Some(MAX_FILE_TYPE_CHARS))?;
+    }
+    if let Some(description) = &start.description {
+        text::check("description", description, None)?;
+    }
+    check_details(&start.details)
+}
+
+fn check_details(details: &ImportDetails) -> Result<(), ImportsError> {
+    text::check(
+        "import_type",
+        &details.import_type,
+        Some(MAX_IMPORT_TYPE_CHARS),
+    )?;
+    if let Some(name) = &details.import_name {
+        text::check("import_name", name, Some(MAX_IMPORT_NAME_CHARS))?;
     }
     Ok(())
 }

@@ -9,8 +9,6 @@ pub enum ImportsError {
     SessionHasNoImport { session_id: SessionId },
     #[error("session {session_id} not found")]
     SessionNotFound { session_id: SessionId },
-    #[error("session {session_id} was created by another upload at the same moment; retry")]
-    SessionTaken { session_id: SessionId },
     #[error("tenant not found: no engagement with this id belongs to this client account")]
     TenantNotFound,
     #[error("user {user_id} not found")]
@@ -19,6 +17,8 @@ pub enum ImportsError {
     NoRows,
     #[error("row {row_number} is not an object of header to value")]
     RowNotAnObject { row_number: usize },
+    #[error("row {row_number} has no fields")]
+    EmptyRow { row_number: usize },
     #[error("row {row_number} cannot be written as JSON: {message}")]
     RowNotEncodable { row_number: usize, message: String },
     #[error("the file has no columns")]
@@ -29,6 +29,10 @@ pub enum ImportsError {
     StillReferenced { import_id: ImportId },
     #[error(transparent)]
     Flow(#[from] crate::flows::FlowsError),
+    #[error(transparent)]
+    Text(#[from] crate::db::text::TextError),
+    #[error(transparent)]
+    Session(#[from] crate::sessions::SessionsError),
     #[error(transparent)]
     Mapping(#[from] crate::field_mappings::MappingsError),
     #[error(transparent)]

@@ -1,14 +1,11 @@
-//! SQL for `data_imports`, `raw_import_records` and the legacy `data_import_sessions` rows the
-//! v1 API still writes. Every query names the tenant: a row of another tenant is not found.
-//!
-//! Tenant rule for imports: `data_imports` repeats the tenant columns but legacy rows may
-//! leave them NULL. A row belongs to a tenant when its own columns, where set, agree, and
-//! either both are set or its flow or its session belongs to that tenant. In every query of
-//! this file `$1` is the client account and `$2` the engagement.
+//! SQL for `data_imports` and `raw_import_records`. Every query names the tenant: a row of
+//! another tenant is not found (the rule is `db::tenancy`'s). In every query of this file
+//! `$1` is the client account and `$2` the engagement.
 
 use serde_json::Value;
 use sqlx::types::Json;
 
+use crate::db::tenancy;
 use crate::db::types::{DbTime, DbUuid, JsonText};
 use crate::db::{on_tx, Tx};
 use crate::ids::{FlowId, ImportId, SessionId, TenantId};
@@ -21,14 +18,10 @@ const IMPORT_COLUMNS: &str = "di.id, di.flow_id, di.session_id, di.client_accoun
      di.processed_records, di.failed_records, di.import_config, di.created_at, di.updated_at, \
      di.completed_at";
 
-pub(crate) const IMPORT_IN_TENANT: &str =
-    "(di.client_account_id IS NULL OR di.client_account_id = $1) \
-     AND (di.engagement_id IS NULL OR di.engagement_id = $2) \
-     AND ((di.client_account_id IS NOT NULL AND di.engagement_id IS NOT NULL) \
-       OR EXISTS (SELECT 1 FROM discovery_flows tf WHERE tf.flow_id = di.flow_id \
-                  AND tf.client_account_id = $1 AND tf.engagement_id = $2) \
-       OR EXISTS (SELECT 1 FROM data_import_sessions ts WHERE ts.id = di.session_id \
-                  AND ts.client_account_id = $1 AND ts.engagement_id = $2))";
+/// The visibility rule for `data_imports di`, the tenant bound as `$1`, `$2`.
+fn import_in_tenant() -> String {
+    tenancy::import_visible("di", "$1", "$2")
+}
 
 const RECORD_COLUMNS: &str = "r.id, r.data_import_id, r.flow_id, r.session_id, r.row_number, \
      r.raw_data, r.is_processed, r.is_valid, r.created_at";
@@ -109,77 +102,6 @@ pub async fn importing_user(
         .rows_affected()
     });
     Ok(SERVICE_USER_ID)
-}
-
-/// Whether a legacy upload session exists within the tenant.
-pub async fn session_exists(
-    tx: &mut Tx<'_>,
-    tenant: TenantId,
-    session_id: SessionId,
-) -> Result<bool, ImportsError> {
-    let found: Option<i32> = on_tx!(tx, conn => {
-        sqlx::query_scalar(
-            "SELECT 1 FROM data_import_sessions \
-             WHERE id = $3 AND client_account_id = $1 AND engagement_id = $2",
-        )
-        .bind(tenant.client_account_id)
-        .bind(tenant.engagement_id)
-        .bind(session_id)
-        .fetch_optional(&mut **conn)
-        .await?
-    });
-    Ok(found.is_some())
-}
-
-/// Whether any row anywhere uses this id as a session (so a v1 client cannot take over a
-/// session of another tenant by naming it).
-pub async fn session_id_taken(
-    tx: &mut Tx<'_>,
-    session_id: SessionId,
-) -> Result<bool, ImportsError> {
-    let found: Option<i32> = on_tx!(tx, conn => {
-        sqlx::query_scalar("SELECT 1 FROM data_import_sessions WHERE id = $1")
-            .bind(session_id)
-            .fetch_optional(&mut **conn)
-            .await?
-    });
-    Ok(found.is_some())
-}
-
-/// Creates a legacy upload session, as the v1 API did for every upload.
-pub async fn insert_session(
-    tx: &mut Tx<'_>,
-    tenant: TenantId,
-    session_id: SessionId,
-    source_filename: &str,
-    created_by: uuid::Uuid,
-) -> Result<(), ImportsError> {
-    on_tx!(tx, conn => {
-        sqlx::query(
-            "INSERT INTO data_import_sessions (id, client_account_id, engagement_id, session_name, \
-             session_type, auto_created, source_filename, status, created_by, created_at) \
-             VALUES ($1, $2, $3, $4, 'data_import', $5, $6, 'active', $7, $8)",
-        )
-        .bind(session_id)
-        .bind(tenant.client_account_id)
-        .bind(tenant.engagement_id)
-        .bind(format!("upload {source_filename}"))
-        .bind(true)
-        .bind(source_filename)
-        .bind(DbUuid(created_by))
-        .bind(DbTime::now())
-        .execute(&mut **conn)
-        .await
-        .map_err(|err| match &err {
-            // Two uploads naming the same new session at once: the second loses the race.
-            sqlx::Error::Database(db) if db.is_unique_violation() => {
-                ImportsError::SessionTaken { session_id }
-            }
-            _ => ImportsError::Database(err),
-        })?
-        .rows_affected()
-    });
-    Ok(())
 }
 
 pub async fn insert_import(tx: &mut Tx<'_>, row: &NewImportRow) -> Result<(), ImportsError> {
@@ -263,23 +185,27 @@ pub struct ImportTotals {
     pub total_records: i32,
 }
 
-/// Records the final name, type, size and row count of an import written by this
-/// transaction.
+/// Records the final name, type, size and row count of an import of the tenant written by
+/// this transaction.
 pub async fn complete_import(
     tx: &mut Tx<'_>,
+    tenant: TenantId,
     import_id: ImportId,
     totals: &ImportTotals,
 ) -> Result<(), ImportsError> {
     on_tx!(tx, conn => {
         sqlx::query(
             "UPDATE data_imports SET import_name = $2, import_type = $3, file_size_bytes = $4, \
-             total_records = $5, processed_records = $5 WHERE id = $1",
+             total_records = $5, processed_records = $5 \
+             WHERE id = $1 AND client_account_id = $6 AND engagement_id = $7",
         )
         .bind(import_id)
         .bind(&totals.import_name)
         .bind(&totals.import_type)
         .bind(totals.file_size_bytes)
         .bind(totals.total_records)
+        .bind(tenant.client_account_id)
+        .bind(tenant.engagement_id)
         .execute(&mut **conn)
         .await?
         .rows_affected()
@@ -292,9 +218,9 @@ pub async fn get(
     tenant: TenantId,
     import_id: ImportId,
 ) -> Result<DataImport, ImportsError> {
-    let sql = format!(
-        "SELECT {IMPORT_COLUMNS} FROM data_imports di WHERE di.id = $3 AND {IMPORT_IN_TENANT}"
-    );
+    let in_tenant = import_in_tenant();
+    let sql =
+        format!("SELECT {IMPORT_COLUMNS} FROM data_imports di WHERE di.id = $3 AND {in_tenant}");
     let found: Option<DataImport> = on_tx!(tx, conn => {
         sqlx::query_as(&sql)
             .bind(tenant.client_account_id)
@@ -313,8 +239,9 @@ pub async fn list(
     filter: &ImportFilter,
     page: &PageRequest,
 ) -> Result<Page<DataImport>, ImportsError> {
+    let in_tenant = import_in_tenant();
     let sql = format!(
-        "SELECT {IMPORT_COLUMNS} FROM data_imports di WHERE {IMPORT_IN_TENANT} \
+        "SELECT {IMPORT_COLUMNS} FROM data_imports di WHERE {in_tenant} \
          AND ($3 IS NULL OR di.flow_id = $3) AND ($4 IS NULL OR di.status = $4) \
          AND di.id > $5 ORDER BY di.id LIMIT $6"
     );
@@ -362,8 +289,9 @@ async fn latest_by_key(
     key_column: &'static str,
     key: uuid::Uuid,
 ) -> Result<Option<DataImport>, ImportsError> {
+    let in_tenant = import_in_tenant();
     let sql = format!(
-        "SELECT {IMPORT_COLUMNS} FROM data_imports di WHERE di.{key_column} = $3 AND {IMPORT_IN_TENANT} \
+        "SELECT {IMPORT_COLUMNS} FROM data_imports di WHERE di.{key_column} = $3 AND {in_tenant} \
          ORDER BY di.created_at DESC, di.id DESC LIMIT 1"
     );
     Ok(on_tx!(tx, conn => {
@@ -385,22 +313,7 @@ pub async fn list_records(
     page: &PageRequest,
 ) -> Result<Page<RawImportRecord>, ImportsError> {
     get(tx, tenant, import_id).await?;
-    let (after_row, after_id) = page.after_key();
-    let sql = format!(
-        "SELECT {RECORD_COLUMNS} FROM raw_import_records r WHERE r.data_import_id = $1 \
-         AND (r.row_number > $2 OR (r.row_number = $2 AND r.id > $3)) \
-         ORDER BY r.row_number, r.id LIMIT $4"
-    );
-    let rows: Vec<RawImportRecord> = on_tx!(tx, conn => {
-        sqlx::query_as(&sql)
-            .bind(import_id)
-            .bind(after_row)
-            .bind(DbUuid(after_id))
-            .bind(page.fetch_limit())
-            .fetch_all(&mut **conn)
-            .await?
-    });
-    Ok(record_page(rows, page))
+    records_of_import(tx, tenant, import_id, None, page).await
 }
 
 /// The records of a legacy session's newest import, read through the legacy key (`session_id`
@@ -414,7 +327,8 @@ pub async fn list_records_for_session(
     let Some(import) = latest_for_session(tx, tenant, session_id).await? else {
         return Ok(None);
     };
-    let rows = records_by_key(tx, import.id, "session_id", session_id.as_uuid(), page).await?;
+    let key = Some(("session_id", session_id.as_uuid()));
+    let rows = records_of_import(tx, tenant, import.id, key, page).await?;
     Ok(Some(rows))
 }
 
@@ -429,29 +343,39 @@ pub async fn list_records_for_flow(
     let Some(import) = latest_for_flow(tx, tenant, flow_id).await? else {
         return Ok(None);
     };
-    let rows = records_by_key(tx, import.id, "flow_id", flow_id.as_uuid(), page).await?;
+    let key = Some(("flow_id", flow_id.as_uuid()));
+    let rows = records_of_import(tx, tenant, import.id, key, page).await?;
     Ok(Some(rows))
 }
 
-/// One page of an import's records whose `key_column` (`session_id` or `flow_id`, never a
-/// client's text) equals `key`, in row order.
-async fn records_by_key(
+/// One page of the records of a visible import that the tenant may see, in row order; with
+/// `key`, only those whose `key.0` column (`session_id` or `flow_id`, never a client's text)
+/// equals `key.1`.
+async fn records_of_import(
     tx: &mut Tx<'_>,
+    tenant: TenantId,
     import_id: ImportId,
-    key_column: &'static str,
-    key: uuid::Uuid,
+    key: Option<(&'static str, uuid::Uuid)>,
     page: &PageRequest,
 ) -> Result<Page<RawImportRecord>, ImportsError> {
+    let visible = tenancy::record_visible("r", "$1", "$2");
+    let (key_column, key) = match key {
+        Some((column, value)) => (column, Some(DbUuid(value))),
+        None => ("data_import_id", None),
+    };
     let sql = format!(
-        "SELECT {RECORD_COLUMNS} FROM raw_import_records r WHERE r.data_import_id = $1 \
-         AND r.{key_column} = $2 AND (r.row_number > $3 OR (r.row_number = $3 AND r.id > $4)) \
-         ORDER BY r.row_number, r.id LIMIT $5"
+        "SELECT {RECORD_COLUMNS} FROM raw_import_records r WHERE r.data_import_id = $3 \
+         AND ($4 IS NULL OR r.{key_column} = $4) AND {visible} \
+         AND (r.row_number > $5 OR (r.row_number = $5 AND r.id > $6)) \
+         ORDER BY r.row_number, r.id LIMIT $7"
     );
     let (after_row, after_id) = page.after_key();
     let rows: Vec<RawImportRecord> = on_tx!(tx, conn => {
         sqlx::query_as(&sql)
+            .bind(tenant.client_account_id)
+            .bind(tenant.engagement_id)
             .bind(import_id)
-            .bind(DbUuid(key))
+            .bind(key)
             .bind(after_row)
             .bind(DbUuid(after_id))
             .bind(page.fetch_limit())
@@ -498,31 +422,50 @@ pub async fn delete(
     Ok((import, deleted))
 }
 
-/// Deletes every import of a flow (the caller checked the flow is the tenant's) with their
-/// records and mappings, and records that name the flow directly.
+/// Deletes the tenant's imports of a flow (the caller checked the flow is the tenant's) with
+/// their records and mappings, and the tenant's records that name the flow directly. A row
+/// of another tenant naming the flow stays, so the flow's own deletion fails on its foreign
+/// key instead of removing it.
 pub async fn delete_for_flow(
     tx: &mut Tx<'_>,
+    tenant: TenantId,
     flow_id: FlowId,
 ) -> Result<DeletedRows, ImportsError> {
+    let in_tenant = import_in_tenant();
+    let own_record = tenancy::record_visible("raw_import_records", "$1", "$2");
+    let records = format!(
+        "DELETE FROM raw_import_records WHERE ({own_record}) AND (flow_id = $3 \
+         OR data_import_id IN (SELECT di.id FROM data_imports di WHERE di.flow_id = $3 \
+         AND {in_tenant}))"
+    );
+    let mappings = format!(
+        "DELETE FROM import_field_mappings WHERE flow_id = $3 \
+         OR data_import_id IN (SELECT di.id FROM data_imports di WHERE di.flow_id = $3 \
+         AND {in_tenant})"
+    );
+    let imports = format!(
+        "DELETE FROM data_imports WHERE id IN (SELECT di.id FROM data_imports di \
+         WHERE di.flow_id = $3 AND {in_tenant})"
+    );
     let mut deleted = DeletedRows::default();
     on_tx!(tx, conn => {
-        deleted.records = sqlx::query(
-            "DELETE FROM raw_import_records WHERE flow_id = $1 \
-             OR data_import_id IN (SELECT id FROM data_imports WHERE flow_id = $1)",
-        )
-        .bind(flow_id)
-        .execute(&mut **conn)
-        .await?
-        .rows_affected();
-        deleted.field_mappings = sqlx::query(
-            "DELETE FROM import_field_mappings WHERE flow_id = $1 \
-             OR data_import_id IN (SELECT id FROM data_imports WHERE flow_id = $1)",
-        )
-        .bind(flow_id)
-        .execute(&mut **conn)
-        .await?
-        .rows_affected();
-        deleted.imports = sqlx::query("DELETE FROM data_imports WHERE flow_id = $1")
+        deleted.records = sqlx::query(&records)
+            .bind(tenant.client_account_id)
+            .bind(tenant.engagement_id)
+            .bind(flow_id)
+            .execute(&mut **conn)
+            .await?
+            .rows_affected();
+        deleted.field_mappings = sqlx::query(&mappings)
+            .bind(tenant.client_account_id)
+            .bind(tenant.engagement_id)
+            .bind(flow_id)
+            .execute(&mut **conn)
+            .await?
+            .rows_affected();
+        deleted.imports = sqlx::query(&imports)
+            .bind(tenant.client_account_id)
+            .bind(tenant.engagement_id)
             .bind(flow_id)
             .execute(&mut **conn)
             .await?

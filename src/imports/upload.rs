@@ -251,7 +251,10 @@ mod tests {
                 assert_eq!(streamed_rows, whole);
                 assert_eq!(read.totals.rows, rows.rows.len() as u64);
                 assert_eq!(read.totals.bytes, bytes.len() as u64);
-                assert_eq!(read.suggestions, suggest_mappings(&rows));
+                assert_eq!(
+                    read.suggestions,
+                    suggest_mappings(&rows.headers, &rows.rows)
+                );
             }
             (Err(whole), Err(streamed)) => assert_eq!(streamed, whole),
             (whole, streamed) => panic!("whole file {whole:?}, streamed {streamed:?}"),

@@ -12,6 +12,7 @@ mod offline;
 pub mod revision;
 pub mod revisions;
 pub mod runner;
+pub mod serving;
 
 pub use audit::AuditEntry;
 pub use error::MigrateError;

@@ -18,6 +18,8 @@ mod http {
     mod flags;
     mod openapi;
     mod ops;
+    mod refusals;
+    mod tenancy;
     mod v1;
     mod v3;
 }
@@ -46,6 +48,7 @@ mod service {
     mod store_imports;
     mod store_service_state;
 }
+mod tidy;
 mod support {
     pub mod flow_fixtures;
     pub mod flow_support;

@@ -4,19 +4,18 @@ use serde::Deserialize;
 
 use utoipa::IntoParams;
 
-use crate::compat::DeletedFlow;
-use crate::flows::{self, DiscoveryFlow, FlowAction, FlowStatus, FlowsError};
-use crate::http::extract::{
-    flow_id_param, single_header, ApiPath, ApiQuery, Tenant, UserHeader, USER_HEADER,
-};
-use crate::http::v3::PageQuery;
+use crate::flows::{self, DiscoveryFlow, FlowAction, FlowStatus};
+use crate::http::extract::{flow_id_param, ApiPath, ApiQuery, Tenant, UserHeader};
+use crate::http::v3::{optional_text, PageQuery, MAX_STATUS_CHARS};
 use crate::http::{ok, ApiError, AppState, Envelope, ErrorEnvelope};
+use crate::imports::{DeletedFlow, FlowDeletion};
 use crate::paging::Page;
 
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub(crate) struct ListFlowsQuery {
     /// Only flows with this status.
+    #[param(max_length = 20, pattern = "^[^\\u0000]*$")]
     pub status: Option<String>,
     #[serde(flatten)]
     #[param(ignore)]
@@ -28,6 +27,7 @@ pub(crate) struct ListFlowsQuery {
     responses(
         (status = 200, description = "one page of the tenant's flows, by flow id", body = Envelope<Page<DiscoveryFlow>>),
         (status = 400, description = "missing or malformed tenant headers, `cursor` or `limit`", body = ErrorEnvelope),
+        (status = 422, description = "`invalid_text`: `status` longer than 20 characters or holding NUL", body = ErrorEnvelope),
     ),
 )]
 pub(crate) async fn list_flows(
@@ -36,9 +36,8 @@ pub(crate) async fn list_flows(
     ApiQuery(query): ApiQuery<ListFlowsQuery>,
 ) -> Result<Response, ApiError> {
     let page = query.page.page()?;
-    let mut tx = state.db.begin().await?;
-    let flows = flows::store::list(&mut tx, tenant, query.status.as_deref(), &page).await?;
-    tx.rollback().await?;
+    let status = optional_text("status", query.status, Some(MAX_STATUS_CHARS))?;
+    let flows = flows::list(&state.db, tenant, status.as_deref(), &page).await?;
     Ok(ok(flows))
 }
 
@@ -56,10 +55,7 @@ pub(crate) async fn get_flow(
     ApiPath(flow_id): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     let flow_id = flow_id_param(&flow_id)?;
-    let mut tx = state.db.begin().await?;
-    let flow = flows::store::get(&mut tx, tenant, flow_id).await?;
-    tx.rollback().await?;
-    Ok(ok(flow))
+    Ok(ok(flows::get(&state.db, tenant, flow_id).await?))
 }
 
 #[utoipa::path(get, path = "/api/v3/discovery-flow/flows/{flow_id}/status", tag = "v3 discovery flow",
@@ -76,9 +72,7 @@ pub(crate) async fn flow_status(
     ApiPath(flow_id): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     let flow_id = flow_id_param(&flow_id)?;
-    let mut tx = state.db.begin().await?;
-    let flow = flows::store::get(&mut tx, tenant, flow_id).await?;
-    tx.rollback().await?;
+    let flow = flows::get(&state.db, tenant, flow_id).await?;
     Ok(ok(flow.status_view()))
 }
 
@@ -123,28 +117,18 @@ async fn change_flow(
     action: FlowAction,
 ) -> Result<Response, ApiError> {
     let flow_id = flow_id_param(&flow_id)?;
-    let mut tx = state.db.begin_write().await?;
-    let flow = flows::store::get(&mut tx, tenant, flow_id).await?;
-    let Some(next) = flow.next_status(action) else {
-        tx.rollback().await?;
-        return Err(FlowsError::InvalidTransition {
-            flow_id,
-            status: flow.status,
-            action: action.verb(),
-        }
-        .into());
-    };
-    flows::store::set_status(&mut tx, tenant, flow_id, next).await?;
-    let flow = flows::store::get(&mut tx, tenant, flow_id).await?;
-    tx.commit().await?;
-    state.compat.invalidate_flow(flow_id);
+    let flow = flows::change_status(&state.db, tenant, flow_id, action).await?;
     Ok(ok(flow.status_view()))
 }
+
+/// Longest deletion reason kept in `flow_deletion_audit`.
+pub(crate) const MAX_REASON_CHARS: usize = 2000;
 
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub(crate) struct DeleteFlowQuery {
-    /// Why, recorded in `flow_deletion_audit` (at most 2000 characters kept).
+    /// Why, recorded in `flow_deletion_audit` (at most 2000 characters).
+    #[param(max_length = 2000, pattern = "^[^\\u0000]*$")]
     pub reason: Option<String>,
 }
 
@@ -154,6 +138,8 @@ pub(crate) struct DeleteFlowQuery {
         (status = 200, description = "the flow and its rows deleted, recorded in flow_deletion_audit", body = Envelope<DeletedFlow>),
         (status = 400, description = "missing or malformed tenant headers, flow id or query", body = ErrorEnvelope),
         (status = 404, description = "no such flow in this tenant", body = ErrorEnvelope),
+        (status = 409, description = "`still_referenced`: rows of another tenant still name the flow", body = ErrorEnvelope),
+        (status = 422, description = "`invalid_text`: `reason` longer than 2000 characters or holding NUL", body = ErrorEnvelope),
     ),
 )]
 pub(crate) async fn delete_flow(
@@ -161,15 +147,12 @@ pub(crate) async fn delete_flow(
     Tenant(tenant): Tenant,
     ApiPath(flow_id): ApiPath<String>,
     ApiQuery(query): ApiQuery<DeleteFlowQuery>,
-    headers: axum::http::HeaderMap,
+    UserHeader(user): UserHeader,
 ) -> Result<Response, ApiError> {
     let flow_id = flow_id_param(&flow_id)?;
-    let deleted_by = single_header(&headers, USER_HEADER)?.unwrap_or_else(|| "api".to_owned());
-    let deleted_by: String = deleted_by.chars().take(255).collect();
-    let reason = query.reason.map(|r| r.chars().take(2000).collect());
-    let deleted = state
-        .compat
-        .delete_flow(tenant, flow_id, &deleted_by, reason)
-        .await?;
+    let deleted_by = user.map_or_else(|| "api".to_owned(), |user| user.to_string());
+    let reason = optional_text("reason", query.reason, Some(MAX_REASON_CHARS))?;
+    let deletion = FlowDeletion { deleted_by, reason };
+    let deleted = state.compat.delete_flow(tenant, flow_id, deletion).await?;
     Ok(ok(deleted))
 }

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
+use crate::db::text as db_text;
 use crate::http::extract::{flow_id_param, ApiJson, ApiPath, ApiQuery, Tenant, UserHeader};
 use crate::http::v3::PageQuery;
 use crate::http::{envelope, ok, ApiError, AppState, Envelope, ErrorEnvelope};
@@ -12,33 +13,64 @@ use crate::ids::ImportId;
 use crate::imports::store::DeletedRows;
 use crate::imports::{
     self, rows_from_json, DataImport, ImportCreated, ImportDetails, ImportFilter, ImportSource,
-    ImportStart, ImportWriter, NewImportRequest, RawImportRecord, UploadError,
+    ImportStart, ImportWriter, NewImportRequest, RawImportRecord, UploadError, MAX_FILENAME_CHARS,
+    MAX_FILE_TYPE_CHARS, MAX_IMPORT_NAME_CHARS, MAX_IMPORT_TYPE_CHARS,
 };
 use crate::paging::Page;
 
-/// Longest accepted name or type text.
-const MAX_TEXT: usize = 255;
-
 #[derive(Debug, Default, Deserialize, ToSchema)]
 pub(crate) struct FileMetadata {
+    /// The file's name (the flow is named "Discovery of " + it, in 255 characters).
+    #[schema(max_length = 242, pattern = "^[^\\u0000]*$")]
     pub filename: Option<String>,
-    /// The file's size in bytes.
+    /// The file's size in bytes (a whole number; `1.0` is taken as `1`, as JSON Schema does).
+    #[serde(default, deserialize_with = "whole_number")]
     pub size: Option<i64>,
     /// The file's media type.
     #[serde(rename = "type")]
+    #[schema(max_length = 100, pattern = "^[^\\u0000]*$")]
     pub file_type: Option<String>,
+}
+
+/// A whole number, also when written with a zero fraction (`30930.0`): JSON Schema's
+/// `integer` counts it as one, so a client the document allows is not refused.
+fn whole_number<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<i64>, D::Error> {
+    let Some(number) = Option::<serde_json::Number>::deserialize(deserializer)? else {
+        return Ok(None);
+    };
+    if let Some(whole) = number.as_i64() {
+        return Ok(Some(whole));
+    }
+    match number.as_f64() {
+        // The bounds are exact in f64; a value between them with no fraction converts exactly.
+        Some(value)
+            if value.fract() == 0.0
+                && (-9.223_372_036_854_776e18..9.223_372_036_854_776e18).contains(&value) =>
+        {
+            Ok(Some(value as i64))
+        }
+        _ => Err(serde::de::Error::custom(format!(
+            "{number} is not a whole number of bytes"
+        ))),
+    }
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub(crate) struct CreateImportBody {
-    /// The rows, each an object `{header: value}`; the headers of the first row are the
-    /// columns.
-    #[schema(value_type = Vec<Object>)]
+    /// The rows, each an object `{header: value}`.
+    #[schema(schema_with = crate::http::schemas::file_data)]
     pub file_data: Vec<Value>,
     #[serde(default)]
     pub metadata: FileMetadata,
+    /// `cmdb` when absent or blank.
+    #[schema(max_length = 50, pattern = "^[^\\u0000]*$")]
     pub import_type: Option<String>,
+    /// The file name when absent.
+    #[schema(max_length = 255, pattern = "^[^\\u0000]*$")]
     pub import_name: Option<String>,
+    #[schema(pattern = "^[^\\u0000]*$")]
     pub description: Option<String>,
 }
 
@@ -48,10 +80,10 @@ pub(crate) struct CreateImportBody {
     request_body = CreateImportBody,
     responses(
         (status = 201, description = "import, records, mappings and flow created", body = Envelope<ImportCreated>),
-        (status = 400, description = "malformed body or tenant headers", body = ErrorEnvelope),
-        (status = 404, description = "`tenant_not_found`: no such engagement under this client account", body = ErrorEnvelope),
+        (status = 400, description = "`malformed_body` (not JSON) or malformed tenant headers", body = ErrorEnvelope),
+        (status = 404, description = "`tenant_not_found`: no such engagement under this client account; `user_not_found`: no user with the `X-User-Id` given", body = ErrorEnvelope),
         (status = 413, description = "body too large", body = ErrorEnvelope),
-        (status = 422, description = "rows unusable, or an unknown `X-User-Id`", body = ErrorEnvelope),
+        (status = 422, description = "`invalid_file_data` (rows unusable), `invalid_text` (a text too long for its column or holding NUL; `details.field` names it), `invalid_body` (JSON of the wrong shape)", body = ErrorEnvelope),
     ),
 )]
 pub(crate) async fn create_import(
@@ -65,15 +97,27 @@ pub(crate) async fn create_import(
         tenant,
         rows,
         source: ImportSource::JsonRows,
-        source_filename: bounded(body.metadata.filename, "upload.json")?,
+        source_filename: bounded(
+            "metadata.filename",
+            body.metadata.filename,
+            "upload.json",
+            MAX_FILENAME_CHARS,
+        )?,
         file_size_bytes: body.metadata.size,
-        file_type: body
-            .metadata
-            .file_type
-            .or(Some("application/json".to_owned())),
-        import_type: bounded(body.import_type, "cmdb")?,
-        import_name: body.import_name,
-        description: body.description,
+        file_type: Some(bounded(
+            "metadata.type",
+            body.metadata.file_type,
+            "application/json",
+            MAX_FILE_TYPE_CHARS,
+        )?),
+        import_type: bounded(
+            "import_type",
+            body.import_type,
+            "cmdb",
+            MAX_IMPORT_TYPE_CHARS,
+        )?,
+        import_name: optional_text("import_name", body.import_name, Some(MAX_IMPORT_NAME_CHARS))?,
+        description: optional_text("description", body.description, None)?,
         user_id: user,
         legacy_session: None,
     };
@@ -90,9 +134,9 @@ pub(crate) async fn create_import(
     responses(
         (status = 201, description = "import created from the CSV", body = Envelope<ImportCreated>),
         (status = 400, description = "not a multipart upload, or no `file` field", body = ErrorEnvelope),
-        (status = 404, description = "`tenant_not_found`: no such engagement under this client account", body = ErrorEnvelope),
+        (status = 404, description = "`tenant_not_found`: no such engagement under this client account; `user_not_found`: no user with the `X-User-Id` given", body = ErrorEnvelope),
         (status = 413, description = "file too large", body = ErrorEnvelope),
-        (status = 422, description = "bad CSV rows, listed with their line numbers in `details.bad_rows`", body = ErrorEnvelope),
+        (status = 422, description = "`invalid_csv` (bad rows, listed with their line numbers in `details.bad_rows`), `invalid_file_data`, `invalid_text` (a file name, type, name or column header too long or holding NUL)", body = ErrorEnvelope),
     ),
 )]
 pub(crate) async fn upload_csv(
@@ -117,7 +161,12 @@ pub(crate) async fn upload_csv(
                         "multipart field `file` appears twice",
                     ));
                 }
-                let filename = bounded(field.file_name().map(str::to_owned), "upload.csv")?;
+                let filename = bounded(
+                    "file name",
+                    field.file_name().map(str::to_owned),
+                    "upload.csv",
+                    MAX_FILENAME_CHARS,
+                )?;
                 let start = ImportStart {
                     tenant,
                     source: ImportSource::CsvUpload,
@@ -128,7 +177,12 @@ pub(crate) async fn upload_csv(
                     user_id: user,
                     legacy_session: None,
                     details: ImportDetails {
-                        import_type: bounded(import_type.clone(), "cmdb")?,
+                        import_type: bounded(
+                            "import_type",
+                            import_type.clone(),
+                            "cmdb",
+                            MAX_IMPORT_TYPE_CHARS,
+                        )?,
                         import_name: import_name.clone(),
                         file_size_bytes: None,
                     },
@@ -143,8 +197,20 @@ pub(crate) async fn upload_csv(
                     })?;
                 written = Some(writer);
             }
-            "import_type" => import_type = Some(small_text(field).await?),
-            "import_name" => import_name = Some(small_text(field).await?),
+            "import_type" => {
+                let text = small_text(field).await?;
+                optional_text(
+                    "import_type",
+                    Some(text.clone()),
+                    Some(MAX_IMPORT_TYPE_CHARS),
+                )?;
+                import_type = Some(text);
+            }
+            "import_name" => {
+                let text = small_text(field).await?;
+                import_name =
+                    optional_text("import_name", Some(text), Some(MAX_IMPORT_NAME_CHARS))?;
+            }
             _ => {}
         }
     }
@@ -152,7 +218,7 @@ pub(crate) async fn upload_csv(
         ApiError::bad_request("malformed_upload", "multipart field `file` is required")
     })?;
     let details = ImportDetails {
-        import_type: bounded(import_type, "cmdb")?,
+        import_type: bounded("import_type", import_type, "cmdb", MAX_IMPORT_TYPE_CHARS)?,
         import_name,
         file_size_bytes: None,
     };
@@ -201,8 +267,8 @@ async fn small_text(mut field: axum::extract::multipart::Field<'_>) -> Result<St
 fn too_long() -> ApiError {
     ApiError::new(
         StatusCode::UNPROCESSABLE_ENTITY,
-        "invalid_body",
-        format!("a name or type is longer than {MAX_TEXT} bytes"),
+        "invalid_text",
+        format!("a multipart text field is longer than {MAX_TEXT_FIELD} bytes"),
     )
 }
 
@@ -221,17 +287,35 @@ fn multipart_error(err: axum::extract::multipart::MultipartError) -> ApiError {
     ApiError::new(status, code, err.body_text())
 }
 
-/// A client's text or a default, refused when too long for its column.
-pub(crate) fn bounded(text: Option<String>, default: &str) -> Result<String, ApiError> {
-    let text = text
+/// A client's text (trimmed) or, when absent or blank, a default; refused with 422
+/// `invalid_text` naming `field` when it holds a NUL or more than `max_chars` characters.
+pub(crate) fn bounded(
+    field: &str,
+    text: Option<String>,
+    default: &str,
+    max_chars: usize,
+) -> Result<String, ApiError> {
+    Ok(optional_text(field, text, Some(max_chars))?
         .map(|t| t.trim().to_owned())
         .filter(|t| !t.is_empty())
-        .unwrap_or_else(|| default.to_owned());
-    if text.len() > MAX_TEXT {
-        return Err(too_long());
+        .unwrap_or_else(|| default.to_owned()))
+}
+
+/// A client's optional text, refused with 422 `invalid_text` naming `field` when it does not
+/// fit its column (see `db::text`).
+pub(crate) fn optional_text(
+    field: &str,
+    text: Option<String>,
+    max_chars: Option<usize>,
+) -> Result<Option<String>, ApiError> {
+    if let Some(text) = &text {
+        db_text::check(field, text, max_chars)?;
     }
     Ok(text)
 }
+
+/// `status` columns are `varchar(20)`: a longer filter can match nothing, and is refused.
+pub(crate) const MAX_STATUS_CHARS: usize = 20;
 
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -240,6 +324,7 @@ pub(crate) struct ListImportsQuery {
     #[param(value_type = Option<uuid::Uuid>)]
     pub flow_id: Option<String>,
     /// Only imports with this status.
+    #[param(max_length = 20, pattern = "^[^\\u0000]*$")]
     pub status: Option<String>,
     #[serde(flatten)]
     #[param(ignore)]
@@ -251,6 +336,7 @@ pub(crate) struct ListImportsQuery {
     responses(
         (status = 200, description = "one page of the tenant's imports", body = Envelope<Page<DataImport>>),
         (status = 400, description = "missing or malformed tenant headers, `flow_id`, `cursor` or `limit`", body = ErrorEnvelope),
+        (status = 422, description = "`invalid_text`: `status` longer than 20 characters or holding NUL", body = ErrorEnvelope),
     ),
 )]
 pub(crate) async fn list_imports(
@@ -261,12 +347,11 @@ pub(crate) async fn list_imports(
     let page = query.page.page()?;
     let filter = ImportFilter {
         flow_id: query.flow_id.as_deref().map(flow_id_param).transpose()?,
-        status: query.status,
+        status: optional_text("status", query.status, Some(MAX_STATUS_CHARS))?,
     };
-    let mut tx = state.db.begin().await?;
-    let imports = imports::store::list(&mut tx, tenant, &filter, &page).await?;
-    tx.rollback().await?;
-    Ok(ok(imports))
+    Ok(ok(
+        imports::list_imports(&state.db, tenant, &filter, &page).await?
+    ))
 }
 
 #[utoipa::path(get, path = "/api/v3/data-import/imports/{import_id}", tag = "v3 data import",
@@ -283,10 +368,7 @@ pub(crate) async fn get_import(
     ApiPath(import_id): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     let import_id = ImportId::parse(&import_id)?;
-    let mut tx = state.db.begin().await?;
-    let import = imports::store::get(&mut tx, tenant, import_id).await?;
-    tx.rollback().await?;
-    Ok(ok(import))
+    Ok(ok(imports::get_import(&state.db, tenant, import_id).await?))
 }
 
 #[utoipa::path(get, path = "/api/v3/data-import/imports/{import_id}/records", tag = "v3 data import",
@@ -305,10 +387,10 @@ pub(crate) async fn list_records(
 ) -> Result<Response, ApiError> {
     let import_id = ImportId::parse(&import_id)?;
     let page = query.page()?;
-    let mut tx = state.db.begin().await?;
-    let records = imports::store::list_records(&mut tx, tenant, import_id, &page).await?;
-    tx.rollback().await?;
-    Ok(ok(records))
+    Ok(ok(imports::list_records(
+        &state.db, tenant, import_id, &page,
+    )
+    .await?))
 }
 
 #[utoipa::path(delete, path = "/api/v3/data-import/imports/{import_id}", tag = "v3 data import",
@@ -342,10 +424,13 @@ pub(crate) struct ImportDeleted {
 #[derive(ToSchema)]
 #[allow(dead_code)]
 pub(crate) struct UploadForm {
-    /// The CSV file: a header line, then one row per line.
+    /// The CSV file: a header line, then one row per line. Its file name is at most 242
+    /// characters; each column header at most 255.
     #[schema(value_type = String, format = Binary)]
     file: Vec<u8>,
-    /// Recorded as `import_type` (`cmdb` when absent).
+    /// Recorded as `import_type` (`cmdb` when absent or blank).
+    #[schema(max_length = 50, pattern = "^[^\\u0000]*$")]
     import_type: Option<String>,
+    #[schema(max_length = 255, pattern = "^[^\\u0000]*$")]
     import_name: Option<String>,
 }

@@ -3,7 +3,6 @@ use axum::response::Response;
 use serde::Deserialize;
 
 use crate::field_mappings::{self, ImportFieldMapping, MappingDecision, MappingId};
-use crate::flows;
 use crate::http::extract::{flow_id_param, ApiJson, ApiPath, ApiQuery, Tenant};
 use crate::http::v3::PageQuery;
 use crate::http::{ok, ApiError, AppState, Envelope, ErrorEnvelope};
@@ -25,17 +24,20 @@ pub(crate) async fn list_mappings(
 ) -> Result<Response, ApiError> {
     let flow_id = flow_id_param(&flow_id)?;
     let page = query.page()?;
-    let mut tx = state.db.begin().await?;
-    flows::store::get(&mut tx, tenant, flow_id).await?;
-    let mappings = field_mappings::store::list_for_flow(&mut tx, tenant, flow_id, &page).await?;
-    tx.rollback().await?;
+    let mappings = field_mappings::list_for_flow(&state.db, tenant, flow_id, &page).await?;
     Ok(ok(mappings))
 }
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub(crate) struct UpdateMappingBody {
-    /// The platform attribute the column maps to.
-    #[schema(example = "hostname")]
+    /// The platform attribute the column maps to: at most 255 characters, no control
+    /// character, not only whitespace (stored without surrounding whitespace).
+    #[schema(
+        example = "hostname",
+        min_length = 1,
+        max_length = 255,
+        pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*[^\\s\\u0000-\\u001f\\u007f-\\u009f][^\\u0000-\\u001f\\u007f-\\u009f]*$"
+    )]
     pub target_field: String,
 }
 
@@ -56,10 +58,8 @@ pub(crate) async fn update_mapping(
     ApiJson(body): ApiJson<UpdateMappingBody>,
 ) -> Result<Response, ApiError> {
     let mapping_id = MappingId::parse(&mapping_id)?;
-    let mut tx = state.db.begin_write().await?;
     let mapping =
-        field_mappings::store::set_target(&mut tx, tenant, mapping_id, &body.target_field).await?;
-    tx.commit().await?;
+        field_mappings::set_target(&state.db, tenant, mapping_id, &body.target_field).await?;
     Ok(ok(mapping))
 }
 
@@ -82,7 +82,7 @@ pub(crate) async fn approve_mapping(
 #[utoipa::path(post, path = "/api/v3/field-mapping/mappings/{id}/reject", tag = "v3 field mapping",
     params(Tenant, ("id" = uuid::Uuid, Path, description = "The mapping's id (`mapping_id`).")),
     responses(
-        (status = 200, description = "rejectd", body = Envelope<ImportFieldMapping>),
+        (status = 200, description = "rejected", body = Envelope<ImportFieldMapping>),
         (status = 400, description = "missing or malformed tenant headers or mapping id", body = ErrorEnvelope),
         (status = 404, description = "no such mapping in this tenant", body = ErrorEnvelope),
     ),
@@ -102,8 +102,6 @@ async fn decide(
     decision: MappingDecision,
 ) -> Result<Response, ApiError> {
     let mapping_id = MappingId::parse(&mapping_id)?;
-    let mut tx = state.db.begin_write().await?;
-    let mapping = field_mappings::store::decide(&mut tx, tenant, mapping_id, decision).await?;
-    tx.commit().await?;
+    let mapping = field_mappings::decide(&state.db, tenant, mapping_id, decision).await?;
     Ok(ok(mapping))
 }

@@ -72,6 +72,9 @@ pub(crate) fn routes(upload_limit: usize) -> Router<AppState> {
 #[into_params(parameter_in = Query)]
 pub(crate) struct PageQuery {
     /// The `next_cursor` of the previous page; the first page when absent.
+    #[param(
+        pattern = "^-?[0-9]{1,18}_[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
+    )]
     pub cursor: Option<String>,
     /// Rows on the page, 1 to 500 (50 when absent).
     #[param(value_type = Option<u32>, minimum = 1, maximum = 500)]

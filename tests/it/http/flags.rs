@@ -378,3 +378,52 @@ both_engines!(
     deleting_a_flow_through_the_api_invalidates_the_resolve_cache,
     delete_invalidates_resolution
 );
+
+async fn environment_on_is_checked(test_db: TestDb) {
+    let (keep, db) = head_db(test_db.engine).await;
+    flags::check_default(&db, FlowIdPrimary::On)
+        .await
+        .expect("a database with nothing to link is ready");
+    let tenant = insert_tenant(&db).await;
+    let user = insert_user(&db).await;
+    let late_session = insert_session(&db, tenant, user).await;
+    insert_import(&db, tenant, user, Some(late_session), None).await;
+    let late_flow = flowkey::ids::FlowId::new_v4();
+    insert_flow(&db, tenant, late_flow, Some(late_session.as_uuid())).await;
+    insert_mapping(&db, late_session, late_flow, tenant, "import_session_id").await;
+    let err = flags::check_default(&db, FlowIdPrimary::On)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, FlagError::NotReady { .. }), "{err}");
+    flags::check_default(&db, FlowIdPrimary::Shadow)
+        .await
+        .expect("shadow needs no readiness");
+
+    // The real server refuses to start at `on` from the environment, with the reason.
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_flowkey"))
+        .args([
+            "--database-url",
+            &keep.url,
+            "serve",
+            "--bind",
+            "127.0.0.1:0",
+        ])
+        .env(flags::ENV_VAR, "on")
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(Duration::from_secs(60), output)
+        .await
+        .expect("serve stops by itself")
+        .expect("serve runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("refusing to serve with ENABLE_FLOW_ID_PRIMARY=on")
+            && stderr.contains("data_imports"),
+        "{stderr}"
+    );
+}
+both_engines!(
+    on_from_the_environment_passes_the_readiness_check,
+    environment_on_is_checked
+);

@@ -5,12 +5,12 @@
 // tests: allow the unwraps it allows in tests.
 
 use flowkey::compat::{
-    CompatConfig, CompatError, CompatMetrics, LegacyAnswer, LegacyRead,
-    SessionFlowCompatibilityService,
+    CompatConfig, CompatError, CompatMetrics, LegacyCall, SessionFlowCompatibilityService,
 };
 use flowkey::db::Db;
 use flowkey::flags::FlowIdPrimary;
 use flowkey::ids::{AnyId, FlowId, SessionId};
+use flowkey::imports::FlowDeletion;
 use flowkey::paging::PageRequest;
 
 use crate::both_engines;
@@ -148,7 +148,14 @@ async fn cache_hits_then_invalidates(test_db: TestDb) {
     );
 
     let deleted = compat
-        .delete_flow(tenant, migrated.flow_id, "test", None)
+        .delete_flow(
+            tenant,
+            migrated.flow_id,
+            FlowDeletion {
+                deleted_by: "test".to_owned(),
+                reason: None,
+            },
+        )
         .await
         .expect("delete");
     assert_eq!(deleted.imports, 1);
@@ -245,19 +252,13 @@ async fn records_by_flow_or_legacy_id(test_db: TestDb) {
     // The v1 read through the legacy key and through the flow key give the same page.
     let mut answers = Vec::new();
     for mode in [FlowIdPrimary::Off, FlowIdPrimary::On, FlowIdPrimary::Shadow] {
-        let answer = compat
-            .legacy_read(
-                "/v1/records",
-                tenant,
-                session,
-                LegacyRead::Records(page),
-                mode,
-            )
-            .await
-            .unwrap();
-        let LegacyAnswer::Records(records) = answer else {
-            panic!("records expected");
+        let call = LegacyCall {
+            route: "/v1/records",
+            tenant,
+            session,
+            mode,
         };
+        let records = compat.legacy_records(call, &page).await.unwrap();
         assert_eq!(records, first_pages[0], "{mode:?}");
         answers.push(records);
     }
@@ -268,15 +269,13 @@ async fn records_by_flow_or_legacy_id(test_db: TestDb) {
         .unwrap();
     let rows: Vec<i32> = rest.items.iter().map(|r| r.row_number).collect();
     assert_eq!(rows, vec![6, 7]);
-    let foreign = compat
-        .legacy_read(
-            "/v1/records",
-            other,
-            session,
-            LegacyRead::Records(page),
-            FlowIdPrimary::Off,
-        )
-        .await;
+    let call = LegacyCall {
+        route: "/v1/records",
+        tenant: other,
+        session,
+        mode: FlowIdPrimary::Off,
+    };
+    let foreign = compat.legacy_records(call, &page).await;
     assert!(matches!(foreign, Err(CompatError::NotFound { .. })));
 }
 both_engines!(
