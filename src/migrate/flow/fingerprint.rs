@@ -1,22 +1,47 @@
 //! Fingerprints of the legacy tables: the proof that the migration lost and changed nothing.
 //!
-//! A table's fingerprint is its row count and an order-independent hash: the wrapping sum of
-//! each row's SHA-256 (first 8 bytes, little endian) over a canonical text of every legacy
-//! column. The canonical text is computed by the database (`quote_nullable(col)` on
-//! PostgreSQL; `quote(col)`, or `%.17g` for REAL values, on SQLite), so fingerprints are
-//! comparable within one engine, not across engines. Rows are streamed in keyset batches.
+//! A table's fingerprint is its row count and an order-independent hash: the wrapping sum,
+//! modulo 2^64, of a 64-bit hash of each row's canonical text, which covers every legacy
+//! column. A changed value changes its row's hash; a missing or an extra row changes the
+//! count. Fingerprints are comparable within one engine, not across engines.
+//!
+//! # Where the work happens
+//! - PostgreSQL: one aggregate statement per table, computed by the server (parallel scans
+//!   allowed); only the count and the sum travel.
+//! - SQLite: one streaming read per table in the process, in table order (no sort, no
+//!   keyset walk), each row's text built by SQLite and hashed here.
+//!
+//! Every table is read in one read-only transaction: one consistent snapshot of the whole
+//! database (`REPEATABLE READ READ ONLY` on PostgreSQL; a deferred `BEGIN` on SQLite, which
+//! in WAL mode never blocks the application's writers). Nothing is locked for writing.
+//!
+//! # Formats
+//! The stored hash text carries the format it was computed with, so a baseline stored by an
+//! earlier build is compared with a fingerprint computed the same way
+//! ([`fingerprint_like_baseline`]):
+//! - [`FingerprintFormat::V1`] (no prefix, the first builds): the canonical text is each
+//!   column quoted as a literal (`quote_nullable` on PostgreSQL; `quote`, or `%.17g` for REAL
+//!   values, on SQLite), comma-separated; the row hash is the first 8 bytes of its SHA-256,
+//!   little endian. Earlier builds computed it in the client; this one computes the same
+//!   value where the data is.
+//! - [`FingerprintFormat::V2`] (`v2:` prefix, written by this build): on PostgreSQL the
+//!   canonical text is the row's own text form (`ROW(c1, …)::text`: NULL is empty, a value
+//!   that could be misread is double-quoted) and the row hash the first 8 bytes of its MD5,
+//!   big endian; on SQLite it is V1's text and hash (SQLite's cost is reading the rows, not
+//!   hashing them).
+//!
+//! Text forms that depend on session settings (time zone, date style, float digits) are
+//! pinned for the transaction, so the fingerprint does not depend on who connects.
 
+use futures::TryStreamExt;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use sqlx::Row;
 
-use crate::db::{Db, Engine};
-use crate::migrate::flow::tables::{begin_batch, legacy_columns, text_of, Key};
-use crate::migrate::revisions::legacy::LEGACY_TABLES;
+use crate::db::{Db, Engine, Tx};
+use crate::migrate::flow::tables::{is_added_column, legacy_columns};
+use crate::migrate::revisions::legacy::{LEGACY_SQL, LEGACY_TABLES};
 use crate::migrate::MigrateError;
-
-/// Rows read per fingerprint batch.
-const FINGERPRINT_BATCH: i64 = 5_000;
 
 /// Which rows a fingerprint covers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,87 +54,159 @@ pub enum FingerprintScope {
     WithoutMigrationFlows,
 }
 
+/// How a fingerprint's hash was computed; stored as a prefix of the hash text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum FingerprintFormat {
+    /// The first builds' format: no prefix. See the module documentation.
+    V1,
+    /// This build's format: `v2:` prefix. See the module documentation.
+    V2,
+}
+
+impl FingerprintFormat {
+    /// The format new fingerprints are written in.
+    pub const CURRENT: FingerprintFormat = FingerprintFormat::V2;
+
+    /// The format of a stored hash text: `v2:` prefix, or none for the first builds'.
+    pub fn of_hash(hash: &str) -> FingerprintFormat {
+        if hash.starts_with(V2_PREFIX) {
+            FingerprintFormat::V2
+        } else {
+            FingerprintFormat::V1
+        }
+    }
+
+    /// The hash text of a sum in this format. The stored column holds 16 characters
+    /// (`varchar(16)` on PostgreSQL, and changing it would take a migration step), so V2
+    /// writes the sum in radix 32 (13 digits) after its 3-character prefix.
+    fn hash_text(self, sum: u64) -> String {
+        match self {
+            FingerprintFormat::V1 => format!("{sum:016x}"),
+            FingerprintFormat::V2 => {
+                let mut text = String::with_capacity(16);
+                text.push_str(V2_PREFIX);
+                for position in (0..13).rev() {
+                    let digit = (sum >> (position * 5)) & 0x1f;
+                    text.push(char::from(RADIX_32_DIGITS[digit as usize]));
+                }
+                text
+            }
+        }
+    }
+}
+
+const V2_PREFIX: &str = "v2:";
+const RADIX_32_DIGITS: &[u8; 32] = b"0123456789abcdefghijklmnopqrstuv";
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TableFingerprint {
     pub table: String,
     pub rows: i64,
-    /// The order-independent hash, 16 hex digits.
+    /// The order-independent hash in at most 16 characters: 16 hex digits in the first
+    /// format, `v2:` and 13 radix-32 digits in the second.
     pub hash: String,
 }
 
-/// Fingerprints every legacy table.
+/// Fingerprints every legacy table in the current format, in one snapshot.
 pub async fn fingerprint_database(
     db: &Db,
     scope: FingerprintScope,
 ) -> Result<Vec<TableFingerprint>, MigrateError> {
-    let mut all = Vec::with_capacity(LEGACY_TABLES.len());
-    for table in LEGACY_TABLES {
-        all.push(fingerprint_table(db, table, scope).await?);
-    }
-    Ok(all)
+    let plan: Vec<(&str, FingerprintFormat)> = LEGACY_TABLES
+        .iter()
+        .map(|table| (*table, FingerprintFormat::CURRENT))
+        .collect();
+    fingerprint_tables(db, scope, &plan).await
 }
 
-/// Fingerprints one legacy table.
+/// Fingerprints the tables of a stored baseline, each in the format its baseline was stored
+/// in, in one snapshot: what `verify` compares with the baseline, so that an upgrade started
+/// by an earlier build (V1 baselines) and finished by this one still verifies. A legacy table
+/// the baseline lacks is fingerprinted in the current format.
+pub async fn fingerprint_like_baseline(
+    db: &Db,
+    scope: FingerprintScope,
+    baseline: &[TableFingerprint],
+) -> Result<Vec<TableFingerprint>, MigrateError> {
+    let plan: Vec<(&str, FingerprintFormat)> = LEGACY_TABLES
+        .iter()
+        .map(|table| {
+            let format = baseline
+                .iter()
+                .find(|then| then.table == *table)
+                .map_or(FingerprintFormat::CURRENT, |then| {
+                    FingerprintFormat::of_hash(&then.hash)
+                });
+            (*table, format)
+        })
+        .collect();
+    fingerprint_tables(db, scope, &plan).await
+}
+
+/// Fingerprints one legacy table in the current format.
 pub async fn fingerprint_table(
     db: &Db,
     table: &str,
     scope: FingerprintScope,
 ) -> Result<TableFingerprint, MigrateError> {
+    fingerprint_table_as(db, table, scope, FingerprintFormat::CURRENT).await
+}
+
+/// Fingerprints one legacy table in the given format.
+pub async fn fingerprint_table_as(
+    db: &Db,
+    table: &str,
+    scope: FingerprintScope,
+    format: FingerprintFormat,
+) -> Result<TableFingerprint, MigrateError> {
+    let mut all = fingerprint_tables(db, scope, &[(table, format)]).await?;
+    Ok(all.remove(0))
+}
+
+/// Fingerprints `tables`, each in its format, in one read-only transaction.
+async fn fingerprint_tables(
+    db: &Db,
+    scope: FingerprintScope,
+    tables: &[(&str, FingerprintFormat)],
+) -> Result<Vec<TableFingerprint>, MigrateError> {
     let engine = db.engine();
-    let columns = legacy_columns(db, table).await?;
-    let row_text = canonical_row_expression(engine, &columns);
-    let exclusion =
-        if scope == FingerprintScope::WithoutMigrationFlows && table == "discovery_flows" {
-            " AND flow_id NOT IN (SELECT flow_id FROM flowkey_remembered_flows)"
-        } else {
-            ""
-        };
-    let cast = if engine == Engine::Postgres {
-        "::uuid"
-    } else {
-        ""
-    };
-    let first_sql = format!(
-        "SELECT {id} AS key_text, {row_text} FROM {table} WHERE 1 = 1{exclusion} ORDER BY {table}.id LIMIT $1",
-        id = text_of(engine, "id")
-    );
-    let next_sql = format!(
-        "SELECT {id} AS key_text, {row_text} FROM {table} WHERE id > $1{cast}{exclusion} ORDER BY {table}.id LIMIT $2",
-        id = text_of(engine, "id")
-    );
-    let mut cursor: Option<Key> = None;
-    let mut rows = 0i64;
-    let mut hash = 0u64;
-    loop {
-        let mut tx = begin_batch(db).await?;
-        let batch: Vec<(String, String)> = crate::on_tx!(&mut tx, conn => {
-            let query = match &cursor {
-                Some(after) => sqlx::query(&next_sql).bind(after.clone()).bind(FINGERPRINT_BATCH),
-                None => sqlx::query(&first_sql).bind(FINGERPRINT_BATCH),
-            };
-            let fetched = query.fetch_all(&mut **conn).await?;
-            let mut out = Vec::with_capacity(fetched.len());
-            for row in fetched {
-                out.push((row.try_get::<String, _>(0)?, row.try_get::<String, _>(1)?));
-            }
-            out
-        });
-        tx.rollback().await?;
-        let Some((last, _)) = batch.last() else { break };
-        cursor = Some(last.clone());
-        for (_, text) in &batch {
-            hash = hash.wrapping_add(row_hash(text));
-            rows += 1;
-        }
-        if (batch.len() as i64) < FINGERPRINT_BATCH {
-            break;
-        }
+    let mut statements = Vec::with_capacity(tables.len());
+    for (table, format) in tables {
+        let columns = legacy_columns(db, table).await?;
+        statements.push((
+            *table,
+            *format,
+            table_sql(engine, *format, table, &columns, scope),
+        ));
     }
-    Ok(TableFingerprint {
-        table: table.to_owned(),
-        rows,
-        hash: format!("{hash:016x}"),
-    })
+    let mut tx = begin_read(db).await?;
+    let mut all = Vec::with_capacity(tables.len());
+    for (table, format, sql) in statements {
+        let (rows, sum) = match &mut tx {
+            Tx::Postgres(conn) => {
+                let row = sqlx::query(&sql).fetch_one(&mut **conn).await?;
+                let rows: i64 = row.try_get(0)?;
+                let sum: String = row.try_get(1)?;
+                (rows, wrap_decimal_sum(&sum, table)?)
+            }
+            Tx::Sqlite(conn) => {
+                let mut stream = sqlx::query_scalar::<_, String>(&sql).fetch(&mut **conn);
+                let (mut rows, mut sum) = (0i64, 0u64);
+                while let Some(text) = stream.try_next().await? {
+                    sum = sum.wrapping_add(sha256_le64(&text));
+                    rows += 1;
+                }
+                (rows, sum)
+            }
+        };
+        all.push(TableFingerprint {
+            table: table.to_owned(),
+            rows,
+            hash: format.hash_text(sum),
+        });
+    }
+    tx.rollback().await?;
+    Ok(all)
 }
 
 /// Stores a fingerprint as the pre-migration baseline (replacing an older one).
@@ -152,9 +249,155 @@ pub async fn load_baseline(db: &Db) -> Result<Vec<TableFingerprint>, MigrateErro
     Ok(rows)
 }
 
-/// The SQL expression giving a row's canonical text: each column quoted as a literal (NULL
-/// as the bare word), separated by commas.
-fn canonical_row_expression(engine: Engine, columns: &[String]) -> String {
+/// The `Action::Check` body of `flow_mapping`'s "fingerprint legacy tables" step: runs before
+/// anything changes, stores the baseline in `flowkey_fingerprints` and in the audit log.
+pub fn fingerprint_step<'a, 'b>(
+    ctx: &'a mut crate::migrate::StepContext<'b>,
+) -> futures::future::BoxFuture<'a, Result<(), MigrateError>> {
+    Box::pin(async move {
+        let fingerprints =
+            fingerprint_database(ctx.db, FingerprintScope::WithoutMigrationFlows).await?;
+        store_baseline(ctx.db, &fingerprints).await?;
+        ctx.audit
+            .record(
+                "fingerprint",
+                serde_json::json!({
+                    "engine": ctx.db.engine(),
+                    "format": FingerprintFormat::CURRENT,
+                    "tables": fingerprints,
+                }),
+            )
+            .await
+    })
+}
+
+/// The statements the fingerprint step runs on `engine` (what `--sql` prints): the read-only
+/// transaction and one statement per legacy table, with the columns of the legacy schema as
+/// this build declares it (at run time they are read from the catalog, so a database with
+/// more legacy columns has them fingerprinted too).
+pub fn fingerprint_sql(engine: Engine) -> String {
+    let mut out = String::from(
+        "-- fingerprint legacy tables (format v2), read-only, one snapshot; each table's row\n\
+         -- count and the sum mod 2^64 of a 64-bit hash per row go to flowkey_fingerprints\n\
+         -- and the audit event `fingerprint`.\n",
+    );
+    let declared = declared_legacy_columns(LEGACY_SQL.for_engine(engine));
+    match engine {
+        Engine::Postgres => {
+            out.push_str(PG_BEGIN_READ);
+            out.push_str(";\n");
+            for setting in PG_PINNED_SETTINGS {
+                out.push_str(setting);
+                out.push_str(";\n");
+            }
+        }
+        Engine::Sqlite => out.push_str(
+            "BEGIN;\n-- each table's rows are streamed; the sum of the first 8 bytes (little \
+             endian) of each row text's SHA-256 is taken in the process\n",
+        ),
+    }
+    for table in LEGACY_TABLES {
+        let columns = declared
+            .iter()
+            .find(|(name, _)| name == table)
+            .map(|(_, columns)| columns.clone())
+            .unwrap_or_default();
+        out.push_str(&table_sql(
+            engine,
+            FingerprintFormat::CURRENT,
+            table,
+            &columns,
+            FingerprintScope::WithoutMigrationFlows,
+        ));
+        out.push_str(";\n");
+    }
+    out.push_str("ROLLBACK;\n");
+    out
+}
+
+/// A short description of the step for the revision's `--sql` until it prints
+/// [`fingerprint_sql`] (a check's SQL is left out of the checksum, so either may be shown).
+pub const FINGERPRINT_DESCRIBE: &str = "\
+-- fingerprint legacy tables (format v2), read-only, one snapshot (REPEATABLE READ READ ONLY on
+-- PostgreSQL, a deferred BEGIN on SQLite), one statement per legacy table:
+--   PostgreSQL: SELECT count(*), sum(('x' || left(md5(ROW(c1, ...)::text), 16))::bit(64)::int8) FROM <table>
+--   SQLite: SELECT quote(c1) || ',' || ... FROM <table>, streamed; sha256 per row summed in the process
+-- row count + hash -> flowkey_fingerprints and audit event `fingerprint`";
+
+/// How the read-only transaction begins on PostgreSQL: one snapshot for every table.
+const PG_BEGIN_READ: &str = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY";
+
+/// The settings a value's text form depends on, pinned to what the first builds' connections
+/// used (sqlx's defaults and the server's), so V1 values stay reproducible.
+const PG_PINNED_SETTINGS: [&str; 5] = [
+    "SET LOCAL TimeZone = 'UTC'",
+    "SET LOCAL DateStyle = 'ISO, MDY'",
+    "SET LOCAL extra_float_digits = 2",
+    "SET LOCAL IntervalStyle = 'postgres'",
+    "SET LOCAL bytea_output = 'hex'",
+];
+
+async fn begin_read(db: &Db) -> Result<Tx<'static>, sqlx::Error> {
+    match db {
+        // A deferred BEGIN takes no lock until the first read, and then only a read lock,
+        // which in WAL mode never blocks writers.
+        Db::Sqlite(_) => db.begin().await,
+        Db::Postgres(pool) => {
+            let mut tx = pool.begin_with(PG_BEGIN_READ).await?;
+            for setting in PG_PINNED_SETTINGS {
+                sqlx::query(setting).execute(&mut *tx).await?;
+            }
+            Ok(Tx::Postgres(tx))
+        }
+    }
+}
+
+/// The statement that fingerprints one table: on PostgreSQL `(count, sum)` as `(int8, text)`;
+/// on SQLite one row text per row.
+fn table_sql(
+    engine: Engine,
+    format: FingerprintFormat,
+    table: &str,
+    columns: &[String],
+    scope: FingerprintScope,
+) -> String {
+    let filter = if scope == FingerprintScope::WithoutMigrationFlows && table == "discovery_flows" {
+        " WHERE flow_id NOT IN (SELECT flow_id FROM flowkey_remembered_flows)"
+    } else {
+        ""
+    };
+    match engine {
+        Engine::Postgres => format!(
+            "SELECT count(*), coalesce(sum({hash}), 0)::text FROM {table}{filter}",
+            hash = pg_row_hash(format, columns)
+        ),
+        Engine::Sqlite => format!(
+            "SELECT {text} FROM {table}{filter}",
+            text = v1_row_text(engine, columns)
+        ),
+    }
+}
+
+/// A row's 64-bit hash as a signed `int8` (the sum modulo 2^64 is the same as unsigned).
+fn pg_row_hash(format: FingerprintFormat, columns: &[String]) -> String {
+    match format {
+        // The first 8 bytes of the SHA-256, read little endian: the bytes' hex digits are put
+        // in reverse byte order before being read as a 64-bit number.
+        FingerprintFormat::V1 => format!(
+            "('x' || regexp_replace(encode(substr(sha256(convert_to({text}, 'UTF8')), 1, 8), 'hex'), \
+             '(..)(..)(..)(..)(..)(..)(..)(..)', '\\8\\7\\6\\5\\4\\3\\2\\1'))::bit(64)::int8",
+            text = v1_row_text(Engine::Postgres, columns)
+        ),
+        FingerprintFormat::V2 => format!(
+            "('x' || left(md5({text}), 16))::bit(64)::int8",
+            text = v2_pg_row_text(columns)
+        ),
+    }
+}
+
+/// V1's canonical text: each column quoted as a literal (NULL as the bare word), separated by
+/// commas.
+fn v1_row_text(engine: Engine, columns: &[String]) -> String {
     let parts: Vec<String> = columns
         .iter()
         .map(|column| match engine {
@@ -172,52 +415,133 @@ fn canonical_row_expression(engine: Engine, columns: &[String]) -> String {
     }
 }
 
-fn row_hash(text: &str) -> u64 {
+/// V2's canonical text on PostgreSQL: the row's text form. `ROW(…)::text` quotes every value
+/// that could be misread (empty, or holding a comma, quote, parenthesis, backslash or space)
+/// and leaves NULL empty, so distinct rows give distinct texts.
+fn v2_pg_row_text(columns: &[String]) -> String {
+    if columns.is_empty() {
+        "''".to_owned()
+    } else {
+        format!("ROW({})::text", columns.join(", "))
+    }
+}
+
+/// The first 8 bytes of the SHA-256 of `text`, little endian.
+fn sha256_le64(text: &str) -> u64 {
     let digest = Sha256::digest(text.as_bytes());
     let mut first = [0u8; 8];
     first.copy_from_slice(&digest[..8]);
     u64::from_le_bytes(first)
 }
 
-/// The `Action::Code` body of `flow_mapping`'s "fingerprint legacy tables" step: runs before
-/// anything changes, stores the baseline in `flowkey_fingerprints` and in the audit log.
-pub fn fingerprint_step<'a, 'b>(
-    ctx: &'a mut crate::migrate::StepContext<'b>,
-) -> futures::future::BoxFuture<'a, Result<(), MigrateError>> {
-    Box::pin(async move {
-        let fingerprints =
-            fingerprint_database(ctx.db, FingerprintScope::WithoutMigrationFlows).await?;
-        store_baseline(ctx.db, &fingerprints).await?;
-        ctx.audit
-            .record(
-                "fingerprint",
-                serde_json::json!({ "engine": ctx.db.engine(), "tables": fingerprints }),
-            )
-            .await
-    })
+/// A PostgreSQL `numeric` sum of signed 64-bit values, as text, modulo 2^64.
+fn wrap_decimal_sum(sum: &str, table: &str) -> Result<u64, MigrateError> {
+    let value: i128 = sum.trim().parse().map_err(|_| {
+        MigrateError::from(sqlx::Error::Decode(
+            format!("fingerprint of {table}: the server's sum {sum:?} is not an integer").into(),
+        ))
+    })?;
+    // Truncation is the point: the sum is taken modulo 2^64.
+    Ok(value as u64)
 }
 
-pub const FINGERPRINT_DESCRIBE: &str = "\
--- for every legacy table, in keyset batches of 5000 rows:
---   SELECT id, quote_nullable(c1) || ',' || ... FROM <table> WHERE id > $cursor ORDER BY id LIMIT 5000
--- row count + wrapping sum of sha256(row text)[..8] -> flowkey_fingerprints and audit event `fingerprint`";
+/// The columns of each table in a legacy schema script, in declared order (columns the
+/// migration adds left out, though a legacy script has none).
+fn declared_legacy_columns(script: &str) -> Vec<(String, Vec<String>)> {
+    let mut tables: Vec<(String, Vec<String>)> = Vec::new();
+    let mut current: Option<(String, Vec<String>)> = None;
+    for line in script.lines() {
+        let trimmed = line.trim();
+        if let Some(rest) = trimmed.strip_prefix("CREATE TABLE ") {
+            let name = rest.trim_end_matches('(').trim().to_owned();
+            current = Some((name, Vec::new()));
+        } else if trimmed.starts_with(");") {
+            if let Some(done) = current.take() {
+                tables.push(done);
+            }
+        } else if let Some((table, columns)) = &mut current {
+            let word = trimmed.split_whitespace().next().unwrap_or("");
+            let is_column = !word.is_empty()
+                && !word.starts_with("--")
+                && word
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+            if is_column && !is_added_column(table, word) {
+                columns.push(word.to_owned());
+            }
+        }
+    }
+    tables
+}
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn row_hash_is_stable_and_spreads() {
-        assert_eq!(row_hash("a"), row_hash("a"));
-        assert_ne!(row_hash("a"), row_hash("b"));
+    fn the_row_hash_is_stable_and_spreads() {
+        assert_eq!(sha256_le64("a"), sha256_le64("a"));
+        assert_ne!(sha256_le64("a"), sha256_le64("b"));
     }
 
     #[test]
-    fn canonical_text_quotes_every_column() {
-        let sql = canonical_row_expression(Engine::Postgres, &["a".into(), "b".into()]);
+    fn v1_text_quotes_every_column() {
+        let sql = v1_row_text(Engine::Postgres, &["a".into(), "b".into()]);
         assert_eq!(
             sql,
             "coalesce(quote_nullable(a), 'NULL') || ',' || coalesce(quote_nullable(b), 'NULL')"
         );
+    }
+
+    #[test]
+    fn the_format_is_read_from_the_stored_text() {
+        assert_eq!(
+            FingerprintFormat::of_hash("00ff00ff00ff00ff"),
+            FingerprintFormat::V1
+        );
+        let v2 = FingerprintFormat::V2.hash_text(255);
+        assert_eq!(v2, "v2:000000000007v");
+        assert_eq!(
+            FingerprintFormat::V2.hash_text(u64::MAX),
+            "v2:fvvvvvvvvvvvv"
+        );
+        assert_eq!(v2.len(), 16);
+        assert_eq!(FingerprintFormat::of_hash(&v2), FingerprintFormat::V2);
+    }
+
+    #[test]
+    fn a_server_sum_wraps_modulo_two_to_the_64() {
+        assert_eq!(wrap_decimal_sum("-1", "t").ok(), Some(u64::MAX));
+        assert_eq!(
+            wrap_decimal_sum("18446744073709551617", "t").ok(),
+            Some(1),
+            "2^64 + 1"
+        );
+        assert!(wrap_decimal_sum("1.5", "t").is_err());
+    }
+
+    #[test]
+    fn the_declared_legacy_columns_cover_every_legacy_table() {
+        for engine in [Engine::Sqlite, Engine::Postgres] {
+            let declared = declared_legacy_columns(LEGACY_SQL.for_engine(engine));
+            let names: Vec<&str> = declared.iter().map(|(name, _)| name.as_str()).collect();
+            assert_eq!(names, LEGACY_TABLES, "{engine:?}");
+            let raw = &declared[6].1;
+            assert_eq!(raw.first().map(String::as_str), Some("id"));
+            assert_eq!(raw.last().map(String::as_str), Some("processed_at"));
+            assert_eq!(raw.len(), 16);
+        }
+    }
+
+    #[test]
+    fn the_step_sql_names_every_table() {
+        for engine in [Engine::Sqlite, Engine::Postgres] {
+            let sql = fingerprint_sql(engine);
+            for table in LEGACY_TABLES {
+                assert!(sql.contains(&format!("FROM {table}")), "{table}");
+            }
+            assert!(!sql.contains("IMMEDIATE"));
+        }
+        assert!(fingerprint_sql(Engine::Postgres).contains("READ ONLY"));
     }
 }
