@@ -24,11 +24,15 @@
 //!   values, on SQLite), comma-separated; the row hash is the first 8 bytes of its SHA-256,
 //!   little endian. Earlier builds computed it in the client; this one computes the same
 //!   value where the data is.
-//! - [`FingerprintFormat::V2`] (`v2:` prefix, written by this build): on PostgreSQL the
-//!   canonical text is the row's own text form (`ROW(c1, …)::text`: NULL is empty, a value
-//!   that could be misread is double-quoted) and the row hash the first 8 bytes of its MD5,
-//!   big endian; on SQLite it is V1's text and hash (SQLite's cost is reading the rows, not
-//!   hashing them).
+//! - [`FingerprintFormat::V2`] (`v2:` prefix, written by this build): on PostgreSQL the row
+//!   hash is the server's own 64-bit hash of the row's values (`hash_record_extended`, the
+//!   hash behind hash partitioning, PostgreSQL 14+), without turning any value into text:
+//!   converting values to text was most of V1's cost. Types whose hash would miss a change or
+//!   which have none are hashed as exact bytes or text instead: `float4`/`float8`/`numeric`
+//!   by their binary form (their hashes equate -0 with 0 and 1.0 with 1.00), `json` and any
+//!   type not known to hash exactly by its text. On SQLite V2 is V1's text and hash
+//!   (SQLite's cost is reading the rows, not hashing them). On a PostgreSQL older than 14
+//!   new fingerprints are written in V1.
 //!
 //! Text forms that depend on session settings (time zone, date style, float digits) are
 //! pinned for the transaction, so the fingerprint does not depend on who connects.
@@ -39,7 +43,7 @@ use sha2::{Digest, Sha256};
 use sqlx::Row;
 
 use crate::db::{Db, Engine, Tx};
-use crate::migrate::flow::tables::{is_added_column, legacy_columns};
+use crate::migrate::flow::tables::is_added_column;
 use crate::migrate::revisions::legacy::{LEGACY_SQL, LEGACY_TABLES};
 use crate::migrate::MigrateError;
 
@@ -64,8 +68,26 @@ pub enum FingerprintFormat {
 }
 
 impl FingerprintFormat {
-    /// The format new fingerprints are written in.
+    /// The format new fingerprints are written in (on PostgreSQL 14 and later; see
+    /// [`FingerprintFormat::for_new`]).
     pub const CURRENT: FingerprintFormat = FingerprintFormat::V2;
+
+    /// The format new fingerprints of `db` are written in: [`FingerprintFormat::CURRENT`],
+    /// or V1 on a PostgreSQL without `hash_record_extended` (before 14).
+    pub async fn for_new(db: &Db) -> Result<FingerprintFormat, MigrateError> {
+        match db {
+            Db::Sqlite(_) => Ok(FingerprintFormat::CURRENT),
+            Db::Postgres(pool) => {
+                let version: String = sqlx::query_scalar("SHOW server_version_num")
+                    .fetch_one(pool)
+                    .await?;
+                Ok(match version.trim().parse::<u32>() {
+                    Ok(number) if number < 140_000 => FingerprintFormat::V1,
+                    _ => FingerprintFormat::CURRENT,
+                })
+            }
+        }
+    }
 
     /// The format of a stored hash text: `v2:` prefix, or none for the first builds'.
     pub fn of_hash(hash: &str) -> FingerprintFormat {
@@ -112,44 +134,43 @@ pub async fn fingerprint_database(
     db: &Db,
     scope: FingerprintScope,
 ) -> Result<Vec<TableFingerprint>, MigrateError> {
-    let plan: Vec<(&str, FingerprintFormat)> = LEGACY_TABLES
-        .iter()
-        .map(|table| (*table, FingerprintFormat::CURRENT))
-        .collect();
+    let format = FingerprintFormat::for_new(db).await?;
+    let plan: Vec<(&str, FingerprintFormat)> =
+        LEGACY_TABLES.iter().map(|table| (*table, format)).collect();
     fingerprint_tables(db, scope, &plan).await
 }
 
 /// Fingerprints the tables of a stored baseline, each in the format its baseline was stored
 /// in, in one snapshot: what `verify` compares with the baseline, so that an upgrade started
 /// by an earlier build (V1 baselines) and finished by this one still verifies. A legacy table
-/// the baseline lacks is fingerprinted in the current format.
+/// the baseline lacks is fingerprinted in the format new fingerprints get.
 pub async fn fingerprint_like_baseline(
     db: &Db,
     scope: FingerprintScope,
     baseline: &[TableFingerprint],
 ) -> Result<Vec<TableFingerprint>, MigrateError> {
+    let new = FingerprintFormat::for_new(db).await?;
     let plan: Vec<(&str, FingerprintFormat)> = LEGACY_TABLES
         .iter()
         .map(|table| {
             let format = baseline
                 .iter()
                 .find(|then| then.table == *table)
-                .map_or(FingerprintFormat::CURRENT, |then| {
-                    FingerprintFormat::of_hash(&then.hash)
-                });
+                .map_or(new, |then| FingerprintFormat::of_hash(&then.hash));
             (*table, format)
         })
         .collect();
     fingerprint_tables(db, scope, &plan).await
 }
 
-/// Fingerprints one legacy table in the current format.
+/// Fingerprints one legacy table in the format new fingerprints get.
 pub async fn fingerprint_table(
     db: &Db,
     table: &str,
     scope: FingerprintScope,
 ) -> Result<TableFingerprint, MigrateError> {
-    fingerprint_table_as(db, table, scope, FingerprintFormat::CURRENT).await
+    let format = FingerprintFormat::for_new(db).await?;
+    fingerprint_table_as(db, table, scope, format).await
 }
 
 /// Fingerprints one legacy table in the given format.
@@ -172,7 +193,7 @@ async fn fingerprint_tables(
     let engine = db.engine();
     let mut statements = Vec::with_capacity(tables.len());
     for (table, format) in tables {
-        let columns = legacy_columns(db, table).await?;
+        let columns = typed_legacy_columns(db, table).await?;
         statements.push((
             *table,
             *format,
@@ -263,7 +284,7 @@ pub fn fingerprint_step<'a, 'b>(
                 "fingerprint",
                 serde_json::json!({
                     "engine": ctx.db.engine(),
-                    "format": FingerprintFormat::CURRENT,
+                    "format": FingerprintFormat::for_new(ctx.db).await?,
                     "tables": fingerprints,
                 }),
             )
@@ -320,7 +341,7 @@ pub fn fingerprint_sql(engine: Engine) -> String {
 pub const FINGERPRINT_DESCRIBE: &str = "\
 -- fingerprint legacy tables (format v2), read-only, one snapshot (REPEATABLE READ READ ONLY on
 -- PostgreSQL, a deferred BEGIN on SQLite), one statement per legacy table:
---   PostgreSQL: SELECT count(*), sum(('x' || left(md5(ROW(c1, ...)::text), 16))::bit(64)::int8) FROM <table>
+--   PostgreSQL: SELECT count(*), sum(hash_record_extended(ROW(c1, float8send(c2), c3::text, ...), 0)) FROM <table>
 --   SQLite: SELECT quote(c1) || ',' || ... FROM <table>, streamed; sha256 per row summed in the process
 -- row count + hash -> flowkey_fingerprints and audit event `fingerprint`";
 
@@ -358,7 +379,7 @@ fn table_sql(
     engine: Engine,
     format: FingerprintFormat,
     table: &str,
-    columns: &[String],
+    columns: &[Column],
     scope: FingerprintScope,
 ) -> String {
     let filter = if scope == FingerprintScope::WithoutMigrationFlows && table == "discovery_flows" {
@@ -379,7 +400,7 @@ fn table_sql(
 }
 
 /// A row's 64-bit hash as a signed `int8` (the sum modulo 2^64 is the same as unsigned).
-fn pg_row_hash(format: FingerprintFormat, columns: &[String]) -> String {
+fn pg_row_hash(format: FingerprintFormat, columns: &[Column]) -> String {
     match format {
         // The first 8 bytes of the SHA-256, read little endian: the bytes' hex digits are put
         // in reverse byte order before being read as a 64-bit number.
@@ -388,19 +409,19 @@ fn pg_row_hash(format: FingerprintFormat, columns: &[String]) -> String {
              '(..)(..)(..)(..)(..)(..)(..)(..)', '\\8\\7\\6\\5\\4\\3\\2\\1'))::bit(64)::int8",
             text = v1_row_text(Engine::Postgres, columns)
         ),
-        FingerprintFormat::V2 => format!(
-            "('x' || left(md5({text}), 16))::bit(64)::int8",
-            text = v2_pg_row_text(columns)
-        ),
+        FingerprintFormat::V2 => {
+            let values: Vec<String> = columns.iter().map(v2_pg_value).collect();
+            format!("hash_record_extended(ROW({}), 0)", values.join(", "))
+        }
     }
 }
 
 /// V1's canonical text: each column quoted as a literal (NULL as the bare word), separated by
 /// commas.
-fn v1_row_text(engine: Engine, columns: &[String]) -> String {
+fn v1_row_text(engine: Engine, columns: &[Column]) -> String {
     let parts: Vec<String> = columns
         .iter()
-        .map(|column| match engine {
+        .map(|Column { name: column, .. }| match engine {
             Engine::Postgres => format!("coalesce(quote_nullable({column}), 'NULL')"),
             // quote() of a REAL keeps only 15 significant digits; %.17g round-trips exactly.
             Engine::Sqlite => format!(
@@ -415,14 +436,20 @@ fn v1_row_text(engine: Engine, columns: &[String]) -> String {
     }
 }
 
-/// V2's canonical text on PostgreSQL: the row's text form. `ROW(…)::text` quotes every value
-/// that could be misread (empty, or holding a comma, quote, parenthesis, backslash or space)
-/// and leaves NULL empty, so distinct rows give distinct texts.
-fn v2_pg_row_text(columns: &[String]) -> String {
-    if columns.is_empty() {
-        "''".to_owned()
-    } else {
-        format!("ROW({})::text", columns.join(", "))
+/// One value of V2's row on PostgreSQL: the column itself where its type's hash changes
+/// whenever its value does, else its exact bytes or text.
+fn v2_pg_value(column: &Column) -> String {
+    let name = &column.name;
+    match column.udt.as_str() {
+        // Hashed exactly by their own hash functions.
+        "uuid" | "text" | "varchar" | "int2" | "int4" | "int8" | "bool" | "timestamptz"
+        | "timestamp" | "date" | "jsonb" | "bytea" => name.clone(),
+        // Their hashes equate values that differ (-0 and 0; 1.0 and 1.00): the binary form.
+        "float4" => format!("float4send({name})"),
+        "float8" => format!("float8send({name})"),
+        "numeric" => format!("numeric_send({name})"),
+        // json has no hash function; text is exact for json and any other type.
+        _ => format!("{name}::text"),
     }
 }
 
@@ -445,11 +472,70 @@ fn wrap_decimal_sum(sum: &str, table: &str) -> Result<u64, MigrateError> {
     Ok(value as u64)
 }
 
+/// A legacy column: its name and its type as the catalog names it (`udt_name` on
+/// PostgreSQL: `uuid`, `float8`, `json`...; the declared type on SQLite, where it matters
+/// to no format).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Column {
+    name: String,
+    udt: String,
+}
+
+/// The legacy columns of `table` with their types, in declared order (the migration's own
+/// columns left out). Written here rather than in `tables.rs` because only the fingerprint
+/// needs the types.
+async fn typed_legacy_columns(db: &Db, table: &str) -> Result<Vec<Column>, sqlx::Error> {
+    let rows: Vec<(String, String)> = match db {
+        Db::Sqlite(pool) => {
+            sqlx::query_as("SELECT name, lower(type) FROM pragma_table_info($1) ORDER BY cid")
+                .bind(table)
+                .fetch_all(pool)
+                .await?
+        }
+        Db::Postgres(pool) => {
+            sqlx::query_as(
+                "SELECT column_name::text, udt_name::text FROM information_schema.columns \
+                 WHERE table_schema = current_schema() AND table_name = $1 ORDER BY ordinal_position",
+            )
+            .bind(table)
+            .fetch_all(pool)
+            .await?
+        }
+    };
+    Ok(rows
+        .into_iter()
+        .filter(|(name, _)| !is_added_column(table, name))
+        .map(|(name, udt)| Column { name, udt })
+        .collect())
+}
+
+/// The catalog's name (`udt_name`) of a type as a PostgreSQL script declares it.
+fn udt_of_declared(declared: &str) -> String {
+    let base = declared
+        .split('(')
+        .next()
+        .unwrap_or(declared)
+        .trim()
+        .to_ascii_lowercase();
+    match base.as_str() {
+        "double precision" => "float8",
+        "real" => "float4",
+        "integer" | "int" => "int4",
+        "bigint" => "int8",
+        "smallint" => "int2",
+        "boolean" => "bool",
+        "varchar" | "character varying" => "varchar",
+        "timestamp with time zone" => "timestamptz",
+        other => other,
+    }
+    .to_owned()
+}
+
 /// The columns of each table in a legacy schema script, in declared order (columns the
 /// migration adds left out, though a legacy script has none).
-fn declared_legacy_columns(script: &str) -> Vec<(String, Vec<String>)> {
-    let mut tables: Vec<(String, Vec<String>)> = Vec::new();
-    let mut current: Option<(String, Vec<String>)> = None;
+fn declared_legacy_columns(script: &str) -> Vec<(String, Vec<Column>)> {
+    let mut tables: Vec<(String, Vec<Column>)> = Vec::new();
+    let mut current: Option<(String, Vec<Column>)> = None;
     for line in script.lines() {
         let trimmed = line.trim();
         if let Some(rest) = trimmed.strip_prefix("CREATE TABLE ") {
@@ -467,7 +553,23 @@ fn declared_legacy_columns(script: &str) -> Vec<(String, Vec<String>)> {
                     .chars()
                     .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
             if is_column && !is_added_column(table, word) {
-                columns.push(word.to_owned());
+                // The type runs to the first constraint keyword or the line's end.
+                let rest = trimmed[word.len()..].trim().trim_end_matches(',');
+                let declared = [
+                    " NOT NULL",
+                    " PRIMARY KEY",
+                    " REFERENCES",
+                    " DEFAULT",
+                    " UNIQUE",
+                ]
+                .iter()
+                .fold(rest, |text, keyword| {
+                    text.split(keyword).next().unwrap_or(text)
+                });
+                columns.push(Column {
+                    name: word.to_owned(),
+                    udt: udt_of_declared(declared),
+                });
             }
         }
     }
@@ -484,9 +586,47 @@ mod tests {
         assert_ne!(sha256_le64("a"), sha256_le64("b"));
     }
 
+    fn column(name: &str, udt: &str) -> Column {
+        Column {
+            name: name.into(),
+            udt: udt.into(),
+        }
+    }
+
+    #[test]
+    fn v2_hashes_lossy_and_unhashable_types_exactly() {
+        let sql = pg_row_hash(
+            FingerprintFormat::V2,
+            &[
+                column("id", "uuid"),
+                column("cost", "numeric"),
+                column("memory", "float8"),
+                column("raw", "json"),
+                column("state", "jsonb"),
+                column("spot", "point"),
+            ],
+        );
+        assert_eq!(
+            sql,
+            "hash_record_extended(ROW(id, numeric_send(cost), float8send(memory), raw::text, \
+             state, spot::text), 0)"
+        );
+    }
+
+    #[test]
+    fn declared_types_map_to_catalog_names() {
+        assert_eq!(udt_of_declared("double precision"), "float8");
+        assert_eq!(udt_of_declared("numeric(12, 6)"), "numeric");
+        assert_eq!(udt_of_declared("varchar(255)"), "varchar");
+        assert_eq!(udt_of_declared("json"), "json");
+    }
+
     #[test]
     fn v1_text_quotes_every_column() {
-        let sql = v1_row_text(Engine::Postgres, &["a".into(), "b".into()]);
+        let sql = v1_row_text(
+            Engine::Postgres,
+            &[column("a", "text"), column("b", "text")],
+        );
         assert_eq!(
             sql,
             "coalesce(quote_nullable(a), 'NULL') || ',' || coalesce(quote_nullable(b), 'NULL')"
@@ -527,9 +667,14 @@ mod tests {
             let names: Vec<&str> = declared.iter().map(|(name, _)| name.as_str()).collect();
             assert_eq!(names, LEGACY_TABLES, "{engine:?}");
             let raw = &declared[6].1;
-            assert_eq!(raw.first().map(String::as_str), Some("id"));
-            assert_eq!(raw.last().map(String::as_str), Some("processed_at"));
+            assert_eq!(raw.first().map(|c| c.name.as_str()), Some("id"));
+            assert_eq!(raw.last().map(|c| c.name.as_str()), Some("processed_at"));
             assert_eq!(raw.len(), 16);
+            if engine == Engine::Postgres {
+                let raw_data = raw.iter().find(|c| c.name == "raw_data");
+                assert_eq!(raw_data.map(|c| c.udt.as_str()), Some("json"));
+                assert_eq!(raw[0].udt, "uuid");
+            }
         }
     }
 
