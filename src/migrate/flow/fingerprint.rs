@@ -43,6 +43,7 @@ use sha2::{Digest, Sha256};
 use sqlx::Row;
 
 use crate::db::{Db, Engine, Tx};
+use crate::migrate::flow::error::FlowMigrationError;
 use crate::migrate::flow::tables::is_added_column;
 use crate::migrate::revisions::legacy::{LEGACY_SQL, LEGACY_TABLES};
 use crate::migrate::MigrateError;
@@ -200,34 +201,295 @@ async fn fingerprint_tables(
             table_sql(engine, *format, table, &columns, scope),
         ));
     }
-    let mut tx = begin_read(db).await?;
-    let mut all = Vec::with_capacity(tables.len());
-    for (table, format, sql) in statements {
-        let (rows, sum) = match &mut tx {
-            Tx::Postgres(conn) => {
-                let row = sqlx::query(&sql).fetch_one(&mut **conn).await?;
-                let rows: i64 = row.try_get(0)?;
-                let sum: String = row.try_get(1)?;
-                (rows, wrap_decimal_sum(&sum, table)?)
+    let sums = match db {
+        Db::Postgres(_) => postgres_sums(db, &statements).await?,
+        Db::Sqlite(pool) => {
+            let path: String =
+                sqlx::query_scalar("SELECT file FROM pragma_database_list WHERE name = 'main'")
+                    .fetch_one(pool)
+                    .await?;
+            if path.is_empty() {
+                // An in-memory database lives in the pool's one connection only.
+                sqlite_sums_in_pool(db, &statements).await?
+            } else {
+                let owned: Vec<(String, FingerprintFormat, String)> = statements
+                    .iter()
+                    .map(|(table, format, sql)| ((*table).to_owned(), *format, sql.clone()))
+                    .collect();
+                tokio::task::spawn_blocking(move || sqlite_sums_in_file(&path, &owned))
+                    .await
+                    .map_err(|err| FlowMigrationError::FingerprintRead {
+                        table: "every legacy table".to_owned(),
+                        reason: err.to_string(),
+                    })??
             }
-            Tx::Sqlite(conn) => {
-                let mut stream = sqlx::query_scalar::<_, String>(&sql).fetch(&mut **conn);
-                let (mut rows, mut sum) = (0i64, 0u64);
-                while let Some(text) = stream.try_next().await? {
-                    sum = sum.wrapping_add(sha256_le64(&text));
-                    rows += 1;
-                }
-                (rows, sum)
-            }
-        };
-        all.push(TableFingerprint {
-            table: table.to_owned(),
+        }
+    };
+    Ok(statements
+        .iter()
+        .zip(sums)
+        .map(|((table, format, _), (rows, sum))| TableFingerprint {
+            table: (*table).to_owned(),
             rows,
             hash: format.hash_text(sum),
-        });
+        })
+        .collect())
+}
+
+/// Each statement's `(rows, sum)` on PostgreSQL, in one read-only snapshot.
+async fn postgres_sums(
+    db: &Db,
+    statements: &[(&str, FingerprintFormat, String)],
+) -> Result<Vec<(i64, u64)>, MigrateError> {
+    let mut tx = begin_read(db).await?;
+    let mut sums = Vec::with_capacity(statements.len());
+    for (table, _, sql) in statements {
+        if let Tx::Postgres(conn) = &mut tx {
+            let row = sqlx::query(sql).fetch_one(&mut **conn).await?;
+            let rows: i64 = row.try_get(0)?;
+            let sum: String = row.try_get(1)?;
+            sums.push((rows, wrap_decimal_sum(&sum, table)?));
+        }
     }
     tx.rollback().await?;
-    Ok(all)
+    Ok(sums)
+}
+
+/// Each statement's `(rows, sum)` on a SQLite file, read through a connection of its own in
+/// one deferred (read) transaction: values are borrowed where SQLite holds them, where the
+/// pool's driver would copy every value of every row.
+fn sqlite_sums_in_file(
+    path: &str,
+    statements: &[(String, FingerprintFormat, String)],
+) -> Result<Vec<(i64, u64)>, MigrateError> {
+    use rusqlite::OpenFlags;
+    let failed = |table: &str| {
+        let table = table.to_owned();
+        move |err: rusqlite::Error| {
+            MigrateError::from(FlowMigrationError::FingerprintRead {
+                table: table.clone(),
+                reason: err.to_string(),
+            })
+        }
+    };
+    let conn = rusqlite::Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(failed("the database"))?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))
+        .map_err(failed("the database"))?;
+    // Deferred: a read lock at the first read, which in WAL mode never blocks writers.
+    conn.execute_batch("BEGIN")
+        .map_err(failed("the database"))?;
+    let mut sums = Vec::with_capacity(statements.len());
+    for (table, format, sql) in statements {
+        let mut statement = conn.prepare(sql).map_err(failed(table))?;
+        let columns = statement.column_count();
+        let mut rows = statement.query([]).map_err(failed(table))?;
+        let (mut count, mut sum) = (0i64, 0u64);
+        while let Some(row) = rows.next().map_err(failed(table))? {
+            let hash = match format {
+                FingerprintFormat::V1 => {
+                    let text = row.get_ref(0).map_err(failed(table))?;
+                    let text = text.as_str().map_err(|err| {
+                        MigrateError::from(FlowMigrationError::FingerprintRead {
+                            table: table.clone(),
+                            reason: err.to_string(),
+                        })
+                    })?;
+                    sha256_le64(text)
+                }
+                FingerprintFormat::V2 => {
+                    let mut hasher = Sha256::new();
+                    for index in 0..columns {
+                        hash_sqlite_value(&mut hasher, row.get_ref(index).map_err(failed(table))?);
+                    }
+                    first_8_le(&hasher.finalize())
+                }
+            };
+            sum = sum.wrapping_add(hash);
+            count += 1;
+        }
+        sums.push((count, sum));
+    }
+    conn.execute_batch("ROLLBACK")
+        .map_err(failed("the database"))?;
+    Ok(sums)
+}
+
+/// The same as [`sqlite_sums_in_file`] through the pool (an in-memory database, which no
+/// other connection can open), slower: the driver copies every value.
+async fn sqlite_sums_in_pool(
+    db: &Db,
+    statements: &[(&str, FingerprintFormat, String)],
+) -> Result<Vec<(i64, u64)>, MigrateError> {
+    let mut tx = begin_read(db).await?;
+    let mut sums = Vec::with_capacity(statements.len());
+    for (_, format, sql) in statements {
+        if let Tx::Sqlite(conn) = &mut tx {
+            let mut stream = sqlx::query(sql).fetch(&mut **conn);
+            let (mut rows, mut sum) = (0i64, 0u64);
+            while let Some(row) = stream.try_next().await? {
+                let hash = match format {
+                    FingerprintFormat::V1 => sha256_le64(row.try_get::<&str, _>(0)?),
+                    FingerprintFormat::V2 => sqlite_row_hash(&row)?,
+                };
+                sum = sum.wrapping_add(hash);
+                rows += 1;
+            }
+            sums.push((rows, sum));
+        }
+    }
+    tx.rollback().await?;
+    Ok(sums)
+}
+
+/// One value of V2's row on SQLite: its storage class and its exact bytes (integers and reals
+/// as their 8 bytes, text and blobs length-prefixed), so no value is formatted and no two
+/// rows share an encoding.
+fn hash_sqlite_value(hasher: &mut Sha256, value: rusqlite::types::ValueRef<'_>) {
+    use rusqlite::types::ValueRef;
+    match value {
+        ValueRef::Null => hasher.update([0u8]),
+        ValueRef::Integer(integer) => {
+            hasher.update([1u8]);
+            hasher.update(integer.to_le_bytes());
+        }
+        ValueRef::Real(real) => {
+            hasher.update([2u8]);
+            hasher.update(real.to_bits().to_le_bytes());
+        }
+        ValueRef::Text(bytes) => {
+            hasher.update([3u8]);
+            hasher.update((bytes.len() as u64).to_le_bytes());
+            hasher.update(bytes);
+        }
+        ValueRef::Blob(bytes) => {
+            hasher.update([4u8]);
+            hasher.update((bytes.len() as u64).to_le_bytes());
+            hasher.update(bytes);
+        }
+    }
+}
+
+/// One table's fingerprint time against a plain scan of it, measured back to back.
+#[derive(Debug, Clone, Serialize)]
+pub struct ScanComparison {
+    pub table: String,
+    pub rows: i64,
+    /// `SELECT count(*) FROM <table>`, as the engine plans it (an index-only count where an
+    /// index is smaller than the table).
+    pub count_seconds: f64,
+    /// The same count made to read the whole table (no index): what a scan of every page
+    /// costs before any value is looked at.
+    pub table_scan_seconds: f64,
+    pub fingerprint_seconds: f64,
+}
+
+/// Every legacy table's fingerprint time against a count of its rows, for the benchmark.
+#[derive(Debug, Clone, Serialize)]
+pub struct FingerprintSpeed {
+    pub format: FingerprintFormat,
+    pub tables: Vec<ScanComparison>,
+    pub count_seconds: f64,
+    pub table_scan_seconds: f64,
+    pub fingerprint_seconds: f64,
+    /// `fingerprint_seconds / count_seconds`: the target is at most 3.
+    pub ratio: f64,
+    /// `fingerprint_seconds / table_scan_seconds`.
+    pub ratio_to_table_scan: f64,
+}
+
+/// Times, per legacy table, the fingerprint against `SELECT count(*)` of the same table, each
+/// the better of `repeats` runs (so neither pays for a cold cache alone). Read-only.
+pub async fn fingerprint_against_scan(
+    db: &Db,
+    repeats: u32,
+) -> Result<FingerprintSpeed, MigrateError> {
+    let format = FingerprintFormat::for_new(db).await?;
+    let mut tables = Vec::with_capacity(LEGACY_TABLES.len());
+    for table in LEGACY_TABLES {
+        let (mut count_seconds, mut fingerprint_seconds, mut rows) = (f64::MAX, f64::MAX, 0);
+        let mut table_scan_seconds = f64::MAX;
+        for _ in 0..repeats.max(1) {
+            let started = std::time::Instant::now();
+            table_scan_count(db, table).await?;
+            table_scan_seconds = table_scan_seconds.min(started.elapsed().as_secs_f64());
+            let started = std::time::Instant::now();
+            let counted: i64 = crate::on_pool!(db, pool => {
+                sqlx::query_scalar(&format!("SELECT count(*) FROM {table}"))
+                    .fetch_one(pool)
+                    .await?
+            });
+            count_seconds = count_seconds.min(started.elapsed().as_secs_f64());
+            let started = std::time::Instant::now();
+            let fingerprint =
+                fingerprint_table_as(db, table, FingerprintScope::AllRows, format).await?;
+            fingerprint_seconds = fingerprint_seconds.min(started.elapsed().as_secs_f64());
+            if fingerprint.rows != counted {
+                return Err(FlowMigrationError::FingerprintChangedWhileMeasured {
+                    table: (*table).to_owned(),
+                    counted,
+                    fingerprinted: fingerprint.rows,
+                }
+                .into());
+            }
+            rows = counted;
+        }
+        tables.push(ScanComparison {
+            table: (*table).to_owned(),
+            rows,
+            count_seconds,
+            table_scan_seconds,
+            fingerprint_seconds,
+        });
+    }
+    let count_seconds: f64 = tables.iter().map(|t| t.count_seconds).sum();
+    let table_scan_seconds: f64 = tables.iter().map(|t| t.table_scan_seconds).sum();
+    let fingerprint_seconds: f64 = tables.iter().map(|t| t.fingerprint_seconds).sum();
+    let ratio = |base: f64| {
+        if base > 0.0 {
+            fingerprint_seconds / base
+        } else {
+            0.0
+        }
+    };
+    Ok(FingerprintSpeed {
+        format,
+        tables,
+        count_seconds,
+        table_scan_seconds,
+        fingerprint_seconds,
+        ratio: ratio(count_seconds),
+        ratio_to_table_scan: ratio(table_scan_seconds),
+    })
+}
+
+/// `count(*)` of `table` read from the table itself, not an index.
+async fn table_scan_count(db: &Db, table: &str) -> Result<i64, MigrateError> {
+    match db {
+        Db::Sqlite(pool) => Ok(sqlx::query_scalar(&format!(
+            "SELECT count(*) FROM {table} NOT INDEXED"
+        ))
+        .fetch_one(pool)
+        .await?),
+        Db::Postgres(pool) => {
+            let mut tx = pool.begin().await?;
+            for setting in [
+                "SET LOCAL enable_indexonlyscan = off",
+                "SET LOCAL enable_indexscan = off",
+                "SET LOCAL enable_bitmapscan = off",
+            ] {
+                sqlx::query(setting).execute(&mut *tx).await?;
+            }
+            let rows = sqlx::query_scalar(&format!("SELECT count(*) FROM {table}"))
+                .fetch_one(&mut *tx)
+                .await?;
+            tx.rollback().await?;
+            Ok(rows)
+        }
+    }
 }
 
 /// Stores a fingerprint as the pre-migration baseline (replacing an older one).
@@ -392,10 +654,16 @@ fn table_sql(
             "SELECT count(*), coalesce(sum({hash}), 0)::text FROM {table}{filter}",
             hash = pg_row_hash(format, columns)
         ),
-        Engine::Sqlite => format!(
-            "SELECT {text} FROM {table}{filter}",
-            text = v1_row_text(engine, columns)
-        ),
+        Engine::Sqlite => match format {
+            FingerprintFormat::V1 => format!(
+                "SELECT {text} FROM {table}{filter}",
+                text = v1_row_text(engine, columns)
+            ),
+            FingerprintFormat::V2 => {
+                let names: Vec<&str> = columns.iter().map(|c| c.name.as_str()).collect();
+                format!("SELECT {} FROM {table}{filter}", names.join(", "))
+            }
+        },
     }
 }
 
@@ -453,20 +721,59 @@ fn v2_pg_value(column: &Column) -> String {
     }
 }
 
-/// The first 8 bytes of the SHA-256 of `text`, little endian.
-fn sha256_le64(text: &str) -> u64 {
-    let digest = Sha256::digest(text.as_bytes());
+/// V2's row hash on SQLite for a row read through the pool: the same encoding as
+/// [`hash_sqlite_value`].
+fn sqlite_row_hash(row: &sqlx::sqlite::SqliteRow) -> Result<u64, sqlx::Error> {
+    use rusqlite::types::ValueRef;
+    use sqlx::{TypeInfo, ValueRef as _};
+    let mut hasher = Sha256::new();
+    for index in 0..row.len() {
+        let raw = row.try_get_raw(index)?;
+        if raw.is_null() {
+            hash_sqlite_value(&mut hasher, ValueRef::Null);
+            continue;
+        }
+        let class = raw.type_info().name().to_owned();
+        match class.as_str() {
+            "INTEGER" => hash_sqlite_value(
+                &mut hasher,
+                ValueRef::Integer(row.try_get_unchecked::<i64, _>(index)?),
+            ),
+            "REAL" => hash_sqlite_value(
+                &mut hasher,
+                ValueRef::Real(row.try_get_unchecked::<f64, _>(index)?),
+            ),
+            "TEXT" => {
+                let text: &str = row.try_get_unchecked(index)?;
+                hash_sqlite_value(&mut hasher, ValueRef::Text(text.as_bytes()));
+            }
+            _ => {
+                let bytes: &[u8] = row.try_get_unchecked(index)?;
+                hash_sqlite_value(&mut hasher, ValueRef::Blob(bytes));
+            }
+        }
+    }
+    Ok(first_8_le(&hasher.finalize()))
+}
+
+fn first_8_le(digest: &[u8]) -> u64 {
     let mut first = [0u8; 8];
     first.copy_from_slice(&digest[..8]);
     u64::from_le_bytes(first)
 }
 
+/// The first 8 bytes of the SHA-256 of `text`, little endian.
+fn sha256_le64(text: &str) -> u64 {
+    first_8_le(&Sha256::digest(text.as_bytes()))
+}
+
 /// A PostgreSQL `numeric` sum of signed 64-bit values, as text, modulo 2^64.
 fn wrap_decimal_sum(sum: &str, table: &str) -> Result<u64, MigrateError> {
     let value: i128 = sum.trim().parse().map_err(|_| {
-        MigrateError::from(sqlx::Error::Decode(
-            format!("fingerprint of {table}: the server's sum {sum:?} is not an integer").into(),
-        ))
+        MigrateError::from(FlowMigrationError::FingerprintRead {
+            table: table.to_owned(),
+            reason: format!("the server's sum {sum:?} is not an integer"),
+        })
     })?;
     // Truncation is the point: the sum is taken modulo 2^64.
     Ok(value as u64)

@@ -288,3 +288,36 @@ fn find_word(text: &str, word: &str) -> Option<usize> {
         !before.is_some_and(is_ident) && !after.is_some_and(is_ident)
     })
 }
+
+/// The same rows give the same fingerprint in another database: on PostgreSQL a second
+/// database seeded alike; on SQLite an in-memory one, which is read through the pool instead
+/// of a connection of the fingerprint's own.
+async fn the_same_rows_give_the_same_fingerprint_elsewhere(test_db: TestDb) {
+    let db = seeded(&test_db).await;
+    let (other, _keep) = match test_db.engine {
+        Engine::Sqlite => (
+            Db::connect("sqlite://:memory:").await.expect("in-memory"),
+            None,
+        ),
+        Engine::Postgres => {
+            let fresh = TestDb::fresh(Engine::Postgres).await;
+            (fresh.connect().await, Some(fresh))
+        }
+    };
+    seed(&other, &SeedConfig::default()).await.expect("seed");
+    for format in [FingerprintFormat::V1, FingerprintFormat::V2] {
+        for table in LEGACY_TABLES {
+            let here = fingerprint_table_as(&db, table, FingerprintScope::AllRows, format)
+                .await
+                .expect("fingerprint");
+            let there = fingerprint_table_as(&other, table, FingerprintScope::AllRows, format)
+                .await
+                .expect("fingerprint");
+            assert_eq!(here, there, "{table} {format:?}");
+        }
+    }
+}
+both_engines!(
+    the_same_rows_give_the_same_fingerprint_in_another_database,
+    the_same_rows_give_the_same_fingerprint_elsewhere
+);
