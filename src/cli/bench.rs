@@ -2,7 +2,7 @@
 //! own code. The script does the timing, copying and load; these commands run the baselines.
 
 use clap::{Args, Subcommand};
-use flowkey::migrate::flow::baseline::offline_backfill;
+use flowkey::migrate::flow::baseline::{naive_offline_migration, offline_backfill};
 use flowkey::migrate::flow::fingerprint::fingerprint_against_scan;
 
 use crate::cli::{connect, print_json, GlobalArgs};
@@ -19,6 +19,10 @@ pub enum BenchCommand {
     /// whole table in one transaction (database at flow_expand; locks the tables; never on a
     /// database in use).
     OfflineBackfill,
+    /// The naive offline migration an Alembic user would write, on a legacy database, in one
+    /// transaction: mapping, ADD COLUMN, UPDATE ... FROM per table, indexes, foreign keys
+    /// (locks every table until it commits; never on a database in use).
+    NaiveOffline,
     /// Fingerprint speed: each legacy table's fingerprint against `SELECT count(*)` of the
     /// same table, back to back, the better of --repeats runs each (read-only).
     Fingerprint {
@@ -29,6 +33,18 @@ pub enum BenchCommand {
 
 pub async fn run(args: BenchArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     match args.command {
+        BenchCommand::NaiveOffline => {
+            let db = connect(global).await?;
+            let outcome = naive_offline_migration(&db).await?;
+            if global.json {
+                return print_json(&outcome);
+            }
+            for phase in &outcome.phases {
+                println!("{:<16} {:>9.3} s", phase.phase, phase.seconds);
+            }
+            println!("{:<16} {:>9.3} s", "total", outcome.seconds);
+            Ok(())
+        }
         BenchCommand::Fingerprint { repeats } => {
             let db = connect(global).await?;
             let speed = fingerprint_against_scan(&db, repeats).await?;
