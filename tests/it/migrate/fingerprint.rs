@@ -321,3 +321,51 @@ both_engines!(
     the_same_rows_give_the_same_fingerprint_in_another_database,
     the_same_rows_give_the_same_fingerprint_elsewhere
 );
+
+/// The benchmark's baselines: the fingerprint timed against counts of the same tables (every
+/// table measured, rows as counted), and the naive offline migration, which links what a
+/// plain `UPDATE ... FROM` per table links, in one transaction.
+async fn the_benchmark_baselines_measure_the_same_rows(test_db: TestDb) {
+    let db = seeded(&test_db).await;
+    let speed = flowkey::migrate::flow::fingerprint::fingerprint_against_scan(&db, 1)
+        .await
+        .expect("speed");
+    assert_eq!(speed.tables.len(), LEGACY_TABLES.len());
+    for table in &speed.tables {
+        let rows: i64 = flowkey::on_pool!(&db, pool => sqlx::query_scalar(&format!(
+            "SELECT count(*) FROM {}",
+            table.table
+        ))
+        .fetch_one(pool)
+        .await
+        .expect("count"));
+        assert_eq!(table.rows, rows, "{}", table.table);
+        assert!(table.fingerprint_seconds > 0.0 && table.count_seconds > 0.0);
+    }
+    assert!(speed.ratio > 0.0 && speed.ratio_to_table_scan > 0.0);
+
+    let naive = flowkey::migrate::flow::baseline::naive_offline_migration(&db)
+        .await
+        .expect("naive migration");
+    let phases: Vec<&str> = naive.phases.iter().map(|p| p.phase.as_str()).collect();
+    assert_eq!(&phases[..4], ["mapping", "add column", "update", "index"]);
+    let unlinked: i64 = flowkey::on_pool!(&db, pool => sqlx::query_scalar(
+        "SELECT count(*) FROM raw_import_records r JOIN session_flow_mapping m \
+         ON m.session_id = r.session_id WHERE r.flow_id IS NULL OR r.flow_id <> m.flow_id"
+    )
+    .fetch_one(pool)
+    .await
+    .expect("count"));
+    assert_eq!(unlinked, 0);
+    let linked: i64 = flowkey::on_pool!(&db, pool => sqlx::query_scalar(
+        "SELECT count(*) FROM import_field_mappings WHERE flow_id IS NOT NULL"
+    )
+    .fetch_one(pool)
+    .await
+    .expect("count"));
+    assert!(linked > 0);
+}
+both_engines!(
+    the_benchmark_baselines_measure_the_same_rows_and_link_them,
+    the_benchmark_baselines_measure_the_same_rows
+);
