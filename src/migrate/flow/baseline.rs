@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use crate::db::{Db, Engine};
 use crate::migrate::flow::backfill::batch_statements;
-use crate::migrate::flow::tables::{execute_keyed, CORE_TABLES, FLOW_COLUMN_TABLES};
+use crate::migrate::flow::tables::{execute_keyed, FLOW_COLUMN_TABLES};
 use crate::migrate::MigrateError;
 
 /// What one offline UPDATE pass did to one table.
@@ -88,6 +88,24 @@ pub struct NaiveMigration {
     pub seconds: f64,
 }
 
+/// The tables the naive migration gives a `flow_id`, in the order their updates need (an
+/// import's flow before its field mappings'), and those of them whose `flow_id` gets a
+/// foreign key. Listed here as the migration's author would write them.
+const NAIVE_TABLES: [&str; 6] = [
+    "data_imports",
+    "raw_import_records",
+    "import_field_mappings",
+    "assets",
+    "access_audit_log",
+    "llm_usage_logs",
+];
+const NAIVE_FOREIGN_KEY_TABLES: [&str; 4] = [
+    "data_imports",
+    "raw_import_records",
+    "import_field_mappings",
+    "assets",
+];
+
 /// The naive offline migration's statements for `engine`, in order, each with its phase:
 /// the mapping (each session's earliest flow of its tenant), `ADD COLUMN flow_id` on the six
 /// tables, one `UPDATE ... FROM` per table, an index per table, and foreign keys to
@@ -118,9 +136,11 @@ pub fn naive_migration_sql(engine: Engine) -> Vec<(&'static str, String)> {
                 .to_owned(),
         ),
     ];
-    for table in FLOW_COLUMN_TABLES {
+    for table in NAIVE_TABLES {
         let references = match engine {
-            Engine::Sqlite if CORE_TABLES.contains(table) => " REFERENCES discovery_flows(flow_id)",
+            Engine::Sqlite if NAIVE_FOREIGN_KEY_TABLES.contains(&table) => {
+                " REFERENCES discovery_flows(flow_id)"
+            }
             _ => "",
         };
         statements.push((
@@ -128,8 +148,8 @@ pub fn naive_migration_sql(engine: Engine) -> Vec<(&'static str, String)> {
             format!("ALTER TABLE {table} ADD COLUMN flow_id {uuid}{references}"),
         ));
     }
-    for table in FLOW_COLUMN_TABLES {
-        let update = match *table {
+    for table in NAIVE_TABLES {
+        let update = match table {
             "import_field_mappings" => "UPDATE import_field_mappings SET flow_id = d.flow_id \
                  FROM data_imports AS d WHERE d.id = import_field_mappings.data_import_id"
                 .to_owned(),
@@ -145,14 +165,14 @@ pub fn naive_migration_sql(engine: Engine) -> Vec<(&'static str, String)> {
         };
         statements.push(("update", update));
     }
-    for table in FLOW_COLUMN_TABLES {
+    for table in NAIVE_TABLES {
         statements.push((
             "index",
             format!("CREATE INDEX ix_{table}_flow_id ON {table} (flow_id)"),
         ));
     }
     if engine == Engine::Postgres {
-        for table in CORE_TABLES {
+        for table in NAIVE_FOREIGN_KEY_TABLES {
             statements.push((
                 "foreign key",
                 format!(

@@ -44,7 +44,7 @@ use sqlx::Row;
 
 use crate::db::{Db, Engine, Tx};
 use crate::migrate::flow::error::FlowMigrationError;
-use crate::migrate::flow::tables::is_added_column;
+use crate::migrate::flow::tables::legacy_columns;
 use crate::migrate::revisions::legacy::{LEGACY_SQL, LEGACY_TABLES};
 use crate::migrate::MigrateError;
 
@@ -792,6 +792,8 @@ struct Column {
 /// columns left out). Written here rather than in `tables.rs` because only the fingerprint
 /// needs the types.
 async fn typed_legacy_columns(db: &Db, table: &str) -> Result<Vec<Column>, sqlx::Error> {
+    // Which columns are legacy is `legacy_columns`' answer; the types come from the catalog.
+    let legacy = legacy_columns(db, table).await?;
     let rows: Vec<(String, String)> = match db {
         Db::Sqlite(pool) => {
             sqlx::query_as("SELECT name, lower(type) FROM pragma_table_info($1) ORDER BY cid")
@@ -811,7 +813,7 @@ async fn typed_legacy_columns(db: &Db, table: &str) -> Result<Vec<Column>, sqlx:
     };
     Ok(rows
         .into_iter()
-        .filter(|(name, _)| !is_added_column(table, name))
+        .filter(|(name, _)| legacy.contains(name))
         .map(|(name, udt)| Column { name, udt })
         .collect())
 }
@@ -838,8 +840,7 @@ fn udt_of_declared(declared: &str) -> String {
     .to_owned()
 }
 
-/// The columns of each table in a legacy schema script, in declared order (columns the
-/// migration adds left out, though a legacy script has none).
+/// The columns of each table in a legacy schema script, in declared order.
 fn declared_legacy_columns(script: &str) -> Vec<(String, Vec<Column>)> {
     let mut tables: Vec<(String, Vec<Column>)> = Vec::new();
     let mut current: Option<(String, Vec<Column>)> = None;
@@ -852,14 +853,14 @@ fn declared_legacy_columns(script: &str) -> Vec<(String, Vec<Column>)> {
             if let Some(done) = current.take() {
                 tables.push(done);
             }
-        } else if let Some((table, columns)) = &mut current {
+        } else if let Some((_, columns)) = &mut current {
             let word = trimmed.split_whitespace().next().unwrap_or("");
             let is_column = !word.is_empty()
                 && !word.starts_with("--")
                 && word
                     .chars()
                     .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
-            if is_column && !is_added_column(table, word) {
+            if is_column {
                 // The type runs to the first constraint keyword or the line's end.
                 let rest = trimmed[word.len()..].trim().trim_end_matches(',');
                 let declared = [
