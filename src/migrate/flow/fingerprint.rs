@@ -1,15 +1,18 @@
 //! Fingerprints of the legacy tables: the proof that the migration lost and changed nothing.
 //!
 //! A table's fingerprint is its row count and an order-independent hash: the wrapping sum,
-//! modulo 2^64, of a 64-bit hash of each row's canonical text, which covers every legacy
-//! column. A changed value changes its row's hash; a missing or an extra row changes the
-//! count. Fingerprints are comparable within one engine, not across engines.
+//! modulo 2^64, of a 64-bit hash of each row's values, which covers every legacy column. A
+//! changed value changes its row's hash; a missing or an extra row changes the count.
+//! Fingerprints are comparable within one engine, not across engines.
 //!
 //! # Where the work happens
 //! - PostgreSQL: one aggregate statement per table, computed by the server (parallel scans
 //!   allowed); only the count and the sum travel.
 //! - SQLite: one streaming read per table in the process, in table order (no sort, no
-//!   keyset walk), each row's text built by SQLite and hashed here.
+//!   keyset walk), through a read-only rusqlite connection of the fingerprint's own, whose
+//!   rows lend their values in place (the pool's driver copies every value of every row,
+//!   which cost more than the reading itself); an in-memory database, which no other
+//!   connection can open, is read through the pool.
 //!
 //! Every table is read in one read-only transaction: one consistent snapshot of the whole
 //! database (`REPEATABLE READ READ ONLY` on PostgreSQL; a deferred `BEGIN` on SQLite, which
@@ -30,9 +33,11 @@
 //!   converting values to text was most of V1's cost. Types whose hash would miss a change or
 //!   which have none are hashed as exact bytes or text instead: `float4`/`float8`/`numeric`
 //!   by their binary form (their hashes equate -0 with 0 and 1.0 with 1.00), `json` and any
-//!   type not known to hash exactly by its text. On SQLite V2 is V1's text and hash
-//!   (SQLite's cost is reading the rows, not hashing them). On a PostgreSQL older than 14
-//!   new fingerprints are written in V1.
+//!   type not known to hash exactly by its text. On SQLite the row hash is the first 8 bytes
+//!   (little endian) of the SHA-256 of each value's storage class and exact bytes (integers
+//!   and reals as their 8 bytes, text and blobs length-prefixed): nothing is formatted, where
+//!   V1 had SQLite quote and concatenate every value. On a PostgreSQL older than 14 new
+//!   fingerprints are written in V1.
 //!
 //! Text forms that depend on session settings (time zone, date style, float digits) are
 //! pinned for the transaction, so the fingerprint does not depend on who connects.
