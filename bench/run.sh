@@ -8,6 +8,11 @@
 #   --lock-only: seed, then only the lock-impact figures; --load-secs: the legacy load's length
 #   during the upgrade (default 1.5x the recorded upgrade time + 10 s); --alone-secs: the
 #   baseline load's length (default the same)
+#   --shapes default,issue13,small-imports,huge-imports,many-mappings,no-flow-sessions,placeholder
+#   (or all): instead of the suite above, per data shape, engine and size: the whole
+#   `upgrade head` against the naive offline migration on identical copies, the per-step split
+#   from the audit log, peak RSS, and the fingerprint against count(*) (bench/shapes_report.py);
+#   --shape-timeout SECS (default 1800) stops an upgrade that runs longer and records it
 #
 # Needs: target/release/flowkey (built unless --no-build), /usr/bin/time, psql, createdb,
 # dropdb, pgbench (PostgreSQL at $PG_HOST:$PG_PORT, user $PG_USER, trust auth), sqlite3,
@@ -28,6 +33,8 @@ LOCK_ONLY=0
 LOAD_SECS=""
 ALONE_SECS=""
 BUILD=1
+SHAPES=""
+SHAPE_TIMEOUT=1800
 SEED=42
 TENANTS=4
 IMPORTS_PER_TENANT=25
@@ -36,7 +43,7 @@ PG_PORT=${PG_PORT:-5432}
 PG_USER=${PG_USER:-postgres}
 FLOWKEY=${FLOWKEY:-$ROOT/target/release/flowkey}
 
-usage() { sed -n 2,12p "$0"; exit 2; }
+usage() { sed -n 2,16p "$0"; exit 2; }
 while [ $# -gt 0 ]; do
     case "$1" in
         --sizes) SIZES=$2; shift 2 ;;
@@ -50,6 +57,8 @@ while [ $# -gt 0 ]; do
         --load-secs) LOAD_SECS=$2; shift 2 ;;
         --alone-secs) ALONE_SECS=$2; shift 2 ;;
         --no-build) BUILD=0; shift ;;
+        --shapes) SHAPES=$2; shift 2 ;;
+        --shape-timeout) SHAPE_TIMEOUT=$2; shift 2 ;;
         -h|--help) usage ;;
         *) echo "unknown option $1" >&2; usage ;;
     esac
@@ -327,7 +336,122 @@ machine_info() {
     } > "$OUT/machine.txt"
 }
 
+# shape_seed_args SHAPE SIZE: `flowkey seed` options giving SIZE raw records in that shape.
+shape_seed_args() {
+    local shape=$1 size=$2
+    case "$shape" in
+        # bench/run.sh's own default: 4 tenants x 25 imports, 13 field mappings per import.
+        default) echo "--tenants 4 --imports 25 --rows-per-import $(( size / 100 ))" ;;
+        # issue 13's: one import per session, 10k sessions, 10 field mappings per import,
+        # an asset per 10 rows, 5 access and 5 LLM log rows per import.
+        issue13) echo "--tenants 10 --imports 1000 --rows-per-import $(( size / 10000 )) \
+            --field-mappings-per-import 10 --access-logs-per-import 5 --llm-logs-per-import 5" ;;
+        # many small imports: 10 rows each (100k imports and sessions at 1M).
+        small-imports) echo "--tenants 10 --imports $(( size / 100 )) --rows-per-import 10 \
+            --field-mappings-per-import 3 --access-logs-per-import 1 --llm-logs-per-import 1" ;;
+        # few huge imports: 10 imports of size/10 rows.
+        huge-imports) echo "--tenants 2 --imports 5 --rows-per-import $(( size / 10 ))" ;;
+        # many field mappings per import: 2,000 (200k at any size, over 100 imports).
+        many-mappings) echo "--tenants 4 --imports 25 --rows-per-import $(( size / 100 )) \
+            --field-mappings-per-import 2000" ;;
+        # half the sessions have data but no flow.
+        no-flow-sessions) echo "--tenants 4 --imports 25 --rows-per-import $(( size / 100 )) \
+            --rate-session-without-flow 0.5" ;;
+        # half the linked flows were created under the placeholder tenant.
+        placeholder) echo "--tenants 4 --imports 25 --rows-per-import $(( size / 100 )) \
+            --rate-flow-under-placeholder-tenant 0.5" ;;
+        *) echo "unknown shape $shape" >&2; return 1 ;;
+    esac
+}
+
+record_shape() { # ENGINE SIZE SHAPE METRIC VALUE
+    printf '{"engine":"%s","size":%s,"shape":"%s","metric":"%s","value":%s}\n' "$1" "$2" "$3" "$4" "$5" >> "$RESULTS"
+}
+
+# bench_shape ENGINE SIZE SHAPE: seed once; on identical copies, the naive offline migration
+# and the whole `upgrade head` (fingerprints and verify included); the per-step split from
+# the audit log; the fingerprint against count(*) on the seeded copy.
+bench_shape() {
+    local engine=$1 size=$2 shape=$3
+    local base="fks_${engine}_${size}_${shape//-/_}"
+    local seeded="${base}_seed" url seconds
+    log "$engine $size $shape: seeding"
+    db_create_empty "$engine" "$seeded"
+    # shellcheck disable=SC2046 # the shape's options are words
+    seconds=$(timed "$base.seed" fk "$(db_url "$engine" "$seeded")" seed --seed "$SEED" --no-progress \
+        $(shape_seed_args "$shape" "$size"))
+    record_shape "$engine" "$size" "$shape" seed_seconds "$seconds"
+    for table in raw_import_records import_field_mappings data_imports data_import_sessions assets; do
+        record_shape "$engine" "$size" "$shape" "rows_$table" "$(db_scalar "$engine" "$seeded" "SELECT count(*) FROM $table")"
+    done
+    if [ "$engine" = postgres ]; then
+        # A restored or freshly loaded database: statistics as autovacuum would leave them.
+        db_scalar postgres "$seeded" "VACUUM ANALYZE" > /dev/null
+    fi
+
+    log "$engine $size $shape: fingerprint against count(*)"
+    timed "$base.fingerprint_bench" fk "$(db_url "$engine" "$seeded")" --json bench fingerprint --repeats 2 > /dev/null
+    python3 - "$OUT/$base.fingerprint_bench.out" "$engine" "$size" "$shape" >> "$RESULTS" <<'PY'
+import json, sys
+speed, engine, size, shape = json.load(open(sys.argv[1])), sys.argv[2], int(sys.argv[3]), sys.argv[4]
+for metric in ("count_seconds", "table_scan_seconds", "fingerprint_seconds"):
+    print(json.dumps({"engine": engine, "size": size, "shape": shape, "metric": "fpbench_" + metric, "value": speed[metric]}))
+PY
+
+    log "$engine $size $shape: naive offline migration"
+    db_copy "$engine" "$seeded" "${base}_naive"
+    seconds=$(timed "$base.naive" fk "$(db_url "$engine" "${base}_naive")" --json bench naive-offline)
+    record_shape "$engine" "$size" "$shape" naive_seconds "$seconds"
+    record_shape "$engine" "$size" "$shape" naive_peak_rss_kb "$(peak_rss_kb "$base.naive")"
+    db_drop "$engine" "${base}_naive"
+
+    log "$engine $size $shape: upgrade head"
+    db_copy "$engine" "$seeded" "${base}_whole"
+    url=$(db_url "$engine" "${base}_whole")
+    if seconds=$(timed "$base.upgrade_head" timeout "$SHAPE_TIMEOUT" "$FLOWKEY" --database-url "$url" upgrade head --no-progress); then
+        record_shape "$engine" "$size" "$shape" upgrade_head_seconds "$seconds"
+    else
+        log "$engine $size $shape: upgrade head failed or ran over ${SHAPE_TIMEOUT}s (recorded as timed out)"
+        record_shape "$engine" "$size" "$shape" upgrade_head_timed_out_after_seconds "$SHAPE_TIMEOUT"
+    fi
+    record_shape "$engine" "$size" "$shape" upgrade_head_peak_rss_kb "$(peak_rss_kb "$base.upgrade_head")"
+    fk "$url" --json audit --limit 100000 > "$OUT/$base.upgrade_head.audit.json"
+    python3 - "$OUT/$base.upgrade_head.audit.json" "$engine" "$size" "$shape" >> "$RESULTS" <<'PY'
+import json, sys
+entries, engine, size, shape = json.load(open(sys.argv[1])), sys.argv[2], int(sys.argv[3]), sys.argv[4]
+def emit(metric, value):
+    print(json.dumps({"engine": engine, "size": size, "shape": shape, "metric": metric, "value": value}))
+for e in entries:
+    d = e.get("details") or {}
+    if e["event"] == "step" and e.get("direction") == "up" and e.get("duration_ms") is not None \
+            and e.get("revision") != "legacy":
+        emit(f"step:{e['revision']}/{e['step']}", e["duration_ms"] / 1000)
+    if e["event"] == "progress" and d.get("finished") is not None and d.get("table"):
+        emit(f"backfill_rows_per_second:{d['table']}", round(d.get("rows_per_second", 0)))
+PY
+    db_drop "$engine" "${base}_whole"
+    db_drop "$engine" "$seeded"
+}
+
 machine_info
+if [ -n "$SHAPES" ]; then
+    [ "$SHAPES" = all ] && SHAPES=default,issue13,small-imports,huge-imports,many-mappings,no-flow-sessions,placeholder
+    IFS=, read -r -a shape_list <<< "$SHAPES"
+    IFS=, read -r -a size_list <<< "$SIZES"
+    IFS=, read -r -a engine_list <<< "$ENGINES"
+    # One engine at a time: every shape on the first engine, then the next.
+    for engine in "${engine_list[@]}"; do
+        for size in "${size_list[@]}"; do
+            for shape in "${shape_list[@]}"; do
+                bench_shape "$engine" "$size" "$shape"
+            done
+        done
+    done
+    python3 "$ROOT/bench/shapes_report.py" "$OUT" > "$OUT/results.md"
+    cat "$OUT/results.md"
+    log "results in $OUT (results.jsonl, results.md, raw outputs)"
+    exit 0
+fi
 IFS=, read -r -a size_list <<< "$SIZES"
 IFS=, read -r -a engine_list <<< "$ENGINES"
 for size in "${size_list[@]}"; do

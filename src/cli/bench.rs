@@ -2,7 +2,8 @@
 //! own code. The script does the timing, copying and load; these commands run the baselines.
 
 use clap::{Args, Subcommand};
-use flowkey::migrate::flow::baseline::offline_backfill;
+use flowkey::migrate::flow::baseline::{naive_offline_migration, offline_backfill};
+use flowkey::migrate::flow::fingerprint::fingerprint_against_scan;
 
 use crate::cli::{connect, print_json, GlobalArgs};
 
@@ -18,10 +19,68 @@ pub enum BenchCommand {
     /// whole table in one transaction (database at flow_expand; locks the tables; never on a
     /// database in use).
     OfflineBackfill,
+    /// The naive offline migration an Alembic user would write, on a legacy database, in one
+    /// transaction: mapping, ADD COLUMN, UPDATE ... FROM per table, indexes, foreign keys
+    /// (locks every table until it commits; never on a database in use).
+    NaiveOffline,
+    /// Fingerprint speed: each legacy table's fingerprint against `SELECT count(*)` of the
+    /// same table, back to back, the better of --repeats runs each (read-only).
+    Fingerprint {
+        #[arg(long, default_value_t = 3)]
+        repeats: u32,
+    },
 }
 
 pub async fn run(args: BenchArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     match args.command {
+        BenchCommand::NaiveOffline => {
+            let db = connect(global).await?;
+            let outcome = naive_offline_migration(&db).await?;
+            if global.json {
+                return print_json(&outcome);
+            }
+            for phase in &outcome.phases {
+                println!("{:<16} {:>9.3} s", phase.phase, phase.seconds);
+            }
+            println!("{:<16} {:>9.3} s", "total", outcome.seconds);
+            Ok(())
+        }
+        BenchCommand::Fingerprint { repeats } => {
+            let db = connect(global).await?;
+            let speed = fingerprint_against_scan(&db, repeats).await?;
+            if global.json {
+                return print_json(&speed);
+            }
+            println!(
+                "{:<24} {:>10} {:>9} {:>9} {:>13} {:>7} {:>7}",
+                "table", "rows", "count s", "scan s", "fingerprint s", "/count", "/scan"
+            );
+            let line = |name: &str, rows: i64, count: f64, scan: f64, fingerprint: f64| {
+                println!(
+                    "{name:<24} {rows:>10} {count:>9.3} {scan:>9.3} {fingerprint:>13.3} {:>7.1} {:>7.1}",
+                    fingerprint / count.max(1e-9),
+                    fingerprint / scan.max(1e-9)
+                );
+            };
+            for table in &speed.tables {
+                line(
+                    &table.table,
+                    table.rows,
+                    table.count_seconds,
+                    table.table_scan_seconds,
+                    table.fingerprint_seconds,
+                );
+            }
+            line(
+                "total",
+                speed.tables.iter().map(|t| t.rows).sum::<i64>(),
+                speed.count_seconds,
+                speed.table_scan_seconds,
+                speed.fingerprint_seconds,
+            );
+            println!("format {:?}", speed.format);
+            Ok(())
+        }
         BenchCommand::OfflineBackfill => {
             let db = connect(global).await?;
             let outcome = offline_backfill(&db).await?;

@@ -78,6 +78,7 @@ async fn seed_legacy(db: &Db, args: &DemoArgs, global: &GlobalArgs) -> anyhow::R
         rows_per_import: args.rows_per_import,
         oddities: Oddities::default(),
         progress: options.progress,
+        ..SeedConfig::default()
     };
     let seeded = flowkey::seed::seed(db, &config).await?;
     println!(

@@ -4,7 +4,7 @@ use std::io::Write as _;
 
 use flowkey::db::Db;
 use flowkey::migrate::ProgressDisplay;
-use flowkey::seed::{Oddities, SeedConfig, SeedSummary};
+use flowkey::seed::{Oddities, PerOddity, SeedConfig, SeedSummary, ODDITIES};
 
 /// Generate legacy data (the platform's session-keyed schema) with every known oddity.
 ///
@@ -31,150 +31,79 @@ pub struct SeedArgs {
     /// No progress bar (it is also hidden when stderr is not a terminal).
     #[arg(long)]
     pub no_progress: bool,
+    /// Field mappings per import (one per CMDB column; past 13 the columns repeat, numbered).
+    #[arg(long, default_value_t = SeedConfig::default().field_mappings_per_import)]
+    pub field_mappings_per_import: u32,
+    /// access_audit_log rows per import.
+    #[arg(long, default_value_t = SeedConfig::default().access_logs_per_import)]
+    pub access_logs_per_import: u32,
+    /// llm_usage_logs rows per import.
+    #[arg(long, default_value_t = SeedConfig::default().llm_logs_per_import)]
+    pub llm_logs_per_import: u32,
     #[command(flatten)]
     pub rates: OddityRates,
 }
 
-/// One flag per oddity, each a proportion in [0, 1] of the rows it applies to.
-#[derive(Debug, Clone, Default, clap::Args)]
-#[command(next_help_heading = "Oddity rates (proportion 0..1 of candidates)")]
+/// One `--rate-*` flag per oddity, each a proportion in [0, 1] of the rows it applies to. The
+/// flags, their help and defaults come from [`ODDITIES`], where each oddity is declared.
+#[derive(Debug, Clone)]
 pub struct OddityRates {
-    /// Imports with a NULL session, reached only by discovery_flows.data_import_id.
-    #[arg(long = "rate-import-without-session", value_name = "RATE")]
-    pub import_without_session: Option<f64>,
-    /// Sessions with data but no flow.
-    #[arg(long = "rate-session-without-flow", value_name = "RATE")]
-    pub session_without_flow: Option<f64>,
-    /// Flows whose import_session_id holds a data_imports.id.
-    #[arg(long = "rate-flow-import-session-is-import-id", value_name = "RATE")]
-    pub flow_import_session_is_import_id: Option<f64>,
-    /// Flows whose import_session_id points nowhere.
-    #[arg(long = "rate-flow-import-session-dangling", value_name = "RATE")]
-    pub flow_import_session_dangling: Option<f64>,
-    /// Flows under the placeholder tenant 11111111-1111-1111-1111-111111111111.
-    #[arg(long = "rate-flow-under-placeholder-tenant", value_name = "RATE")]
-    pub flow_under_placeholder_tenant: Option<f64>,
-    /// Flows whose flow_id is their session's id.
-    #[arg(long = "rate-flow-id-is-session-id", value_name = "RATE")]
-    pub flow_id_is_session_id: Option<f64>,
-    /// Sessions whose id is the flow_id of another tenant's flow.
-    #[arg(long = "rate-session-id-is-foreign-flow-id", value_name = "RATE")]
-    pub session_id_is_foreign_flow_id: Option<f64>,
-    /// Sessions claimed by a second, later flow.
-    #[arg(long = "rate-session-claimed-twice", value_name = "RATE")]
-    pub session_claimed_twice: Option<f64>,
-    /// Sessions claimed by a second flow with the same created_at.
-    #[arg(long = "rate-session-claimed-twice-same-time", value_name = "RATE")]
-    pub session_claimed_twice_same_time: Option<f64>,
-    /// Sessions claimed by a flow of another tenant.
-    #[arg(long = "rate-session-claimed-by-foreign-flow", value_name = "RATE")]
-    pub session_claimed_by_foreign_flow: Option<f64>,
-    /// Extra flows with neither session nor import.
-    #[arg(long = "rate-flow-without-session", value_name = "RATE")]
-    pub flow_without_session: Option<f64>,
-    /// Flows whose status is a phase name.
-    #[arg(long = "rate-flow-status-is-phase", value_name = "RATE")]
-    pub flow_status_is_phase: Option<f64>,
-    /// Flows whose crewai_state_data holds session_id / original_session_id.
-    #[arg(long = "rate-flow-state-names-session", value_name = "RATE")]
-    pub flow_state_names_session: Option<f64>,
-    /// Imports whose import_config holds validation_session_id.
-    #[arg(long = "rate-import-config-names-session", value_name = "RATE")]
-    pub import_config_names_session: Option<f64>,
-    /// Raw records with a NULL session whose import has one.
-    #[arg(long = "rate-raw-record-without-session", value_name = "RATE")]
-    pub raw_record_without_session: Option<f64>,
-    /// Child rows whose tenant columns name another tenant.
-    #[arg(long = "rate-child-tenant-mismatch", value_name = "RATE")]
-    pub child_tenant_mismatch: Option<f64>,
-    /// Child rows with NULL tenant columns.
-    #[arg(long = "rate-child-tenant-null", value_name = "RATE")]
-    pub child_tenant_null: Option<f64>,
-    /// flow_deletion_audit rows naming a session that does not exist.
-    #[arg(long = "rate-deletion-audit-dangling-session", value_name = "RATE")]
-    pub deletion_audit_dangling_session: Option<f64>,
-    /// llm_usage_logs.session_id prefixed, mixed case, empty, garbage, NULL or dangling.
-    #[arg(long = "rate-llm-session-id-odd", value_name = "RATE")]
-    pub llm_session_id_odd: Option<f64>,
+    /// The rates given on the command line (`None`: keep the base rate).
+    given: PerOddity<Option<f64>>,
+}
+
+impl Default for OddityRates {
+    fn default() -> Self {
+        Self {
+            given: PerOddity::splat(None),
+        }
+    }
+}
+
+/// The heading the `--rate-*` flags are listed under in `--help`.
+const RATES_HEADING: &str = "Oddity rates (proportion 0..1 of candidates)";
+
+impl clap::FromArgMatches for OddityRates {
+    fn from_arg_matches(matches: &clap::ArgMatches) -> Result<Self, clap::Error> {
+        let mut rates = Self::default();
+        rates.update_from_arg_matches(matches)?;
+        Ok(rates)
+    }
+
+    fn update_from_arg_matches(&mut self, matches: &clap::ArgMatches) -> Result<(), clap::Error> {
+        for (spec, given) in self.given.iter_mut() {
+            if let Some(rate) = matches.get_one::<f64>(spec.name) {
+                *given = Some(*rate);
+            }
+        }
+        Ok(())
+    }
+}
+
+impl clap::Args for OddityRates {
+    fn augment_args(cmd: clap::Command) -> clap::Command {
+        let cmd = cmd.next_help_heading(RATES_HEADING);
+        ODDITIES.iter().fold(cmd, |cmd, spec| {
+            cmd.arg(
+                clap::Arg::new(spec.name)
+                    .long(spec.flag)
+                    .value_name("RATE")
+                    .value_parser(clap::value_parser!(f64))
+                    .help(format!("{} [default: {}]", spec.help, spec.default_rate)),
+            )
+        })
+    }
+
+    fn augment_args_for_update(cmd: clap::Command) -> clap::Command {
+        Self::augment_args(cmd)
+    }
 }
 
 impl OddityRates {
     fn apply(&self, oddities: &mut Oddities) {
-        let pairs: [(Option<f64>, &mut f64); 19] = [
-            (
-                self.import_without_session,
-                &mut oddities.import_without_session,
-            ),
-            (
-                self.session_without_flow,
-                &mut oddities.session_without_flow,
-            ),
-            (
-                self.flow_import_session_is_import_id,
-                &mut oddities.flow_import_session_is_import_id,
-            ),
-            (
-                self.flow_import_session_dangling,
-                &mut oddities.flow_import_session_dangling,
-            ),
-            (
-                self.flow_under_placeholder_tenant,
-                &mut oddities.flow_under_placeholder_tenant,
-            ),
-            (
-                self.flow_id_is_session_id,
-                &mut oddities.flow_id_is_session_id,
-            ),
-            (
-                self.session_id_is_foreign_flow_id,
-                &mut oddities.session_id_is_foreign_flow_id,
-            ),
-            (
-                self.session_claimed_twice,
-                &mut oddities.session_claimed_twice,
-            ),
-            (
-                self.session_claimed_twice_same_time,
-                &mut oddities.session_claimed_twice_same_time,
-            ),
-            (
-                self.session_claimed_by_foreign_flow,
-                &mut oddities.session_claimed_by_foreign_flow,
-            ),
-            (
-                self.flow_without_session,
-                &mut oddities.flow_without_session,
-            ),
-            (
-                self.flow_status_is_phase,
-                &mut oddities.flow_status_is_phase,
-            ),
-            (
-                self.flow_state_names_session,
-                &mut oddities.flow_state_names_session,
-            ),
-            (
-                self.import_config_names_session,
-                &mut oddities.import_config_names_session,
-            ),
-            (
-                self.raw_record_without_session,
-                &mut oddities.raw_record_without_session,
-            ),
-            (
-                self.child_tenant_mismatch,
-                &mut oddities.child_tenant_mismatch,
-            ),
-            (self.child_tenant_null, &mut oddities.child_tenant_null),
-            (
-                self.deletion_audit_dangling_session,
-                &mut oddities.deletion_audit_dangling_session,
-            ),
-            (self.llm_session_id_odd, &mut oddities.llm_session_id_odd),
-        ];
-        for (given, rate) in pairs {
+        for ((_, rate), (_, given)) in oddities.iter_mut().zip(self.given.iter()) {
             if let Some(value) = given {
-                *rate = value;
+                *rate = *value;
             }
         }
     }
@@ -193,6 +122,9 @@ impl SeedArgs {
             tenants: self.tenants,
             imports_per_tenant: self.imports,
             rows_per_import: self.rows_per_import,
+            field_mappings_per_import: self.field_mappings_per_import,
+            access_logs_per_import: self.access_logs_per_import,
+            llm_logs_per_import: self.llm_logs_per_import,
             oddities,
             progress: if self.no_progress {
                 ProgressDisplay::Hidden
@@ -229,6 +161,10 @@ fn print_table(out: &mut impl std::io::Write, summary: &SeedSummary) -> std::io:
         writeln!(out, "{:<24} {:>12}", entry.table, entry.rows)?;
     }
     writeln!(out, "{:<24} {:>12}", "total", summary.total_rows())?;
+    writeln!(out, "{:<40} {:>6}", "oddity", "rate")?;
+    for (spec, rate) in summary.oddities.iter() {
+        writeln!(out, "{:<40} {:>6}", spec.name, rate)?;
+    }
     writeln!(
         out,
         "elapsed {:.2}s, {:.0} rows/s ({:.0} raw records/s)",

@@ -24,6 +24,7 @@
 mod config;
 mod error;
 mod generate;
+mod oddities;
 mod write;
 
 use std::io::IsTerminal;
@@ -31,9 +32,10 @@ use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressState, ProgressStyle};
 
-pub use config::{Oddities, SeedConfig};
+pub use config::SeedConfig;
 pub use error::SeedError;
 pub use generate::{CMDB_COLUMNS, PHASE_NAMES, PLACEHOLDER_TENANT};
+pub use oddities::{Oddities, OdditySpec, PerOddity, ODDITIES};
 
 use crate::db::{Db, Engine};
 use crate::migrate::revisions::legacy::LEGACY_TABLES;
@@ -56,6 +58,8 @@ pub struct SeedSummary {
     pub created_schema: bool,
     /// Rows inserted per legacy table, in the schema's creation order.
     pub tables: Vec<TableRows>,
+    /// The oddity rates the run used.
+    pub oddities: Oddities,
     #[serde(rename = "elapsed_seconds", serialize_with = "seconds")]
     pub elapsed: Duration,
 }
@@ -164,6 +168,7 @@ pub async fn seed(db: &Db, config: &SeedConfig) -> Result<SeedSummary, SeedError
             .iter()
             .map(|table| TableRows { table, rows: 0 })
             .collect(),
+        oddities: config.oddities,
         elapsed: Duration::ZERO,
     };
     let progress = progress_bar(config);

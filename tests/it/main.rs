@@ -24,6 +24,7 @@ mod http {
     mod v3;
 }
 mod migrate {
+    mod fingerprint;
     mod flow_migration;
     mod flow_runner;
     mod offline_sql;

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use crate::db::Db;
+use crate::db::{Db, Engine};
 use crate::migrate::flow::backfill::batch_statements;
 use crate::migrate::flow::linked::LINKED_TABLES;
 use crate::migrate::flow::tables::execute_keyed;
@@ -72,4 +72,148 @@ pub async fn offline_backfill(db: &Db) -> Result<OfflineBackfill, MigrateError> 
 
 fn seconds(elapsed: Duration) -> f64 {
     elapsed.as_secs_f64()
+}
+
+/// One phase of the naive offline migration.
+#[derive(Debug, Clone, Serialize)]
+pub struct NaivePhase {
+    pub phase: String,
+    pub seconds: f64,
+}
+
+/// The naive offline migration: what an Alembic user would write for the same change, on a
+/// legacy database, in one transaction (no batches, no fingerprints, no verification, every
+/// table locked until the end).
+#[derive(Debug, Clone, Serialize)]
+pub struct NaiveMigration {
+    pub phases: Vec<NaivePhase>,
+    pub seconds: f64,
+}
+
+/// The tables the naive migration gives a `flow_id`, in the order their updates need (an
+/// import's flow before its field mappings'), and those of them whose `flow_id` gets a
+/// foreign key. Listed here as the migration's author would write them.
+const NAIVE_TABLES: [&str; 6] = [
+    "data_imports",
+    "raw_import_records",
+    "import_field_mappings",
+    "assets",
+    "access_audit_log",
+    "llm_usage_logs",
+];
+const NAIVE_FOREIGN_KEY_TABLES: [&str; 4] = [
+    "data_imports",
+    "raw_import_records",
+    "import_field_mappings",
+    "assets",
+];
+
+/// The naive offline migration's statements for `engine`, in order, each with its phase:
+/// the mapping (each session's earliest flow of its tenant), `ADD COLUMN flow_id` on the six
+/// tables, one `UPDATE ... FROM` per table, an index per table, and foreign keys to
+/// `discovery_flows` on the core tables (declared with the column on SQLite, which cannot add
+/// a constraint later).
+pub fn naive_migration_sql(engine: Engine) -> Vec<(&'static str, String)> {
+    let uuid = match engine {
+        Engine::Postgres => "uuid",
+        Engine::Sqlite => "TEXT",
+    };
+    let mut statements = vec![
+        (
+            "mapping",
+            format!(
+                "CREATE TABLE session_flow_mapping (session_id {uuid} PRIMARY KEY, flow_id {uuid} NOT NULL, \
+                 client_account_id {uuid} NOT NULL, engagement_id {uuid} NOT NULL)"
+            ),
+        ),
+        (
+            "mapping",
+            "INSERT INTO session_flow_mapping (session_id, flow_id, client_account_id, engagement_id) \
+             SELECT session_id, flow_id, client_account_id, engagement_id FROM ( \
+               SELECT s.id AS session_id, f.flow_id, s.client_account_id, s.engagement_id, \
+                      row_number() OVER (PARTITION BY s.id ORDER BY f.created_at, f.flow_id) AS n \
+               FROM data_import_sessions s JOIN discovery_flows f ON f.import_session_id = s.id \
+                AND f.client_account_id = s.client_account_id AND f.engagement_id = s.engagement_id) x \
+             WHERE n = 1"
+                .to_owned(),
+        ),
+    ];
+    for table in NAIVE_TABLES {
+        let references = match engine {
+            Engine::Sqlite if NAIVE_FOREIGN_KEY_TABLES.contains(&table) => {
+                " REFERENCES discovery_flows(flow_id)"
+            }
+            _ => "",
+        };
+        statements.push((
+            "add column",
+            format!("ALTER TABLE {table} ADD COLUMN flow_id {uuid}{references}"),
+        ));
+    }
+    for table in NAIVE_TABLES {
+        let update = match table {
+            "import_field_mappings" => "UPDATE import_field_mappings SET flow_id = d.flow_id \
+                 FROM data_imports AS d WHERE d.id = import_field_mappings.data_import_id"
+                .to_owned(),
+            // The column is free text: the bare id of a session matches, other forms do not.
+            "llm_usage_logs" => "UPDATE llm_usage_logs SET flow_id = m.flow_id \
+                 FROM session_flow_mapping AS m \
+                 WHERE CAST(m.session_id AS TEXT) = llm_usage_logs.session_id"
+                .to_owned(),
+            _ => format!(
+                "UPDATE {table} SET flow_id = m.flow_id FROM session_flow_mapping AS m \
+                 WHERE m.session_id = {table}.session_id"
+            ),
+        };
+        statements.push(("update", update));
+    }
+    for table in NAIVE_TABLES {
+        statements.push((
+            "index",
+            format!("CREATE INDEX ix_{table}_flow_id ON {table} (flow_id)"),
+        ));
+    }
+    if engine == Engine::Postgres {
+        for table in NAIVE_FOREIGN_KEY_TABLES {
+            statements.push((
+                "foreign key",
+                format!(
+                    "ALTER TABLE {table} ADD CONSTRAINT fk_{table}_flow_id FOREIGN KEY (flow_id) \
+                     REFERENCES discovery_flows(flow_id)"
+                ),
+            ));
+        }
+    }
+    statements
+}
+
+/// Runs [`naive_migration_sql`] on a legacy database in one transaction and times each phase.
+/// For the benchmark only: it takes every table's write lock until it commits, and leaves a
+/// schema flowkey does not manage.
+pub async fn naive_offline_migration(db: &Db) -> Result<NaiveMigration, MigrateError> {
+    let started = Instant::now();
+    let mut phases: Vec<NaivePhase> = Vec::new();
+    let mut tx = db.begin_write().await?;
+    for (phase, sql) in naive_migration_sql(db.engine()) {
+        let phase_started = Instant::now();
+        execute_keyed(&mut tx, &sql, &[]).await?;
+        let took = seconds(phase_started.elapsed());
+        match phases.last_mut() {
+            Some(last) if last.phase == phase => last.seconds += took,
+            _ => phases.push(NaivePhase {
+                phase: phase.to_owned(),
+                seconds: took,
+            }),
+        }
+    }
+    let commit_started = Instant::now();
+    tx.commit().await?;
+    phases.push(NaivePhase {
+        phase: "commit".to_owned(),
+        seconds: seconds(commit_started.elapsed()),
+    });
+    Ok(NaiveMigration {
+        phases,
+        seconds: seconds(started.elapsed()),
+    })
 }

@@ -18,4 +18,12 @@ pub enum FlowMigrationError {
     RestoredSessionClash { flow_id: String },
     #[error("cannot copy the database for a rehearsal: {reason}")]
     RehearsalCopy { reason: String },
+    #[error("cannot fingerprint {table}: {reason}")]
+    FingerprintRead { table: String, reason: String },
+    #[error("{table} changed while its fingerprint was measured ({counted} rows counted, {fingerprinted} fingerprinted)")]
+    FingerprintChangedWhileMeasured {
+        table: String,
+        counted: i64,
+        fingerprinted: i64,
+    },
 }

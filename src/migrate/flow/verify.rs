@@ -25,7 +25,9 @@ use sqlx::Row;
 use crate::db::tenancy;
 use crate::db::{Db, Engine};
 use crate::migrate::flow::error::FlowMigrationError;
-use crate::migrate::flow::fingerprint::{fingerprint_database, load_baseline, FingerprintScope};
+use crate::migrate::flow::fingerprint::{
+    fingerprint_like_baseline, load_baseline, FingerprintScope,
+};
 use crate::migrate::flow::linked::{
     linked_up_to, FlowForeignKey, LinkedTable, TenantColumns, LINKED_TABLES,
 };
@@ -250,7 +252,10 @@ pub async fn verify_tables(db: &Db, linked: &[&LinkedTable]) -> Result<VerifyRep
     if baseline.is_empty() {
         return Err(FlowMigrationError::NoFingerprint.into());
     }
-    let current = fingerprint_database(db, FingerprintScope::WithoutMigrationFlows).await?;
+    // Each table is recomputed in the format its baseline was stored in (an upgrade started
+    // by an earlier build is verified by this one).
+    let current =
+        fingerprint_like_baseline(db, FingerprintScope::WithoutMigrationFlows, &baseline).await?;
     let fingerprints = baseline
         .iter()
         .map(|then| {

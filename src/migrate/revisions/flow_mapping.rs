@@ -19,10 +19,7 @@ pub static FLOW_MAPPING: Revision = Revision {
             name: "fingerprint legacy tables",
             action: Action::Check {
                 run: fingerprint::fingerprint_step,
-                sql: StepSql::Fixed(EngineSql {
-                    sqlite: fingerprint::FINGERPRINT_DESCRIBE,
-                    postgres: fingerprint::FINGERPRINT_DESCRIBE,
-                }),
+                sql: StepSql::Generated(fingerprint::fingerprint_sql),
             },
         },
         Step {
