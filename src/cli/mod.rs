@@ -1,6 +1,7 @@
 //! The command line: global options, one subcommand per variant of [`Command`], each handed
 //! to its module's function. No SQL here: commands call the library.
 
+pub mod alembic;
 pub mod bench;
 pub mod demo;
 pub mod flag;
@@ -85,6 +86,12 @@ pub enum Command {
     Flag(flag::FlagArgs),
     /// Benchmark baselines used by bench/run.sh (not for production databases).
     Bench(bench::BenchArgs),
+    /// Write an Alembic revision whose upgrade() runs flowkey on Alembic's connection, for
+    /// platforms that deploy with `alembic upgrade head`.
+    AlembicRevision(alembic::AlembicRevisionArgs),
+    /// Print the Python module whose include_object keeps Alembic's autogenerate away from
+    /// flowkey's objects (for the Alembic project's env.py).
+    AlembicFilter,
 }
 
 /// Runs the parsed command.
@@ -105,6 +112,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Flag(args) => flag::run(connect(&global).await?, &args).await,
         Command::Seed(args) => seed::run(&connect(&global).await?, &args, global.json).await,
         Command::Bench(args) => bench::run(args, &global).await,
+        Command::AlembicRevision(args) => alembic::run(&args, &global),
+        Command::AlembicFilter => {
+            print!("{}", flowkey::alembic::include_object_module());
+            Ok(())
+        }
     }
 }
 

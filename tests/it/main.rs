@@ -8,6 +8,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod cli {
+    mod alembic_revision;
     mod commands;
     mod db_connect;
     mod flow_commands;
