@@ -7,6 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Args, ValueEnum};
 use flowkey::db::{Db, Engine};
+use flowkey::migrate::throttle::ThrottleLimits;
 use flowkey::migrate::{
     offline_sql, revisions, Direction, Migrator, ProgressDisplay, RunOptions, RunSummary, StampMode,
 };
@@ -51,9 +52,27 @@ pub struct TuningArgs {
     /// before sizes adapt to --batch-target-ms.
     #[arg(long, default_value_t = RunOptions::default().initial_batch_size, value_parser = clap::value_parser!(u32).range(1..))]
     pub initial_batch_size: u32,
+    /// Wait between batches while a standby replays more than this many seconds behind
+    /// (PostgreSQL, pg_stat_replication); 0: never.
+    #[arg(long, default_value_t = 5.0, value_parser = non_negative_seconds)]
+    pub max_replica_lag: f64,
+    /// Wait between batches while more than this many other client sessions are active or
+    /// waiting on a lock (PostgreSQL); unset: never.
+    #[arg(long)]
+    pub max_load: Option<u32>,
+    /// How often a throttled run looks again, in milliseconds.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(10..))]
+    pub throttle_poll_ms: u64,
     /// Show no progress bar.
     #[arg(long)]
     pub no_progress: bool,
+}
+
+fn non_negative_seconds(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(seconds) if seconds.is_finite() && seconds >= 0.0 => Ok(seconds),
+        _ => Err(format!("{text:?} is not a number of seconds (0 or more)")),
+    }
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -128,6 +147,12 @@ impl TuningArgs {
             initial_batch_size: self.initial_batch_size,
             progress,
             lock_wait: Duration::from_secs(self.lock_wait_secs),
+            throttle: ThrottleLimits {
+                max_replica_lag: (self.max_replica_lag > 0.0)
+                    .then(|| Duration::from_secs_f64(self.max_replica_lag)),
+                max_load: self.max_load,
+                poll: Duration::from_millis(self.throttle_poll_ms),
+            },
         }
     }
 }

@@ -9,6 +9,7 @@ pub mod flow;
 pub mod migrate;
 pub mod seed;
 pub mod serve;
+pub mod throttle;
 
 use clap::{ArgAction, Args, Parser, Subcommand};
 use flowkey::db::DEFAULT_DATABASE_URL;
@@ -84,6 +85,8 @@ pub enum Command {
     Serve(serve::ServeArgs),
     /// Read or set ENABLE_FLOW_ID_PRIMARY (off, shadow, on), globally or per tenant.
     Flag(flag::FlagArgs),
+    /// Pause or resume every batched run on the database (backfill), or show why a run waits.
+    Throttle(throttle::ThrottleArgs),
     /// Benchmark baselines used by bench/run.sh (not for production databases).
     Bench(bench::BenchArgs),
     /// Write an Alembic revision whose upgrade() runs flowkey on Alembic's connection, for
@@ -112,6 +115,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Flag(args) => flag::run(connect(&global).await?, &args).await,
         Command::Seed(args) => seed::run(&connect(&global).await?, &args, global.json).await,
         Command::Bench(args) => bench::run(args, &global).await,
+        Command::Throttle(args) => throttle::run(connect(&global).await?, &args, &global).await,
         Command::AlembicRevision(args) => alembic::run(&args, &global),
         Command::AlembicFilter => {
             print!("{}", flowkey::alembic::include_object_module());

@@ -13,6 +13,7 @@ pub mod revision;
 pub mod revisions;
 pub mod runner;
 pub mod serving;
+pub mod throttle;
 
 pub use audit::AuditEntry;
 pub use error::MigrateError;

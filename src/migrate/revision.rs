@@ -175,6 +175,8 @@ pub struct RunOptions {
     pub progress: ProgressDisplay,
     /// How long a runner waits for another runner's deploy lock before giving up.
     pub lock_wait: Duration,
+    /// When batched work waits between batches (replica lag, load, the operator's pause).
+    pub throttle: crate::migrate::throttle::ThrottleLimits,
 }
 
 impl Default for RunOptions {
@@ -186,6 +188,7 @@ impl Default for RunOptions {
             initial_batch_size: 1_000,
             progress: ProgressDisplay::Hidden,
             lock_wait: Duration::from_secs(0),
+            throttle: crate::migrate::throttle::ThrottleLimits::default(),
         }
     }
 }

@@ -20,6 +20,7 @@ use crate::migrate::flow::error::FlowMigrationError;
 use crate::migrate::flow::linked::{linked_table, Applies, LinkedTable};
 use crate::migrate::flow::tables::{begin_batch, execute_keyed};
 use crate::migrate::flow::walk::Walk;
+use crate::migrate::throttle::{wait_while_throttled, ThrottleReason};
 use crate::migrate::{AuditSink, MigrateError, ProgressDisplay, RunOptions, StepContext};
 
 const MIN_BATCH: i64 = 1;
@@ -118,7 +119,15 @@ pub async fn backfill_table(
     let mut last_report = Instant::now();
     let mut batch_size = i64::from(options.initial_batch_size).clamp(MIN_BATCH, MAX_BATCH);
     let mut batches = 0u32;
+    let show_reason = |reason: Option<&ThrottleReason>| {
+        bar.set_message(reason.map_or_else(
+            || table.to_owned(),
+            |reason| format!("{table} throttled: {reason}"),
+        ));
+    };
     loop {
+        // Between committed batches: nothing is held while the cluster catches up.
+        wait_while_throttled(db, &options.throttle, audit, &show_reason).await?;
         let batch_started = Instant::now();
         let Some(batch) = walk.next_batch(batch_size) else {
             fail::fail_point!("backfill::before_sweep", |kind| Err(

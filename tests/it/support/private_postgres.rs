@@ -43,23 +43,7 @@ impl PrivateCluster {
     pub fn start() -> PrivateCluster {
         let bin = find_binaries();
         let run_as_postgres = running_as_root();
-        let dir = tempfile::Builder::new()
-            .prefix("flowkey-private-pg.")
-            .tempdir()
-            .unwrap();
-        if run_as_postgres {
-            let chown = Command::new("chown")
-                .arg("postgres:postgres")
-                .arg(dir.path())
-                .output()
-                .unwrap();
-            assert!(
-                chown.status.success(),
-                "running as root, the private cluster must belong to the user postgres, \
-                 but chown failed (is there a postgres user? `id postgres`): {}",
-                String::from_utf8_lossy(&chown.stderr)
-            );
-        }
+        let dir = owned_temp_dir(run_as_postgres);
         let port = free_port();
         let cluster = PrivateCluster {
             bin,
@@ -89,6 +73,47 @@ impl PrivateCluster {
         );
         cluster.pg_ctl_start();
         cluster
+    }
+
+    /// A streaming hot standby of this cluster: `pg_basebackup -R` (streaming replication,
+    /// which initdb's trust rules allow from loopback) into a temp directory of its own,
+    /// started on its own free port; stopped and deleted when dropped.
+    pub fn start_standby(&self) -> PrivateCluster {
+        let dir = owned_temp_dir(self.run_as_postgres);
+        let standby = PrivateCluster {
+            bin: self.bin.clone(),
+            data: dir.path().join("data"),
+            port: free_port(),
+            run_as_postgres: self.run_as_postgres,
+            _dir: dir,
+        };
+        let port = self.port.to_string();
+        let backup = standby.run(
+            "pg_basebackup",
+            &[
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &port,
+                "-U",
+                "postgres",
+                "-D",
+                path_str(&standby.data),
+                "-R",
+                "-X",
+                "stream",
+                "--no-sync",
+                "-c",
+                "fast",
+            ],
+        );
+        assert!(
+            backup.status.success(),
+            "pg_basebackup of the private cluster failed: {}",
+            String::from_utf8_lossy(&backup.stderr)
+        );
+        standby.pg_ctl_start();
+        standby
     }
 
     /// A URL on this cluster for `database`.
@@ -216,6 +241,28 @@ impl Drop for PrivateCluster {
             &["-D", path_str(&self.data), "-m", "immediate", "-w", "stop"],
         );
     }
+}
+
+/// A temp directory for a cluster, owned by the user postgres when this process is root.
+fn owned_temp_dir(run_as_postgres: bool) -> tempfile::TempDir {
+    let dir = tempfile::Builder::new()
+        .prefix("flowkey-private-pg.")
+        .tempdir()
+        .unwrap();
+    if run_as_postgres {
+        let chown = Command::new("chown")
+            .arg("postgres:postgres")
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        assert!(
+            chown.status.success(),
+            "running as root, the private cluster must belong to the user postgres, \
+             but chown failed (is there a postgres user? `id postgres`): {}",
+            String::from_utf8_lossy(&chown.stderr)
+        );
+    }
+    dir
 }
 
 fn path_str(path: &Path) -> &str {
