@@ -19,6 +19,10 @@ pub struct ServeArgs {
     /// 16 bytes). Without one the admin routes answer 403.
     #[arg(long, env = "FLOWKEY_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
+    /// Serve reads only: writes answer 503 `read_only`, nothing is written (legacy traffic
+    /// stays in /metrics). Implied on a PostgreSQL hot standby (pg_is_in_recovery()).
+    #[arg(long)]
+    pub read_only: bool,
 }
 
 pub async fn run(db: Db, args: &ServeArgs) -> anyhow::Result<()> {
@@ -31,6 +35,21 @@ pub async fn run(db: Db, args: &ServeArgs) -> anyhow::Result<()> {
         ),
     };
     let admin_disabled = config.admin_token.is_none();
+    let standby = db
+        .is_hot_standby()
+        .await
+        .context("cannot ask the database whether it is a standby")?;
+    config.read_only = args.read_only || standby;
+    if config.read_only {
+        eprintln!(
+            "flowkey: serving reads only ({}): writes answer 503 read_only",
+            if standby {
+                "the database is a hot standby"
+            } else {
+                "--read-only"
+            }
+        );
+    }
     let state = AppState::new(db.clone(), config)?;
     let schema = state
         .schema

@@ -223,6 +223,19 @@ impl Db {
         }
     }
 
+    /// Whether this is a hot standby (PostgreSQL in recovery): it serves reads, and refuses
+    /// every write. A SQLite file never is.
+    pub async fn is_hot_standby(&self) -> Result<bool, sqlx::Error> {
+        match self {
+            Db::Sqlite(_) => Ok(false),
+            Db::Postgres(pool) => {
+                sqlx::query_scalar("SELECT pg_is_in_recovery()")
+                    .fetch_one(pool)
+                    .await
+            }
+        }
+    }
+
     pub fn engine(&self) -> Engine {
         match self {
             Db::Sqlite(_) => Engine::Sqlite,

@@ -19,7 +19,7 @@ mod v3;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::DefaultBodyLimit;
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Router;
@@ -56,6 +56,9 @@ pub struct ServiceConfig {
     pub v1_sunset: String,
     /// The bearer token of `/api/admin/*`; `None` disables those routes (403).
     pub admin_token: Option<AdminToken>,
+    /// Serve reads only (`serve --read-only`, or a hot standby found at start): writes get
+    /// 503 `read_only`, legacy traffic is counted in /metrics but not written.
+    pub read_only: bool,
 }
 
 impl Default for ServiceConfig {
@@ -70,6 +73,7 @@ impl Default for ServiceConfig {
             compat: CompatConfig::default(),
             v1_sunset: "Wed, 30 Jun 2027 00:00:00 GMT".to_owned(),
             admin_token: None,
+            read_only: false,
         }
     }
 }
@@ -174,6 +178,14 @@ impl AppState {
             .spawn_polling(self.config.schema_poll_interval);
         let compat = self.compat.clone();
         let interval = self.config.traffic_flush_interval;
+        let mut handles = vec![flag_poller, schema_poller];
+        if self.config.read_only {
+            // A standby refuses writes: legacy traffic stays in /metrics only.
+            return BackgroundTasks {
+                compat: None,
+                handles,
+            };
+        }
         let traffic_flusher = tokio::spawn(async move {
             let mut ticker = tokio::time::interval(interval);
             loop {
@@ -183,9 +195,10 @@ impl AppState {
                 }
             }
         });
+        handles.push(traffic_flusher);
         BackgroundTasks {
-            compat: self.compat.clone(),
-            handles: vec![flag_poller, schema_poller, traffic_flusher],
+            compat: Some(self.compat.clone()),
+            handles,
         }
     }
 }
@@ -193,7 +206,8 @@ impl AppState {
 /// The server's periodic tasks; `shutdown` stops them and writes the last legacy hits.
 #[derive(Debug)]
 pub struct BackgroundTasks {
-    compat: Arc<SessionFlowCompatibilityService>,
+    /// Where the last legacy hits are written at shutdown; `None` on a read-only server.
+    compat: Option<Arc<SessionFlowCompatibilityService>>,
     handles: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -202,8 +216,10 @@ impl BackgroundTasks {
         for handle in &self.handles {
             handle.abort();
         }
-        if let Err(err) = self.compat.flush_legacy_traffic().await {
-            tracing::warn!(error = %err, "cannot write the last legacy traffic");
+        if let Some(compat) = self.compat {
+            if let Err(err) = compat.flush_legacy_traffic().await {
+                tracing::warn!(error = %err, "cannot write the last legacy traffic");
+            }
         }
     }
 }
@@ -217,6 +233,10 @@ pub fn app(state: AppState) -> Router {
         .merge(v3::routes(state.config.max_upload_bytes))
         .merge(v1::routes(state.clone()))
         .merge(admin::routes(state.clone()))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            refuse_writes_when_read_only,
+        ))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             schema_gate::refuse_below_head,
@@ -235,6 +255,29 @@ pub fn app(state: AppState) -> Router {
         .fallback(not_found_route)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
+}
+
+/// On a read-only server (a hot standby), every method but GET and HEAD answers 503
+/// `read_only` before any handler runs: the database would refuse the write anyway, half-way.
+async fn refuse_writes_when_read_only(
+    State(state): State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let reads = matches!(
+        *request.method(),
+        axum::http::Method::GET | axum::http::Method::HEAD
+    );
+    if state.config.read_only && !reads {
+        return ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "read_only",
+            "this server serves reads only (a hot standby or --read-only): send writes to a \
+             server on the primary",
+        )
+        .into_response();
+    }
+    next.run(request).await
 }
 
 async fn not_found_route() -> ApiError {

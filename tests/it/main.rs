@@ -43,6 +43,7 @@ mod reliability {
     mod injected_faults;
     mod pg_restart;
     pub mod service;
+    mod standby;
     mod throttle;
     mod upgrade_while_serving;
 }
