@@ -35,6 +35,18 @@ pub async fn run(db: Db, args: &ServeArgs) -> anyhow::Result<()> {
         ),
     };
     let admin_disabled = config.admin_token.is_none();
+    if !db
+        .prepared_statements_survive()
+        .await
+        .context("cannot check the connection for a transaction pooler")?
+    {
+        anyhow::bail!(
+            "refusing to serve: the database is reached through a transaction pooler that \
+             does not keep prepared statements per client (PgBouncer before 1.21, or \
+             max_prepared_statements = 0); use pool_mode = session for flowkey serve, or \
+             PgBouncer 1.21+ with max_prepared_statements > 0"
+        );
+    }
     let standby = db
         .is_hot_standby()
         .await

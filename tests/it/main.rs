@@ -42,6 +42,7 @@ mod reliability {
     #[cfg(feature = "failpoints")]
     mod injected_faults;
     mod pg_restart;
+    mod pgbouncer;
     pub mod service;
     mod standby;
     mod throttle;
@@ -57,8 +58,10 @@ mod support {
     pub mod flow_fixtures;
     pub mod flow_support;
     pub mod harness;
+    pub mod pgbouncer;
     pub mod private_postgres;
     pub mod reliability_support;
+    pub mod served;
     pub mod service_probe;
     pub mod service_support;
 }

@@ -3,7 +3,6 @@
 //! answers writes with 503 `read_only`, writes nothing, and its schema gate follows the
 //! revision as the standby replays it. `--read-only` does the same on any database.
 
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use flowkey::db::{Db, Engine};
@@ -12,97 +11,8 @@ use serde_json::Value;
 
 use crate::support::harness::TestDb;
 use crate::support::private_postgres::PrivateCluster;
-use crate::support::reliability_support::{flowkey_binary, run_ok, seeded};
-
-struct Server {
-    child: Child,
-    base: String,
-}
-
-impl Server {
-    /// SIGTERM, as a deploy stops it: the server writes its last legacy traffic and exits.
-    fn stop_gracefully(mut self) {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .expect("kill runs");
-        assert!(status.success());
-        let started = Instant::now();
-        while self.child.try_wait().expect("status").is_none() {
-            assert!(
-                started.elapsed() < Duration::from_secs(30),
-                "serve did not stop"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("address")
-        .port()
-}
-
-async fn serve(url: &str, extra: &[&str]) -> Server {
-    let port = free_port();
-    let child = Command::new(flowkey_binary())
-        .args(["--database-url", url, "serve", "--bind"])
-        .arg(format!("127.0.0.1:{port}"))
-        .args(extra)
-        .env_remove("DATABASE_URL")
-        .env("FLOWKEY_SCHEMA_POLL_MS", "100")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("serve starts");
-    let server = Server {
-        child,
-        base: format!("http://127.0.0.1:{port}"),
-    };
-    let started = Instant::now();
-    loop {
-        if let Ok(answer) = reqwest::get(format!("{}/health", server.base)).await {
-            if answer.status().is_success() {
-                return server;
-            }
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "serve never answered"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-async fn call(
-    server: &Server,
-    method: reqwest::Method,
-    path: &str,
-    tenant: &(String, String),
-) -> (u16, Value) {
-    let answer = reqwest::Client::new()
-        .request(method, format!("{}{path}", server.base))
-        .header("x-client-account-id", &tenant.0)
-        .header("x-engagement-id", &tenant.1)
-        .header("content-type", "application/json")
-        .body(r#"{"import_type":"cmdb","rows":[{"name":"a"}]}"#)
-        .send()
-        .await
-        .expect("answer");
-    let status = answer.status().as_u16();
-    (status, answer.json().await.unwrap_or(Value::Null))
-}
+use crate::support::reliability_support::{run_ok, seeded};
+use crate::support::served::{call, serve, Server};
 
 /// A tenant with a flow and a session of it (by the mapping).
 async fn tenant_flow_session(db: &Db) -> ((String, String), String, String) {
