@@ -7,7 +7,6 @@ use std::time::{Duration, Instant};
 
 use flowkey::db::{Db, Engine};
 use flowkey::seed::SeedConfig;
-use serde_json::Value;
 
 use crate::support::harness::TestDb;
 use crate::support::private_postgres::PrivateCluster;
