@@ -23,6 +23,11 @@ pub struct ServeArgs {
     /// stays in /metrics). Implied on a PostgreSQL hot standby (pg_is_in_recovery()).
     #[arg(long)]
     pub read_only: bool,
+    /// PostgreSQL: where the flag listener (LISTEN) connects, when the database URL goes
+    /// through a transaction pooler where LISTEN cannot work: a direct URL of the same
+    /// database. Default: the database URL.
+    #[arg(long, env = "FLOWKEY_LISTEN_URL", hide_env_values = true)]
+    pub listen_url: Option<String>,
 }
 
 pub async fn run(db: Db, args: &ServeArgs) -> anyhow::Result<()> {
@@ -52,6 +57,9 @@ pub async fn run(db: Db, args: &ServeArgs) -> anyhow::Result<()> {
         .await
         .context("cannot ask the database whether it is a standby")?;
     config.read_only = args.read_only || standby;
+    if args.listen_url.is_some() {
+        config.listen_url = args.listen_url.clone();
+    }
     if config.read_only {
         eprintln!(
             "flowkey: serving reads only ({}): writes answer 503 read_only",

@@ -56,6 +56,12 @@ pub struct ServiceConfig {
     pub v1_sunset: String,
     /// The bearer token of `/api/admin/*`; `None` disables those routes (403).
     pub admin_token: Option<AdminToken>,
+    /// PostgreSQL: refresh flags on `NOTIFY` as well as by polling
+    /// (`FLOWKEY_FLAG_LISTEN=0` turns it off).
+    pub flag_listen: bool,
+    /// Where the flag listener connects (`--listen-url` / `FLOWKEY_LISTEN_URL`): a direct
+    /// connection for a server behind a transaction pooler; `None`: the database URL.
+    pub listen_url: Option<String>,
     /// Serve reads only (`serve --read-only`, or a hot standby found at start): writes get
     /// 503 `read_only`, legacy traffic is counted in /metrics but not written.
     pub read_only: bool,
@@ -74,6 +80,8 @@ impl Default for ServiceConfig {
             v1_sunset: "Wed, 30 Jun 2027 00:00:00 GMT".to_owned(),
             admin_token: None,
             read_only: false,
+            flag_listen: true,
+            listen_url: None,
         }
     }
 }
@@ -91,8 +99,8 @@ pub enum ServiceError {
 
 impl ServiceConfig {
     /// Defaults, overridden by `ENABLE_FLOW_ID_PRIMARY`, `FLOWKEY_FLAG_POLL_MS`,
-    /// `FLOWKEY_SCHEMA_POLL_MS`, `FLOWKEY_MAX_BODY_BYTES`, `FLOWKEY_MAX_UPLOAD_BYTES` and
-    /// `FLOWKEY_RESOLVE_CACHE_TTL_MS`.
+    /// `FLOWKEY_SCHEMA_POLL_MS`, `FLOWKEY_MAX_BODY_BYTES`, `FLOWKEY_MAX_UPLOAD_BYTES`,
+    /// `FLOWKEY_RESOLVE_CACHE_TTL_MS`, `FLOWKEY_FLAG_LISTEN` and `FLOWKEY_LISTEN_URL`.
     pub fn from_env() -> Result<Self, ServiceError> {
         let mut config = Self {
             flag_default: crate::flags::default_from_env()?,
@@ -103,6 +111,12 @@ impl ServiceConfig {
         }
         if let Some(ms) = env_number("FLOWKEY_SCHEMA_POLL_MS")? {
             config.schema_poll_interval = Duration::from_millis(ms.max(50));
+        }
+        if let Some(listen) = env_number("FLOWKEY_FLAG_LISTEN")? {
+            config.flag_listen = listen != 0;
+        }
+        if let Ok(url) = std::env::var("FLOWKEY_LISTEN_URL") {
+            config.listen_url = Some(url).filter(|url| !url.trim().is_empty());
         }
         if let Some(bytes) = env_number("FLOWKEY_MAX_BODY_BYTES")? {
             config.max_body_bytes = usize::try_from(bytes).unwrap_or(usize::MAX);
@@ -179,6 +193,13 @@ impl AppState {
         let compat = self.compat.clone();
         let interval = self.config.traffic_flush_interval;
         let mut handles = vec![flag_poller, schema_poller];
+        if self.config.flag_listen {
+            handles.extend(
+                self.flags
+                    .clone()
+                    .spawn_listening(self.config.listen_url.clone()),
+            );
+        }
         if self.config.read_only {
             // A standby refuses writes: legacy traffic stays in /metrics only.
             return BackgroundTasks {

@@ -38,6 +38,7 @@ mod reliability {
     mod crash;
     mod database_gone;
     mod hostile_migration;
+    mod instances;
     // Faults are armed in the binary, which reads FAILPOINTS only when built with the feature.
     #[cfg(feature = "failpoints")]
     mod injected_faults;

@@ -48,6 +48,11 @@ fn free_port() -> u16 {
 }
 
 pub async fn serve(url: &str, extra: &[&str]) -> Server {
+    serve_with_env(url, extra, &[]).await
+}
+
+/// [`serve`] with more environment (poll intervals, the flag listener).
+pub async fn serve_with_env(url: &str, extra: &[&str], env: &[(&str, &str)]) -> Server {
     let port = free_port();
     let child = Command::new(flowkey_binary())
         .args(["--database-url", url, "serve", "--bind"])
@@ -55,6 +60,7 @@ pub async fn serve(url: &str, extra: &[&str]) -> Server {
         .args(extra)
         .env_remove("DATABASE_URL")
         .env("FLOWKEY_SCHEMA_POLL_MS", "100")
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
