@@ -128,6 +128,7 @@ impl TuningArgs {
             initial_batch_size: self.initial_batch_size,
             progress,
             lock_wait: Duration::from_secs(self.lock_wait_secs),
+            contract: Default::default(),
         }
     }
 }
@@ -217,6 +218,9 @@ pub async fn current(_args: CurrentArgs, global: &GlobalArgs) -> anyhow::Result<
     if current.is_some_and(|entry| entry.is_head) {
         line.push_str(" (head)");
     }
+    if current.is_some_and(|entry| revisions::is_after_head(&entry.id)) {
+        line.push_str(" (contracted: after head; `flowkey downgrade -1` goes back to head)");
+    }
     println!("{line}");
     if !unknown.is_empty() {
         println!(
@@ -273,6 +277,9 @@ pub async fn history(_args: HistoryArgs, global: &GlobalArgs) -> anyhow::Result<
         }
         if entry.is_head {
             notes.push("head".into());
+        }
+        if revisions::is_after_head(&entry.id) {
+            notes.push("after head: run by `flowkey contract`".into());
         }
         if entry.is_current {
             notes.push("current".into());
@@ -387,7 +394,7 @@ async fn print_sql(
     Ok(())
 }
 
-fn print_summary(summary: &RunSummary, global: &GlobalArgs) -> anyhow::Result<()> {
+pub(crate) fn print_summary(summary: &RunSummary, global: &GlobalArgs) -> anyhow::Result<()> {
     if global.json {
         return print_json(summary);
     }

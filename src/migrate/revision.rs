@@ -175,6 +175,9 @@ pub struct RunOptions {
     pub progress: ProgressDisplay,
     /// How long a runner waits for another runner's deploy lock before giving up.
     pub lock_wait: Duration,
+    /// The contract's gate (`flowkey contract --quiet-period/--force`); the default gate
+    /// for any other run that reaches the contract.
+    pub contract: crate::migrate::flow::contract::GateOptions,
 }
 
 impl Default for RunOptions {
@@ -186,6 +189,7 @@ impl Default for RunOptions {
             initial_batch_size: 1_000,
             progress: ProgressDisplay::Hidden,
             lock_wait: Duration::from_secs(0),
+            contract: Default::default(),
         }
     }
 }
