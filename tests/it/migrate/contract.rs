@@ -146,6 +146,19 @@ async fn round_trip(test_db: TestDb) {
     }
     assert!(has_column(&db, "session_flow_mapping", "session_id").await);
     assert!(has_column(&db, "data_import_sessions", "id").await);
+    for value in [FlowIdPrimary::Off, FlowIdPrimary::Shadow] {
+        let err = set_flag(&db, FlagScope::Global, value, "test")
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("contracted") && err.contains("downgrade -1"), "{err}");
+    }
+    set_flag(&db, FlagScope::Global, FlowIdPrimary::On, "test")
+        .await
+        .unwrap();
+    let serving = flowkey::migrate::serving::check_schema(&db).await.unwrap();
+    assert!(!serving.at_head());
+    assert!(serving.describe().contains("contracted"), "{}", serving.describe());
     let archived = archive(&db).await;
     assert!(
         archived.iter().any(|row| row.0 == "llm_usage_logs"),
