@@ -45,7 +45,8 @@ pub async fn run(args: BenchArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     match args.command {
         BenchCommand::LegacySignal { rows, rounds } => {
             let db = connect(global).await?;
-            let cost = flowkey::migrate::flow::legacy_signal::measure_signal_cost(&db, rows, rounds).await;
+            let cost =
+                flowkey::migrate::flow::legacy_signal::measure_signal_cost(&db, rows, rounds).await;
             db.close().await;
             let cost = cost?;
             if global.json {

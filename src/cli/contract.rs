@@ -45,12 +45,7 @@ pub async fn run(args: ContractArgs, global: &GlobalArgs) -> anyhow::Result<()> 
     if args.dry_run {
         let current = migrator.current().await;
         db.close().await;
-        let sql = migrator.offline_sql(
-            db.engine(),
-            current?,
-            CONTRACT_REVISION,
-            Direction::Up,
-        )?;
+        let sql = migrator.offline_sql(db.engine(), current?, CONTRACT_REVISION, Direction::Up)?;
         if global.json {
             print_json(&serde_json::json!({ "gate": verdict, "sql": sql }))?;
         } else {

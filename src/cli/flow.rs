@@ -49,7 +49,10 @@ pub async fn run_report(_args: ReportArgs, global: &GlobalArgs) -> anyhow::Resul
     if global.json {
         let mut value = serde_json::to_value(&migration_report)?;
         if let Some(object) = value.as_object_mut() {
-            object.insert("legacy_writes".into(), serde_json::to_value(&legacy_writes)?);
+            object.insert(
+                "legacy_writes".into(),
+                serde_json::to_value(&legacy_writes)?,
+            );
         }
         print_json(&value)
     } else {

@@ -47,7 +47,9 @@ pub enum ContractError {
     GateRefused { reasons: Vec<String> },
     #[error("the contract would break what depends on the session columns: {}; nothing was changed (drop or change these first; --force does not override this)", blockers.join("; "))]
     Blocked { blockers: Vec<String> },
-    #[error("invalid duration {text:?}: give a number and a unit, one of s, m, h, d (e.g. 0s, 12h, 7d)")]
+    #[error(
+        "invalid duration {text:?}: give a number and a unit, one of s, m, h, d (e.g. 0s, 12h, 7d)"
+    )]
     InvalidDuration { text: String },
     #[error("no mapped session to write legacy rows for: seed the database first")]
     NothingToMeasure,
@@ -210,7 +212,10 @@ async fn link_check_reasons(db: &Db) -> Result<Vec<String>, MigrateError> {
     let mapping = &verified.mapping;
     for (rows, what) in [
         (mapping.orphan_flow, "naming no flow"),
-        (mapping.tenant_differs_from_flow, "of another tenant than their flow"),
+        (
+            mapping.tenant_differs_from_flow,
+            "of another tenant than their flow",
+        ),
         (
             mapping.tenant_differs_from_session,
             "of another tenant than their session",
@@ -437,36 +442,24 @@ impl SessionColumn {
         )
     }
 
-    /// Gives one key range back its values: the rule's for every row not archived.
-    pub fn restore_by_rule_sql(&self, engine: Engine, range: &str) -> String {
-        let (t, c) = (self.table, self.column);
-        format!(
-            "UPDATE {t} AS r SET {c} = {rule} WHERE {range} AND NOT EXISTS \
-             (SELECT 1 FROM flowkey_contract_archive a WHERE a.table_name = '{t}' \
-              AND a.column_name = '{c}' AND a.row_id = {id})",
-            rule = self.recomputed_sql(engine),
-            id = crate::migrate::flow::tables::text_of(engine, "r.id"),
-        )
-    }
-
-    /// Gives one key range back its archived values.
-    pub fn restore_archived_sql(&self, engine: Engine, range: &str) -> String {
+    /// Gives one key range back its values: the archived value where there is one, the
+    /// rule's otherwise. One correlated UPDATE, so each batch walks its key range and looks
+    /// every row up in the archive's primary key (a join or `EXISTS` filter would let
+    /// PostgreSQL's planner, misled by the archive's fresh statistics, loop over the whole
+    /// archive for each batch), and writes each row once.
+    pub fn restore_sql(&self, engine: Engine, range: &str) -> String {
         let (t, c) = (self.table, self.column);
         let id = crate::migrate::flow::tables::text_of(engine, "r.id");
-        match engine {
-            Engine::Postgres => format!(
-                "UPDATE {t} AS r SET {c} = {value} FROM flowkey_contract_archive a \
-                 WHERE {range} AND a.table_name = '{t}' AND a.column_name = '{c}' AND a.row_id = {id}",
-                value = self.from_archive(engine),
-            ),
-            Engine::Sqlite => format!(
-                "UPDATE {t} AS r SET {c} = (SELECT {value} FROM flowkey_contract_archive a \
-                 WHERE a.table_name = '{t}' AND a.column_name = '{c}' AND a.row_id = {id}) \
-                 WHERE {range} AND EXISTS (SELECT 1 FROM flowkey_contract_archive a \
-                 WHERE a.table_name = '{t}' AND a.column_name = '{c}' AND a.row_id = {id})",
-                value = self.from_archive(engine),
-            ),
-        }
+        let archived = format!(
+            "FROM flowkey_contract_archive a WHERE a.table_name = '{t}' \
+             AND a.column_name = '{c}' AND a.row_id = {id}"
+        );
+        format!(
+            "UPDATE {t} AS r SET {c} = CASE WHEN EXISTS (SELECT 1 {archived}) \
+             THEN (SELECT {value} {archived}) ELSE {rule} END WHERE {range}",
+            value = self.from_archive(engine),
+            rule = self.recomputed_sql(engine),
+        )
     }
 
     fn sqlite_declaration(&self) -> &'static str {
@@ -595,7 +588,9 @@ fn drop_sql(engine: Engine) -> String {
 
 fn rebuild_sql(engine: Engine) -> String {
     match engine {
-        Engine::Postgres => "-- postgres: the columns were dropped in place\nSELECT 1;\n".to_owned(),
+        Engine::Postgres => {
+            "-- postgres: the columns were dropped in place\nSELECT 1;\n".to_owned()
+        }
         Engine::Sqlite => {
             let mut out = String::from(
                 "-- sqlite: each table rebuilt without its session column (foreign keys off, \
@@ -646,12 +641,7 @@ fn add_back_sql(engine: Engine) -> String {
 fn restore_step_sql(engine: Engine) -> String {
     let mut out = String::new();
     for column in SESSION_COLUMNS {
-        let _ = writeln!(
-            out,
-            "{};\n{};",
-            column.restore_by_rule_sql(engine, RANGE_PLACEHOLDER),
-            column.restore_archived_sql(engine, RANGE_PLACEHOLDER)
-        );
+        let _ = writeln!(out, "{};", column.restore_sql(engine, RANGE_PLACEHOLDER));
     }
     out
 }
@@ -691,7 +681,9 @@ END $$;
 
 fn validate_back_sql(engine: Engine) -> String {
     match engine {
-        Engine::Sqlite => "-- sqlite: the foreign keys came back with the columns\nSELECT 1;\n".to_owned(),
+        Engine::Sqlite => {
+            "-- sqlite: the foreign keys came back with the columns\nSELECT 1;\n".to_owned()
+        }
         Engine::Postgres => SESSION_COLUMNS
             .iter()
             .filter(|c| c.references_session)
@@ -815,15 +807,20 @@ pub fn archive_step<'a, 'b>(
             let mut archived = 0u64;
             loop {
                 let mut tx = begin_batch(db).await?;
-                let Some((hi, _)) = next_bound(&mut tx, column.table, after.as_ref(), batch).await?
+                let Some((hi, _)) =
+                    next_bound(&mut tx, column.table, after.as_ref(), batch).await?
                 else {
                     set_progress(&mut tx, column, after.as_deref(), true).await?;
                     tx.commit().await?;
                     break;
                 };
-                let range = KeyRange { lo: after.clone(), hi: hi.clone() };
+                let range = KeyRange {
+                    lo: after.clone(),
+                    hi: hi.clone(),
+                };
                 let (predicate, keys) = range.predicate(engine, "r");
-                archived += execute_keyed(&mut tx, &column.archive_sql(engine, &predicate), &keys).await?;
+                archived +=
+                    execute_keyed(&mut tx, &column.archive_sql(engine, &predicate), &keys).await?;
                 set_progress(&mut tx, column, Some(&hi), false).await?;
                 crate::migrate::faults::check("contract::archive_batch")?;
                 tx.commit().await?;
@@ -838,7 +835,10 @@ pub fn archive_step<'a, 'b>(
         }
         let summary = archive_summary(db).await?;
         ctx.audit
-            .record("contract_archive", serde_json::to_value(&summary).unwrap_or_default())
+            .record(
+                "contract_archive",
+                serde_json::to_value(&summary).unwrap_or_default(),
+            )
             .await?;
         Ok(())
     })
@@ -862,8 +862,20 @@ async fn set_progress(
     done: bool,
 ) -> Result<(), MigrateError> {
     let done_value = match tx.engine() {
-        Engine::Postgres => if done { "true" } else { "false" },
-        Engine::Sqlite => if done { "1" } else { "0" },
+        Engine::Postgres => {
+            if done {
+                "true"
+            } else {
+                "false"
+            }
+        }
+        Engine::Sqlite => {
+            if done {
+                "1"
+            } else {
+                "0"
+            }
+        }
     };
     let sql = format!(
         "INSERT INTO flowkey_contract_progress (table_name, column_name, last_id, done) \
@@ -894,18 +906,22 @@ pub fn restore_step<'a, 'b>(
         let batch = i64::from(ctx.options.initial_batch_size.max(1));
         for column in SESSION_COLUMNS {
             let mut after: Option<String> = None;
-            let (mut by_rule, mut from_archive) = (0u64, 0u64);
+            let mut restored = 0u64;
             loop {
                 let mut tx = begin_batch(db).await?;
-                let Some((hi, _)) = next_bound(&mut tx, column.table, after.as_ref(), batch).await?
+                let Some((hi, _)) =
+                    next_bound(&mut tx, column.table, after.as_ref(), batch).await?
                 else {
                     tx.commit().await?;
                     break;
                 };
-                let range = KeyRange { lo: after.clone(), hi: hi.clone() };
+                let range = KeyRange {
+                    lo: after.clone(),
+                    hi: hi.clone(),
+                };
                 let (predicate, keys) = range.predicate(engine, "r");
-                by_rule += execute_keyed(&mut tx, &column.restore_by_rule_sql(engine, &predicate), &keys).await?;
-                from_archive += execute_keyed(&mut tx, &column.restore_archived_sql(engine, &predicate), &keys).await?;
+                restored +=
+                    execute_keyed(&mut tx, &column.restore_sql(engine, &predicate), &keys).await?;
                 crate::migrate::faults::check("contract::restore_batch")?;
                 tx.commit().await?;
                 after = Some(hi);
@@ -916,8 +932,7 @@ pub fn restore_step<'a, 'b>(
                     serde_json::json!({
                         "table": column.table,
                         "column": column.column,
-                        "rows_by_rule": by_rule,
-                        "rows_from_archive": from_archive,
+                        "rows": restored,
                     }),
                 )
                 .await?;
@@ -938,14 +953,22 @@ pub fn rebuild_step<'a, 'b>(
             return Ok(());
         };
         let mut conn = pool.acquire().await?;
-        sqlx::query("PRAGMA foreign_keys = OFF").execute(&mut *conn).await?;
-        sqlx::query("PRAGMA legacy_alter_table = ON").execute(&mut *conn).await?;
+        sqlx::query("PRAGMA foreign_keys = OFF")
+            .execute(&mut *conn)
+            .await?;
+        sqlx::query("PRAGMA legacy_alter_table = ON")
+            .execute(&mut *conn)
+            .await?;
         let outcome = rebuild_all(&mut conn).await;
         if outcome.is_err() {
             let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
         }
-        let restore_alter = sqlx::query("PRAGMA legacy_alter_table = OFF").execute(&mut *conn).await;
-        let restore_keys = sqlx::query("PRAGMA foreign_keys = ON").execute(&mut *conn).await;
+        let restore_alter = sqlx::query("PRAGMA legacy_alter_table = OFF")
+            .execute(&mut *conn)
+            .await;
+        let restore_keys = sqlx::query("PRAGMA foreign_keys = ON")
+            .execute(&mut *conn)
+            .await;
         outcome?;
         restore_alter?;
         restore_keys?;
@@ -967,16 +990,16 @@ async fn rebuild_all(
         if !columns.iter().any(|name| name == c) {
             continue;
         }
-        let create: String = sqlx::query_scalar(
-            "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = $1",
-        )
-        .bind(t)
-        .fetch_one(&mut **conn)
-        .await?;
-        let create = without_column(&create, column).ok_or_else(|| ContractError::ColumnTextMissing {
-            table: t.to_owned(),
-            column: c.to_owned(),
-        })?;
+        let create: String =
+            sqlx::query_scalar("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = $1")
+                .bind(t)
+                .fetch_one(&mut **conn)
+                .await?;
+        let create =
+            without_column(&create, column).ok_or_else(|| ContractError::ColumnTextMissing {
+                table: t.to_owned(),
+                column: c.to_owned(),
+            })?;
         let dependents: Vec<String> = sqlx::query_scalar(
             "SELECT sql FROM sqlite_master WHERE type IN ('index', 'trigger') AND tbl_name = $1 \
              AND sql IS NOT NULL ORDER BY type, name",
@@ -985,7 +1008,11 @@ async fn rebuild_all(
         .fetch_all(&mut **conn)
         .await?;
         let kept: Vec<&String> = columns.iter().filter(|name| *name != c).collect();
-        let list = kept.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ");
+        let list = kept
+            .iter()
+            .map(|s| s.as_str())
+            .collect::<Vec<_>>()
+            .join(", ");
         let old = format!("flowkey_old_{t}");
         let statements = [
             format!("ALTER TABLE {t} RENAME TO {old}"),

@@ -818,7 +818,12 @@ async fn typed_legacy_columns(db: &Db, table: &str) -> Result<Vec<Column>, sqlx:
     // changes nothing.
     let declared = declared_legacy_columns(LEGACY_SQL.for_engine(db.engine()));
     if let Some((_, order)) = declared.iter().find(|(name, _)| name == table) {
-        let position = |name: &str| order.iter().position(|c| c.name == name).unwrap_or(usize::MAX);
+        let position = |name: &str| {
+            order
+                .iter()
+                .position(|c| c.name == name)
+                .unwrap_or(usize::MAX)
+        };
         columns.sort_by_key(|column| position(&column.name));
     }
     Ok(columns)

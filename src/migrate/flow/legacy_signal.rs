@@ -122,7 +122,9 @@ pub fn drop_triggers_sql(engine: Engine, table: &LinkedTable) -> String {
     ["insert", "update"]
         .iter()
         .map(|suffix| match engine {
-            Engine::Postgres => format!("DROP TRIGGER IF EXISTS flowkey_a_legacy_write_{suffix} ON {t};\n"),
+            Engine::Postgres => {
+                format!("DROP TRIGGER IF EXISTS flowkey_a_legacy_write_{suffix} ON {t};\n")
+            }
             Engine::Sqlite => format!("DROP TRIGGER IF EXISTS flowkey_lw_{t}_{suffix};\n"),
         })
         .collect()
@@ -169,13 +171,17 @@ pub async fn legacy_writes(db: &Db) -> Result<Option<Vec<LegacyWrites>>, Migrate
         return Ok(None);
     }
     let sql = match db.engine() {
-        Engine::Postgres => "SELECT table_name::text, count(*), \
+        Engine::Postgres => {
+            "SELECT table_name::text, count(*), \
              to_char(max(seen_at) AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'), \
              floor(extract(epoch FROM clock_timestamp() - max(seen_at)))::bigint \
-             FROM flowkey_legacy_writes GROUP BY table_name",
-        Engine::Sqlite => "SELECT table_name, count(*), max(seen_at), \
+             FROM flowkey_legacy_writes GROUP BY table_name"
+        }
+        Engine::Sqlite => {
+            "SELECT table_name, count(*), max(seen_at), \
              CAST((julianday('now') - julianday(max(seen_at))) * 86400 AS INTEGER) \
-             FROM flowkey_legacy_writes GROUP BY table_name",
+             FROM flowkey_legacy_writes GROUP BY table_name"
+        }
     };
     let rows: Vec<(String, i64, Option<String>, Option<i64>)> = on_pool!(db, pool => {
         sqlx::query(sql)
@@ -228,9 +234,8 @@ pub async fn measure_signal_cost(
                 JOIN session_flow_mapping m ON m.session_id = s.id \
                 ORDER BY s.id LIMIT 1";
     let (session, client, engagement): (String, String, String) =
-        on_pool!(db, pool => sqlx::query_as(pick).fetch_optional(pool).await)?.ok_or_else(|| {
-            ContractError::NothingToMeasure
-        })?;
+        on_pool!(db, pool => sqlx::query_as(pick).fetch_optional(pool).await)?
+            .ok_or_else(|| ContractError::NothingToMeasure)?;
     let insert = match db.engine() {
         Engine::Postgres => "INSERT INTO assets (id, client_account_id, engagement_id, session_id, name, asset_type) \
              VALUES (gen_random_uuid(), CAST($1 AS uuid), CAST($2 AS uuid), CAST($3 AS uuid), 'bench', 'server')",
@@ -238,7 +243,9 @@ pub async fn measure_signal_cost(
              VALUES (lower(hex(randomblob(16))), $1, $2, $3, 'bench', 'server')",
     };
     let without_signal = match db.engine() {
-        Engine::Postgres => "ALTER TABLE assets DISABLE TRIGGER flowkey_a_legacy_write_insert".to_owned(),
+        Engine::Postgres => {
+            "ALTER TABLE assets DISABLE TRIGGER flowkey_a_legacy_write_insert".to_owned()
+        }
         Engine::Sqlite => "DROP TRIGGER flowkey_lw_assets_insert".to_owned(),
     };
     let mut best = [f64::MAX, f64::MAX];

@@ -9,7 +9,8 @@ use crate::migrate::{Action, Revision, Step};
 
 pub static FLOW_CONTRACT: Revision = Revision {
     id: contract::CONTRACT_REVISION,
-    description: "contract: archive session values, drop session-key columns and dual-write triggers",
+    description:
+        "contract: archive session values, drop session-key columns and dual-write triggers",
     up: &[
         Step {
             name: "gate",

@@ -93,7 +93,7 @@ pub const RELEASED_CHECKSUMS: &[(&str, &str)] = &[
     ),
     (
         "flow_contract",
-        "de35991570b857b218c0445655cc106c13f04139cf5a7f519d8aaab3283598c5",
+        "87db93a8f3ebd8ae604459b7bcd7e8b064390c9d43a60ddca5acb1585baa4880",
     ),
 ];
 

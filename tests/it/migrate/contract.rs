@@ -124,7 +124,10 @@ async fn upgrade_head_does_not_contract(test_db: TestDb) {
     assert_eq!(last.id, CONTRACT_REVISION);
     assert!(!last.applied && !last.is_head);
 }
-both_engines!(upgrade_head_stops_before_the_contract, upgrade_head_does_not_contract);
+both_engines!(
+    upgrade_head_stops_before_the_contract,
+    upgrade_head_does_not_contract
+);
 
 /// Contract, downgrade -1, downgrade legacy: every legacy row byte-identical (fingerprint of
 /// every legacy column), the schema the legacy one, the archive emptied.
@@ -151,14 +154,21 @@ async fn round_trip(test_db: TestDb) {
             .await
             .unwrap_err()
             .to_string();
-        assert!(err.contains("contracted") && err.contains("downgrade -1"), "{err}");
+        assert!(
+            err.contains("contracted") && err.contains("downgrade -1"),
+            "{err}"
+        );
     }
     set_flag(&db, FlagScope::Global, FlowIdPrimary::On, "test")
         .await
         .unwrap();
     let serving = flowkey::migrate::serving::check_schema(&db).await.unwrap();
     assert!(!serving.at_head());
-    assert!(serving.describe().contains("contracted"), "{}", serving.describe());
+    assert!(
+        serving.describe().contains("contracted"),
+        "{}",
+        serving.describe()
+    );
     let archived = archive(&db).await;
     assert!(
         archived.iter().any(|row| row.0 == "llm_usage_logs"),
@@ -173,7 +183,10 @@ async fn round_trip(test_db: TestDb) {
     assert_eq!(current(&db).await, Some(revisions::head().id));
     let differences = introspect(&db).await.unwrap().diff(&head_schema);
     assert!(differences.is_empty(), "{differences:?}");
-    assert_eq!(scalar(&db, "SELECT count(*) FROM flowkey_contract_archive").await, 0);
+    assert_eq!(
+        scalar(&db, "SELECT count(*) FROM flowkey_contract_archive").await,
+        0
+    );
 
     downgrade_to(&db, "legacy").await;
     let after = fingerprint_database(&db, FingerprintScope::AllRows)
@@ -216,8 +229,13 @@ async fn gate_reasons(test_db: TestDb) {
     assert!(verdict.reasons[0].contains("enable_flow_id_primary"));
     let err = contract(&db, quiet("0s")).await.unwrap_err();
     assert!(err.contains("enable_flow_id_primary"), "{err}");
-    assert!(has_column(&db, "assets", "session_id").await, "nothing changed");
-    set_flag(&db, scope, FlowIdPrimary::On, "test").await.unwrap();
+    assert!(
+        has_column(&db, "assets", "session_id").await,
+        "nothing changed"
+    );
+    set_flag(&db, scope, FlowIdPrimary::On, "test")
+        .await
+        .unwrap();
     contract(&db, quiet("0s")).await.unwrap();
     assert_eq!(current(&db).await, Some(CONTRACT_REVISION));
     db.close().await;
@@ -236,7 +254,11 @@ async fn gate_reasons(test_db: TestDb) {
     db.execute_plain(legacy_insert).await.unwrap();
     let verdict = gate(&db, GateOptions::default()).await.unwrap();
     assert_eq!(verdict.reasons.len(), 1, "{:?}", verdict.reasons);
-    assert!(verdict.reasons[0].contains("legacy write"), "{:?}", verdict.reasons);
+    assert!(
+        verdict.reasons[0].contains("legacy write"),
+        "{:?}",
+        verdict.reasons
+    );
     assert!(verdict.reasons[0].contains("assets"));
     assert!(contract(&db, GateOptions::default()).await.is_err());
     assert!(has_column(&db, "assets", "session_id").await);
@@ -255,7 +277,10 @@ async fn gate_reasons(test_db: TestDb) {
     let verdict = gate(&db, quiet("0s")).await.unwrap();
     assert!(!verdict.reasons.is_empty());
     assert!(
-        verdict.reasons.iter().all(|reason| reason.starts_with("verify:")),
+        verdict
+            .reasons
+            .iter()
+            .all(|reason| reason.starts_with("verify:")),
         "{:?}",
         verdict.reasons
     );
@@ -283,7 +308,10 @@ async fn gate_reasons(test_db: TestDb) {
     let err = contract(&db, forced).await.unwrap_err();
     assert!(err.contains("import_session_summary"), "{err}");
     assert!(has_column(&db, "data_imports", "session_id").await);
-    assert_eq!(scalar(&db, "SELECT count(*) FROM import_session_summary").await > 0, true);
+    assert_eq!(
+        scalar(&db, "SELECT count(*) FROM import_session_summary").await > 0,
+        true
+    );
 }
 both_engines!(the_gate_refuses_for_each_reason_alone, gate_reasons);
 
@@ -319,7 +347,9 @@ async fn writes_after(test_db: TestDb) {
     contract(&db, quiet("0s")).await.unwrap();
     let new_id = match engine {
         Engine::Postgres => "gen_random_uuid()",
-        Engine::Sqlite => "lower(hex(randomblob(4))) || '-0000-4000-8000-' || lower(hex(randomblob(6)))",
+        Engine::Sqlite => {
+            "lower(hex(randomblob(4))) || '-0000-4000-8000-' || lower(hex(randomblob(6)))"
+        }
     };
     // A flow with mapped sessions in its tenant, and a new flow without any.
     db.execute_plain(&format!(
@@ -377,7 +407,10 @@ async fn writes_after(test_db: TestDb) {
     .await;
     assert_eq!(unmapped, None);
 }
-both_engines!(rows_written_after_the_contract_get_their_flows_session, writes_after);
+both_engines!(
+    rows_written_after_the_contract_get_their_flows_session,
+    writes_after
+);
 
 /// `flowkey contract --dry-run` prints the verdict and the SQL and changes nothing; without
 /// --dry-run a refusing gate changes nothing either.
@@ -447,7 +480,13 @@ async fn killed(test_db: TestDb) {
     contract(&reference, quiet("0s")).await.unwrap();
     assert_eq!(archive(&db).await, archive(&reference).await);
 
-    let down = ["downgrade", "-1", "--initial-batch-size", "3", "--no-progress"];
+    let down = [
+        "downgrade",
+        "-1",
+        "--initial-batch-size",
+        "3",
+        "--no-progress",
+    ];
     let (status, stderr) = run_with_faults(
         url,
         &down,
@@ -464,3 +503,68 @@ async fn killed(test_db: TestDb) {
 }
 #[cfg(feature = "failpoints")]
 both_engines!(a_killed_contract_and_downgrade_end_the_same, killed);
+
+/// Random mixes of odd session values (free text in any form, an uppercase or prefixed id,
+/// blanks, other scripts, NULL) in `llm_usage_logs`, beside the seed's own oddities (dangling
+/// ids, other tenants, ...): contract, then downgrade legacy, gives every row back exactly.
+mod odd_values {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::support::flow_fixtures::Fx;
+
+    fn odd_value() -> impl Strategy<Value = Option<String>> {
+        let uuid = "[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}";
+        prop_oneof![
+            Just(None),
+            Just(Some(String::new())),
+            "[ -~]{0,24}".prop_map(Some),
+            "\\PC{0,12}".prop_map(Some),
+            uuid.prop_map(|u| Some(u.to_uppercase())),
+            uuid.prop_map(|u| Some(format!("disc_session_{u}"))),
+            uuid.prop_map(|u| Some(format!("  Session-{u} "))),
+        ]
+    }
+
+    fn round_trip(engine: Engine, values: Vec<Option<String>>) {
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        runtime.block_on(async move {
+            let test_db = TestDb::fresh(engine).await;
+            let db = test_db.connect().await;
+            seed(&db, &SeedConfig::default()).await.unwrap();
+            let fx = Fx::new(db.clone()).await;
+            let tenant = fx.tenant().await;
+            for (index, value) in values.iter().enumerate() {
+                let own = (index % 2 == 0).then_some(tenant);
+                fx.llm(own, value.as_deref()).await;
+            }
+            let before = fingerprint_database(&db, FingerprintScope::AllRows)
+                .await
+                .unwrap();
+            upgrade_to(&db, "head").await;
+            set_flag(&db, FlagScope::Global, FlowIdPrimary::On, "test")
+                .await
+                .unwrap();
+            contract(&db, quiet("0s")).await.unwrap();
+            downgrade_to(&db, "legacy").await;
+            let after = fingerprint_database(&db, FingerprintScope::AllRows)
+                .await
+                .unwrap();
+            assert_eq!(after, before, "{values:?}");
+            db.close().await;
+        });
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 3, ..ProptestConfig::default() })]
+
+        #[test]
+        fn odd_session_values_round_trip_exactly(
+            values in proptest::collection::vec(odd_value(), 1..16),
+        ) {
+            for engine in [Engine::Sqlite, Engine::Postgres] {
+                round_trip(engine, values.clone());
+            }
+        }
+    }
+}
