@@ -410,7 +410,7 @@ impl SessionColumn {
         }
     }
 
-    fn from_archive(&self, engine: Engine) -> String {
+    fn archived_value(&self, engine: Engine) -> String {
         match engine {
             Engine::Postgres => format!("CAST(a.session_value AS {})", self.postgres_type),
             Engine::Sqlite => "a.session_value".to_owned(),
@@ -457,7 +457,7 @@ impl SessionColumn {
         format!(
             "UPDATE {t} AS r SET {c} = CASE WHEN EXISTS (SELECT 1 {archived}) \
              THEN (SELECT {value} {archived}) ELSE {rule} END WHERE {range}",
-            value = self.from_archive(engine),
+            value = self.archived_value(engine),
             rule = self.recomputed_sql(engine),
         )
     }

@@ -235,7 +235,7 @@ pub async fn measure_signal_cost(
                 ORDER BY s.id LIMIT 1";
     let (session, client, engagement): (String, String, String) =
         on_pool!(db, pool => sqlx::query_as(pick).fetch_optional(pool).await)?
-            .ok_or_else(|| ContractError::NothingToMeasure)?;
+            .ok_or(ContractError::NothingToMeasure)?;
     let insert = match db.engine() {
         Engine::Postgres => "INSERT INTO assets (id, client_account_id, engagement_id, session_id, name, asset_type) \
              VALUES (gen_random_uuid(), CAST($1 AS uuid), CAST($2 AS uuid), CAST($3 AS uuid), 'bench', 'server')",

@@ -308,10 +308,7 @@ async fn gate_reasons(test_db: TestDb) {
     let err = contract(&db, forced).await.unwrap_err();
     assert!(err.contains("import_session_summary"), "{err}");
     assert!(has_column(&db, "data_imports", "session_id").await);
-    assert_eq!(
-        scalar(&db, "SELECT count(*) FROM import_session_summary").await > 0,
-        true
-    );
+    assert!(scalar(&db, "SELECT count(*) FROM import_session_summary").await > 0);
 }
 both_engines!(the_gate_refuses_for_each_reason_alone, gate_reasons);
 
