@@ -29,9 +29,7 @@ pub struct AlembicRevisionArgs {
 }
 
 pub fn run(args: &AlembicRevisionArgs, global: &GlobalArgs) -> anyhow::Result<()> {
-    let head = revisions::all()
-        .last()
-        .ok_or_else(|| anyhow::anyhow!("this flowkey has no revisions"))?;
+    let head = revisions::head();
     let created = write_revision(&RevisionRequest {
         versions_dir: &args.versions_dir,
         down_revision: args.down_revision.as_deref(),

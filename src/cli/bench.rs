@@ -29,10 +29,35 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 3)]
         repeats: u32,
     },
+    /// The legacy-write signal's cost on an old-code INSERT (session key, no flow_id) into
+    /// `assets`: the dual-write trigger alone against the trigger and the signal, in the same
+    /// run, interleaved rounds, best round each; every round is rolled back (database at
+    /// legacy_write_signal).
+    LegacySignal {
+        #[arg(long, default_value_t = 2_000)]
+        rows: u32,
+        #[arg(long, default_value_t = 5)]
+        rounds: u32,
+    },
 }
 
 pub async fn run(args: BenchArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     match args.command {
+        BenchCommand::LegacySignal { rows, rounds } => {
+            let db = connect(global).await?;
+            let cost =
+                flowkey::migrate::flow::legacy_signal::measure_signal_cost(&db, rows, rounds).await;
+            db.close().await;
+            let cost = cost?;
+            if global.json {
+                return print_json(&cost);
+            }
+            println!(
+                "{}: old-code INSERT {:.1} us with the dual-write trigger, {:.1} us with the signal too: {:.2}x ({} rows x {} rounds, best round)",
+                cost.table, cost.dual_write_only_us, cost.with_signal_us, cost.ratio, cost.rows_per_round, cost.rounds
+            );
+            Ok(())
+        }
         BenchCommand::NaiveOffline => {
             let db = connect(global).await?;
             let outcome = naive_offline_migration(&db).await?;

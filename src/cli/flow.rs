@@ -42,12 +42,22 @@ pub async fn run_verify(_args: VerifyArgs, global: &GlobalArgs) -> anyhow::Resul
 pub async fn run_report(_args: ReportArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     let db = connect(global).await?;
     let outcome = report(&db).await;
+    let legacy_writes = flowkey::migrate::flow::legacy_signal::legacy_writes(&db).await;
     db.close().await;
     let migration_report = outcome?;
+    let legacy_writes = legacy_writes?;
     if global.json {
-        print_json(&migration_report)
+        let mut value = serde_json::to_value(&migration_report)?;
+        if let Some(object) = value.as_object_mut() {
+            object.insert(
+                "legacy_writes".into(),
+                serde_json::to_value(&legacy_writes)?,
+            );
+        }
+        print_json(&value)
     } else {
         print!("{migration_report}");
+        print_legacy_writes(legacy_writes.as_deref());
         Ok(())
     }
 }
@@ -63,5 +73,25 @@ pub async fn run_rehearse(args: RehearseArgs, global: &GlobalArgs) -> anyhow::Re
         Ok(())
     } else {
         anyhow::bail!("the rehearsal found differences: see above")
+    }
+}
+
+/// The legacy-write signal (what the contract's quiet period waits on).
+fn print_legacy_writes(writes: Option<&[flowkey::migrate::flow::legacy_signal::LegacyWrites]>) {
+    let Some(writes) = writes else {
+        println!("legacy writes: not watched (revision legacy_write_signal not applied)");
+        return;
+    };
+    println!("legacy writes (a session key and no flow_id, as only old code writes):");
+    for table in writes {
+        match &table.last_seen {
+            Some(last) => println!(
+                "  {:<20} {:>10} writes, last {last} ({} s ago)",
+                table.table,
+                table.writes,
+                table.seconds_since_last.unwrap_or_default()
+            ),
+            None => println!("  {:<20} {:>10} writes", table.table, 0),
+        }
     }
 }

@@ -153,6 +153,7 @@ impl TuningArgs {
                 max_load: self.max_load,
                 poll: Duration::from_millis(self.throttle_poll_ms),
             },
+            contract: Default::default(),
         }
     }
 }
@@ -242,6 +243,9 @@ pub async fn current(_args: CurrentArgs, global: &GlobalArgs) -> anyhow::Result<
     if current.is_some_and(|entry| entry.is_head) {
         line.push_str(" (head)");
     }
+    if current.is_some_and(|entry| revisions::is_after_head(&entry.id)) {
+        line.push_str(" (contracted: after head; `flowkey downgrade -1` goes back to head)");
+    }
     println!("{line}");
     if !unknown.is_empty() {
         println!(
@@ -298,6 +302,9 @@ pub async fn history(_args: HistoryArgs, global: &GlobalArgs) -> anyhow::Result<
         }
         if entry.is_head {
             notes.push("head".into());
+        }
+        if revisions::is_after_head(&entry.id) {
+            notes.push("after head: run by `flowkey contract`".into());
         }
         if entry.is_current {
             notes.push("current".into());
@@ -412,7 +419,7 @@ async fn print_sql(
     Ok(())
 }
 
-fn print_summary(summary: &RunSummary, global: &GlobalArgs) -> anyhow::Result<()> {
+pub(crate) fn print_summary(summary: &RunSummary, global: &GlobalArgs) -> anyhow::Result<()> {
     if global.json {
         return print_json(summary);
     }

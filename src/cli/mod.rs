@@ -3,6 +3,7 @@
 
 pub mod alembic;
 pub mod bench;
+pub mod contract;
 pub mod demo;
 pub mod flag;
 pub mod flow;
@@ -67,6 +68,9 @@ pub enum Command {
     Current(migrate::CurrentArgs),
     /// List every revision, and whether and when it was applied.
     History(migrate::HistoryArgs),
+    /// The contract after head: archive session values, drop the session-key columns (gated:
+    /// verify, flag on, no legacy write for a quiet period); `downgrade -1` undoes it.
+    Contract(contract::ContractArgs),
     /// Record the database as being at a revision without running anything.
     Stamp(migrate::StampArgs),
     /// Show the runner's audit log: every run, revision and step.
@@ -106,6 +110,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Current(args) => migrate::current(args, &global).await,
         Command::History(args) => migrate::history(args, &global).await,
         Command::Stamp(args) => migrate::stamp(args, &global).await,
+        Command::Contract(args) => contract::run(args, &global).await,
         Command::Audit(args) => migrate::audit(args, &global).await,
         Command::Demo(args) => demo::run(*args, &global).await,
         Command::Verify(args) => flow::run_verify(args, &global).await,

@@ -11,6 +11,12 @@ pub enum FlagError {
     BadScope { input: String, source: IdError },
     #[error("refusing to turn enable_flow_id_primary on: {}", reasons.join("; "))]
     NotReady { reasons: Vec<String> },
+    #[error(
+        "refusing to set enable_flow_id_primary {value}: the database is contracted (revision \
+         flow_contract), the session columns that {value} reads are gone; to go back, run \
+         `flowkey downgrade -1` first (it restores every session value)"
+    )]
+    Contracted { value: String },
     #[error("cannot check readiness: {0}")]
     Migration(#[from] crate::migrate::MigrateError),
     #[error(transparent)]

@@ -202,9 +202,22 @@ pub async fn check_default(db: &Db, default: FlowIdPrimary) -> Result<(), FlagEr
     ensure_allowed(db, default).await
 }
 
-/// `off` and `shadow` are always allowed; `on` only on a ready database.
+/// `off` and `shadow` are allowed until the contract, which drops the session columns they
+/// read; `on` only on a ready database (a contracted one is: its gate ran verify).
 async fn ensure_allowed(db: &Db, value: FlowIdPrimary) -> Result<(), FlagError> {
+    let contracted = crate::migrate::Migrator::new(db.clone(), Default::default())
+        .current()
+        .await?
+        .is_some_and(crate::migrate::revisions::is_after_head);
     if value != FlowIdPrimary::On {
+        if contracted {
+            return Err(FlagError::Contracted {
+                value: value.to_string(),
+            });
+        }
+        return Ok(());
+    }
+    if contracted {
         return Ok(());
     }
     let readiness = readiness(db).await?;

@@ -301,6 +301,9 @@ impl From<FlagError> for ApiError {
                 ApiError::new(StatusCode::CONFLICT, "not_ready", message)
                     .with_details(json!({ "reasons": reasons }))
             }
+            FlagError::Contracted { .. } => {
+                ApiError::new(StatusCode::CONFLICT, "contracted", message)
+            }
             FlagError::Migration(crate::migrate::MigrateError::Sql(inner)) => inner.into(),
             FlagError::Migration(inner) => ApiError::internal(inner),
             FlagError::Database(inner) => inner.into(),

@@ -85,5 +85,7 @@ pub enum MigrateError {
     #[error(transparent)]
     Flow(#[from] crate::migrate::flow::FlowMigrationError),
     #[error(transparent)]
+    Contract(#[from] crate::migrate::flow::contract::ContractError),
+    #[error(transparent)]
     Sql(#[from] sqlx::Error),
 }

@@ -43,6 +43,11 @@
 //!
 //! The backfill (`migrate::flow::backfill`): `backfill::before_batch_commit`,
 //! `backfill::batch_committed`, `backfill::before_sweep`.
+//!
+//! The contract (`migrate::flow::contract`): `contract::archive_batch` (an archive batch and
+//! its cursor written, not committed), `contract::rebuild_commit` (SQLite: every table
+//! rebuilt, not committed), `contract::restore_batch` (a downgrade's restore batch written,
+//! not committed).
 
 use crate::migrate::MigrateError;
 

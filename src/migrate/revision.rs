@@ -177,6 +177,9 @@ pub struct RunOptions {
     pub lock_wait: Duration,
     /// When batched work waits between batches (replica lag, load, the operator's pause).
     pub throttle: crate::migrate::throttle::ThrottleLimits,
+    /// The contract's gate (`flowkey contract --quiet-period/--force`); the default gate
+    /// for any other run that reaches the contract.
+    pub contract: crate::migrate::flow::contract::GateOptions,
 }
 
 impl Default for RunOptions {
@@ -189,6 +192,7 @@ impl Default for RunOptions {
             progress: ProgressDisplay::Hidden,
             lock_wait: Duration::from_secs(0),
             throttle: crate::migrate::throttle::ThrottleLimits::default(),
+            contract: Default::default(),
         }
     }
 }

@@ -69,6 +69,19 @@ impl SchemaCheck {
         if let Some(revision) = self
             .recorded_revision
             .as_deref()
+            .filter(|r| revisions::is_after_head(r))
+        {
+            // The models of this build still read and write the session columns the contract
+            // dropped: serving would fail on every route that touches them, so the gate says
+            // why instead (the models' change is issue 14, item 5).
+            return format!(
+                "the database is contracted ({revision}): this flowkey's service still reads the \
+                 session columns the contract dropped; run `flowkey downgrade -1` to serve it"
+            );
+        }
+        if let Some(revision) = self
+            .recorded_revision
+            .as_deref()
             .filter(|r| *r != self.head)
         {
             parts.push(format!(
@@ -93,10 +106,7 @@ impl SchemaCheck {
 /// the middle of the check) is returned. Reads only.
 pub async fn check_schema(db: &Db) -> Result<SchemaCheck, sqlx::Error> {
     db.execute_plain("SELECT 1").await?;
-    let head = revisions::all()
-        .last()
-        .map(|revision| revision.id)
-        .unwrap_or("head");
+    let head = revisions::head().id;
     let recorded_revision = match Migrator::new(db.clone(), RunOptions::default())
         .current()
         .await

@@ -25,6 +25,7 @@ mod http {
     mod v3;
 }
 mod migrate {
+    mod contract;
     mod fingerprint;
     mod flow_migration;
     mod flow_runner;

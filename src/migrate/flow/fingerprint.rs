@@ -807,11 +807,26 @@ async fn typed_legacy_columns(db: &Db, table: &str) -> Result<Vec<Column>, sqlx:
             .await?
         }
     };
-    Ok(rows
+    let mut columns: Vec<Column> = rows
         .into_iter()
         .filter(|(name, _)| legacy.contains(name))
         .map(|(name, udt)| Column { name, udt })
-        .collect())
+        .collect();
+    // In the legacy script's order, not the catalog's: a column the contract dropped and its
+    // downgrade added back comes last in the catalog (PostgreSQL cannot move it), and the same
+    // values must give the same fingerprint. Wherever the catalog keeps the legacy order this
+    // changes nothing.
+    let declared = declared_legacy_columns(LEGACY_SQL.for_engine(db.engine()));
+    if let Some((_, order)) = declared.iter().find(|(name, _)| name == table) {
+        let position = |name: &str| {
+            order
+                .iter()
+                .position(|c| c.name == name)
+                .unwrap_or(usize::MAX)
+        };
+        columns.sort_by_key(|column| position(&column.name));
+    }
+    Ok(columns)
 }
 
 /// The catalog's name (`udt_name`) of a type as a PostgreSQL script declares it.

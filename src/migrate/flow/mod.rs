@@ -6,10 +6,12 @@
 pub mod backfill;
 pub mod baseline;
 pub mod constraints;
+pub mod contract;
 pub mod downgrade;
 pub mod error;
 pub mod expand;
 pub mod fingerprint;
+pub mod legacy_signal;
 pub mod linked;
 pub mod mapping;
 pub mod rehearse;

@@ -3,9 +3,11 @@
 
 pub mod flow_backfill;
 pub mod flow_constraints;
+pub mod flow_contract;
 pub mod flow_expand;
 pub mod flow_mapping;
 pub mod legacy;
+pub mod legacy_write_signal;
 pub mod linking;
 pub mod service_state;
 
@@ -13,9 +15,10 @@ use std::sync::LazyLock;
 
 use crate::migrate::Revision;
 
-/// The ordered chain of revisions; the first is `legacy`, the last is `head`.
+/// The ordered chain of revisions; the first is `legacy`; the last ones may be contract
+/// revisions, which come after `head` (see [`head`]).
 pub fn all() -> &'static [&'static Revision] {
-    static ALL: LazyLock<[&'static Revision; 6]> = LazyLock::new(|| {
+    static ALL: LazyLock<[&'static Revision; 8]> = LazyLock::new(|| {
         [
             &legacy::LEGACY,
             &flow_mapping::FLOW_MAPPING,
@@ -23,9 +26,34 @@ pub fn all() -> &'static [&'static Revision] {
             &flow_backfill::FLOW_BACKFILL,
             &flow_constraints::FLOW_CONSTRAINTS,
             &service_state::SERVICE_STATE,
+            &legacy_write_signal::LEGACY_WRITE_SIGNAL,
+            &flow_contract::FLOW_CONTRACT,
         ]
     });
     &*ALL
+}
+
+/// Revisions that come after `head`: `upgrade head` stops before them, and only an explicit
+/// target (`flowkey contract`, `flowkey upgrade flow_contract`) runs them.
+pub const AFTER_HEAD: &[&str] = &[crate::migrate::flow::contract::CONTRACT_REVISION];
+
+/// Whether `id` is a revision after `head` (the contract).
+pub fn is_after_head(id: &str) -> bool {
+    AFTER_HEAD.contains(&id)
+}
+
+/// `head`: the last revision of the chain that is not after it (the last expand revision).
+pub fn head() -> &'static Revision {
+    head_of(all()).expect("the chain has a head")
+}
+
+/// The head of any chain (tests build their own).
+pub fn head_of(chain: &'static [&'static Revision]) -> Option<&'static Revision> {
+    chain
+        .iter()
+        .rev()
+        .find(|revision| !is_after_head(revision.id))
+        .copied()
 }
 
 /// The checksum of every released revision, as this build computes it. A revision's checksum
@@ -58,6 +86,14 @@ pub const RELEASED_CHECKSUMS: &[(&str, &str)] = &[
     (
         "service_state",
         "bc3f9b889a59a5458a5809e532740742771eedfce4cd0595d138ffb9262ed149",
+    ),
+    (
+        "legacy_write_signal",
+        "2736a32abfcf5ad235279efec2e5508e3a5ed52728352acc23b0c734bd95013f",
+    ),
+    (
+        "flow_contract",
+        "87db93a8f3ebd8ae604459b7bcd7e8b064390c9d43a60ddca5acb1585baa4880",
     ),
 ];
 

@@ -181,7 +181,7 @@ impl Migrator {
             .cloned()
             .collect();
         let state = State::resolve(self.chain(), &known)?;
-        let head = self.revisions.len().checked_sub(1);
+        let head = self.chain().head().ok();
         let mut entries = Vec::new();
         for (index, revision) in self.revisions.iter().enumerate() {
             let row = rows.iter().find(|row| row.revision == revision.id);

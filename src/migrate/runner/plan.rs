@@ -13,10 +13,12 @@ impl Chain {
         self.0.iter().position(|revision| revision.id == id)
     }
 
+    /// `head`: the last revision that is not after it (the contract comes after head and
+    /// runs only when named, see `revisions::AFTER_HEAD`).
     pub fn head(&self) -> Result<usize, MigrateError> {
         self.0
-            .len()
-            .checked_sub(1)
+            .iter()
+            .rposition(|revision| !crate::migrate::revisions::is_after_head(revision.id))
             .ok_or_else(|| self.unknown("head"))
     }
 
@@ -58,11 +60,13 @@ impl Chain {
         if let Some(count) = target.strip_prefix('+') {
             let count: usize = count.parse().map_err(|_| self.unknown(target))?;
             let index = current.map_or(count.checked_sub(1), |at| Some(at + count));
+            let head = self.head()?;
             return match index {
-                Some(index) if index < self.0.len() => Ok(Some(index)),
+                Some(index) if index <= head => Ok(Some(index)),
                 Some(_) => Err(unreachable(format!(
-                    "only {} revisions are left before head",
-                    self.0.len() - current.map_or(0, |at| at + 1)
+                    "only {} revisions are left before head (the contract after head runs only \
+                     when named: `flowkey contract`)",
+                    (head + 1).saturating_sub(current.map_or(0, |at| at + 1))
                 ))),
                 None => Ok(current),
             };

@@ -97,7 +97,7 @@ fn online_ddl_is_shown_statement_by_statement_on_postgres_only() {
 #[test]
 fn offline_scripts_from_head_and_to_the_same_place_say_so() {
     let chain = revisions::all();
-    let head = chain.last().expect("a chain").id;
+    let head = revisions::head().id;
     let nothing = offline_sql(chain, Engine::Sqlite, Some("head"), "head", Direction::Up).unwrap();
     assert!(nothing.contains("-- nothing to do"), "{nothing}");
     assert!(
@@ -112,7 +112,7 @@ fn offline_scripts_from_head_and_to_the_same_place_say_so() {
         Direction::Down,
     )
     .unwrap();
-    for revision in chain {
+    for revision in chain.iter().filter(|r| !revisions::is_after_head(r.id)) {
         assert!(
             all_down.contains(&format!(
                 "-- flowkey records revision {} as reverted",

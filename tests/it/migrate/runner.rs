@@ -229,7 +229,7 @@ async fn round_trip_leaves_only_flowkey_tables(test_db: TestDb) {
     let db = test_db.connect().await;
     let migrator = Migrator::new(db.clone(), quick());
     let up = migrator.upgrade("head").await.expect("upgrade head");
-    assert_eq!(up.to, revisions::all().last().map(|revision| revision.id));
+    assert_eq!(up.to, Some(revisions::head().id));
     assert_eq!(migrator.current().await.unwrap(), up.to);
     let down = migrator.downgrade("base").await.expect("downgrade base");
     assert_eq!(down.to, None);
@@ -239,7 +239,10 @@ async fn round_trip_leaves_only_flowkey_tables(test_db: TestDb) {
 
     // flowkey's own tables survive, and hold every step of both runs.
     let log = migrator.audit_log(10_000).await.unwrap();
-    for revision in revisions::all() {
+    for revision in revisions::all()
+        .iter()
+        .filter(|revision| !revisions::is_after_head(revision.id))
+    {
         for (direction, steps) in [("up", revision.up), ("down", revision.down)] {
             for step in steps {
                 let found = entries(&log, "step").any(|entry| {
@@ -644,13 +647,13 @@ async fn concurrent_runners_apply_each_step_once(test_db: TestDb) {
     let (a, b) = tokio::join!(first.upgrade("head"), second.upgrade("head"));
     let (a, b) = (a.expect("first runner"), b.expect("second runner"));
     let applied = a.revisions.len() + b.revisions.len();
-    assert_eq!(applied, revisions::all().len(), "{a:?} {b:?}");
+    let below_head = revisions::all()
+        .iter()
+        .filter(|revision| !revisions::is_after_head(revision.id));
+    assert_eq!(applied, below_head.clone().count(), "{a:?} {b:?}");
     assert!(a.revisions.is_empty() || b.revisions.is_empty());
     let log = first.audit_log(10_000).await.unwrap();
-    let up_steps: usize = revisions::all()
-        .iter()
-        .map(|revision| revision.up.len())
-        .sum();
+    let up_steps: usize = below_head.map(|revision| revision.up.len()).sum();
     assert_eq!(entries(&log, "step").count(), up_steps);
     // The runs did not overlap: one finished before the other started its steps.
     let runs: Vec<_> = entries(&log, "run").collect();

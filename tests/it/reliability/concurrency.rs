@@ -67,6 +67,7 @@ async fn two_upgrades_at_once_run_each_step_once_and_end_like_one_run(test_db: T
     let up_steps: usize = revisions::all()
         .iter()
         .skip(1) // legacy is already applied
+        .filter(|revision| !revisions::is_after_head(revision.id))
         .map(|revision| revision.up.len())
         .sum();
     assert_eq!(step_runs.len(), up_steps, "{step_runs:?}");
