@@ -17,16 +17,25 @@ use crate::db::{Db, Engine};
 use crate::migrate::offline::split_statements;
 use crate::migrate::{Action, MigrateError, Revision};
 
-/// Refuses a database whose schema (`actual`) is not the one `revisions` create from an empty
-/// database, naming every difference and `at`, the revision it was expected to be at.
+/// Refuses a database whose migrated tables (`actual`) are not what `revisions` create from
+/// an empty database, naming every incompatible item and `at`, the revision it was expected
+/// to be at. `chain` is every revision flowkey knows: the tables it creates are the ones
+/// flowkey migrates, and only those are compared (see [`Schema::incompatibilities`]); the
+/// platform's other objects are tolerated.
 pub async fn refuse_foreign_schema(
     db: &Db,
     actual: &Schema,
     revisions: &[&'static Revision],
+    chain: &[&'static Revision],
     at: &str,
 ) -> Result<(), MigrateError> {
     let expected = reference_schema(db, revisions).await?;
-    let differences = actual.diff(&expected);
+    let scope = if revisions.len() == chain.len() {
+        expected.clone()
+    } else {
+        reference_schema(db, chain).await?
+    };
+    let differences = actual.incompatibilities(&expected, &scope);
     if differences.is_empty() {
         return Ok(());
     }

@@ -66,9 +66,9 @@ pub enum MigrateError {
     )]
     ConnectionLost { reason: String },
     #[error(
-        "the database is neither empty nor at revision {revision} ({count} differences): {}; \
-         nothing was changed",
-        differences.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+        "the tables flowkey migrates are not what revision {revision} needs ({count} incompatible \
+         items): {}; nothing was changed",
+        differences.iter().map(SchemaDifference::as_requirement).collect::<Vec<_>>().join("; ")
     )]
     ForeignSchema {
         revision: String,
