@@ -32,6 +32,10 @@ mod migrate {
     mod runner;
     mod seed;
 }
+mod platform {
+    mod lifecycle;
+    mod refusals;
+}
 mod reliability {
     pub mod concurrency;
     mod crash;
@@ -54,6 +58,7 @@ mod support {
     pub mod flow_fixtures;
     pub mod flow_support;
     pub mod harness;
+    pub mod platform;
     pub mod private_postgres;
     pub mod reliability_support;
     pub mod service_probe;
