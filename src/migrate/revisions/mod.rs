@@ -45,7 +45,7 @@ pub const RELEASED_CHECKSUMS: &[(&str, &str)] = &[
     ),
     (
         "flow_expand",
-        "bfb208037ec8b809e66d522b1e3499a8c2a65be7b7561b832a2daa5a9dfeb9ca",
+        "00d76566875775a25205c230878fe6b8867aa592c3ce99c385a95ea1365e15eb",
     ),
     (
         "flow_backfill",
