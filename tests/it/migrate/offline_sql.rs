@@ -324,7 +324,7 @@ fn every_schema_difference_is_found_and_reads_as_one_line() {
     };
     assert!(
         refusal.to_string().starts_with(
-            "the database is neither empty nor at revision legacy (1 differences): table"
+            "the tables flowkey migrates are not what revision legacy needs (1 incompatible items): table"
         ),
         "{refusal}"
     );
