@@ -188,8 +188,10 @@ pub async fn current(_args: CurrentArgs, global: &GlobalArgs) -> anyhow::Result<
     let db = connect(global).await?;
     let migrator = Migrator::new(db.clone(), RunOptions::default());
     let history = migrator.history().await;
+    let alembic = migrator.alembic_revisions().await;
     db.close().await;
     let history = history?;
+    let alembic = alembic?;
     let current = history.iter().find(|entry| entry.is_current);
     let dirty = history.iter().find(|entry| entry.dirty.is_some());
     let head = history
@@ -211,6 +213,7 @@ pub async fn current(_args: CurrentArgs, global: &GlobalArgs) -> anyhow::Result<
                 "revision": entry.id,
                 "state": entry.dirty,
             })),
+            "alembic_revisions": alembic,
         }));
     }
     let mut line = current.map_or("base".to_owned(), |entry| entry.id.clone());
@@ -218,6 +221,16 @@ pub async fn current(_args: CurrentArgs, global: &GlobalArgs) -> anyhow::Result<
         line.push_str(" (head)");
     }
     println!("{line}");
+    if let Some(alembic) = &alembic {
+        println!(
+            "alembic (the platform's own migrations, not flowkey's): {}",
+            if alembic.is_empty() {
+                "no revision recorded".to_owned()
+            } else {
+                alembic.join(", ")
+            }
+        );
+    }
     if !unknown.is_empty() {
         println!(
             "the database also records revisions this flowkey does not know: {}",

@@ -193,6 +193,29 @@ impl Migrator {
         Ok(state.current.map(|index| self.revisions[index].id))
     }
 
+    /// The platform's own Alembic revisions (`alembic_version`, one row per head), when that
+    /// table exists in the database's schema; flowkey only reads it, never writes it.
+    pub async fn alembic_revisions(&self) -> Result<Option<Vec<String>>, MigrateError> {
+        if !table_exists(&self.db, "alembic_version").await? {
+            return Ok(None);
+        }
+        let rows: Vec<String> = match &self.db {
+            Db::Sqlite(pool) => {
+                sqlx::query_scalar(
+                    "SELECT CAST(version_num AS TEXT) FROM alembic_version ORDER BY 1",
+                )
+                .fetch_all(pool)
+                .await?
+            }
+            Db::Postgres(pool) => {
+                sqlx::query_scalar("SELECT version_num::text FROM alembic_version ORDER BY 1")
+                    .fetch_all(pool)
+                    .await?
+            }
+        };
+        Ok(Some(rows))
+    }
+
     /// Every revision this flowkey knows, oldest first, with what the database records about
     /// it; then any recorded revision this flowkey does not know.
     pub async fn history(&self) -> Result<Vec<HistoryEntry>, MigrateError> {

@@ -122,3 +122,35 @@ async fn a_second_schema_with_the_same_tables_is_never_touched() {
     );
     db.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn current_shows_the_platforms_alembic_revision_in_the_schema_given_by_option() {
+    let test_db = platform_db(Engine::Postgres, Placement::Migration).await;
+    let public = test_db.url.split('?').next().unwrap().to_owned();
+    let output = assert_cmd::Command::cargo_bin("flowkey")
+        .unwrap()
+        .args([
+            "--database-url",
+            &public,
+            "--schema",
+            "migration",
+            "current",
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{output:?}");
+    assert!(
+        stdout.contains("base")
+            && stdout.contains("alembic")
+            && stdout.contains("add_v3_persistence_001"),
+        "{stdout}"
+    );
+    // Without the option the connection looks in `public`, where the platform is not.
+    let output = assert_cmd::Command::cargo_bin("flowkey")
+        .unwrap()
+        .args(["--database-url", &public, "current"])
+        .output()
+        .unwrap();
+    assert!(!String::from_utf8_lossy(&output.stdout).contains("alembic"));
+}
