@@ -154,3 +154,73 @@ async fn current_shows_the_platforms_alembic_revision_in_the_schema_given_by_opt
         .unwrap();
     assert!(!String::from_utf8_lossy(&output.stdout).contains("alembic"));
 }
+
+/// `rehearse` only reads the platform database; a run interrupted half way (a lost
+/// connection after a step, up and down) and rerun ends with the rest of the platform as it
+/// was.
+async fn rehearsed_and_interrupted(test_db: TestDb) {
+    use crate::support::reliability_support::{
+        run_ok, run_with_faults, DOWNGRADE_LEGACY, UPGRADE_HEAD,
+    };
+    // A template copy needs no other session on the source: connect after the rehearsal.
+    let probe = test_db.connect().await;
+    let migrated = migrated_tables(&probe).await;
+    probe.close().await;
+    let none = BTreeSet::new();
+    let whole_before = snapshot(&test_db.url, &none).await;
+    let others_before = snapshot(&test_db.url, &migrated).await;
+
+    let rehearsal = flowkey::migrate::flow::rehearse(&test_db.url, &quick())
+        .await
+        .expect("rehearsal runs");
+    assert!(rehearsal.is_ok(), "{rehearsal}");
+    assert_same(
+        &whole_before,
+        &snapshot(&test_db.url, &none).await,
+        "after rehearse",
+    );
+    let db = test_db.connect().await;
+
+    let (status, stderr) = run_with_faults(
+        &test_db.url,
+        UPGRADE_HEAD,
+        "runner::after_step=5*off->return(connection_lost)",
+    );
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    run_ok(&test_db.url, UPGRADE_HEAD);
+    assert_same(
+        &others_before,
+        &snapshot(&test_db.url, &migrated).await,
+        "resumed upgrade",
+    );
+    assert!(verify(&db).await.unwrap().is_ok());
+
+    let (status, stderr) = run_with_faults(
+        &test_db.url,
+        DOWNGRADE_LEGACY,
+        "runner::after_step=3*off->return(connection_lost)",
+    );
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    run_ok(&test_db.url, DOWNGRADE_LEGACY);
+    assert_same(
+        &whole_before,
+        &snapshot(&test_db.url, &none).await,
+        "resumed downgrade",
+    );
+    db.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_platform_survives_rehearse_and_an_interrupted_run() {
+    rehearsed_and_interrupted(platform_db(Engine::Sqlite, Placement::Public).await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_platform_in_public_survives_rehearse_and_an_interrupted_run() {
+    rehearsed_and_interrupted(platform_db(Engine::Postgres, Placement::Public).await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_platform_in_a_schema_survives_rehearse_and_an_interrupted_run() {
+    rehearsed_and_interrupted(platform_db(Engine::Postgres, Placement::Migration).await).await;
+}
