@@ -75,6 +75,14 @@ pub enum MigrateError {
         count: usize,
         differences: Vec<SchemaDifference>,
     },
+    #[error(
+        "the downgrade would drop the flow_id columns flowkey added, and {} object(s) created \
+         since depend on them: {}; drop or change them first (flowkey never drops an object it \
+         did not create); nothing was changed",
+        objects.len(),
+        objects.join("; ")
+    )]
+    DependentObjects { objects: Vec<String> },
     #[error(transparent)]
     Flow(#[from] crate::migrate::flow::FlowMigrationError),
     #[error(transparent)]

@@ -482,6 +482,21 @@ impl Migrator {
         let plan = self
             .chain()
             .plan_path(position, target_index, Direction::Down, resume);
+        // The flow_id columns the reverted revisions added go with them: anything of the
+        // platform's that depends on one stops the downgrade here, before its first step.
+        let dropped: Vec<&str> = plan
+            .iter()
+            .flat_map(|planned| crate::migrate::flow::linked::linked_since(planned.revision.id))
+            .map(|table| table.name)
+            .collect();
+        if !dropped.is_empty() {
+            let objects =
+                crate::migrate::flow::dependents::dependents_on_added_columns(&self.db, &dropped)
+                    .await?;
+            if !objects.is_empty() {
+                return Err(MigrateError::DependentObjects { objects });
+            }
+        }
         Ok(DowngradePlan {
             position,
             target_index,

@@ -150,3 +150,75 @@ async fn an_unknown_target_in_a_schema_creates_nothing_anywhere() {
     assert_same(&before, &everything(&test_db).await, "unknown target");
     db.close().await;
 }
+
+/// A view, an index and (PostgreSQL) a foreign key created by the platform after the upgrade
+/// on a `flow_id` flowkey added: the downgrade refuses before its first step, naming each;
+/// once they are gone it runs.
+async fn a_downgrade_refuses_while_platform_objects_depend_on_flow_id(test_db: TestDb) {
+    let engine = test_db.engine;
+    let test_db = platform_db(engine, Placement::Public).await;
+    let db = test_db.connect().await;
+    let migrator = Migrator::new(db.clone(), quick());
+    migrator.upgrade("head").await.unwrap();
+    let mut created = String::from(
+        "CREATE VIEW imports_by_flow AS SELECT flow_id, count(*) AS n FROM data_imports GROUP BY flow_id;\n\
+         CREATE INDEX ix_platform_assets_flow ON assets (flow_id);\n",
+    );
+    if engine == Engine::Postgres {
+        created.push_str(
+            "ALTER TABLE raw_import_records ADD CONSTRAINT fk_platform_records_flow \
+             FOREIGN KEY (flow_id) REFERENCES discovery_flows (flow_id);\n",
+        );
+    }
+    db.execute_plain(&created).await.unwrap();
+    let before = snapshot(&test_db.url, &BTreeSet::new()).await;
+    let history_before = migrator.history().await.unwrap().len();
+    let err = migrator.downgrade("legacy").await.expect_err("dependents");
+    assert!(
+        matches!(err, MigrateError::DependentObjects { .. }),
+        "{err}"
+    );
+    let text = err.to_string();
+    let mut wanted = vec![
+        "view imports_by_flow depends on data_imports.flow_id",
+        "index ix_platform_assets_flow depends on assets.flow_id",
+    ];
+    if engine == Engine::Postgres {
+        wanted.push("constraint fk_platform_records_flow on raw_import_records depends on raw_import_records.flow_id");
+    }
+    for words in wanted {
+        assert!(text.contains(words), "{words:?} not in {text}");
+    }
+    assert!(
+        !text.contains("ix_assets_flow_id"),
+        "flowkey's own are not named: {text}"
+    );
+    assert_same(
+        &before,
+        &snapshot(&test_db.url, &BTreeSet::new()).await,
+        "refused downgrade",
+    );
+    assert_eq!(migrator.history().await.unwrap().len(), history_before);
+    assert!(migrator
+        .current()
+        .await
+        .unwrap()
+        .is_some_and(|at| at != "legacy"));
+
+    let mut dropped =
+        String::from("DROP VIEW imports_by_flow;\nDROP INDEX ix_platform_assets_flow;\n");
+    if engine == Engine::Postgres {
+        dropped
+            .push_str("ALTER TABLE raw_import_records DROP CONSTRAINT fk_platform_records_flow;\n");
+    }
+    db.execute_plain(&dropped).await.unwrap();
+    migrator
+        .downgrade("legacy")
+        .await
+        .expect("nothing depends any more");
+    db.close().await;
+}
+both_engines!(
+    a_downgrade_refuses_before_any_step_while_platform_objects_depend_on_flow_id,
+    a_downgrade_refuses_while_platform_objects_depend_on_flow_id
+);
