@@ -45,7 +45,7 @@ pub const RELEASED_CHECKSUMS: &[(&str, &str)] = &[
     ),
     (
         "flow_expand",
-        "00d76566875775a25205c230878fe6b8867aa592c3ce99c385a95ea1365e15eb",
+        "469959fefdcc9f29d2bb2c476b04106b482f7f0b596bf92240aeb9b7fcde5d9b",
     ),
     (
         "flow_backfill",

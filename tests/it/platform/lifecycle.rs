@@ -108,6 +108,25 @@ async fn a_second_schema_with_the_same_tables_is_never_touched() {
     let migrator = Migrator::new(db.clone(), quick());
     migrator.upgrade("head").await.unwrap();
     assert_eq!(before, other_schemas(&db, "migration").await);
+    // The dual-write triggers look up flows in `migration` whatever the writer's path.
+    let flowkey::db::Db::Postgres(pool) = &db else {
+        unreachable!()
+    };
+    let configs: Vec<(String, Option<Vec<String>>)> = sqlx::query_as(
+        "SELECT p.proname::text, p.proconfig FROM pg_proc p JOIN pg_namespace n \
+         ON n.oid = p.pronamespace WHERE p.proname LIKE 'flowkey_dual_write_%' ORDER BY 1",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    assert!(!configs.is_empty());
+    for (name, config) in configs {
+        assert_eq!(
+            config,
+            Some(vec!["search_path=migration".to_owned()]),
+            "{name}"
+        );
+    }
     assert_same(
         &public_before,
         &snapshot(&public, &BTreeSet::new()).await,
