@@ -141,6 +141,7 @@ pub async fn upgrade(args: UpgradeArgs, global: &GlobalArgs) -> anyhow::Result<(
         return print_sql(&args.run, &args.target, Direction::Up, global).await;
     }
     let db = connect(global).await?;
+    preflight_warnings(&db).await;
     let migrator = Migrator::new(db.clone(), args.run.tuning.options(global));
     let summary = migrator.upgrade(&args.target).await;
     let summary = match summary {
@@ -162,6 +163,27 @@ pub async fn upgrade(args: UpgradeArgs, global: &GlobalArgs) -> anyhow::Result<(
         print!("{}", linked_report?);
     }
     Ok(())
+}
+
+/// The pre-flight's warning: session ids flowkey will not migrate (see `flowkey report`). A
+/// warning only: it never stops the upgrade, and a failure to look is one too.
+async fn preflight_warnings(db: &flowkey::db::Db) {
+    let started = std::time::Instant::now();
+    match flowkey::migrate::flow::discovery::discover_outside_migrated(db).await {
+        Ok(found) if !found.is_empty() => {
+            for line in found.to_string().lines() {
+                tracing::warn!("{}", line.trim());
+            }
+        }
+        Ok(_) => {}
+        Err(err) => {
+            tracing::warn!("could not look for session ids outside the migrated tables: {err}")
+        }
+    }
+    tracing::info!(
+        "pre-flight discovery took {} ms",
+        started.elapsed().as_millis()
+    );
 }
 
 /// Whether revision `at` is `revision` or a later one.

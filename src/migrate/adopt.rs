@@ -46,6 +46,19 @@ pub async fn refuse_foreign_schema(
     })
 }
 
+/// The names of the tables `revisions` create, read from a build on an in-memory SQLite
+/// database whatever the engine: the set of tables flowkey migrates, known without writing
+/// anything to the database at hand (a read such as `report` needs it).
+pub async fn table_names(
+    revisions: &[&'static Revision],
+) -> Result<std::collections::BTreeSet<String>, MigrateError> {
+    let options = SqliteConnectOptions::from_str("sqlite::memory:")?.foreign_keys(true);
+    let mut conn = SqliteConnection::connect_with(&options).await?;
+    let result = build_sqlite(&mut conn, revisions).await;
+    let _ = conn.close().await;
+    Ok(result?.tables.into_keys().collect())
+}
+
 /// The schema that applying `revisions` in order, from an empty database, produces.
 pub async fn reference_schema(
     db: &Db,

@@ -33,6 +33,7 @@ mod migrate {
     mod seed;
 }
 mod platform {
+    mod discovery;
     mod lifecycle;
     mod refusals;
 }

@@ -7,6 +7,7 @@ pub mod backfill;
 pub mod baseline;
 pub mod constraints;
 pub mod dependents;
+pub mod discovery;
 pub mod downgrade;
 pub mod error;
 pub mod expand;

@@ -535,6 +535,7 @@ fn a_rehearsal_whose_downgrade_differs_says_what_differs() {
             ambiguous_sessions: 1,
             cross_tenant_conflicts: 2,
             flows_created: 3,
+            not_migrated: Default::default(),
         },
         downgrade_exact: false,
         downgrade_differences: vec!["table assets exists only in the database".into()],
