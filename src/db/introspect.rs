@@ -175,6 +175,13 @@ pub enum SchemaDifference {
         trigger: String,
         side: Side,
     },
+    /// Something of the platform's that flowkey tolerates elsewhere but cannot keep here
+    /// (`reason` says why).
+    CannotKeep {
+        table: String,
+        column: String,
+        reason: String,
+    },
 }
 
 impl fmt::Display for SchemaDifference {
@@ -268,6 +275,11 @@ impl fmt::Display for SchemaDifference {
                 trigger,
                 side,
             } => write!(f, "table {table}: trigger {trigger} exists only in {side}"),
+            CannotKeep {
+                table,
+                column,
+                reason,
+            } => write!(f, "table {table}: column {column} cannot be kept: {reason}"),
         }
     }
 }
@@ -350,7 +362,10 @@ impl Schema {
                             || scoped(table).is_some_and(|t| t.columns.contains_key(column))
                     }
                     ColumnDiffers { property, .. } => *property != "default",
-                    PrimaryKeyDiffers { .. } | IndexDiffers { .. } | CheckDiffers { .. } => true,
+                    PrimaryKeyDiffers { .. }
+                    | IndexDiffers { .. }
+                    | CheckDiffers { .. }
+                    | CannotKeep { .. } => true,
                     UniqueOnlyIn {
                         table,
                         columns,
@@ -465,6 +480,7 @@ impl SchemaDifference {
             IndexDiffers { .. } | CheckDiffers { .. } => {
                 format!("{self} (flowkey needs the expected one)")
             }
+            CannotKeep { .. } => self.to_string(),
         }
     }
 }

@@ -12,7 +12,7 @@ use sqlx::postgres::PgConnection;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
 use sqlx::Connection;
 
-use crate::db::introspect::{introspect_postgres, introspect_sqlite, Schema};
+use crate::db::introspect::{introspect_postgres, introspect_sqlite, Schema, SchemaDifference};
 use crate::db::{Db, Engine};
 use crate::migrate::offline::split_statements;
 use crate::migrate::{Action, MigrateError, Revision};
@@ -35,7 +35,8 @@ pub async fn refuse_foreign_schema(
     } else {
         reference_schema(db, chain).await?
     };
-    let differences = actual.incompatibilities(&expected, &scope);
+    let mut differences = actual.incompatibilities(&expected, &scope);
+    differences.extend(rebuilt_with_extra_columns(actual, &expected));
     if differences.is_empty() {
         return Ok(());
     }
@@ -44,6 +45,30 @@ pub async fn refuse_foreign_schema(
         count: differences.len(),
         differences,
     })
+}
+
+/// On SQLite, `flow_deletion_audit` is rebuilt from its contract text by `flow_expand` (its
+/// `session_id` loses `NOT NULL`, which SQLite cannot change in place) and on the way down:
+/// a column the platform added to it would not survive, so it is refused up front instead.
+fn rebuilt_with_extra_columns(actual: &Schema, expected: &Schema) -> Vec<SchemaDifference> {
+    let table = crate::migrate::flow::linked::DELETION_AUDIT_TABLE;
+    if actual.engine != Engine::Sqlite {
+        return Vec::new();
+    }
+    let (Some(have), Some(want)) = (actual.tables.get(table), expected.tables.get(table)) else {
+        return Vec::new();
+    };
+    have.columns
+        .keys()
+        .filter(|column| !want.columns.contains_key(*column) && *column != "flow_id")
+        .map(|column| SchemaDifference::CannotKeep {
+            table: table.into(),
+            column: column.clone(),
+            reason: "on SQLite flowkey rebuilds this table from its contract text; move the \
+                     column to a table of its own"
+                .into(),
+        })
+        .collect()
 }
 
 /// The names of the tables `revisions` create, read from a build on an in-memory SQLite

@@ -222,3 +222,26 @@ both_engines!(
     a_downgrade_refuses_before_any_step_while_platform_objects_depend_on_flow_id,
     a_downgrade_refuses_while_platform_objects_depend_on_flow_id
 );
+
+/// On SQLite the deletion audit is rebuilt from its contract text: a column the platform
+/// added to it is refused at adoption, before anything is changed, rather than lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_refuses_extra_columns_on_the_rebuilt_deletion_audit() {
+    let test_db = platform_db(Engine::Sqlite, Placement::Public).await;
+    let db = test_db.connect().await;
+    db.execute_plain("ALTER TABLE flow_deletion_audit ADD COLUMN platform_note TEXT;")
+        .await
+        .unwrap();
+    let before = everything(&test_db).await;
+    let err = Migrator::new(db.clone(), quick())
+        .upgrade("head")
+        .await
+        .expect_err("cannot keep the column");
+    assert!(
+        err.to_string()
+            .contains("table flow_deletion_audit: column platform_note cannot be kept"),
+        "{err}"
+    );
+    assert_same(&before, &everything(&test_db).await, "refused adoption");
+    db.close().await;
+}
