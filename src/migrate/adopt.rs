@@ -58,17 +58,39 @@ fn rebuilt_with_extra_columns(actual: &Schema, expected: &Schema) -> Vec<SchemaD
     let (Some(have), Some(want)) = (actual.tables.get(table), expected.tables.get(table)) else {
         return Vec::new();
     };
-    have.columns
+    let reason = "on SQLite flowkey rebuilds this table from its contract text; move it to a \
+                  table of its own";
+    let mut out: Vec<SchemaDifference> = have
+        .columns
         .keys()
         .filter(|column| !want.columns.contains_key(*column) && *column != "flow_id")
         .map(|column| SchemaDifference::CannotKeep {
             table: table.into(),
             column: column.clone(),
-            reason: "on SQLite flowkey rebuilds this table from its contract text; move the \
-                     column to a table of its own"
-                .into(),
+            reason: reason.into(),
         })
-        .collect()
+        .collect();
+    for (kind, name) in have
+        .indexes
+        .keys()
+        .filter(|index| !want.indexes.contains_key(*index))
+        .map(|index| ("index", index))
+        .chain(
+            have.triggers
+                .iter()
+                .filter(|trigger| {
+                    !want.triggers.contains(*trigger) && !trigger.starts_with("flowkey_")
+                })
+                .map(|trigger| ("trigger", trigger)),
+        )
+    {
+        out.push(SchemaDifference::CannotKeep {
+            table: table.into(),
+            column: format!("({kind} {name})"),
+            reason: reason.into(),
+        });
+    }
+    out
 }
 
 /// The names of the tables `revisions` create, read from a build on an in-memory SQLite

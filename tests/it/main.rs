@@ -34,6 +34,7 @@ mod migrate {
 }
 mod platform {
     mod discovery;
+    mod extras_survive;
     mod lifecycle;
     mod refusals;
 }

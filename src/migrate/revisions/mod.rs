@@ -45,7 +45,7 @@ pub const RELEASED_CHECKSUMS: &[(&str, &str)] = &[
     ),
     (
         "flow_expand",
-        "469959fefdcc9f29d2bb2c476b04106b482f7f0b596bf92240aeb9b7fcde5d9b",
+        "aba162b393dcc3fb0a44f58ef9c87b265a0873bdca0a49c151db1984237ca47a",
     ),
     (
         "flow_backfill",
