@@ -168,10 +168,7 @@ async fn postgres_snapshot(
     for block in dump.split("\n--\n-- Name: ") {
         let header = block.lines().next().unwrap_or_default();
         let name = header.split(';').next().unwrap_or_default();
-        let first_word = name
-            .split(|c: char| c == '(' || c == ' ')
-            .next()
-            .unwrap_or_default();
+        let first_word = name.split(['(', ' ']).next().unwrap_or_default();
         if first_word.starts_with("flowkey_")
             || excluded
                 .iter()
