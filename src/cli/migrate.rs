@@ -141,11 +141,17 @@ pub async fn upgrade(args: UpgradeArgs, global: &GlobalArgs) -> anyhow::Result<(
         return print_sql(&args.run, &args.target, Direction::Up, global).await;
     }
     let db = connect(global).await?;
-    preflight_warnings(&db).await;
+    let warnings = preflight_warnings(&db).await;
     let migrator = Migrator::new(db.clone(), args.run.tuning.options(global));
     let summary = migrator.upgrade(&args.target).await;
     let summary = match summary {
-        Ok(summary) => summary,
+        // Shown once the run went through: a refusal stays one `error:` line.
+        Ok(summary) => {
+            for line in &warnings {
+                tracing::warn!("{line}");
+            }
+            summary
+        }
         Err(err) => {
             db.close().await;
             return Err(err.into());
@@ -165,25 +171,26 @@ pub async fn upgrade(args: UpgradeArgs, global: &GlobalArgs) -> anyhow::Result<(
     Ok(())
 }
 
-/// The pre-flight's warning: session ids flowkey will not migrate (see `flowkey report`). A
-/// warning only: it never stops the upgrade, and a failure to look is one too.
-async fn preflight_warnings(db: &flowkey::db::Db) {
+/// The pre-flight's warning lines: session ids flowkey will not migrate (see `flowkey
+/// report`). A warning only: it never stops the upgrade, and a failure to look is one too.
+async fn preflight_warnings(db: &flowkey::db::Db) -> Vec<String> {
     let started = std::time::Instant::now();
-    match flowkey::migrate::flow::discovery::discover_outside_migrated(db).await {
-        Ok(found) if !found.is_empty() => {
-            for line in found.to_string().lines() {
-                tracing::warn!("{}", line.trim());
-            }
-        }
-        Ok(_) => {}
-        Err(err) => {
-            tracing::warn!("could not look for session ids outside the migrated tables: {err}")
-        }
-    }
+    let lines = match flowkey::migrate::flow::discovery::discover_outside_migrated(db).await {
+        Ok(found) if !found.is_empty() => found
+            .to_string()
+            .lines()
+            .map(|line| line.trim().to_owned())
+            .collect(),
+        Ok(_) => Vec::new(),
+        Err(err) => vec![format!(
+            "could not look for session ids outside the migrated tables: {err}"
+        )],
+    };
     tracing::info!(
         "pre-flight discovery took {} ms",
         started.elapsed().as_millis()
     );
+    lines
 }
 
 /// Whether revision `at` is `revision` or a later one.
