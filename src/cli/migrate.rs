@@ -167,10 +167,17 @@ pub async fn upgrade(args: UpgradeArgs, global: &GlobalArgs) -> anyhow::Result<(
         return print_sql(&args.run, &args.target, Direction::Up, global).await;
     }
     let db = connect(global).await?;
+    let warnings = preflight_warnings(&db).await;
     let migrator = Migrator::new(db.clone(), args.run.tuning.options(global));
     let summary = migrator.upgrade(&args.target).await;
     let summary = match summary {
-        Ok(summary) => summary,
+        // Shown once the run went through: a refusal stays one `error:` line.
+        Ok(summary) => {
+            for line in &warnings {
+                tracing::warn!("{line}");
+            }
+            summary
+        }
         Err(err) => {
             db.close().await;
             return Err(err.into());
@@ -188,6 +195,28 @@ pub async fn upgrade(args: UpgradeArgs, global: &GlobalArgs) -> anyhow::Result<(
         print!("{}", linked_report?);
     }
     Ok(())
+}
+
+/// The pre-flight's warning lines: session ids flowkey will not migrate (see `flowkey
+/// report`). A warning only: it never stops the upgrade, and a failure to look is one too.
+async fn preflight_warnings(db: &flowkey::db::Db) -> Vec<String> {
+    let started = std::time::Instant::now();
+    let lines = match flowkey::migrate::flow::discovery::discover_outside_migrated(db).await {
+        Ok(found) if !found.is_empty() => found
+            .to_string()
+            .lines()
+            .map(|line| line.trim().to_owned())
+            .collect(),
+        Ok(_) => Vec::new(),
+        Err(err) => vec![format!(
+            "could not look for session ids outside the migrated tables: {err}"
+        )],
+    };
+    tracing::info!(
+        "pre-flight discovery took {} ms",
+        started.elapsed().as_millis()
+    );
+    lines
 }
 
 /// Whether revision `at` is `revision` or a later one.
@@ -214,8 +243,10 @@ pub async fn current(_args: CurrentArgs, global: &GlobalArgs) -> anyhow::Result<
     let db = connect(global).await?;
     let migrator = Migrator::new(db.clone(), RunOptions::default());
     let history = migrator.history().await;
+    let alembic = migrator.alembic_revisions().await;
     db.close().await;
     let history = history?;
+    let alembic = alembic?;
     let current = history.iter().find(|entry| entry.is_current);
     let dirty = history.iter().find(|entry| entry.dirty.is_some());
     let head = history
@@ -237,6 +268,7 @@ pub async fn current(_args: CurrentArgs, global: &GlobalArgs) -> anyhow::Result<
                 "revision": entry.id,
                 "state": entry.dirty,
             })),
+            "alembic_revisions": alembic,
         }));
     }
     let mut line = current.map_or("base".to_owned(), |entry| entry.id.clone());
@@ -247,6 +279,16 @@ pub async fn current(_args: CurrentArgs, global: &GlobalArgs) -> anyhow::Result<
         line.push_str(" (contracted: after head; `flowkey downgrade -1` goes back to head)");
     }
     println!("{line}");
+    if let Some(alembic) = &alembic {
+        println!(
+            "alembic (the platform's own migrations, not flowkey's): {}",
+            if alembic.is_empty() {
+                "no revision recorded".to_owned()
+            } else {
+                alembic.join(", ")
+            }
+        );
+    }
     if !unknown.is_empty() {
         println!(
             "the database also records revisions this flowkey does not know: {}",

@@ -47,6 +47,10 @@ pub struct GlobalArgs {
         default_value = DEFAULT_DATABASE_URL
     )]
     pub database_url: String,
+    /// PostgreSQL: the schema to work in (sets the connection's search_path; default: the
+    /// URL's search_path, normally `public`). Everything flowkey creates goes there.
+    #[arg(long, global = true, value_name = "NAME")]
+    pub schema: Option<String>,
     /// Print one JSON document instead of human-readable text.
     #[arg(long, global = true)]
     pub json: bool,
@@ -103,7 +107,10 @@ pub enum Command {
 
 /// Runs the parsed command.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
-    let global = cli.global;
+    let mut global = cli.global;
+    if let Some(schema) = global.schema.take() {
+        global.database_url = flowkey::db::url_in_schema(&global.database_url, &schema)?;
+    }
     match cli.command {
         Command::Upgrade(args) => migrate::upgrade(args, &global).await,
         Command::Downgrade(args) => migrate::downgrade(args, &global).await,

@@ -175,6 +175,13 @@ pub enum SchemaDifference {
         trigger: String,
         side: Side,
     },
+    /// Something of the platform's that flowkey tolerates elsewhere but cannot keep here
+    /// (`reason` says why).
+    CannotKeep {
+        table: String,
+        column: String,
+        reason: String,
+    },
 }
 
 impl fmt::Display for SchemaDifference {
@@ -268,6 +275,11 @@ impl fmt::Display for SchemaDifference {
                 trigger,
                 side,
             } => write!(f, "table {table}: trigger {trigger} exists only in {side}"),
+            CannotKeep {
+                table,
+                column,
+                reason,
+            } => write!(f, "table {table}: column {column} cannot be kept: {reason}"),
         }
     }
 }
@@ -313,6 +325,163 @@ impl Schema {
             out.push(SchemaDifference::FunctionOnlyIn { function, side })
         });
         out
+    }
+}
+
+impl Schema {
+    /// What in this schema (the database) stops flowkey from building on it as if it were
+    /// `expected`, the schema the revisions up to a target create. Only the tables flowkey
+    /// migrates count (`scope`: the schema its whole chain creates), and within them only
+    /// what flowkey's SQL relies on: every expected table, column (type and nullability),
+    /// key, unique constraint, foreign key, index, check, trigger, view and function must be
+    /// there as expected, and nothing flowkey would create later may be there already.
+    /// Everything else is the platform's and is tolerated: other tables, views, functions,
+    /// extra columns, indexes, constraints and triggers on the migrated tables, and column
+    /// defaults (flowkey always writes its values).
+    pub fn incompatibilities(&self, expected: &Schema, scope: &Schema) -> Vec<SchemaDifference> {
+        let in_scope = |table: &str| scope.tables.contains_key(table);
+        let scoped = |table: &str| scope.tables.get(table);
+        self.diff(expected)
+            .into_iter()
+            .filter(|difference| {
+                use SchemaDifference::*;
+                match difference {
+                    TableOnlyIn { table, side } => *side == Side::Expected || in_scope(table),
+                    ViewOnlyIn { view, side } => {
+                        *side == Side::Expected || scope.views.contains(view)
+                    }
+                    FunctionOnlyIn { function, side } => {
+                        *side == Side::Expected || scope.functions.contains(function)
+                    }
+                    ColumnOnlyIn {
+                        table,
+                        column,
+                        side,
+                    } => {
+                        *side == Side::Expected
+                            || scoped(table).is_some_and(|t| t.columns.contains_key(column))
+                    }
+                    ColumnDiffers { property, .. } => *property != "default",
+                    PrimaryKeyDiffers { .. }
+                    | IndexDiffers { .. }
+                    | CheckDiffers { .. }
+                    | CannotKeep { .. } => true,
+                    UniqueOnlyIn {
+                        table,
+                        columns,
+                        side,
+                    } => {
+                        *side == Side::Expected
+                            || scoped(table).is_some_and(|t| t.unique_constraints.contains(columns))
+                    }
+                    ForeignKeyOnlyIn {
+                        table,
+                        foreign_key,
+                        side,
+                    } => {
+                        *side == Side::Expected
+                            || scoped(table).is_some_and(|t| {
+                                t.foreign_keys
+                                    .iter()
+                                    .any(|fk| fk.columns == foreign_key.columns)
+                            })
+                    }
+                    IndexOnlyIn { table, index, side } => {
+                        *side == Side::Expected
+                            || scoped(table).is_some_and(|t| t.indexes.contains_key(index))
+                    }
+                    CheckOnlyIn { table, check, side } => {
+                        *side == Side::Expected
+                            || scoped(table).is_some_and(|t| t.checks.contains_key(check))
+                    }
+                    TriggerOnlyIn {
+                        table,
+                        trigger,
+                        side,
+                    } => {
+                        *side == Side::Expected
+                            || scoped(table).is_some_and(|t| t.triggers.contains(trigger))
+                    }
+                }
+            })
+            .collect()
+    }
+}
+
+impl SchemaDifference {
+    /// The difference read as what flowkey needs: an item missing from the database is one
+    /// its SQL relies on, an item only in the database is one it would create itself.
+    pub fn as_requirement(&self) -> String {
+        use SchemaDifference::*;
+        let side_text = |side: &Side| match side {
+            Side::Expected => "is missing; flowkey needs it",
+            Side::Database => "already exists; flowkey creates it itself",
+        };
+        match self {
+            TableOnlyIn { table, side } => format!("table {table} {}", side_text(side)),
+            ViewOnlyIn { view, side } => format!("view {view} {}", side_text(side)),
+            FunctionOnlyIn { function, side } => {
+                format!("function {function} {}", side_text(side))
+            }
+            ColumnOnlyIn {
+                table,
+                column,
+                side,
+            } => format!("column {table}.{column} {}", side_text(side)),
+            ColumnDiffers {
+                table,
+                column,
+                property,
+                database,
+                expected,
+            } => format!(
+                "column {table}.{column}: {property} is {database}, flowkey needs {expected}"
+            ),
+            PrimaryKeyDiffers {
+                table,
+                database,
+                expected,
+            } => format!(
+                "table {table}: primary key is ({}), flowkey needs ({})",
+                database.join(", "),
+                expected.join(", ")
+            ),
+            UniqueOnlyIn {
+                table,
+                columns,
+                side,
+            } => format!(
+                "table {table}: unique ({}) {}",
+                columns.join(", "),
+                side_text(side)
+            ),
+            ForeignKeyOnlyIn {
+                table,
+                foreign_key,
+                side,
+            } => format!(
+                "table {table}: foreign key ({}) -> {}({}) {}",
+                foreign_key.columns.join(", "),
+                foreign_key.references_table,
+                foreign_key.references_columns.join(", "),
+                side_text(side)
+            ),
+            IndexOnlyIn { table, index, side } => {
+                format!("table {table}: index {index} {}", side_text(side))
+            }
+            CheckOnlyIn { table, check, side } => {
+                format!("table {table}: check {check} {}", side_text(side))
+            }
+            TriggerOnlyIn {
+                table,
+                trigger,
+                side,
+            } => format!("table {table}: trigger {trigger} {}", side_text(side)),
+            IndexDiffers { .. } | CheckDiffers { .. } => {
+                format!("{self} (flowkey needs the expected one)")
+            }
+            CannotKeep { .. } => self.to_string(),
+        }
     }
 }
 

@@ -56,6 +56,49 @@ pub enum DbError {
     Sql(#[from] sqlx::Error),
 }
 
+/// `url` with its PostgreSQL connection's `search_path` set to `schema` alone (the
+/// `options=-csearch_path=...` parameter), so that every object flowkey reads or creates is
+/// in that schema. The name must be a plain identifier: it is not quoted anywhere after.
+pub fn url_in_schema(url: &str, schema: &str) -> Result<String, DbError> {
+    let plain = !schema.is_empty()
+        && schema.len() <= 63
+        && schema
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+        && schema
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    let invalid = |reason: String| DbError::InvalidUrl {
+        url: redact(url),
+        reason,
+    };
+    if !plain {
+        return Err(invalid(format!(
+            "--schema {schema:?} is not a plain lowercase identifier (a-z, 0-9, _; at most 63)"
+        )));
+    }
+    match DbUrl::parse(url)? {
+        DbUrl::Sqlite { .. } => Err(invalid(
+            "--schema applies to PostgreSQL only; a SQLite file has no schemas".into(),
+        )),
+        DbUrl::Postgres { url } => {
+            let mut parsed = url::Url::parse(&url).map_err(|err| invalid(err.to_string()))?;
+            let kept: Vec<(String, String)> = parsed
+                .query_pairs()
+                .filter(|(key, _)| key != "options")
+                .map(|(key, value)| (key.into_owned(), value.into_owned()))
+                .collect();
+            parsed
+                .query_pairs_mut()
+                .clear()
+                .extend_pairs(kept)
+                .append_pair("options", &format!("-csearch_path={schema}"));
+            Ok(parsed.to_string())
+        }
+    }
+}
+
 /// A parsed database URL, password hidden when displayed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DbUrl {

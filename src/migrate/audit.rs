@@ -176,7 +176,11 @@ pub(crate) async fn table_exists(db: &Db, table: &str) -> Result<bool, sqlx::Err
             Ok(count > 0)
         }
         Db::Postgres(pool) => {
-            sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
+            // In the current schema only: a same-named table elsewhere on the search_path is
+            // another schema's.
+            sqlx::query_scalar(
+                "SELECT to_regclass(quote_ident(current_schema()) || '.' || quote_ident($1)) IS NOT NULL",
+            )
                 .bind(table)
                 .fetch_one(pool)
                 .await

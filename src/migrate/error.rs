@@ -73,15 +73,23 @@ pub enum MigrateError {
     )]
     ConnectionLost { reason: String },
     #[error(
-        "the database is neither empty nor at revision {revision} ({count} differences): {}; \
-         nothing was changed",
-        differences.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+        "the tables flowkey migrates are not what revision {revision} needs ({count} incompatible \
+         items): {}; nothing was changed",
+        differences.iter().map(SchemaDifference::as_requirement).collect::<Vec<_>>().join("; ")
     )]
     ForeignSchema {
         revision: String,
         count: usize,
         differences: Vec<SchemaDifference>,
     },
+    #[error(
+        "the downgrade would drop the flow_id columns flowkey added, and {} object(s) created \
+         since depend on them: {}; drop or change them first (flowkey never drops an object it \
+         did not create); nothing was changed",
+        objects.len(),
+        objects.join("; ")
+    )]
+    DependentObjects { objects: Vec<String> },
     #[error(transparent)]
     Flow(#[from] crate::migrate::flow::FlowMigrationError),
     #[error(transparent)]

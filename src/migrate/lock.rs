@@ -18,6 +18,22 @@ use crate::migrate::{faults, MigrateError};
 /// The advisory lock key on PostgreSQL: "flowkey" in ASCII.
 pub const DEPLOY_LOCK_KEY: i64 = 0x0066_6c6f_776b_6579;
 
+/// The advisory lock key of the PostgreSQL schema `schema`: [`DEPLOY_LOCK_KEY`] for `public`
+/// (the key every earlier flowkey used, so mixed versions still exclude each other there),
+/// and for any other schema that key with its low 32 bits mixed with an FNV-1a hash of the
+/// name: two schemas of one database are two databases to flowkey, migrated independently.
+pub fn deploy_lock_key(schema: &str) -> i64 {
+    if schema == "public" {
+        return DEPLOY_LOCK_KEY;
+    }
+    let mut hash: u32 = 0x811c_9dc5;
+    for byte in schema.bytes() {
+        hash ^= u32::from(byte);
+        hash = hash.wrapping_mul(0x0100_0193);
+    }
+    (DEPLOY_LOCK_KEY & !0xffff_ffff) | i64::from(hash ^ (DEPLOY_LOCK_KEY as u32))
+}
+
 /// The lock row's table on SQLite; never dropped by a downgrade.
 pub const LOCK_TABLE: &str = "flowkey_deploy_lock";
 
@@ -45,7 +61,7 @@ pub(crate) struct DeployLock {
 
 enum Held {
     /// Behind a mutex so that a run holding `&Session` can check it between steps.
-    Postgres(tokio::sync::Mutex<PgConnection>),
+    Postgres(tokio::sync::Mutex<PgConnection>, i64),
     Sqlite {
         pool: SqlitePool,
         run_id: String,
@@ -77,20 +93,24 @@ impl DeployLock {
                 let options = PgConnectOptions::clone(&pool.connect_options())
                     .application_name(&application_name);
                 let mut conn = PgConnection::connect_with(&options).await?;
+                let schema: String = sqlx::query_scalar("SELECT current_schema()")
+                    .fetch_one(&mut conn)
+                    .await?;
+                let key = deploy_lock_key(&schema);
                 let deadline = Instant::now() + wait;
                 let mut announced = false;
                 loop {
                     let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
-                        .bind(DEPLOY_LOCK_KEY)
+                        .bind(key)
                         .fetch_one(&mut conn)
                         .await?;
                     if got {
                         return Ok(DeployLock {
-                            held: Held::Postgres(tokio::sync::Mutex::new(conn)),
+                            held: Held::Postgres(tokio::sync::Mutex::new(conn), key),
                             taken_over_from: None,
                         });
                     }
-                    let holder = postgres_holder(&mut conn).await?;
+                    let holder = postgres_holder(&mut conn, key).await?;
                     if Instant::now() >= deadline {
                         let _ = conn.close().await;
                         return Err(locked(holder));
@@ -197,7 +217,7 @@ impl DeployLock {
     /// could start beside it. Checked before every step and before a revision is recorded.
     pub async fn ensure_held(&self) -> Result<(), MigrateError> {
         match &self.held {
-            Held::Postgres(conn) => {
+            Held::Postgres(conn, _) => {
                 let mut conn = conn.lock().await;
                 // The lock is the session's: while the session answers, nobody else can have
                 // released it.
@@ -220,12 +240,12 @@ impl DeployLock {
     /// Gives the lock back.
     pub async fn release(self) -> Result<(), MigrateError> {
         match self.held {
-            Held::Postgres(conn) => {
+            Held::Postgres(conn, key) => {
                 let mut conn = conn.into_inner();
                 let unlocked = async {
                     faults::check("runner::before_lock_release")?;
                     sqlx::query("SELECT pg_advisory_unlock($1)")
-                        .bind(DEPLOY_LOCK_KEY)
+                        .bind(key)
                         .execute(&mut conn)
                         .await?;
                     Ok::<_, MigrateError>(())
@@ -279,9 +299,9 @@ fn locked(holder: Holder) -> MigrateError {
     }
 }
 
-async fn postgres_holder(conn: &mut PgConnection) -> Result<Holder, sqlx::Error> {
-    let high = DEPLOY_LOCK_KEY >> 32;
-    let low = DEPLOY_LOCK_KEY & 0xffff_ffff;
+async fn postgres_holder(conn: &mut PgConnection, key: i64) -> Result<Holder, sqlx::Error> {
+    let high = key >> 32;
+    let low = key & 0xffff_ffff;
     let row: Option<(i32, String, String, String)> = sqlx::query_as(
         "SELECT a.pid, coalesce(a.application_name, ''), coalesce(a.usename::text, ''), \
                 coalesce(to_char(a.backend_start AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), '?') \

@@ -1,7 +1,7 @@
 //! Schema changes: the revision runner, the revisions themselves, and the session→flow
 //! migration they carry out. Only this module issues DDL.
 
-mod adopt;
+pub mod adopt;
 pub mod audit;
 pub mod checksum;
 mod error;

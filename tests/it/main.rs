@@ -34,6 +34,12 @@ mod migrate {
     mod runner;
     mod seed;
 }
+mod platform {
+    mod discovery;
+    mod extras_survive;
+    mod lifecycle;
+    mod refusals;
+}
 mod reliability {
     pub mod concurrency;
     mod crash;
@@ -61,6 +67,7 @@ mod support {
     pub mod flow_support;
     pub mod harness;
     pub mod pgbouncer;
+    pub mod platform;
     pub mod private_postgres;
     pub mod reliability_support;
     pub mod served;

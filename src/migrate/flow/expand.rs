@@ -216,20 +216,29 @@ fn rebuild_sql(engine: Engine) -> String {
 }
 
 fn rebuild_statements(tables: &[&str]) -> String {
-    let mut out = String::from(
-        "-- with PRAGMA foreign_keys = OFF and legacy_alter_table = ON, in one transaction;\n\
-                 -- <legacy columns> are the table's columns without flow_id\n",
-    );
-    for table in tables {
+    let mut out = String::new();
+    for table in tables.iter().filter(|t| **t != DELETION_AUDIT_TABLE) {
         let _ = writeln!(
-                    out,
-                    "ALTER TABLE {table} RENAME TO flowkey_old_{table};\n\
-                     -- CREATE TABLE {table} (...) as in the legacy schema, then its legacy indexes\n\
-                     INSERT INTO {table} (<legacy columns>) SELECT <legacy columns> FROM flowkey_old_{table};\n\
-                     DROP TABLE flowkey_old_{table};"
-                );
+            out,
+            "-- in place, in one transaction: the platform's columns, indexes and triggers stay\n\
+             ALTER TABLE {table} DROP COLUMN flow_id;"
+        );
     }
-    out.push_str("PRAGMA foreign_key_check; -- must return no row\n");
+    if tables.contains(&DELETION_AUDIT_TABLE) {
+        let table = DELETION_AUDIT_TABLE;
+        out.push_str(
+            "-- with PRAGMA foreign_keys = OFF and legacy_alter_table = ON, in one transaction;\n\
+             -- <legacy columns> are the table's columns without flow_id\n",
+        );
+        let _ = writeln!(
+            out,
+            "ALTER TABLE {table} RENAME TO flowkey_old_{table};\n\
+             -- CREATE TABLE {table} (...) as in the legacy schema, then its legacy indexes\n\
+             INSERT INTO {table} (<legacy columns>) SELECT <legacy columns> FROM flowkey_old_{table};\n\
+             DROP TABLE flowkey_old_{table};"
+        );
+        out.push_str("PRAGMA foreign_key_check; -- must return no row\n");
+    }
     out
 }
 

@@ -7,6 +7,8 @@ pub mod backfill;
 pub mod baseline;
 pub mod constraints;
 pub mod contract;
+pub mod dependents;
+pub mod discovery;
 pub mod downgrade;
 pub mod error;
 pub mod expand;

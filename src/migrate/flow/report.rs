@@ -19,6 +19,8 @@ pub struct MigrationReport {
     pub cross_tenant_conflicts: i64,
     /// Flows the migration created for sessions without a candidate.
     pub flows_created: i64,
+    /// Session ids outside what flowkey migrates, left as they are.
+    pub not_migrated: crate::migrate::flow::discovery::NotMigrated,
 }
 
 #[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
@@ -94,6 +96,7 @@ pub async fn report(db: &Db) -> Result<MigrationReport, MigrateError> {
         ambiguous_sessions: counts[1],
         cross_tenant_conflicts: counts[2],
         flows_created: counts[3],
+        not_migrated: crate::migrate::flow::discovery::discover_outside_migrated(db).await?,
     })
 }
 
@@ -198,6 +201,7 @@ impl std::fmt::Display for MigrationReport {
             f,
             "sessions mapped: {}  ambiguous sessions: {}  cross-tenant conflicts: {}  flows created: {}",
             self.sessions_mapped, self.ambiguous_sessions, self.cross_tenant_conflicts, self.flows_created
-        )
+        )?;
+        write!(f, "{}", self.not_migrated)
     }
 }

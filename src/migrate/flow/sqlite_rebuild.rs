@@ -13,14 +13,29 @@ use crate::migrate::flow::error::FlowMigrationError;
 use crate::migrate::revisions::legacy::LEGACY_SQL;
 use crate::migrate::MigrateError;
 
-/// Rebuilds `tables` from the legacy script, keeping every legacy column's values.
+/// Gives `tables` back their legacy definition, keeping every legacy column's values. A table
+/// whose only change is the added `flow_id` loses it in place (`ALTER TABLE … DROP COLUMN`:
+/// no copy, and whatever the platform put on the table — extra columns, indexes, triggers,
+/// views over it — stays as it is); a table that needs more (a `NOT NULL` put back) is
+/// rebuilt from the legacy script.
 pub async fn rebuild_as_legacy(
     pool: sqlx::SqlitePool,
     tables: &[&str],
 ) -> Result<(), MigrateError> {
     let mut plans = Vec::with_capacity(tables.len());
+    let mut in_place = Vec::new();
     for table in tables {
-        plans.push(plan(table)?);
+        if drops_in_place(table) {
+            in_place.push(*table);
+        } else {
+            plans.push(plan(table)?);
+        }
+    }
+    if !in_place.is_empty() {
+        drop_added_columns(&pool, &in_place).await?;
+    }
+    if plans.is_empty() {
+        return Ok(());
     }
     let mut conn = pool.acquire().await?;
     sqlx::query("PRAGMA foreign_keys = OFF")
@@ -44,6 +59,52 @@ pub async fn rebuild_as_legacy(
     restore_alter?;
     restore_keys?;
     Ok(())
+}
+
+/// Whether `table` goes back to legacy by dropping its added columns alone: every table
+/// but the deletion audit, whose `session_id` must be `NOT NULL` again (SQLite cannot add
+/// that to a column in place).
+fn drops_in_place(table: &str) -> bool {
+    table != crate::migrate::flow::linked::DELETION_AUDIT_TABLE
+}
+
+/// Drops the columns flowkey added to `tables`, in one transaction. flowkey's own indexes and
+/// triggers on them are gone by then (earlier down steps); an index, view or trigger of the
+/// platform that names one is refused before the downgrade starts, and SQLite itself refuses
+/// (the transaction rolls back) if one appeared since. Dropping a column rewrites no other
+/// table and fires no foreign key action.
+async fn drop_added_columns(pool: &sqlx::SqlitePool, tables: &[&str]) -> Result<(), MigrateError> {
+    let mut conn = pool.acquire().await?;
+    sqlx::query("BEGIN IMMEDIATE").execute(&mut *conn).await?;
+    let outcome = async {
+        for table in tables {
+            let columns: Vec<String> =
+                sqlx::query_scalar("SELECT name FROM pragma_table_info($1) ORDER BY cid")
+                    .bind(*table)
+                    .fetch_all(&mut *conn)
+                    .await?;
+            for column in columns {
+                if !crate::migrate::flow::linked::is_added_column(table, &column) {
+                    continue;
+                }
+                sqlx::query(&format!("ALTER TABLE {table} DROP COLUMN {column}"))
+                    .execute(&mut *conn)
+                    .await?;
+            }
+        }
+        Ok::<_, MigrateError>(())
+    }
+    .await;
+    match outcome {
+        Ok(()) => {
+            sqlx::query("COMMIT").execute(&mut *conn).await?;
+            Ok(())
+        }
+        Err(err) => {
+            let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+            Err(err)
+        }
+    }
 }
 
 struct Plan {

@@ -89,9 +89,12 @@ pub fn postgres_trigger(table: &LinkedTable) -> String {
             matches = path.matches(),
         );
     }
+    // `SET search_path FROM CURRENT`: the body names tables unqualified, and a trigger runs
+    // with the writing session's search_path; pinned to the schema flowkey migrated, a
+    // session whose path names another schema (or none) still links within this one.
     format!(
         "CREATE OR REPLACE FUNCTION flowkey_dual_write_{t}() RETURNS trigger
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
 BEGIN
 {body}    RETURN NEW;
 END

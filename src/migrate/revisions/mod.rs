@@ -73,7 +73,7 @@ pub const RELEASED_CHECKSUMS: &[(&str, &str)] = &[
     ),
     (
         "flow_expand",
-        "bfb208037ec8b809e66d522b1e3499a8c2a65be7b7561b832a2daa5a9dfeb9ca",
+        "aba162b393dcc3fb0a44f58ef9c87b265a0873bdca0a49c151db1984237ca47a",
     ),
     (
         "flow_backfill",

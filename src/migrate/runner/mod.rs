@@ -29,11 +29,12 @@ use crate::db::introspect::introspect;
 use crate::db::types::DbTime;
 use crate::db::{Db, Engine};
 use crate::migrate::adopt::refuse_foreign_schema;
-use crate::migrate::audit::{read_log, AuditEntry, Outcome, Scope};
+use crate::migrate::audit::{read_log, table_exists, AuditEntry, Outcome, Scope, AUDIT_TABLE};
 use crate::migrate::checksum::{checksum, matches as checksum_matches, short};
 use crate::migrate::offline::render;
 use crate::migrate::{revisions, Direction, MigrateError, Revision, RunOptions};
 
+use crate::migrate::offline::PlannedRevision;
 use plan::{steps_of, Chain};
 use session::Session;
 use versions::{read_versions, record_prefix, DirtyRow, State, VersionRow};
@@ -108,6 +109,22 @@ pub struct DirtyState {
     pub steps: usize,
 }
 
+/// What an upgrade will do, decided before it writes.
+struct UpgradePlan {
+    /// Where the database is (the first revision when it is adopted).
+    from: Option<usize>,
+    adopt: bool,
+    target_index: Option<usize>,
+    plan: Vec<PlannedRevision>,
+}
+
+/// What a downgrade will do, decided before it writes.
+struct DowngradePlan {
+    position: Option<usize>,
+    target_index: Option<usize>,
+    plan: Vec<PlannedRevision>,
+}
+
 /// Runs revisions on one database.
 pub struct Migrator {
     db: Db,
@@ -147,6 +164,9 @@ impl Migrator {
     /// Applies revisions up to `target`: `head`, `+N`, or a revision id. A database with the
     /// legacy schema and no record of revisions is adopted at the first revision first.
     pub async fn upgrade(&self, target: &str) -> Result<RunSummary, MigrateError> {
+        if !self.has_bookkeeping().await? {
+            self.plan_upgrade(target).await?;
+        }
         let session = Session::open(&self.db, &self.options, "upgrade", target)
             .await
             .map_err(connection_lost)?;
@@ -157,6 +177,9 @@ impl Migrator {
     /// Reverts revisions down to `target`: `-N`, `base`, or a revision id (which stays
     /// applied).
     pub async fn downgrade(&self, target: &str) -> Result<RunSummary, MigrateError> {
+        if !self.has_bookkeeping().await? {
+            self.plan_downgrade(target).await?;
+        }
         let session = Session::open(&self.db, &self.options, "downgrade", target)
             .await
             .map_err(connection_lost)?;
@@ -168,6 +191,29 @@ impl Migrator {
     pub async fn current(&self) -> Result<Option<&'static str>, MigrateError> {
         let state = self.read_state().await?;
         Ok(state.current.map(|index| self.revisions[index].id))
+    }
+
+    /// The platform's own Alembic revisions (`alembic_version`, one row per head), when that
+    /// table exists in the database's schema; flowkey only reads it, never writes it.
+    pub async fn alembic_revisions(&self) -> Result<Option<Vec<String>>, MigrateError> {
+        if !table_exists(&self.db, "alembic_version").await? {
+            return Ok(None);
+        }
+        let rows: Vec<String> = match &self.db {
+            Db::Sqlite(pool) => {
+                sqlx::query_scalar(
+                    "SELECT CAST(version_num AS TEXT) FROM alembic_version ORDER BY 1",
+                )
+                .fetch_all(pool)
+                .await?
+            }
+            Db::Postgres(pool) => {
+                sqlx::query_scalar("SELECT version_num::text FROM alembic_version ORDER BY 1")
+                    .fetch_all(pool)
+                    .await?
+            }
+        };
+        Ok(Some(rows))
     }
 
     /// Every revision this flowkey knows, oldest first, with what the database records about
@@ -226,6 +272,9 @@ impl Migrator {
     /// any step. [`StampMode::Checked`] first proves the schema is the one the revisions up
     /// to `target` create; [`StampMode::Force`] does not look.
     pub async fn stamp(&self, target: &str, mode: StampMode) -> Result<RunSummary, MigrateError> {
+        if !self.has_bookkeeping().await? {
+            self.plan_stamp(target, mode).await?;
+        }
         let session = Session::open(&self.db, &self.options, "stamp", target).await?;
         let result = self.stamp_locked(&session, target, mode).await;
         session.close(result).await
@@ -324,20 +373,18 @@ impl Migrator {
         Ok(())
     }
 
-    async fn upgrade_locked(
-        &self,
-        session: &Session,
-        target: &str,
-    ) -> Result<RunSummary, MigrateError> {
+    /// Everything an upgrade decides before it writes: the state, whether it adopts a legacy
+    /// database, the target and the path. Read-only, so that a refusal changes nothing; run
+    /// again under the deploy lock before anything is written.
+    async fn plan_upgrade(&self, target: &str) -> Result<UpgradePlan, MigrateError> {
         let chain = self.chain();
         let mut state = self.read_state().await?;
         self.check_checksums(&state)?;
-        let mut adopted = None;
-        if state.rows.is_empty() {
-            adopted = self.adopt_if_legacy(session).await?;
-            if adopted.is_some() {
-                state = self.read_state().await?;
-            }
+        let from = state.current;
+        let adopt = state.rows.is_empty() && self.adoptable().await?;
+        if adopt {
+            // What recording the adoption will make of the book.
+            state.current = Some(0);
         }
         let target_index = chain.resolve_up(target, state.current)?;
         let mut resume = None;
@@ -373,28 +420,45 @@ impl Migrator {
             });
         }
         let plan = chain.plan_path(state.current, target_index, Direction::Up, resume);
-        if !plan.is_empty() && resume.is_none() && adopted.is_none() {
+        if !plan.is_empty() && resume.is_none() && !adopt {
             if let Some(current) = state.current {
                 self.refuse_drift(current).await?;
             }
         }
-        let revisions = self.run_plan(session, &plan).await?;
+        Ok(UpgradePlan {
+            from: if adopt { Some(0) } else { from },
+            adopt,
+            target_index,
+            plan,
+        })
+    }
+
+    async fn upgrade_locked(
+        &self,
+        session: &Session,
+        target: &str,
+    ) -> Result<RunSummary, MigrateError> {
+        let planned = self.plan_upgrade(target).await?;
+        let adopted = if planned.adopt {
+            Some(self.record_adoption(session).await?)
+        } else {
+            None
+        };
+        let revisions = self.run_plan(session, &planned.plan).await?;
         Ok(RunSummary {
             run_id: session.audit.run_id.clone(),
             command: "upgrade",
-            from: state.current.map(|index| self.revisions[index].id),
-            to: target_index.map(|index| self.revisions[index].id),
+            from: planned.from.map(|index| self.revisions[index].id),
+            to: planned.target_index.map(|index| self.revisions[index].id),
             adopted,
             revisions,
             duration_ms: 0,
         })
     }
 
-    async fn downgrade_locked(
-        &self,
-        session: &Session,
-        target: &str,
-    ) -> Result<RunSummary, MigrateError> {
+    /// What a downgrade decides before it writes (read-only, see [`Self::plan_upgrade`]):
+    /// the position, the target and the path.
+    async fn plan_downgrade(&self, target: &str) -> Result<DowngradePlan, MigrateError> {
         let state = self.read_state().await?;
         self.check_checksums(&state)?;
         // A revision whose downgrade stopped half way still counts as (partly) there.
@@ -418,12 +482,40 @@ impl Migrator {
         let plan = self
             .chain()
             .plan_path(position, target_index, Direction::Down, resume);
-        let revisions = self.run_plan(session, &plan).await?;
+        // The flow_id columns the reverted revisions added go with them: anything of the
+        // platform's that depends on one stops the downgrade here, before its first step.
+        let dropped: Vec<&str> = plan
+            .iter()
+            .flat_map(|planned| crate::migrate::flow::linked::linked_since(planned.revision.id))
+            .map(|table| table.name)
+            .collect();
+        if !dropped.is_empty() {
+            let objects =
+                crate::migrate::flow::dependents::dependents_on_added_columns(&self.db, &dropped)
+                    .await?;
+            if !objects.is_empty() {
+                return Err(MigrateError::DependentObjects { objects });
+            }
+        }
+        Ok(DowngradePlan {
+            position,
+            target_index,
+            plan,
+        })
+    }
+
+    async fn downgrade_locked(
+        &self,
+        session: &Session,
+        target: &str,
+    ) -> Result<RunSummary, MigrateError> {
+        let planned = self.plan_downgrade(target).await?;
+        let revisions = self.run_plan(session, &planned.plan).await?;
         Ok(RunSummary {
             run_id: session.audit.run_id.clone(),
             command: "downgrade",
-            from: position.map(|index| self.revisions[index].id),
-            to: target_index.map(|index| self.revisions[index].id),
+            from: planned.position.map(|index| self.revisions[index].id),
+            to: planned.target_index.map(|index| self.revisions[index].id),
             adopted: None,
             revisions,
             duration_ms: 0,
@@ -436,26 +528,8 @@ impl Migrator {
         target: &str,
         mode: StampMode,
     ) -> Result<RunSummary, MigrateError> {
-        let rows = read_versions(&self.db).await?;
-        let from = match mode {
-            StampMode::Checked => State::resolve(self.chain(), &rows)?.current,
-            // Forcing is the way out of unknown or edited records: do not interpret them.
-            StampMode::Force => State::resolve(self.chain(), &rows)
-                .ok()
-                .and_then(|state| state.current),
-        };
-        let target_index = self.chain().resolve_exact(target)?;
+        let (rows, from, target_index) = self.plan_stamp(target, mode).await?;
         let target_id = target_index.map(|index| self.revisions[index].id);
-        if mode == StampMode::Checked {
-            let actual = introspect(&self.db).await?;
-            refuse_foreign_schema(
-                &self.db,
-                &actual,
-                &self.revisions[..target_index.map_or(0, |i| i + 1)],
-                target_id.unwrap_or("base"),
-            )
-            .await?;
-        }
         let recorded_by = match (mode, from, target_index) {
             (StampMode::Force, ..) => "forced",
             (StampMode::Checked, None, Some(0)) => "adopted",
@@ -508,6 +582,37 @@ impl Migrator {
         })
     }
 
+    /// What a stamp decides before it writes (read-only, see [`Self::plan_upgrade`]): the
+    /// book as it is, the revision it is at and the target, checked in [`StampMode::Checked`].
+    async fn plan_stamp(
+        &self,
+        target: &str,
+        mode: StampMode,
+    ) -> Result<(Vec<VersionRow>, Option<usize>, Option<usize>), MigrateError> {
+        let rows = read_versions(&self.db).await?;
+        let from = match mode {
+            StampMode::Checked => State::resolve(self.chain(), &rows)?.current,
+            // Forcing is the way out of unknown or edited records: do not interpret them.
+            StampMode::Force => State::resolve(self.chain(), &rows)
+                .ok()
+                .and_then(|state| state.current),
+        };
+        let target_index = self.chain().resolve_exact(target)?;
+        let target_id = target_index.map(|index| self.revisions[index].id);
+        if mode == StampMode::Checked {
+            let actual = introspect(&self.db).await?;
+            refuse_foreign_schema(
+                &self.db,
+                &actual,
+                &self.revisions[..target_index.map_or(0, |i| i + 1)],
+                self.revisions,
+                target_id.unwrap_or("base"),
+            )
+            .await?;
+        }
+        Ok((rows, from, target_index))
+    }
+
     /// Refuses to build on a schema that is not what the recorded revision created (a column
     /// added or dropped by hand since): the next revision's SQL assumes that schema, and a
     /// foreign shape must be looked at by a person, not migrated over.
@@ -522,25 +627,37 @@ impl Migrator {
             &self.db,
             &actual,
             &self.revisions[..=current],
+            self.revisions,
             self.revisions[current].id,
         )
         .await
     }
 
-    /// With no revision recorded: a database without user tables starts from base; one whose
-    /// schema is exactly the first revision's is recorded at it; anything else is refused.
-    async fn adopt_if_legacy(
-        &self,
-        session: &Session,
-    ) -> Result<Option<&'static str>, MigrateError> {
+    /// With no revision recorded: a database without user tables starts from base (false);
+    /// one whose migrated tables are what the first revision creates is to be recorded at it
+    /// (true); anything else is refused, naming what is incompatible. Read-only.
+    async fn adoptable(&self) -> Result<bool, MigrateError> {
         let actual = introspect(&self.db).await?;
         if actual.is_empty() {
-            return Ok(None);
+            return Ok(false);
         }
         let Some(first) = self.revisions.first() else {
-            return Ok(None);
+            return Ok(false);
         };
-        refuse_foreign_schema(&self.db, &actual, &self.revisions[..1], first.id).await?;
+        refuse_foreign_schema(
+            &self.db,
+            &actual,
+            &self.revisions[..1],
+            self.revisions,
+            first.id,
+        )
+        .await?;
+        Ok(true)
+    }
+
+    /// Records the adoption that [`Self::adoptable`] allowed.
+    async fn record_adoption(&self, session: &Session) -> Result<&'static str, MigrateError> {
+        let first = self.revisions[0];
         record_prefix(
             &self.db,
             self.chain(),
@@ -560,11 +677,18 @@ impl Migrator {
                 Outcome::Ok,
                 None,
                 None,
-                serde_json::json!({ "reason": "schema identical to the revision's" }),
+                serde_json::json!({ "reason": "migrated tables compatible with the revision's" }),
             )
             .await?;
         tracing::info!("adopted the existing database at revision {}", first.id);
-        Ok(Some(first.id))
+        Ok(first.id)
+    }
+
+    /// Whether flowkey's audit log exists: then a refusal is recorded in it (under the
+    /// deploy lock, as every run); before, a command first decides read-only, so that a
+    /// refused one leaves no table, sequence or row behind.
+    async fn has_bookkeeping(&self) -> Result<bool, MigrateError> {
+        Ok(table_exists(&self.db, AUDIT_TABLE).await?)
     }
 
     fn dirty_error(&self, dirty: &DirtyRow, reason: String) -> MigrateError {

@@ -95,6 +95,7 @@ impl Session {
             Ok(_) => (Outcome::Ok, None),
             Err(
                 err @ (MigrateError::ForeignSchema { .. }
+                | MigrateError::DependentObjects { .. }
                 | MigrateError::Dirty { .. }
                 | MigrateError::ChecksumMismatch { .. }
                 | MigrateError::UnknownAppliedRevision { .. }

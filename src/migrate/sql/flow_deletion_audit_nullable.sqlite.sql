@@ -1,5 +1,9 @@
-ALTER TABLE flow_deletion_audit RENAME TO flowkey_old_flow_deletion_audit;
-CREATE TABLE flow_deletion_audit (
+-- SQLite's procedure for altering a table: foreign keys off (applied by the runner before
+-- the transaction, so that DROP TABLE fires no child's ON DELETE), the new table built under
+-- another name and renamed into place (the other tables' REFERENCES keep naming
+-- flow_deletion_audit), foreign_key_check before the commit.
+PRAGMA foreign_keys = OFF;
+CREATE TABLE flowkey_new_flow_deletion_audit (
     id                 TEXT PRIMARY KEY,
     flow_id            TEXT NOT NULL,
     session_id         TEXT,
@@ -13,6 +17,7 @@ CREATE TABLE flow_deletion_audit (
     data_deleted       TEXT NOT NULL DEFAULT '{}',
     deletion_impact    TEXT NOT NULL DEFAULT '{}'
 );
-INSERT INTO flow_deletion_audit SELECT * FROM flowkey_old_flow_deletion_audit;
-DROP TABLE flowkey_old_flow_deletion_audit;
+INSERT INTO flowkey_new_flow_deletion_audit SELECT * FROM flow_deletion_audit;
+DROP TABLE flow_deletion_audit;
+ALTER TABLE flowkey_new_flow_deletion_audit RENAME TO flow_deletion_audit;
 CREATE INDEX ix_flow_deletion_audit_flow_id ON flow_deletion_audit(flow_id);

@@ -324,7 +324,7 @@ fn every_schema_difference_is_found_and_reads_as_one_line() {
     };
     assert!(
         refusal.to_string().starts_with(
-            "the database is neither empty nor at revision legacy (1 differences): table"
+            "the tables flowkey migrates are not what revision legacy needs (1 incompatible items): table"
         ),
         "{refusal}"
     );
@@ -535,6 +535,7 @@ fn a_rehearsal_whose_downgrade_differs_says_what_differs() {
             ambiguous_sessions: 1,
             cross_tenant_conflicts: 2,
             flows_created: 3,
+            not_migrated: Default::default(),
         },
         downgrade_exact: false,
         downgrade_differences: vec!["table assets exists only in the database".into()],

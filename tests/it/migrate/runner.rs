@@ -517,11 +517,8 @@ async fn foreign_database_is_refused(test_db: TestDb) {
         let lines: Vec<String> = differences.iter().map(ToString::to_string).collect();
         assert_eq!(
             lines,
-            [
-                "table extra_things exists only in the database",
-                "table assets: column current_phase exists only in the expected schema",
-                "table users: index ix_users_created_at exists only in the database",
-            ],
+            // The extra table and index are the platform's: tolerated, not named.
+            ["table assets: column current_phase exists only in the expected schema"],
         );
         assert!(!err.to_string().contains('\n'));
     }
@@ -1019,10 +1016,10 @@ async fn stamp_checks_later_revisions(test_db: TestDb) {
     let err = migrator
         .stamp("t_one", StampMode::Checked)
         .await
-        .expect_err("the index is more than t_one creates");
+        .expect_err("the index is one a later revision creates");
     assert!(
         err.to_string()
-            .contains("table t_one: index ix_t_one_note exists only in the database"),
+            .contains("table t_one: index ix_t_one_note already exists; flowkey creates it itself"),
         "{err}"
     );
     let summary = migrator

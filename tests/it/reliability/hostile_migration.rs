@@ -39,11 +39,12 @@ async fn a_seeded_database_that_is_not_the_legacy_schema_is_refused_and_unchange
     test_db.run_script("DELETE FROM flowkey_versions;\n").await;
     let drift = match test_db.engine {
         Engine::Postgres => {
-            "ALTER TABLE assets ADD COLUMN owner_team text;\n\
+            "ALTER TABLE assets RENAME COLUMN current_phase TO owner_team;\n\
              ALTER TABLE data_imports ALTER COLUMN import_type TYPE varchar(80);\n"
         }
-        // SQLite cannot change a column's type in place.
-        Engine::Sqlite => "ALTER TABLE assets ADD COLUMN owner_team text;\n",
+        // SQLite cannot change a column's type in place. (An added column is the platform's
+        // and tolerated: a renamed one is what flowkey relies on gone.)
+        Engine::Sqlite => "ALTER TABLE assets RENAME COLUMN current_phase TO owner_team;\n",
     };
     test_db.run_script(drift).await;
     let db = test_db.connect().await;
@@ -53,7 +54,7 @@ async fn a_seeded_database_that_is_not_the_legacy_schema_is_refused_and_unchange
         &["upgrade", "flow_expand", "--no-progress"],
         &["stamp", "legacy"],
     ] {
-        refused(&test_db.url, args, "owner_team");
+        refused(&test_db.url, args, "column assets.current_phase is missing");
     }
     assert_same(
         &snapshot(&db, FingerprintScope::AllRows).await,
@@ -128,19 +129,24 @@ both_engines!(
     a_revision_edited_after_it_was_applied_is_refused_and_nothing_changes
 );
 
-/// A column added by hand to a database recorded at `legacy` is drift: the next upgrade
-/// refuses it, names the difference, and changes nothing.
+/// A column flowkey relies on renamed by hand in a database recorded at `legacy` is drift:
+/// the next upgrade refuses it, names the difference, and changes nothing. (A column added
+/// is the platform's and is tolerated.)
 async fn drift_after_a_recorded_revision_is_refused(test_db: TestDb) {
     use flowkey::migrate::{MigrateError, Migrator, RunOptions};
     let db = test_db.connect().await;
     let migrator = Migrator::new(db.clone(), RunOptions::default());
     migrator.upgrade("legacy").await.expect("upgrade legacy");
-    db.execute_plain("ALTER TABLE assets ADD COLUMN owner_team TEXT")
+    db.execute_plain("ALTER TABLE assets RENAME COLUMN current_phase TO owner_team")
         .await
         .expect("drift");
     let err = migrator.upgrade("head").await.unwrap_err();
     assert!(matches!(err, MigrateError::ForeignSchema { .. }), "{err}");
-    assert!(err.to_string().contains("owner_team"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("column assets.current_phase is missing"),
+        "{err}"
+    );
     assert_eq!(migrator.current().await.expect("current"), Some("legacy"));
     db.close().await;
 }
