@@ -177,6 +177,13 @@ pub struct RunOptions {
     pub lock_wait: Duration,
     /// When batched work waits between batches (replica lag, load, the operator's pause).
     pub throttle: crate::migrate::throttle::ThrottleLimits,
+    /// A transaction open longer than this blocks online DDL (`CREATE INDEX CONCURRENTLY`
+    /// waits for every older snapshot, `VALIDATE` for conflicting locks): it is named
+    /// before each online statement and waited for (PostgreSQL).
+    pub long_transaction_threshold: Duration,
+    /// How long an online statement waits for such transactions to end before the run stops
+    /// naming them.
+    pub long_transaction_wait: Duration,
 }
 
 impl Default for RunOptions {
@@ -189,6 +196,8 @@ impl Default for RunOptions {
             progress: ProgressDisplay::Hidden,
             lock_wait: Duration::from_secs(0),
             throttle: crate::migrate::throttle::ThrottleLimits::default(),
+            long_transaction_threshold: Duration::from_secs(10),
+            long_transaction_wait: Duration::from_secs(120),
         }
     }
 }

@@ -347,3 +347,65 @@ both_engines!(
     old_code_writers_never_fail_during_the_upgrade,
     old_code_writers_never_fail_during_the_upgrade
 );
+
+/// Issue 12 item 6: a transaction left open (an idle session inside BEGIN) blocks `CREATE
+/// INDEX CONCURRENTLY`. The run names it (pid, age, start of its query) in the audit log,
+/// waits for it up to `long_transaction_wait`, and then stops with its name instead of
+/// retrying blind; once it ends, the same command completes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn online_ddl_names_and_waits_for_long_transactions() {
+    let test_db = TestDb::fresh(Engine::Postgres).await;
+    let db = test_db.connect().await;
+    seed(&db, &small_seed()).await.unwrap();
+    upgrade_to(&db, "flow_backfill").await;
+    let mut app = sqlx::PgConnection::connect(&test_db.url).await.unwrap();
+    let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(&mut app)
+        .await
+        .unwrap();
+    let mut app_tx = app.begin().await.unwrap();
+    sqlx::query("SELECT count(*) FROM assets")
+        .execute(&mut *app_tx)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    let impatient = RunOptions {
+        long_transaction_threshold: Duration::from_secs(1),
+        long_transaction_wait: Duration::from_secs(1),
+        ..RunOptions::default()
+    };
+    let started = Instant::now();
+    let err = Migrator::new(db.clone(), impatient.clone())
+        .upgrade("flow_constraints")
+        .await
+        .expect_err("a long transaction stops the online DDL");
+    let message = err.to_string();
+    assert!(
+        message.contains(&format!("pid {pid} open")) && message.contains("last query started"),
+        "{message}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "no blind retries"
+    );
+    let named = crate::support::flow_support::audit_events(&db, "long_transactions").await;
+    assert!(
+        named.iter().any(|event| event["transactions"]
+            .as_array()
+            .is_some_and(|found| found.iter().any(|t| t["pid"] == pid))),
+        "{named:?}"
+    );
+    // The application ends its transaction while the run waits: the run completes.
+    let patient = RunOptions {
+        long_transaction_wait: Duration::from_secs(60),
+        ..impatient
+    };
+    let application = async {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        app_tx.commit().await.unwrap();
+    };
+    let migrator = Migrator::new(db.clone(), patient);
+    let (upgraded, ()) = tokio::join!(migrator.upgrade("flow_constraints"), application);
+    upgraded.expect("the run completes once the transaction ended");
+    db.close().await;
+}
