@@ -25,5 +25,8 @@ pub static FLOW_EXPAND: Revision = Revision {
             },
         },
     ],
-    earlier_checksums: &["f847f883fad66d0c19fc598c284eb7d21f5bd8eb327a36e46b7b350d9effb2b0"],
+    earlier_checksums: &[
+        "f847f883fad66d0c19fc598c284eb7d21f5bd8eb327a36e46b7b350d9effb2b0",
+        "bfb208037ec8b809e66d522b1e3499a8c2a65be7b7561b832a2daa5a9dfeb9ca",
+    ],
 };

@@ -45,7 +45,7 @@ pub const RELEASED_CHECKSUMS: &[(&str, &str)] = &[
     ),
     (
         "flow_expand",
-        "bfb208037ec8b809e66d522b1e3499a8c2a65be7b7561b832a2daa5a9dfeb9ca",
+        "0f4bb110c0743ce7a9f37389d3cc7ad38b74c394f1bb766db749eb6436f69c09",
     ),
     (
         "flow_backfill",

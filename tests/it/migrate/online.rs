@@ -409,3 +409,44 @@ async fn online_ddl_names_and_waits_for_long_transactions() {
     upgraded.expect("the run completes once the transaction ended");
     db.close().await;
 }
+
+/// Issue 12 item 7: the downgrade makes `flow_deletion_audit.session_id` NOT NULL again
+/// without scanning the table under an exclusive lock: a CHECK added NOT VALID, validated
+/// (reads and writes go on), then SET NOT NULL (no scan) and the check dropped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_downgrade_sets_not_null_through_a_validated_check() {
+    let test_db = TestDb::fresh(Engine::Postgres).await;
+    let db = test_db.connect().await;
+    seed(&db, &small_seed()).await.unwrap();
+    upgrade_to(&db, "flow_expand").await;
+    crate::support::flow_support::downgrade_to(&db, "legacy").await;
+    let statements: Vec<String> = crate::support::flow_support::audit_events(&db, "statement")
+        .await
+        .into_iter()
+        .map(|event| event.to_string())
+        .filter(|event| event.contains("flow_deletion_audit"))
+        .collect();
+    let position = |needle: &str| {
+        statements
+            .iter()
+            .position(|statement| statement.contains(needle))
+            .unwrap_or_else(|| panic!("no {needle} in {statements:#?}"))
+    };
+    let validate = position("VALIDATE CONSTRAINT flowkey_deletion_audit_session_not_null");
+    let set_not_null = position("SET NOT NULL");
+    assert!(validate < set_not_null, "{statements:#?}");
+    let Db::Postgres(pool) = &db else {
+        unreachable!()
+    };
+    let (nullable, checks): (String, i64) = sqlx::query_as(
+        "SELECT (SELECT is_nullable::text FROM information_schema.columns \
+                 WHERE table_name = 'flow_deletion_audit' AND column_name = 'session_id'), \
+                (SELECT count(*) FROM pg_constraint \
+                 WHERE conname = 'flowkey_deletion_audit_session_not_null')",
+    )
+    .fetch_one(pool)
+    .await
+    .unwrap();
+    assert_eq!((nullable.as_str(), checks), ("NO", 0));
+    db.close().await;
+}
