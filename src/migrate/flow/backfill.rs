@@ -361,13 +361,15 @@ pub fn keyed_batch_statements(engine: Engine, table: &LinkedTable) -> Vec<String
     match engine {
         Engine::Sqlite => batch_statements(engine, table),
         Engine::Postgres => vec![format!(
+            // `OFFSET 0` keeps the planner from pushing `l.flow IS NOT NULL` into the
+            // subquery, which evaluated every lookup twice per row.
             // The range bounds both sides (the subquery's `r` is its own alias): joined on
             // `id` alone, the planner hashed the locked rows against a scan of the whole
             // table, per batch.
             "UPDATE {t} AS r SET flow_id = l.flow \
              FROM (SELECT r.id, {expected} AS flow FROM {t} AS r \
                    WHERE {{range}} AND r.flow_id IS NULL \
-                   FOR UPDATE OF r SKIP LOCKED) AS l \
+                   OFFSET 0 FOR UPDATE OF r SKIP LOCKED) AS l \
              WHERE {{range}} AND r.id = l.id AND l.flow IS NOT NULL",
             t = table.name,
             expected = table.expected_flow_sql(engine, "r"),
