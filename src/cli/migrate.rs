@@ -66,6 +66,15 @@ pub struct TuningArgs {
     /// Show no progress bar.
     #[arg(long)]
     pub no_progress: bool,
+    /// PostgreSQL: a transaction open longer than this many seconds would block online DDL
+    /// (CREATE INDEX CONCURRENTLY, VALIDATE); such transactions are named before each
+    /// online statement (progress output and audit log) and waited for.
+    #[arg(long, default_value_t = 10)]
+    pub long_transaction_secs: u64,
+    /// How long to wait for those transactions to end before stopping with their names,
+    /// in seconds.
+    #[arg(long, default_value_t = 120)]
+    pub long_transaction_wait_secs: u64,
 }
 
 fn non_negative_seconds(text: &str) -> Result<f64, String> {
@@ -154,6 +163,8 @@ impl TuningArgs {
                 poll: Duration::from_millis(self.throttle_poll_ms),
             },
             contract: Default::default(),
+            long_transaction_threshold: Duration::from_secs(self.long_transaction_secs),
+            long_transaction_wait: Duration::from_secs(self.long_transaction_wait_secs),
         }
     }
 }

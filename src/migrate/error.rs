@@ -90,6 +90,16 @@ pub enum MigrateError {
         objects.join("; ")
     )]
     DependentObjects { objects: Vec<String> },
+    #[error(
+        "online DDL is blocked by transactions open longer than {threshold_secs} s, still \
+         there after waiting {waited_secs} s: {transactions}; end them (or wait) and rerun \
+         the same command"
+    )]
+    LongTransactions {
+        threshold_secs: u64,
+        waited_secs: u64,
+        transactions: String,
+    },
     #[error(transparent)]
     Flow(#[from] crate::migrate::flow::FlowMigrationError),
     #[error(transparent)]

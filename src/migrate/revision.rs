@@ -180,6 +180,13 @@ pub struct RunOptions {
     /// The contract's gate (`flowkey contract --quiet-period/--force`); the default gate
     /// for any other run that reaches the contract.
     pub contract: crate::migrate::flow::contract::GateOptions,
+    /// A transaction open longer than this blocks online DDL (`CREATE INDEX CONCURRENTLY`
+    /// waits for every older snapshot, `VALIDATE` for conflicting locks): it is named
+    /// before each online statement and waited for (PostgreSQL).
+    pub long_transaction_threshold: Duration,
+    /// How long an online statement waits for such transactions to end before the run stops
+    /// naming them.
+    pub long_transaction_wait: Duration,
 }
 
 impl Default for RunOptions {
@@ -193,6 +200,8 @@ impl Default for RunOptions {
             lock_wait: Duration::from_secs(0),
             throttle: crate::migrate::throttle::ThrottleLimits::default(),
             contract: Default::default(),
+            long_transaction_threshold: Duration::from_secs(10),
+            long_transaction_wait: Duration::from_secs(120),
         }
     }
 }

@@ -30,6 +30,7 @@ mod migrate {
     mod flow_migration;
     mod flow_runner;
     mod offline_sql;
+    mod online;
     mod refusals;
     mod runner;
     mod seed;

@@ -142,7 +142,7 @@ pub async fn backfill_table(
             break;
         };
         let mut tx = begin_batch(db).await?;
-        for statement in batch_statements(engine, linked) {
+        for statement in keyed_batch_statements(engine, linked) {
             let sql = statement.replace("{range}", &batch.predicate);
             execute_keyed(&mut tx, &sql, &batch.binds).await?;
         }
@@ -192,29 +192,37 @@ pub async fn backfill_table(
     Ok(done)
 }
 
-/// The closing sweep of a page walk: each batch statement once over the whole table, in one
-/// short transaction. It links nothing when the walk saw every row (the normal case); what it
-/// links is recorded, so that a table rewritten under the walk shows in the audit log.
+/// How often the closing sweep runs again while rows it could link are held by other
+/// transactions, and how long it waits between passes.
+const SWEEP_PASSES: u32 = 600;
+const SWEEP_PAUSE: Duration = Duration::from_millis(100);
+
+/// The closing sweep of a page walk: the batch statement once over the whole table, in one
+/// short transaction, repeated while rows it could link remain. It links nothing when the
+/// walk saw every row (the normal case); what it links is recorded, so that a table
+/// rewritten under the walk shows in the audit log. On PostgreSQL the statement skips rows
+/// the application holds (`SKIP LOCKED`), so it never waits on the application; the
+/// dual-write trigger links a row the application writes, and a row it only locked is
+/// linked by the next pass.
 async fn sweep(db: &Db, linked: &LinkedTable, audit: &dyn AuditSink) -> Result<(), MigrateError> {
     let table = linked.name;
     let started = Instant::now();
-    let mut tx = begin_batch(db).await?;
-    if let crate::db::Tx::Postgres(conn) = &mut tx {
-        // The statistics were taken before the walk (every flow_id NULL) and the small tables
-        // may have grown since: under a legacy load at 5M rows PostgreSQL chose a nested loop
-        // over data_imports, one bitmap of the whole `session_id IS NULL` index per import,
-        // and the sweep ran for over 13 minutes. Hash joins make it one scan of the table
-        // whatever the estimates say.
-        sqlx::query("SET LOCAL enable_nestloop = off")
-            .execute(&mut **conn)
-            .await?;
-    }
     let mut rows_linked = 0;
-    for statement in batch_statements(db.engine(), linked) {
-        let sql = statement.replace("{range}", "TRUE");
-        rows_linked += execute_keyed(&mut tx, &sql, &[]).await?;
-    }
-    tx.commit().await?;
+    let mut passes = 0u32;
+    let left = loop {
+        passes += 1;
+        let mut tx = begin_batch(db).await?;
+        for statement in keyed_batch_statements(db.engine(), linked) {
+            let sql = statement.replace("{range}", "1 = 1");
+            rows_linked += execute_keyed(&mut tx, &sql, &[]).await?;
+        }
+        tx.commit().await?;
+        let left = linkable_left(db, linked).await?;
+        if left == 0 || passes >= SWEEP_PASSES {
+            break left;
+        }
+        tokio::time::sleep(SWEEP_PAUSE).await;
+    };
     if rows_linked > 0 {
         tracing::warn!(
             table,
@@ -228,11 +236,35 @@ async fn sweep(db: &Db, linked: &LinkedTable, audit: &dyn AuditSink) -> Result<(
             serde_json::json!({
                 "table": table,
                 "rows_linked": rows_linked,
+                "passes": passes,
+                "rows_left_locked": left,
                 "seconds": started.elapsed().as_secs_f64(),
             }),
         )
         .await?;
+    if left > 0 {
+        return Err(FlowMigrationError::SweepBlocked {
+            table: table.to_owned(),
+            rows: left,
+            seconds: started.elapsed().as_secs(),
+        }
+        .into());
+    }
     Ok(())
+}
+
+/// Rows of `linked` without a flow that the rules would give one: after a sweep pass, the
+/// rows other transactions held (or wrote after the pass began).
+async fn linkable_left(db: &Db, linked: &LinkedTable) -> Result<i64, MigrateError> {
+    let engine = db.engine();
+    let sql = format!(
+        "SELECT count(*) FROM {t} r WHERE r.flow_id IS NULL AND {expected} IS NOT NULL",
+        t = linked.name,
+        expected = linked.expected_flow_sql(engine, "r"),
+    );
+    Ok(crate::on_pool!(db, pool => {
+        sqlx::query_scalar(&sql).fetch_one(pool).await?
+    }))
 }
 
 /// The next batch size: scaled toward the target time, at most doubled or halved at once.
@@ -308,6 +340,41 @@ pub fn batch_statements(engine: Engine, table: &LinkedTable) -> Vec<String> {
             }
         })
         .collect()
+}
+
+/// The statements of one batch of the online backfill, `{range}` as in [`batch_statements`].
+///
+/// On PostgreSQL one statement: the rows of the range without a flow that no other
+/// transaction holds (`FOR UPDATE SKIP LOCKED`), each given its flow by a scalar subquery
+/// per path ([`LinkedTable::expected_flow_sql`]). One statement takes its row locks in one
+/// pass and never waits for a row the application holds, so a batch can neither wait on nor
+/// deadlock with the application (two UPDATEs per batch did deadlock with an application
+/// UPDATE of the same import's rows). And the plan cannot go wrong with the statistics: the
+/// range is a TID range scan and every lookup an index probe by primary key, where the join
+/// form let a misleading ANALYZE of `data_imports` (every `flow_id` NULL before its own
+/// backfill) pick a nested loop that made `import_field_mappings` crawl at 845 rows/s.
+///
+/// SQLite keeps the per-path set-based statements: it has no row locks (a batch holds the
+/// database's write lock, which writers wait for on their busy timeout) and those plans are
+/// driven by the range already (see [`not_indexed`]).
+pub fn keyed_batch_statements(engine: Engine, table: &LinkedTable) -> Vec<String> {
+    match engine {
+        Engine::Sqlite => batch_statements(engine, table),
+        Engine::Postgres => vec![format!(
+            // `OFFSET 0` keeps the planner from pushing `l.flow IS NOT NULL` into the
+            // subquery, which evaluated every lookup twice per row.
+            // The range bounds both sides (the subquery's `r` is its own alias): joined on
+            // `id` alone, the planner hashed the locked rows against a scan of the whole
+            // table, per batch.
+            "UPDATE {t} AS r SET flow_id = l.flow \
+             FROM (SELECT r.id, {expected} AS flow FROM {t} AS r \
+                   WHERE {{range}} AND r.flow_id IS NULL \
+                   OFFSET 0 FOR UPDATE OF r SKIP LOCKED) AS l \
+             WHERE {{range}} AND r.id = l.id AND l.flow IS NOT NULL",
+            t = table.name,
+            expected = table.expected_flow_sql(engine, "r"),
+        )],
+    }
 }
 
 /// A column reference SQLite cannot answer from an index on that column, so that each batch

@@ -26,4 +26,10 @@ pub enum FlowMigrationError {
         counted: i64,
         fingerprinted: i64,
     },
+    #[error("{rows} rows of {table} that the backfill could link stayed locked by other transactions for {seconds} s; the run can be resumed once they end")]
+    SweepBlocked {
+        table: String,
+        rows: i64,
+        seconds: u64,
+    },
 }

@@ -98,9 +98,20 @@ pub fn contract_sql(engine: Engine) -> String {
                     table.name
                 );
             }
-            let _ = writeln!(
+            // SET NOT NULL alone scans the table under an ACCESS EXCLUSIVE lock. A validated
+            // CHECK lets PostgreSQL (12+) skip that scan; the check is validated under a SHARE
+            // UPDATE EXCLUSIVE lock, which lets the application read and write meanwhile, and
+            // dropped afterwards so the schema is legacy's exactly. The first DROP makes a
+            // rerun after an interruption start clean.
+            let check = "flowkey_deletion_audit_session_not_null";
+            let _ = write!(
                 out,
-                "ALTER TABLE {DELETION_AUDIT_TABLE} ALTER COLUMN session_id SET NOT NULL;"
+                "ALTER TABLE {DELETION_AUDIT_TABLE} DROP CONSTRAINT IF EXISTS {check};
+ALTER TABLE {DELETION_AUDIT_TABLE} ADD CONSTRAINT {check} CHECK (session_id IS NOT NULL) NOT VALID;
+ALTER TABLE {DELETION_AUDIT_TABLE} VALIDATE CONSTRAINT {check};
+ALTER TABLE {DELETION_AUDIT_TABLE} ALTER COLUMN session_id SET NOT NULL;
+ALTER TABLE {DELETION_AUDIT_TABLE} DROP CONSTRAINT {check};
+"
             );
         }
         Engine::Sqlite => {

@@ -31,7 +31,7 @@ use crate::migrate::flow::fingerprint::{
 use crate::migrate::flow::linked::{
     linked_up_to, FlowForeignKey, LinkedTable, TenantColumns, LINKED_TABLES,
 };
-use crate::migrate::flow::tables::{begin_batch, next_bound, text_of, Key, KeyRange};
+use crate::migrate::flow::tables::{begin_read_batch, next_bound, text_of, Key, KeyRange};
 use crate::migrate::{MigrateError, StepContext, StepSql};
 
 /// A row id with three 0/1 flags, as the checking queries return them.
@@ -344,7 +344,7 @@ async fn verify_table(
     };
     let mut cursor: Option<Key> = None;
     loop {
-        let mut tx = begin_batch(db).await?;
+        let mut tx = begin_read_batch(db).await?;
         let Some((hi, n)) = next_bound(&mut tx, table, cursor.as_ref(), VERIFY_BATCH).await? else {
             tx.rollback().await?;
             break;

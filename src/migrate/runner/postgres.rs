@@ -105,6 +105,7 @@ async fn run_statements(
     for statement in split_statements(script) {
         let index_name = concurrent_index_name(&statement);
         let started = Instant::now();
+        let long_wait_until = started + options.long_transaction_wait;
         let (result, retried) = retry_on_lock_timeout(
             conn,
             options,
@@ -115,6 +116,7 @@ async fn run_statements(
                 );
             },
             async |conn: &mut PgConnection| {
+                wait_for_long_transactions(conn, options, audit, scope, long_wait_until).await?;
                 if let Some(name) = &index_name {
                     if drop_invalid_index(conn, name).await? {
                         audit
@@ -153,6 +155,123 @@ async fn run_statements(
     }
     Ok(())
 }
+
+/// A transaction of this database open longer than the threshold (another session's).
+#[derive(Debug, Clone, serde::Serialize)]
+struct LongTransaction {
+    pid: i32,
+    age_seconds: f64,
+    transaction_start: String,
+    query_start: Option<String>,
+    state: Option<String>,
+    query: Option<String>,
+}
+
+impl std::fmt::Display for LongTransaction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "pid {} open {:.0} s (since {}, last query started {}, {}: {:?})",
+            self.pid,
+            self.age_seconds,
+            self.transaction_start,
+            self.query_start.as_deref().unwrap_or("never"),
+            self.state.as_deref().unwrap_or("unknown state"),
+            self.query.as_deref().unwrap_or(""),
+        )
+    }
+}
+
+async fn long_transactions(
+    conn: &mut PgConnection,
+    threshold: Duration,
+) -> Result<Vec<LongTransaction>, sqlx::Error> {
+    use sqlx::Row;
+    // Only this database's sessions: CREATE INDEX CONCURRENTLY and VALIDATE wait for
+    // transactions of the same database. The query is cut: it is for naming, not auditing.
+    let rows = sqlx::query(
+        "SELECT pid, extract(epoch FROM clock_timestamp() - xact_start)::float8, \
+                xact_start::text, query_start::text, state, left(query, 200) \
+         FROM pg_stat_activity \
+         WHERE datname = current_database() AND pid <> pg_backend_pid() \
+           AND xact_start IS NOT NULL \
+           AND clock_timestamp() - xact_start > make_interval(secs => $1) \
+         ORDER BY xact_start",
+    )
+    .bind(threshold.as_secs_f64())
+    .fetch_all(&mut *conn)
+    .await?;
+    rows.into_iter()
+        .map(|row| {
+            Ok(LongTransaction {
+                pid: row.try_get(0)?,
+                age_seconds: row.try_get(1)?,
+                transaction_start: row.try_get(2)?,
+                query_start: row.try_get(3)?,
+                state: row.try_get(4)?,
+                query: row.try_get(5)?,
+            })
+        })
+        .collect()
+}
+
+/// Before an online DDL statement (and before each retry after a lock timeout): names the
+/// transactions older than the threshold, which the statement would wait for and time out
+/// on, in the progress output and the audit log, and waits for them to end until `until`;
+/// then stops with their names rather than retrying blind.
+async fn wait_for_long_transactions(
+    conn: &mut PgConnection,
+    options: &RunOptions,
+    audit: &AuditLog,
+    scope: Scope<'_>,
+    until: Instant,
+) -> Result<(), MigrateError> {
+    let waiting_since = Instant::now();
+    let mut reported: Vec<i32> = Vec::new();
+    loop {
+        let found = long_transactions(conn, options.long_transaction_threshold).await?;
+        if found.is_empty() {
+            return Ok(());
+        }
+        let pids: Vec<i32> = found.iter().map(|t| t.pid).collect();
+        if pids != reported {
+            let names = found
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; ");
+            tracing::warn!("online DDL waits for long transactions: {names}");
+            audit
+                .event(
+                    scope,
+                    "long_transactions",
+                    Outcome::Info,
+                    None,
+                    None,
+                    serde_json::json!({
+                        "threshold_seconds": options.long_transaction_threshold.as_secs_f64(),
+                        "transactions": found,
+                    }),
+                )
+                .await?;
+            reported = pids;
+        }
+        if Instant::now() >= until {
+            return Err(MigrateError::LongTransactions {
+                threshold_secs: options.long_transaction_threshold.as_secs(),
+                waited_secs: waiting_since.elapsed().as_secs(),
+                transactions: found
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            });
+        }
+        tokio::time::sleep(LONG_TRANSACTION_POLL.min(until - Instant::now())).await;
+    }
+}
+
+const LONG_TRANSACTION_POLL: Duration = Duration::from_millis(500);
 
 /// Runs `attempt` on `target` until it succeeds, fails with anything but a lock timeout, or
 /// has been retried `options.ddl_retries` times, sleeping with exponential backoff between
