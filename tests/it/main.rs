@@ -20,6 +20,7 @@ mod http {
     mod openapi;
     mod ops;
     mod refusals;
+    mod several_flows;
     mod tenancy;
     mod v1;
     mod v3;
@@ -28,6 +29,7 @@ mod migrate {
     mod fingerprint;
     mod flow_migration;
     mod flow_runner;
+    mod live_mapping;
     mod offline_sql;
     mod refusals;
     mod runner;

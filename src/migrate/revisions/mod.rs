@@ -7,6 +7,7 @@ pub mod flow_expand;
 pub mod flow_mapping;
 pub mod legacy;
 pub mod linking;
+pub mod live_mapping;
 pub mod service_state;
 
 use std::sync::LazyLock;
@@ -15,7 +16,7 @@ use crate::migrate::Revision;
 
 /// The ordered chain of revisions; the first is `legacy`, the last is `head`.
 pub fn all() -> &'static [&'static Revision] {
-    static ALL: LazyLock<[&'static Revision; 6]> = LazyLock::new(|| {
+    static ALL: LazyLock<[&'static Revision; 7]> = LazyLock::new(|| {
         [
             &legacy::LEGACY,
             &flow_mapping::FLOW_MAPPING,
@@ -23,6 +24,7 @@ pub fn all() -> &'static [&'static Revision] {
             &flow_backfill::FLOW_BACKFILL,
             &flow_constraints::FLOW_CONSTRAINTS,
             &service_state::SERVICE_STATE,
+            &live_mapping::LIVE_MAPPING,
         ]
     });
     &*ALL
@@ -58,6 +60,10 @@ pub const RELEASED_CHECKSUMS: &[(&str, &str)] = &[
     (
         "service_state",
         "bc3f9b889a59a5458a5809e532740742771eedfce4cd0595d138ffb9262ed149",
+    ),
+    (
+        "live_mapping",
+        "4fcac75807daf8e3e221080ca56771837dbbe324011a3c3cbaba7bd7db517d4f",
     ),
 ];
 

@@ -91,7 +91,12 @@ async fn a_connection_lost_between_steps_leaves_the_revision_dirty_and_a_rerun_f
 
     // Down: the connection goes between flow_expand's two steps down.
     let before_expand = steps_of(
-        &["service_state", "flow_constraints", "flow_backfill"],
+        &[
+            "live_mapping",
+            "service_state",
+            "flow_constraints",
+            "flow_backfill",
+        ],
         Direction::Down,
     );
     let (status, stderr) = run_with_faults(
