@@ -66,7 +66,7 @@ impl LegacyQuery for NewestImport {
     }
 }
 
-/// The session's flow: by session, the newest flow naming it in `import_session_id`.
+/// The session's flow: by session, the earliest real flow naming it in `import_session_id`.
 pub(crate) struct SessionFlow;
 
 impl LegacyQuery for SessionFlow {
@@ -78,7 +78,7 @@ impl LegacyQuery for SessionFlow {
         tenant: TenantId,
         session: SessionId,
     ) -> Result<Option<DiscoveryFlow>, CompatError> {
-        Ok(flows::store::latest_for_session(tx, tenant, session).await?)
+        Ok(flows::store::claiming_flow_for_session(tx, tenant, session).await?)
     }
 
     async fn by_flow(
