@@ -11,6 +11,13 @@ pub enum FlagError {
     BadScope { input: String, source: IdError },
     #[error("refusing to turn enable_flow_id_primary on: {}", reasons.join("; "))]
     NotReady { reasons: Vec<String> },
+    #[error(
+        "refusing to turn enable_flow_id_primary on for {scope}: {mismatches} shadow mismatches \
+         since its last flag change (see the `shadow read` warnings in the servers' logs and \
+         docs/rollout.md, \"Shadow\"); fix them and set shadow again to start a new count, \
+         or pass --force (recorded in flowkey_flag_changes)"
+    )]
+    ShadowMismatches { scope: String, mismatches: i64 },
     #[error("cannot check readiness: {0}")]
     Migration(#[from] crate::migrate::MigrateError),
     #[error(transparent)]

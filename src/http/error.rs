@@ -301,6 +301,10 @@ impl From<FlagError> for ApiError {
                 ApiError::new(StatusCode::CONFLICT, "not_ready", message)
                     .with_details(json!({ "reasons": reasons }))
             }
+            FlagError::ShadowMismatches { mismatches, .. } => {
+                ApiError::new(StatusCode::CONFLICT, "shadow_mismatches", message)
+                    .with_details(json!({ "mismatches": mismatches }))
+            }
             FlagError::Migration(crate::migrate::MigrateError::Sql(inner)) => inner.into(),
             FlagError::Migration(inner) => ApiError::internal(inner),
             FlagError::Database(inner) => inner.into(),

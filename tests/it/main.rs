@@ -21,6 +21,7 @@ mod http {
     mod ops;
     mod refusals;
     mod several_flows;
+    mod shadow_gate;
     mod tenancy;
     mod v1;
     mod v3;

@@ -63,7 +63,7 @@ pub const RELEASED_CHECKSUMS: &[(&str, &str)] = &[
     ),
     (
         "live_mapping",
-        "4fcac75807daf8e3e221080ca56771837dbbe324011a3c3cbaba7bd7db517d4f",
+        "c739d07df946b31005e0cfc73b031d06f4175dc29641f9b02b144ecd3518a904",
     ),
 ];
 

@@ -189,9 +189,16 @@ async fn shadow_counts_differences(test_db: TestDb) {
         metrics.shadow_recovered.with_label_values(&[route]).get(),
         0
     );
-    flags::set_flag(&db, FlagScope::Tenant(tenant), FlowIdPrimary::On, "test")
-        .await
-        .expect("set");
+    // The mismatch gates `on` (issue 12): forced here, to see what `on` would answer.
+    flags::set_flag_forcing(
+        &db,
+        FlagScope::Tenant(tenant),
+        FlowIdPrimary::On,
+        "test",
+        true,
+    )
+    .await
+    .expect("set");
     state.refresh_flags().await.expect("refresh");
     let on = send(
         &state,
