@@ -24,7 +24,11 @@
 //!   cleanup). A stand-in kept so is ordered after every real flow by the legacy read.
 //! - **Rows**: the session's rows still without a flow are linked by the backfill's rules
 //!   (`LinkedTable::expected_flow_sql`): by session, and through their import where the table
-//!   falls back to it. A flow naming an import (`data_import_id`, or `import_session_id`
+//!   falls back to it; free-text sessions (`llm_usage_logs`) in the three spellings the
+//!   application writes (bare, `disc_session_`, `session-`), through the `session_id` index —
+//!   any other spelling is linked at the next catch-up. Each set of rows is its own statement
+//!   driven by one index (an OR made PostgreSQL visit every session-less row: 1.1 s per
+//!   session on 100k records). A flow naming an import (`data_import_id`, or `import_session_id`
 //!   holding an import id) links that import's unlinked rows the same way.
 //!
 //! **When a session that never gets a flow gets a stand-in**: at a catch-up ([`catch_up`]),
@@ -78,28 +82,57 @@ fn claiming_flow(s: &str) -> String {
     )
 }
 
-/// `table`'s rows that belong to session `s`, over the table's own name.
+/// `table`'s rows that belong to session `s`, over the table's own name: an exact filter
+/// (free text parsed as the rules parse it), for statements driven by another index.
 fn rows_of_session(engine: Engine, table: &LinkedTable, s: &str) -> Option<String> {
+    let parts = session_row_sets(engine, table, s, Parse::Exact);
+    (!parts.is_empty()).then(|| format!("(({}))", parts.join(") OR (")))
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Parse {
+    /// Free text through the session parser: every form, no index.
+    Exact,
+    /// Free text in the three canonical forms (bare, `disc_session_`, `session-`, lowercase
+    /// as the application writes them), found through the `session_id` index. Other spellings
+    /// are linked by the next catch-up.
+    Indexed,
+}
+
+/// The sets of `table`'s rows that belong to session `s`, each a predicate one index can
+/// drive (a statement per set: an OR of them makes PostgreSQL scan every session-less row).
+fn session_row_sets(engine: Engine, table: &LinkedTable, s: &str, parse: Parse) -> Vec<String> {
     let t = table.name;
     let rule = table.rule();
     let of_imports = format!(
         "{t}.data_import_id IN (SELECT si.id FROM data_imports si WHERE si.session_id = {s})"
     );
-    let by_session = rule.session.map(|key| match key {
-        SessionKey::Uuid => format!("{t}.session_id = {s}"),
-        SessionKey::FreeText => format!(
+    let mut sets = Vec::new();
+    match (rule.session, parse) {
+        (Some(SessionKey::Uuid), _) => sets.push(format!("{t}.session_id = {s}")),
+        (Some(SessionKey::FreeText), Parse::Exact) => sets.push(format!(
             "{} = {s}",
             parse_session_sql(engine, &format!("{t}.session_id"))
-        ),
-    });
-    match (by_session, rule.fallback) {
-        (Some(session), Some(Fallback::Import)) => Some(format!(
-            "({session} OR ({t}.session_id IS NULL AND {of_imports}))"
         )),
-        (Some(session), _) => Some(session),
-        (None, Some(Fallback::Import)) => Some(of_imports),
-        (None, _) => None,
+        (Some(SessionKey::FreeText), Parse::Indexed) => {
+            let text = match engine {
+                Engine::Postgres => format!("{s}::text"),
+                Engine::Sqlite => s.to_owned(),
+            };
+            sets.push(format!(
+                "{t}.session_id IN ({text}, 'disc_session_' || {text}, 'session-' || {text})"
+            ));
+        }
+        (None, _) => {}
     }
+    match (rule.session, rule.fallback) {
+        (Some(_), Some(Fallback::Import)) => {
+            sets.push(format!("{t}.session_id IS NULL AND {of_imports}"));
+        }
+        (None, Some(Fallback::Import)) => sets.push(of_imports),
+        _ => {}
+    }
+    sets
 }
 
 /// `table`'s rows that import `i` reaches a flow for (its own row, or rows through it).
@@ -167,7 +200,7 @@ pub fn map_session_statements(engine: Engine, s: &str) -> Vec<String> {
          AND NOT EXISTS (SELECT 1 FROM session_flow_mapping em WHERE em.session_id = ns.id){conflict}"
     ));
     for table in tables() {
-        if let Some(rows) = rows_of_session(engine, table, s) {
+        for rows in session_row_sets(engine, table, s, Parse::Indexed) {
             out.push(link_rows(engine, table, &rows));
         }
     }

@@ -63,7 +63,7 @@ pub const RELEASED_CHECKSUMS: &[(&str, &str)] = &[
     ),
     (
         "live_mapping",
-        "c739d07df946b31005e0cfc73b031d06f4175dc29641f9b02b144ecd3518a904",
+        "46be0219fc43aabeae9e6b5bb3e8b4fb86689a3674475e95c9088a58e4c1803c",
     ),
 ];
 
