@@ -46,9 +46,7 @@ use sqlx::Row;
 
 use crate::db::{Db, Engine};
 use crate::migrate::flow::error::FlowMigrationError;
-use crate::migrate::flow::linked::{
-    linked_up_to, parse_session_sql, Fallback, LinkedTable, SessionKey,
-};
+use crate::migrate::flow::linked::{linked_up_to, Fallback, LinkedTable, SessionKey};
 use crate::migrate::flow::mapping::{compute_mapping, MappingSummary};
 use crate::migrate::{MigrateError, StepContext, StepSql};
 
@@ -82,39 +80,21 @@ fn claiming_flow(s: &str) -> String {
     )
 }
 
-/// `table`'s rows that belong to session `s`, over the table's own name: an exact filter
-/// (free text parsed as the rules parse it), for statements driven by another index.
-fn rows_of_session(engine: Engine, table: &LinkedTable, s: &str) -> Option<String> {
-    let parts = session_row_sets(engine, table, s, Parse::Exact);
-    (!parts.is_empty()).then(|| format!("(({}))", parts.join(") OR (")))
-}
-
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Parse {
-    /// Free text through the session parser: every form, no index.
-    Exact,
-    /// Free text in the three canonical forms (bare, `disc_session_`, `session-`, lowercase
-    /// as the application writes them), found through the `session_id` index. Other spellings
-    /// are linked by the next catch-up.
-    Indexed,
-}
-
 /// The sets of `table`'s rows that belong to session `s`, each a predicate one index can
 /// drive (a statement per set: an OR of them makes PostgreSQL scan every session-less row).
-fn session_row_sets(engine: Engine, table: &LinkedTable, s: &str, parse: Parse) -> Vec<String> {
+/// Free text (`llm_usage_logs`) in the three spellings the application writes (bare,
+/// `disc_session_`, `session-`, lowercase), through the `session_id` index; other spellings
+/// are linked by the next catch-up.
+fn session_row_sets(engine: Engine, table: &LinkedTable, s: &str) -> Vec<String> {
     let t = table.name;
     let rule = table.rule();
     let of_imports = format!(
         "{t}.data_import_id IN (SELECT si.id FROM data_imports si WHERE si.session_id = {s})"
     );
     let mut sets = Vec::new();
-    match (rule.session, parse) {
-        (Some(SessionKey::Uuid), _) => sets.push(format!("{t}.session_id = {s}")),
-        (Some(SessionKey::FreeText), Parse::Exact) => sets.push(format!(
-            "{} = {s}",
-            parse_session_sql(engine, &format!("{t}.session_id"))
-        )),
-        (Some(SessionKey::FreeText), Parse::Indexed) => {
+    match rule.session {
+        Some(SessionKey::Uuid) => sets.push(format!("{t}.session_id = {s}")),
+        Some(SessionKey::FreeText) => {
             let text = match engine {
                 Engine::Postgres => format!("{s}::text"),
                 Engine::Sqlite => s.to_owned(),
@@ -123,7 +103,7 @@ fn session_row_sets(engine: Engine, table: &LinkedTable, s: &str, parse: Parse) 
                 "{t}.session_id IN ({text}, 'disc_session_' || {text}, 'session-' || {text})"
             ));
         }
-        (None, _) => {}
+        None => {}
     }
     match (rule.session, rule.fallback) {
         (Some(_), Some(Fallback::Import)) => {
@@ -171,11 +151,13 @@ pub fn map_session_statements(engine: Engine, s: &str) -> Vec<String> {
     // the stand-in itself, then the mapping row.
     for table in tables() {
         let t = table.name;
-        let of_session = rows_of_session(engine, table, s)
-            .map_or_else(String::new, |rows| format!("{rows} OR "));
+        for rows in session_row_sets(engine, table, s) {
+            out.push(format!(
+                "UPDATE {t} SET flow_id = {claimant} WHERE {rows} AND {t}.flow_id = {mapped} AND {moves}"
+            ));
+        }
         out.push(format!(
-            "UPDATE {t} SET flow_id = {claimant} WHERE {t}.flow_id = {mapped} AND {moves} \
-             AND ({of_session}{t}.flow_id = {stand_in})"
+            "UPDATE {t} SET flow_id = {claimant} WHERE {t}.flow_id = {stand_in} AND {moves}"
         ));
     }
     out.push(format!(
@@ -200,7 +182,7 @@ pub fn map_session_statements(engine: Engine, s: &str) -> Vec<String> {
          AND NOT EXISTS (SELECT 1 FROM session_flow_mapping em WHERE em.session_id = ns.id){conflict}"
     ));
     for table in tables() {
-        for rows in session_row_sets(engine, table, s, Parse::Indexed) {
+        for rows in session_row_sets(engine, table, s) {
             out.push(link_rows(engine, table, &rows));
         }
     }

@@ -63,7 +63,7 @@ pub const RELEASED_CHECKSUMS: &[(&str, &str)] = &[
     ),
     (
         "live_mapping",
-        "46be0219fc43aabeae9e6b5bb3e8b4fb86689a3674475e95c9088a58e4c1803c",
+        "ce2ccc9a57e2e354fb9d7a49b54e73eae589dd37457599279f91fb461d77bdf0",
     ),
 ];
 
