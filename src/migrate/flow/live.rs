@@ -69,12 +69,13 @@ fn stand_in(s: &str) -> String {
     )
 }
 
-/// The claiming flow of session `s` (NULL when it has none).
+/// The claiming flow of session `s` (NULL when it has none). Driven by `import_session_id`
+/// alone: written as a join, PostgreSQL drove it from the tenant indexes (8 ms a statement).
 fn claiming_flow(s: &str) -> String {
     format!(
-        "(SELECT f.flow_id FROM discovery_flows f JOIN data_import_sessions cs ON cs.id = f.import_session_id \
-         WHERE f.import_session_id = {s} AND f.client_account_id = cs.client_account_id \
-         AND f.engagement_id = cs.engagement_id \
+        "(SELECT f.flow_id FROM discovery_flows f WHERE f.import_session_id = {s} \
+         AND EXISTS (SELECT 1 FROM data_import_sessions cs WHERE cs.id = {s} \
+         AND cs.client_account_id = f.client_account_id AND cs.engagement_id = f.engagement_id) \
          AND NOT EXISTS (SELECT 1 FROM flowkey_remembered_flows rf WHERE rf.flow_id = f.flow_id) \
          ORDER BY f.created_at, f.flow_id LIMIT 1)"
     )

@@ -63,7 +63,7 @@ pub const RELEASED_CHECKSUMS: &[(&str, &str)] = &[
     ),
     (
         "live_mapping",
-        "ce2ccc9a57e2e354fb9d7a49b54e73eae589dd37457599279f91fb461d77bdf0",
+        "e493b92e0f813911a99a865c30d226cfd4382771c2698e733c0b99e2780a4d64",
     ),
 ];
 
