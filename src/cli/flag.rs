@@ -13,8 +13,9 @@ pub struct FlagArgs {
 #[derive(Debug, clap::Subcommand)]
 pub enum FlagCommand {
     /// Store a value (off, shadow, on) globally or for one tenant; servers apply it within
-    /// one poll interval. `on` is refused while the backfill is incomplete or links are
-    /// broken.
+    /// one poll interval. `on` is refused while the backfill is incomplete, links are
+    /// broken, a session has no mapping, or the scope had shadow mismatches since its last
+    /// flag change (`--force` overrides only the last).
     Set {
         #[arg(value_parser = [FLAG_NAME])]
         name: String,
@@ -26,6 +27,10 @@ pub enum FlagCommand {
         /// Recorded in flowkey_flags.updated_by.
         #[arg(long, default_value = "cli")]
         updated_by: String,
+        /// Turn `on` although the scope has shadow mismatches since its last flag change
+        /// (recorded in flowkey_flag_changes); never past the readiness check.
+        #[arg(long)]
+        force: bool,
     },
     /// Remove a stored value: a tenant's override (`--tenant`), after which the tenant follows
     /// the global value again, or the global value, after which servers use their default.
@@ -53,6 +58,7 @@ pub async fn run(db: Db, args: &FlagArgs) -> anyhow::Result<()> {
             value,
             tenant,
             updated_by,
+            force,
             ..
         } => {
             let value: FlowIdPrimary = value.parse()?;
@@ -60,8 +66,11 @@ pub async fn run(db: Db, args: &FlagArgs) -> anyhow::Result<()> {
                 None => FlagScope::Global,
                 Some(text) => FlagScope::parse(text)?,
             };
-            flags::set_flag(&db, scope, value, updated_by).await?;
+            let overridden = flags::set_flag_forcing(&db, scope, value, updated_by, *force).await?;
             println!("{FLAG_NAME} = {value} ({scope})");
+            if let Some(mismatches) = overridden {
+                println!("  forced past {mismatches} shadow mismatches (recorded in flowkey_flag_changes)");
+            }
         }
         FlagCommand::Unset {
             tenant, updated_by, ..

@@ -1,6 +1,7 @@
 //! `verify`, `report`, `rehearse`: the proof, the account and the dress rehearsal of the
 //! session→flow migration.
 
+use flowkey::migrate::flow::live::catch_up_command;
 use flowkey::migrate::flow::{rehearse, report, verify};
 
 use crate::cli::migrate::TuningArgs;
@@ -36,6 +37,34 @@ pub async fn run_verify(_args: VerifyArgs, global: &GlobalArgs) -> anyhow::Resul
         Ok(())
     } else {
         anyhow::bail!("verify failed: {}", verified.summary())
+    }
+}
+
+/// Map the sessions the old application wrote since the last catch-up: the mapping rules,
+/// stand-ins giving way to real flows, stand-ins for sessions without a flow, and the rows
+/// these now link. Safe while the application writes; run before `flag set … on`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct CatchUpArgs {}
+
+pub async fn run_catch_up(_args: CatchUpArgs, global: &GlobalArgs) -> anyhow::Result<()> {
+    let db = connect(global).await?;
+    let outcome = catch_up_command(&db).await;
+    db.close().await;
+    let summary = outcome?;
+    if global.json {
+        print_json(&summary)
+    } else {
+        let linked: u64 = summary.rows_linked.iter().map(|(_, rows)| rows).sum();
+        println!(
+            "sessions mapped by the rules or given a stand-in: {} (stand-ins created: {}); \
+             sessions moved to their claiming flow: {}; rows linked: {linked}; \
+             sessions still without a mapping: {}",
+            summary.mapping.sessions_mapped,
+            summary.mapping.flows_created,
+            summary.sessions_moved,
+            summary.sessions_unmapped
+        );
+        Ok(())
     }
 }
 

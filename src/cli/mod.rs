@@ -83,6 +83,9 @@ pub enum Command {
     Seed(Box<seed::SeedArgs>),
     /// Recompute the legacy fingerprints and check every link; non-zero exit on any mismatch.
     Verify(flow::VerifyArgs),
+    /// Map sessions the old application wrote since the mapping step (stand-ins for those
+    /// without a flow) and link their rows; run before `flag set … on`.
+    CatchUp(flow::CatchUpArgs),
     /// Per table: rows, linked, unlinked and why; ambiguous sessions, conflicts, flows created.
     Report(flow::ReportArgs),
     /// Upgrade, verify, downgrade and compare on a copy of the database (the original is only
@@ -122,6 +125,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Demo(args) => demo::run(*args, &global).await,
         Command::Verify(args) => flow::run_verify(args, &global).await,
         Command::Report(args) => flow::run_report(args, &global).await,
+        Command::CatchUp(args) => flow::run_catch_up(args, &global).await,
         Command::Rehearse(args) => flow::run_rehearse(args, &global).await,
         Command::Serve(args) => serve::run(connect(&global).await?, &args).await,
         Command::Flag(args) => flag::run(connect(&global).await?, &args).await,

@@ -22,9 +22,52 @@ pub struct LegacyCall {
     pub mode: FlowIdPrimary,
 }
 
+/// A named, documented reason (docs/rollout.md, "Shadow") why the flow-keyed answer of a
+/// shadow read differs from the session-keyed one without anything being wrong. Every other
+/// difference is a mismatch, and mismatches gate `flag set … on`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShadowCategory {
+    /// Records of the import with no session: the legacy read never listed them, the flow
+    /// key reaches them through their import.
+    RecordWithoutSession,
+}
+
+impl ShadowCategory {
+    pub const ALL: [ShadowCategory; 1] = [ShadowCategory::RecordWithoutSession];
+
+    /// The `category` label of `flowkey_shadow_explained_total`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ShadowCategory::RecordWithoutSession => "record_without_session",
+        }
+    }
+}
+
+/// The v1 routes that read through [`LegacyQuery`] (their `route` labels), so that every
+/// shadow series exists from the server's start.
+pub const SHADOW_ROUTES: [&str; 5] = [
+    "/api/v1/data-import/import/{session_id}",
+    "/api/v1/data-import/import/{session_id}/records",
+    "/api/v1/data-import/processing-status/{session_id}",
+    "/api/v1/data-import/validation-session/{session_id}",
+    "/api/v1/unified-discovery/flow/status/{session_id}",
+];
+
 /// A read that a legacy route can make either way; `None` is "not found".
 pub(crate) trait LegacyQuery {
     type Answer: PartialEq;
+
+    /// Why the two answers differ, when every difference is of a [`ShadowCategory`]
+    /// (`None`: not explained, a mismatch). Called only when both answers exist and differ.
+    async fn explain(
+        &self,
+        _tx: &mut Tx<'_>,
+        _tenant: TenantId,
+        _session: SessionId,
+        _flow_id: FlowId,
+    ) -> Result<Option<Vec<ShadowCategory>>, CompatError> {
+        Ok(None)
+    }
 
     async fn by_session(
         &self,
@@ -66,7 +109,7 @@ impl LegacyQuery for NewestImport {
     }
 }
 
-/// The session's flow: by session, the newest flow naming it in `import_session_id`.
+/// The session's flow: by session, the earliest real flow naming it in `import_session_id`.
 pub(crate) struct SessionFlow;
 
 impl LegacyQuery for SessionFlow {
@@ -78,7 +121,7 @@ impl LegacyQuery for SessionFlow {
         tenant: TenantId,
         session: SessionId,
     ) -> Result<Option<DiscoveryFlow>, CompatError> {
-        Ok(flows::store::latest_for_session(tx, tenant, session).await?)
+        Ok(flows::store::claiming_flow_for_session(tx, tenant, session).await?)
     }
 
     async fn by_flow(
@@ -135,6 +178,21 @@ pub(crate) struct Records<'p>(pub &'p PageRequest);
 
 impl LegacyQuery for Records<'_> {
     type Answer = Page<RawImportRecord>;
+
+    async fn explain(
+        &self,
+        tx: &mut Tx<'_>,
+        tenant: TenantId,
+        session: SessionId,
+        flow_id: FlowId,
+    ) -> Result<Option<Vec<ShadowCategory>>, CompatError> {
+        let difference = imports::store::record_difference(tx, tenant, session, flow_id).await?;
+        if !difference.same_import || difference.unexplained > 0 {
+            return Ok(None);
+        }
+        // The pages differ, yet no record is on one side only: something else differs.
+        Ok((difference.without_session > 0).then(|| vec![ShadowCategory::RecordWithoutSession]))
+    }
 
     async fn by_session(
         &self,

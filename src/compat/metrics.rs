@@ -1,5 +1,7 @@
 use prometheus::{IntCounter, IntCounterVec, Opts, Registry};
 
+use crate::compat::legacy::{ShadowCategory, SHADOW_ROUTES};
+
 /// The compatibility service's counters, registered in the server's registry.
 #[derive(Debug, Clone)]
 pub struct CompatMetrics {
@@ -14,6 +16,11 @@ pub struct CompatMetrics {
     /// Shadow-mode reads where only the flow key found an answer (legacy answered 404), by
     /// route: what `on` will newly answer; not a mismatch.
     pub shadow_recovered: IntCounterVec,
+    /// Shadow-mode reads whose answers differed only by named categories, by route and
+    /// category (`ShadowCategory`); not mismatches.
+    pub shadow_explained: IntCounterVec,
+    /// Shadow-mode reads compared, by route.
+    pub shadow_reads: IntCounterVec,
 }
 
 impl CompatMetrics {
@@ -52,13 +59,41 @@ impl CompatMetrics {
                 ),
                 &["route"],
             )?,
+            shadow_explained: IntCounterVec::new(
+                Opts::new(
+                    "flowkey_shadow_explained_total",
+                    "shadow reads whose answers differed only by a named category (docs/rollout.md, Shadow)",
+                ),
+                &["route", "category"],
+            )?,
+            shadow_reads: IntCounterVec::new(
+                Opts::new(
+                    "flowkey_shadow_reads_total",
+                    "shadow reads compared (session key and flow key)",
+                ),
+                &["route"],
+            )?,
         };
+        // Every shadow series exists from the start, at 0: a dashboard or an alert on
+        // `flowkey_shadow_mismatches_total` sees 0 rather than no data before the first event.
+        for route in SHADOW_ROUTES {
+            metrics.shadow_mismatches.with_label_values(&[route]);
+            metrics.shadow_recovered.with_label_values(&[route]);
+            metrics.shadow_reads.with_label_values(&[route]);
+            for category in ShadowCategory::ALL {
+                metrics
+                    .shadow_explained
+                    .with_label_values(&[route, category.as_str()]);
+            }
+        }
         registry.register(Box::new(metrics.legacy_id_hits.clone()))?;
         registry.register(Box::new(metrics.cache_hits.clone()))?;
         registry.register(Box::new(metrics.cache_misses.clone()))?;
         registry.register(Box::new(metrics.resolve_conflicts.clone()))?;
         registry.register(Box::new(metrics.shadow_mismatches.clone()))?;
         registry.register(Box::new(metrics.shadow_recovered.clone()))?;
+        registry.register(Box::new(metrics.shadow_explained.clone()))?;
+        registry.register(Box::new(metrics.shadow_reads.clone()))?;
         Ok(metrics)
     }
 }

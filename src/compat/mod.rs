@@ -14,7 +14,7 @@ mod traffic;
 
 pub use cache::CacheStats;
 pub use error::CompatError;
-pub use legacy::LegacyCall;
+pub use legacy::{LegacyCall, ShadowCategory, SHADOW_ROUTES};
 pub use metrics::CompatMetrics;
 pub use service::{CompatConfig, SessionFlowCompatibilityService};
 pub use store::{LegacyTrafficRow, MappingStatistics, RuleCount};

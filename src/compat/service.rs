@@ -1,7 +1,7 @@
 use std::time::Duration;
 
 use crate::compat::cache::{CacheKey, ResolveCache};
-use crate::compat::legacy::{self, LegacyCall, LegacyQuery};
+use crate::compat::legacy::{self, LegacyCall, LegacyQuery, ShadowCategory};
 use crate::compat::traffic::LegacyTraffic;
 use crate::compat::{
     store, CacheStats, CompatError, CompatMetrics, LegacyTrafficRow, MappingStatistics,
@@ -274,34 +274,58 @@ impl SessionFlowCompatibilityService {
             FlowIdPrimary::On => self.read_by_flow(call, query).await?,
             FlowIdPrimary::Shadow => {
                 let by_session = self.read_by_session(call, query).await?;
-                match self.read_by_flow(call, query).await {
-                    Ok(by_flow) if by_flow == by_session => {}
+                self.metrics.shadow_reads.with_label_values(&[route]).inc();
+                match self.read_resolved(call, query).await {
+                    Ok((_, by_flow)) if by_flow == by_session => {}
                     // The legacy key finds nothing where the mapping finds the session's
                     // flow: a session linked by rule `data_import` or `flow_id`, whose flow
                     // the legacy platform never found either (its flow's `import_session_id`
                     // holds an import id, or nothing). `on` will answer 200 where legacy
                     // answered 404; that is the migration working, not a disagreement to
                     // fix, so it is counted apart from the mismatches that gate `on`.
-                    Ok(Some(_)) if by_session.is_none() => {
+                    Ok((_, Some(_))) if by_session.is_none() => {
                         self.metrics
                             .shadow_recovered
                             .with_label_values(&[route])
                             .inc();
                         tracing::info!(route, %tenant, %session, "shadow read: only the flow key finds an answer (legacy answered 404)");
                     }
+                    Ok((Some(flow_id), Some(_))) => {
+                        match self.explain(call, query, flow_id).await {
+                            Ok(Some(categories)) => {
+                                for category in categories {
+                                    self.metrics
+                                        .shadow_explained
+                                        .with_label_values(&[route, category.as_str()])
+                                        .inc();
+                                }
+                            }
+                            Ok(None) => {
+                                self.mismatch(
+                                    call,
+                                    "flow-keyed answer differs from session-keyed answer",
+                                )
+                                .await;
+                            }
+                            Err(err) => {
+                                self.mismatch(
+                                    call,
+                                    &format!("cannot explain the difference: {err}"),
+                                )
+                                .await;
+                            }
+                        }
+                    }
                     Ok(_) => {
-                        self.metrics
-                            .shadow_mismatches
-                            .with_label_values(&[route])
-                            .inc();
-                        tracing::warn!(route, %tenant, %session, "shadow read: flow-keyed answer differs from session-keyed answer");
+                        self.mismatch(
+                            call,
+                            "flow key finds nothing where the session key finds an answer",
+                        )
+                        .await;
                     }
                     Err(err) => {
-                        self.metrics
-                            .shadow_mismatches
-                            .with_label_values(&[route])
-                            .inc();
-                        tracing::warn!(route, %tenant, %session, error = %err, "shadow read: flow-keyed read failed");
+                        self.mismatch(call, &format!("flow-keyed read failed: {err}"))
+                            .await;
                     }
                 }
                 by_session
@@ -328,18 +352,67 @@ impl SessionFlowCompatibilityService {
         call: LegacyCall,
         query: &Q,
     ) -> Result<Option<Q::Answer>, CompatError> {
+        Ok(self.read_resolved(call, query).await?.1)
+    }
+
+    /// The flow the session resolves to (`None`: none) and the flow-keyed answer.
+    async fn read_resolved<Q: LegacyQuery>(
+        &self,
+        call: LegacyCall,
+        query: &Q,
+    ) -> Result<(Option<FlowId>, Option<Q::Answer>), CompatError> {
         let flow_id = match self
             .resolve(AnyId::Session(call.session), call.tenant)
             .await
         {
             Ok(flow_id) => flow_id,
-            Err(CompatError::NotFound { .. }) => return Ok(None),
+            Err(CompatError::NotFound { .. }) => return Ok((None, None)),
             Err(err) => return Err(err),
         };
         let mut tx = self.db.begin().await?;
         let answer = query.by_flow(&mut tx, call.tenant, flow_id).await;
         tx.rollback().await?;
-        answer
+        Ok((Some(flow_id), answer?))
+    }
+
+    async fn explain<Q: LegacyQuery>(
+        &self,
+        call: LegacyCall,
+        query: &Q,
+        flow_id: FlowId,
+    ) -> Result<Option<Vec<ShadowCategory>>, CompatError> {
+        let mut tx = self.db.begin().await?;
+        let explained = query
+            .explain(&mut tx, call.tenant, call.session, flow_id)
+            .await;
+        tx.rollback().await?;
+        explained
+    }
+
+    /// Counts a shadow mismatch: the metric, a warning naming the call, and the tenant's
+    /// persisted count that `flag set … on` reads. The legacy answer is served whatever
+    /// happens here; a count that cannot be stored is logged as an error.
+    async fn mismatch(&self, call: LegacyCall, what: &str) {
+        let LegacyCall {
+            route,
+            tenant,
+            session,
+            ..
+        } = call;
+        self.metrics
+            .shadow_mismatches
+            .with_label_values(&[route])
+            .inc();
+        tracing::warn!(route, %tenant, %session, "shadow read: {what}");
+        let stored = async {
+            let mut tx = self.db.begin_write().await?;
+            crate::flags::store::record_shadow_mismatch(&mut tx, tenant, route).await?;
+            tx.commit().await?;
+            Ok::<(), crate::flags::FlagError>(())
+        };
+        if let Err(err) = stored.await {
+            tracing::error!(route, %tenant, %session, error = %err, "shadow mismatch not stored: the on gate will not see it");
+        }
     }
 }
 

@@ -17,6 +17,13 @@ pub enum FlagError {
          `flowkey downgrade -1` first (it restores every session value)"
     )]
     Contracted { value: String },
+    #[error(
+        "refusing to turn enable_flow_id_primary on for {scope}: {mismatches} shadow mismatches \
+         since its last flag change (see the `shadow read` warnings in the servers' logs and \
+         docs/rollout.md, \"Shadow\"); fix them and set shadow again to start a new count, \
+         or pass --force (recorded in flowkey_flag_changes)"
+    )]
+    ShadowMismatches { scope: String, mismatches: i64 },
     #[error("cannot check readiness: {0}")]
     Migration(#[from] crate::migrate::MigrateError),
     #[error(transparent)]

@@ -26,6 +26,8 @@ pub struct Readiness {
     pub backfill_pending: Vec<ReadinessCount>,
     /// Broken links: crossing tenants, naming no flow, inconsistent mapping rows.
     pub integrity_problems: Vec<ReadinessCount>,
+    /// Sessions without a mapping: under `on` their v1 routes would answer 404 (issue 12).
+    pub sessions_unmapped: i64,
 }
 
 impl Readiness {
@@ -33,6 +35,7 @@ impl Readiness {
         self.backfill_not_applied.is_none()
             && self.backfill_pending.is_empty()
             && self.integrity_problems.is_empty()
+            && self.sessions_unmapped == 0
     }
 
     /// One sentence per failing check.
@@ -50,7 +53,19 @@ impl Readiness {
             .integrity_problems
             .iter()
             .map(|c| format!("integrity: {} rows with {}", c.rows, c.check));
-        not_applied.chain(pending).chain(broken).collect()
+        let unmapped = (self.sessions_unmapped > 0).then(|| {
+            format!(
+                "{} sessions without a mapping: run `flowkey catch-up` (a session the old \
+                 application writes is mapped when its flow arrives; one without a flow gets a \
+                 stand-in at a catch-up)",
+                self.sessions_unmapped
+            )
+        });
+        not_applied
+            .chain(pending)
+            .chain(broken)
+            .chain(unmapped)
+            .collect()
     }
 }
 
@@ -85,6 +100,7 @@ pub async fn readiness(db: &Db) -> Result<Readiness, FlagError> {
         problem(format!("{} naming no flow", table.table), table.orphan_flow);
     }
     let mapping = &verified.mapping;
+    result.sessions_unmapped = mapping.sessions_without_mapping;
     problem(
         "session_flow_mapping rows naming no flow".into(),
         mapping.orphan_flow,

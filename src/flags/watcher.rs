@@ -166,19 +166,56 @@ impl FlagWatcher {
 }
 
 /// Stores a value for a scope. `on` is refused while [`readiness`] finds the backfill
-/// incomplete or a broken link.
+/// incomplete or a broken link, and while the scope has shadow mismatches since its last
+/// flag change.
 pub async fn set_flag(
     db: &Db,
     scope: FlagScope,
     value: FlowIdPrimary,
     updated_by: &str,
 ) -> Result<(), FlagError> {
+    set_flag_forcing(db, scope, value, updated_by, false)
+        .await
+        .map(|_| ())
+}
+
+/// [`set_flag`], where `force` lets `on` past the shadow gate (never past readiness). Every
+/// change is recorded in `flowkey_flag_changes`, a forced one with the mismatches it
+/// overrode (the answer), and starts the scope's mismatch count again.
+pub async fn set_flag_forcing(
+    db: &Db,
+    scope: FlagScope,
+    value: FlowIdPrimary,
+    updated_by: &str,
+    force: bool,
+) -> Result<Option<i64>, FlagError> {
     ensure_allowed(db, value).await?;
     let mut tx = db.begin_write().await?;
+    let mut overridden = None;
+    if value == FlowIdPrimary::On {
+        let mismatches = store::shadow_mismatches(&mut tx, scope).await?;
+        if mismatches > 0 {
+            if !force {
+                tx.rollback().await?;
+                return Err(FlagError::ShadowMismatches {
+                    scope: scope.to_string(),
+                    mismatches,
+                });
+            }
+            overridden = Some(mismatches);
+        }
+    }
     store::upsert(&mut tx, scope, value, updated_by).await?;
+    store::reset_shadow_mismatches(&mut tx, scope).await?;
+    store::record_change(&mut tx, scope, Some(value), updated_by, overridden).await?;
     tx.commit().await?;
-    tracing::info!(%scope, %value, updated_by, "enable_flow_id_primary changed");
-    Ok(())
+    match overridden {
+        Some(mismatches) => {
+            tracing::warn!(%scope, %value, updated_by, mismatches, "enable_flow_id_primary forced on past shadow mismatches")
+        }
+        None => tracing::info!(%scope, %value, updated_by, "enable_flow_id_primary changed"),
+    }
+    Ok(overridden)
 }
 
 /// Removes the stored value of a scope: a tenant then follows the global value again, and
@@ -188,6 +225,10 @@ pub async fn set_flag(
 pub async fn unset_flag(db: &Db, scope: FlagScope, updated_by: &str) -> Result<bool, FlagError> {
     let mut tx = db.begin_write().await?;
     let removed = store::delete(&mut tx, scope).await?;
+    if removed {
+        store::reset_shadow_mismatches(&mut tx, scope).await?;
+        store::record_change(&mut tx, scope, None, updated_by, None).await?;
+    }
     tx.commit().await?;
     if removed {
         tracing::info!(%scope, updated_by, "enable_flow_id_primary override removed");

@@ -80,9 +80,13 @@ pub async fn find(
     }))
 }
 
-/// The newest flow that names a legacy session in `import_session_id` (the pre-flow-id way
-/// of finding a session's flow).
-pub async fn latest_for_session(
+/// The flow a legacy session means, found the pre-flow-id way (`import_session_id`): of the
+/// tenant's flows naming the session, the earliest by `created_at`, then the smallest
+/// `flow_id` — the one choice the mapping, the live mapping triggers and `on` make too
+/// (BREAKING_CHANGES.md, "A session claimed by several flows"). A stand-in flow the
+/// migration created (`flowkey_remembered_flows`) comes after every real one: it gives way
+/// to a real flow the old code creates later.
+pub async fn claiming_flow_for_session(
     tx: &mut Tx<'_>,
     tenant: TenantId,
     session_id: SessionId,
@@ -98,7 +102,10 @@ pub async fn latest_for_session(
     let sql = format!(
         "SELECT {FLOW_COLUMNS} FROM discovery_flows \
          WHERE import_session_id = $1 AND client_account_id = $2 AND engagement_id = $3 \
-         AND {session_agrees} ORDER BY created_at DESC, flow_id DESC LIMIT 1"
+         AND {session_agrees} \
+         ORDER BY CASE WHEN EXISTS (SELECT 1 FROM flowkey_remembered_flows r \
+                  WHERE r.flow_id = discovery_flows.flow_id) THEN 1 ELSE 0 END, \
+         created_at, flow_id LIMIT 1"
     );
     Ok(on_tx!(tx, conn => {
         sqlx::query_as(&sql)

@@ -86,6 +86,9 @@ pub(crate) struct SetFlagBody {
     /// Recorded in `flowkey_flags.updated_by` (`admin-api` when absent).
     #[schema(max_length = 255, pattern = "^[^\\u0000]*$")]
     pub updated_by: Option<String>,
+    /// Turn `on` even though the scope has shadow mismatches since its last flag change
+    /// (recorded in `flowkey_flag_changes`); never past the readiness check.
+    pub force: Option<bool>,
 }
 
 /// The API takes the flag's three values exactly as the document lists them (the CLI and the
@@ -108,7 +111,7 @@ fn api_flag_value(text: &str) -> Result<FlowIdPrimary, FlagError> {
         (status = 401, description = "`unauthorized`: no or wrong bearer token (with `WWW-Authenticate: Bearer`)", body = ErrorEnvelope),
         (status = 403, description = "`admin_disabled`: the server was started without an admin token", body = ErrorEnvelope),
         (status = 404, description = "no such flag", body = ErrorEnvelope),
-        (status = 409, description = "`not_ready`: `on` refused while the backfill is incomplete or an integrity check fails", body = ErrorEnvelope),
+        (status = 409, description = "`not_ready`: `on` refused while the backfill is incomplete, an integrity check fails or a session has no mapping; `shadow_mismatches`: `on` refused while the scope has shadow mismatches since its last flag change (`force` overrides)", body = ErrorEnvelope),
         (status = 422, description = "`invalid_body`: JSON of the wrong shape; `invalid_text`: `updated_by` longer than 255 characters or holding NUL", body = ErrorEnvelope),
     ),
 )]
@@ -127,7 +130,14 @@ pub(crate) async fn set_flag(
     };
     let updated_by = optional_text("updated_by", body.updated_by, Some(255))?
         .unwrap_or_else(|| "admin-api".to_owned());
-    flags::set_flag(&state.db, scope, value, &updated_by).await?;
+    flags::set_flag_forcing(
+        &state.db,
+        scope,
+        value,
+        &updated_by,
+        body.force.unwrap_or(false),
+    )
+    .await?;
     state.flags.refresh().await?;
     Ok(ok(FlagSet {
         name: FLAG_NAME,

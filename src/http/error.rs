@@ -304,6 +304,10 @@ impl From<FlagError> for ApiError {
             FlagError::Contracted { .. } => {
                 ApiError::new(StatusCode::CONFLICT, "contracted", message)
             }
+            FlagError::ShadowMismatches { mismatches, .. } => {
+                ApiError::new(StatusCode::CONFLICT, "shadow_mismatches", message)
+                    .with_details(json!({ "mismatches": mismatches }))
+            }
             FlagError::Migration(crate::migrate::MigrateError::Sql(inner)) => inner.into(),
             FlagError::Migration(inner) => ApiError::internal(inner),
             FlagError::Database(inner) => inner.into(),

@@ -348,6 +348,62 @@ pub async fn list_records_for_flow(
     Ok(Some(rows))
 }
 
+/// How the records of a session's newest import read through `session_id` differ from
+/// those of its flow's newest import read through `flow_id`, counted over the whole import
+/// (a shadow read's pages shift when one side has more rows): the categories of
+/// docs/rollout.md, "Shadow", and what none explains.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RecordDifference {
+    /// Both keys lead to the same newest import.
+    pub same_import: bool,
+    /// Records with no session that the flow key reaches through their import.
+    pub without_session: i64,
+    /// Any other record on one side only.
+    pub unexplained: i64,
+}
+
+/// [`RecordDifference`] of a session and the flow it resolves to, within the tenant.
+pub async fn record_difference(
+    tx: &mut Tx<'_>,
+    tenant: TenantId,
+    session_id: SessionId,
+    flow_id: FlowId,
+) -> Result<RecordDifference, ImportsError> {
+    let by_session = latest_for_session(tx, tenant, session_id).await?;
+    let by_flow = latest_for_flow(tx, tenant, flow_id).await?;
+    let import = match (by_session, by_flow) {
+        (Some(a), Some(b)) if a.id == b.id => a.id,
+        _ => return Ok(RecordDifference::default()),
+    };
+    let visible = tenancy::record_visible("r", "$1", "$2");
+    // Both reads apply the same visibility rule, and the migration links a visible record of
+    // the session to the session's flow (the tenant rule is the visibility rule): a record
+    // of the session missing from the flow side is never explained.
+    let sql = format!(
+        "SELECT \
+           CAST(COALESCE(SUM(CASE WHEN r.session_id IS NULL AND r.flow_id = $4 THEN 1 ELSE 0 END), 0) AS BIGINT), \
+           CAST(COALESCE(SUM(CASE WHEN (r.session_id = $3 AND (r.flow_id IS NULL OR r.flow_id <> $4)) \
+                OR (r.flow_id = $4 AND r.session_id IS NOT NULL AND r.session_id <> $3) \
+                THEN 1 ELSE 0 END), 0) AS BIGINT) \
+         FROM raw_import_records r WHERE r.data_import_id = $5 AND {visible}"
+    );
+    let (without_session, unexplained): (i64, i64) = on_tx!(tx, conn => {
+        sqlx::query_as(&sql)
+            .bind(tenant.client_account_id)
+            .bind(tenant.engagement_id)
+            .bind(session_id)
+            .bind(flow_id)
+            .bind(import)
+            .fetch_one(&mut **conn)
+            .await?
+    });
+    Ok(RecordDifference {
+        same_import: true,
+        without_session,
+        unexplained,
+    })
+}
+
 /// One page of the records of a visible import that the tenant may see, in row order; with
 /// `key`, only those whose `key.0` column (`session_id` or `flow_id`, never a client's text)
 /// equals `key.1`.

@@ -99,7 +99,8 @@ pub async fn mapped_flow(
 }
 
 /// Links a session to its flow within the tenant; `rule` says why (`written_at_head` for a
-/// session created by the running service).
+/// session created by the running service). The live mapping's trigger has already mapped
+/// the session when the flow names it in `import_session_id`: the row then only takes `rule`.
 pub async fn insert_mapping(
     tx: &mut Tx<'_>,
     tenant: TenantId,
@@ -111,7 +112,9 @@ pub async fn insert_mapping(
         sqlx::query(
             "INSERT INTO session_flow_mapping (session_id, flow_id, client_account_id, \
              engagement_id, rule, flow_created_by_migration, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+             VALUES ($1, $2, $3, $4, $5, $6, $7) \
+             ON CONFLICT (session_id) DO UPDATE SET rule = excluded.rule \
+             WHERE session_flow_mapping.flow_id = excluded.flow_id",
         )
         .bind(session_id)
         .bind(flow_id)

@@ -20,6 +20,8 @@ mod http {
     mod openapi;
     mod ops;
     mod refusals;
+    mod several_flows;
+    mod shadow_gate;
     mod tenancy;
     mod v1;
     mod v3;
@@ -29,6 +31,7 @@ mod migrate {
     mod fingerprint;
     mod flow_migration;
     mod flow_runner;
+    mod live_mapping;
     mod offline_sql;
     mod online;
     mod refusals;

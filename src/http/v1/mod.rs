@@ -321,3 +321,23 @@ fn legacy_call(
         mode: state.flags.mode_for(tenant),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_shadow_read_route_has_its_series_from_the_start() {
+        let mut reads = [
+            IMPORT,
+            IMPORT_RECORDS,
+            PROCESSING_STATUS,
+            VALIDATION_SESSION,
+            FLOW_STATUS,
+        ];
+        let mut known = crate::compat::SHADOW_ROUTES;
+        reads.sort_unstable();
+        known.sort_unstable();
+        assert_eq!(reads, known);
+    }
+}

@@ -119,7 +119,7 @@ macro_rules! untouched_created_flow {
     };
 }
 
-const UNTOUCHED_CREATED_FLOW: &str = untouched_created_flow!();
+pub(crate) const UNTOUCHED_CREATED_FLOW: &str = untouched_created_flow!();
 
 const DELETE_UNTOUCHED_CREATED_FLOWS: &str = concat!(
     "DELETE FROM discovery_flows WHERE id IN (SELECT d.id FROM discovery_flows d WHERE ",

@@ -10,6 +10,8 @@ pub enum FlowMigrationError {
     LegacyTableTextMissing { table: String },
     #[error("rebuilding {table} on sqlite would leave {violations} foreign key violations")]
     RebuildBreaksForeignKeys { table: String, violations: usize },
+    #[error("the database is at {at}: a catch-up needs the live mapping (revision live_mapping); run `flowkey upgrade head`")]
+    LiveMappingNotInstalled { at: String },
     #[error("no pre-migration fingerprint is stored; upgrade from legacy first")]
     NoFingerprint,
     #[error("verification failed: {summary}")]

@@ -84,7 +84,7 @@ pub fn compute_mapping_step<'a, 'b>(
 /// What the mapping step runs (`--sql`; the revision's checksum covers it).
 pub const COMPUTE_MAPPING: StepSql = StepSql::Generated(compute_mapping_sql);
 
-fn compute_mapping_sql(engine: Engine) -> String {
+pub(crate) fn compute_mapping_sql(engine: Engine) -> String {
     let mut out = String::new();
     for statement in rule_statements() {
         out.push_str(&statement);

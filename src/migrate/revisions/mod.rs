@@ -9,6 +9,7 @@ pub mod flow_mapping;
 pub mod legacy;
 pub mod legacy_write_signal;
 pub mod linking;
+pub mod live_mapping;
 pub mod service_state;
 
 use std::sync::LazyLock;
@@ -18,7 +19,7 @@ use crate::migrate::Revision;
 /// The ordered chain of revisions; the first is `legacy`; the last ones may be contract
 /// revisions, which come after `head` (see [`head`]).
 pub fn all() -> &'static [&'static Revision] {
-    static ALL: LazyLock<[&'static Revision; 8]> = LazyLock::new(|| {
+    static ALL: LazyLock<[&'static Revision; 9]> = LazyLock::new(|| {
         [
             &legacy::LEGACY,
             &flow_mapping::FLOW_MAPPING,
@@ -26,6 +27,7 @@ pub fn all() -> &'static [&'static Revision] {
             &flow_backfill::FLOW_BACKFILL,
             &flow_constraints::FLOW_CONSTRAINTS,
             &service_state::SERVICE_STATE,
+            &live_mapping::LIVE_MAPPING,
             &legacy_write_signal::LEGACY_WRITE_SIGNAL,
             &flow_contract::FLOW_CONTRACT,
         ]
@@ -86,6 +88,10 @@ pub const RELEASED_CHECKSUMS: &[(&str, &str)] = &[
     (
         "service_state",
         "bc3f9b889a59a5458a5809e532740742771eedfce4cd0595d138ffb9262ed149",
+    ),
+    (
+        "live_mapping",
+        "e493b92e0f813911a99a865c30d226cfd4382771c2698e733c0b99e2780a4d64",
     ),
     (
         "legacy_write_signal",

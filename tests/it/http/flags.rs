@@ -189,9 +189,16 @@ async fn shadow_counts_differences(test_db: TestDb) {
         metrics.shadow_recovered.with_label_values(&[route]).get(),
         0
     );
-    flags::set_flag(&db, FlagScope::Tenant(tenant), FlowIdPrimary::On, "test")
-        .await
-        .expect("set");
+    // The mismatch gates `on` (issue 12): forced here, to see what `on` would answer.
+    flags::set_flag_forcing(
+        &db,
+        FlagScope::Tenant(tenant),
+        FlowIdPrimary::On,
+        "test",
+        true,
+    )
+    .await
+    .expect("set");
     state.refresh_flags().await.expect("refresh");
     let on = send(
         &state,
@@ -222,7 +229,9 @@ async fn on_refused_until_backfilled(test_db: TestDb) {
     let late_session = insert_session(&db, tenant, user).await;
     insert_import(&db, tenant, user, Some(late_session), None).await;
     let late_flow = flowkey::ids::FlowId::new_v4();
-    insert_flow(&db, tenant, late_flow, Some(late_session.as_uuid())).await;
+    // Written without `import_session_id` (which the live mapping would follow at once),
+    // and mapped afterwards.
+    insert_flow(&db, tenant, late_flow, None).await;
     insert_mapping(&db, late_session, late_flow, tenant, "import_session_id").await;
     let readiness = flags::readiness(&db).await.expect("readiness");
     assert!(!readiness.is_ready());
@@ -389,7 +398,9 @@ async fn environment_on_is_checked(test_db: TestDb) {
     let late_session = insert_session(&db, tenant, user).await;
     insert_import(&db, tenant, user, Some(late_session), None).await;
     let late_flow = flowkey::ids::FlowId::new_v4();
-    insert_flow(&db, tenant, late_flow, Some(late_session.as_uuid())).await;
+    // Written without `import_session_id` (which the live mapping would follow at once),
+    // and mapped afterwards.
+    insert_flow(&db, tenant, late_flow, None).await;
     insert_mapping(&db, late_session, late_flow, tenant, "import_session_id").await;
     let err = flags::check_default(&db, FlowIdPrimary::On)
         .await

@@ -109,7 +109,7 @@ both_engines!(
     not_ready_before_head
 );
 
-/// A running server whose schema is taken below head (`downgrade -1`) answers 503
+/// A running server whose schema is taken below head (`downgrade flow_constraints`) answers 503
 /// `schema_not_at_head` on every /api route once it has checked the schema (its poll or a
 /// `/ready`), keeps `/health` at 200, and serves again once the schema is back at head. A
 /// table taken away between two checks is a 503 of the same code, never a 500.

@@ -93,6 +93,7 @@ async fn a_connection_lost_between_steps_leaves_the_revision_dirty_and_a_rerun_f
     let before_expand = steps_of(
         &[
             "legacy_write_signal",
+            "live_mapping",
             "service_state",
             "flow_constraints",
             "flow_backfill",

@@ -1,6 +1,6 @@
 //! Two of everything, the service side: two `flowkey serve` at head under a steady load of v3
 //! and v1 reads while an operator runs a no-op `flowkey upgrade head`, then `flowkey
-//! downgrade -1` (head = `service_state` down to `flow_constraints`) and `flowkey upgrade
+//! downgrade -1` (head = `live_mapping` down to `service_state`) and `flowkey upgrade
 //! head` again. No answer is ever a 500 or a dropped connection; the no-op upgrade changes
 //! nothing the clients see; once a server has seen the schema below head, it answers 503
 //! `schema_not_at_head` on every data route and `/ready` until the upgrade; once it has

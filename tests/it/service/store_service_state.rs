@@ -14,8 +14,9 @@ use crate::support::service_support::count_rows;
 async fn service_state_round_trip(test_db: TestDb) {
     let db = test_db.connect().await;
     let migrator = Migrator::new(db.clone(), RunOptions::default());
-    migrator.upgrade("service_state").await.expect("upgrade");
-    assert_eq!(migrator.current().await.unwrap(), Some("service_state"));
+    // `set_flag` also records the change in `flowkey_flag_changes` (live_mapping's table).
+    migrator.upgrade("live_mapping").await.expect("upgrade");
+    assert_eq!(migrator.current().await.unwrap(), Some("live_mapping"));
     flags::set_flag(&db, FlagScope::Global, FlowIdPrimary::Shadow, "test")
         .await
         .expect("flags table exists");
@@ -27,7 +28,7 @@ async fn service_state_round_trip(test_db: TestDb) {
     );
     assert_eq!(count_rows(&db, "flowkey_legacy_traffic").await, 0);
     migrator
-        .upgrade("service_state")
+        .upgrade("live_mapping")
         .await
         .expect("upgrade again");
     assert_eq!(

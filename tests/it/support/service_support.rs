@@ -117,6 +117,8 @@ pub async fn insert_flow(
     });
 }
 
+/// A mapping row as a test states it; replaces the one the live mapping's triggers made when
+/// the test wrote a flow naming the session.
 pub async fn insert_mapping(
     db: &Db,
     session: SessionId,
@@ -125,7 +127,8 @@ pub async fn insert_mapping(
     rule: &str,
 ) {
     on_pool!(db, pool => {
-        sqlx::query("INSERT INTO session_flow_mapping (session_id, flow_id, client_account_id, engagement_id, rule, flow_created_by_migration, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)")
+        sqlx::query("INSERT INTO session_flow_mapping (session_id, flow_id, client_account_id, engagement_id, rule, flow_created_by_migration, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7) \
+                     ON CONFLICT (session_id) DO UPDATE SET flow_id = excluded.flow_id, rule = excluded.rule")
             .bind(session)
             .bind(flow_id)
             .bind(tenant.client_account_id)
