@@ -75,7 +75,7 @@ pub const RELEASED_CHECKSUMS: &[(&str, &str)] = &[
     ),
     (
         "flow_expand",
-        "aba162b393dcc3fb0a44f58ef9c87b265a0873bdca0a49c151db1984237ca47a",
+        "a87d1eee89f4fe829482998e2aa1484662c87128de4a461739ec56e32edfcf8b",
     ),
     (
         "flow_backfill",
@@ -99,7 +99,7 @@ pub const RELEASED_CHECKSUMS: &[(&str, &str)] = &[
     ),
     (
         "flow_contract",
-        "87db93a8f3ebd8ae604459b7bcd7e8b064390c9d43a60ddca5acb1585baa4880",
+        "de276f529535391fea06d1aadef99e1ee8cb1adaa46b761b03a6434d327f9db1",
     ),
 ];
 
