@@ -33,6 +33,7 @@ use crate::migrate::flow::legacy_signal::{self, legacy_writes};
 use crate::migrate::flow::linked::{linked_table, SessionKey};
 use crate::migrate::flow::tables::{begin_batch, execute_keyed, next_bound, KeyRange};
 use crate::migrate::flow::triggers;
+use crate::migrate::flow::live;
 use crate::migrate::{MigrateError, StepContext, StepSql};
 
 /// The revision id of the contract.
@@ -553,7 +554,10 @@ fn session_tables() -> impl Iterator<Item = &'static crate::migrate::flow::linke
 }
 
 fn drop_sql(engine: Engine) -> String {
-    let mut out = String::new();
+    // The live mapping's triggers read the session columns (`import_session_id` among them):
+    // they go first, and the downgrade puts them back with the columns. After the contract
+    // old code can no longer write a session, so there is nothing left for them to map.
+    let mut out = live::uninstall_sql(engine);
     match engine {
         Engine::Postgres => {
             for table in session_tables() {
@@ -726,6 +730,7 @@ $$;
             }
         }
     }
+    out.push_str(&live::install_sql(engine));
     out
 }
 

@@ -99,7 +99,7 @@ pub const RELEASED_CHECKSUMS: &[(&str, &str)] = &[
     ),
     (
         "flow_contract",
-        "de276f529535391fea06d1aadef99e1ee8cb1adaa46b761b03a6434d327f9db1",
+        "0fee418185049e5fc6aa5af6726da8afe9cccc47144db8e52e8da1bacc5b19fd",
     ),
 ];
 
