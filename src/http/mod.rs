@@ -29,7 +29,7 @@ use crate::compat::{CompatConfig, CompatMetrics, SessionFlowCompatibilityService
 use crate::db::Db;
 use crate::flags::{FlagWatcher, FlowIdPrimary, DEFAULT_POLL_INTERVAL};
 
-pub use auth::{AdminToken, AdminTokenError, MIN_TOKEN_BYTES};
+pub use auth::{AdminToken, AdminTokenError, Authenticator, MIN_TOKEN_BYTES};
 pub use error::{ApiError, ErrorBody, ErrorEnvelope};
 pub use metrics::HttpMetrics;
 pub use openapi::openapi_json;
@@ -56,6 +56,23 @@ pub struct ServiceConfig {
     pub v1_sunset: String,
     /// The bearer token of `/api/admin/*`; `None` disables those routes (403).
     pub admin_token: Option<AdminToken>,
+    /// How the tenant routes authenticate. [`AuthMode::None`] (the library's default, for
+    /// tests and `--auth none` on loopback) lets every caller in as before.
+    pub auth: AuthMode,
+}
+
+/// How the tenant routes (v3, v1) authenticate callers.
+#[derive(Debug, Clone, Default)]
+pub enum AuthMode {
+    /// No authentication: the tenant headers are trusted (`--auth none`, loopback only).
+    #[default]
+    None,
+    /// A bearer JWT, verified by `verifier`; tenants granted by `grants`.
+    Jwt {
+        verifier: Arc<crate::identity::Verifier>,
+        grants: crate::identity::GrantSource,
+        grant_cache_ttl: Duration,
+    },
 }
 
 impl Default for ServiceConfig {
@@ -70,6 +87,7 @@ impl Default for ServiceConfig {
             compat: CompatConfig::default(),
             v1_sunset: "Wed, 30 Jun 2027 00:00:00 GMT".to_owned(),
             admin_token: None,
+            auth: AuthMode::None,
         }
     }
 }
@@ -136,6 +154,8 @@ pub struct AppState {
     pub schema: Arc<SchemaGate>,
     pub metrics: Arc<HttpMetrics>,
     pub config: Arc<ServiceConfig>,
+    /// `None` under [`AuthMode::None`].
+    pub auth: Option<Arc<Authenticator>>,
 }
 
 impl AppState {
@@ -148,7 +168,19 @@ impl AppState {
             SessionFlowCompatibilityService::new(db.clone(), &config.compat, compat_metrics);
         let flags = FlagWatcher::new(db.clone(), config.flag_default);
         let schema = SchemaGate::new(db.clone());
+        let auth = match &config.auth {
+            AuthMode::None => None,
+            AuthMode::Jwt {
+                verifier,
+                grants,
+                grant_cache_ttl,
+            } => Some(Arc::new(Authenticator {
+                verifier: verifier.clone(),
+                grants: crate::identity::Grants::new(db.clone(), *grants, *grant_cache_ttl),
+            })),
+        };
         Ok(Self {
+            auth,
             db,
             compat: Arc::new(compat),
             flags: Arc::new(flags),
@@ -214,8 +246,14 @@ pub fn app(state: AppState) -> Router {
     // Every /api route depends on the head schema; the ops routes must answer whatever the
     // schema's state, since they are how an operator sees it.
     let api = Router::new()
-        .merge(v3::routes(state.config.max_upload_bytes))
-        .merge(v1::routes(state.clone()))
+        .merge(
+            v3::routes(state.config.max_upload_bytes)
+                .merge(v1::routes(state.clone()))
+                .route_layer(axum::middleware::from_fn_with_state(
+                    state.clone(),
+                    auth::require_user,
+                )),
+        )
         .merge(admin::routes(state.clone()))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
