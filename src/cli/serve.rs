@@ -122,8 +122,14 @@ impl AuthArgs {
         let config = JwtConfig {
             algorithm,
             key,
-            issuer: self.jwt_issuer.clone().filter(|text| !text.trim().is_empty()),
-            audience: self.jwt_audience.clone().filter(|text| !text.trim().is_empty()),
+            issuer: self
+                .jwt_issuer
+                .clone()
+                .filter(|text| !text.trim().is_empty()),
+            audience: self
+                .jwt_audience
+                .clone()
+                .filter(|text| !text.trim().is_empty()),
             leeway: Duration::from_secs(self.jwt_leeway_secs),
         };
         let verifier = Verifier::new(&config).context("the JWT configuration is refused")?;
@@ -151,7 +157,9 @@ pub async fn run(db: Db, args: &ServeArgs) -> anyhow::Result<()> {
     let state = AppState::new(db.clone(), config)?;
     match &state.auth {
         None => {
-            tracing::warn!("authentication is off (--auth none): any caller on this host reaches every tenant");
+            tracing::warn!(
+                "authentication is off (--auth none): any caller on this host reaches every tenant"
+            );
             eprintln!(
                 "flowkey: WARNING: authentication is off (--auth none, loopback only): any \
                  caller on this host reaches every tenant"

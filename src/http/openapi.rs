@@ -108,12 +108,12 @@ impl Modify for CommonAnswers {
                 if tenant_route {
                     // A server started with `--auth none` (loopback only) ignores the token; the
                     // document describes the server as deployed.
-                    operation.security = Some(vec![
-                        utoipa::openapi::security::SecurityRequirement::new::<&str, [&str; 0], &str>(
-                            "bearer_jwt",
-                            [],
-                        ),
-                    ]);
+                    operation.security =
+                        Some(vec![utoipa::openapi::security::SecurityRequirement::new::<
+                            &str,
+                            [&str; 0],
+                            &str,
+                        >("bearer_jwt", [])]);
                     answers.extend([
                         (
                             "401",

@@ -82,7 +82,11 @@ impl Grants {
     }
 
     /// Whether `identity` may reach `tenant`.
-    pub async fn authorize(&self, identity: &Identity, tenant: TenantId) -> Result<(), AccessError> {
+    pub async fn authorize(
+        &self,
+        identity: &Identity,
+        tenant: TenantId,
+    ) -> Result<(), AccessError> {
         match self.source {
             GrantSource::Claims => {
                 let claims = identity.tenants.as_ref().ok_or(AccessError::Forbidden)?;
@@ -101,12 +105,10 @@ impl Grants {
                 };
                 match answer {
                     RbacAnswer {
-                        user_exists: false,
-                        ..
+                        user_exists: false, ..
                     } => Err(AccessError::UnknownUser),
                     RbacAnswer {
-                        user_active: false,
-                        ..
+                        user_active: false, ..
                     } => Err(AccessError::InactiveUser),
                     RbacAnswer { granted: false, .. } => Err(AccessError::Forbidden),
                     RbacAnswer { granted: true, .. } => Ok(()),
@@ -143,7 +145,9 @@ impl Grants {
         cache.insert((user, tenant), (Instant::now(), answer));
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(UserId, TenantId), (Instant, RbacAnswer)>> {
+    fn lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<(UserId, TenantId), (Instant, RbacAnswer)>> {
         // A panic while holding the lock leaves only a cache behind: keep using it.
         self.cache
             .lock()

@@ -297,9 +297,7 @@ fn token_error(kind: &ErrorKind) -> TokenError {
         ErrorKind::InvalidIssuer => TokenError::WrongIssuer,
         ErrorKind::InvalidAudience => TokenError::WrongAudience,
         ErrorKind::MissingRequiredClaim(claim) => TokenError::MissingClaim(claim.clone()),
-        ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => {
-            TokenError::WrongAlgorithm
-        }
+        ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => TokenError::WrongAlgorithm,
         _ => TokenError::Malformed,
     }
 }
