@@ -149,6 +149,29 @@ async fn run(engine: Engine, url: &str) {
             times[i].push(timed(state, &uri, tenant, *token).await);
         }
     }
+    // A tenant not granted answers like one that does not exist, in time too: both run the
+    // same single RBAC statement (no cache, so every request reads).
+    let other = tenant_not_granted(&db).await;
+    let nowhere = TenantId::new(
+        ClientAccountId::from_stored(Uuid::new_v4()),
+        EngagementId::from_stored(Uuid::new_v4()),
+    );
+    let (_, uncached, _) = &servers[3];
+    let mut refused = [Vec::new(), Vec::new()];
+    for _ in 0..samples() {
+        for (i, target) in [other, nowhere].into_iter().enumerate() {
+            refused[i].push(
+                timed_status(uncached, &uri, target, Some(&token), StatusCode::FORBIDDEN).await,
+            );
+        }
+    }
+    let (existing_p50, existing_p99) = percentiles(&mut refused[0]);
+    let (missing_p50, missing_p99) = percentiles(&mut refused[1]);
+    println!(
+        "{engine}: 403 existing tenant p50 {existing_p50:.1} µs p99 {existing_p99:.1} µs; \
+         non-existent tenant p50 {missing_p50:.1} µs p99 {missing_p99:.1} µs (ratio p50 {:.2})",
+        existing_p50 / missing_p50
+    );
     let (base_p50, base_p99) = percentiles(&mut times[0]);
     for (i, (name, _, _)) in servers.iter().enumerate() {
         let (p50, p99) = percentiles(&mut times[i]);
@@ -196,6 +219,21 @@ async fn tenant_and_granted_user(db: &Db) -> (TenantId, Uuid) {
     (tenant, user)
 }
 
+/// Another tenant, existing, not granted to the bench user.
+async fn tenant_not_granted(db: &Db) -> TenantId {
+    let tenant = TenantId::new(
+        ClientAccountId::from_stored(Uuid::new_v4()),
+        EngagementId::from_stored(Uuid::new_v4()),
+    );
+    on_pool!(db, pool => {
+        sqlx::query("INSERT INTO client_accounts (id, name, created_at) VALUES ($1, 'other', $2)")
+            .bind(tenant.client_account_id).bind(DbTime::now()).execute(pool).await.expect("client");
+        sqlx::query("INSERT INTO engagements (id, client_account_id, name, created_at) VALUES ($1, $2, 'other', $3)")
+            .bind(tenant.engagement_id).bind(tenant.client_account_id).bind(DbTime::now()).execute(pool).await.expect("engagement");
+    });
+    tenant
+}
+
 fn request(
     method: Method,
     uri: &str,
@@ -222,11 +260,21 @@ fn request(
 
 /// One request's time in microseconds, body read included.
 async fn timed(state: &AppState, uri: &str, tenant: TenantId, token: Option<&str>) -> f64 {
+    timed_status(state, uri, tenant, token, StatusCode::OK).await
+}
+
+async fn timed_status(
+    state: &AppState,
+    uri: &str,
+    tenant: TenantId,
+    token: Option<&str>,
+    expected: StatusCode,
+) -> f64 {
     let router = app(state.clone());
     let request = request(Method::GET, uri, tenant, token, None);
     let started = Instant::now();
     let response = router.oneshot(request).await.expect("infallible");
-    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.status(), expected);
     let _ = axum::body::to_bytes(response.into_body(), usize::MAX).await;
     started.elapsed().as_secs_f64() * 1e6
 }
