@@ -25,6 +25,15 @@ pub struct ServeArgs {
     /// 16 bytes). Without one the admin routes answer 403.
     #[arg(long, env = "FLOWKEY_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
+    /// Serve reads only: writes answer 503 `read_only`, nothing is written (legacy traffic
+    /// stays in /metrics). Implied on a PostgreSQL hot standby (pg_is_in_recovery()).
+    #[arg(long)]
+    pub read_only: bool,
+    /// PostgreSQL: where the flag listener (LISTEN) connects, when the database URL goes
+    /// through a transaction pooler where LISTEN cannot work: a direct URL of the same
+    /// database. Default: the database URL.
+    #[arg(long, env = "FLOWKEY_LISTEN_URL", hide_env_values = true)]
+    pub listen_url: Option<String>,
     #[command(flatten)]
     pub auth: AuthArgs,
 }
@@ -154,6 +163,36 @@ pub async fn run(db: Db, args: &ServeArgs) -> anyhow::Result<()> {
     };
     config.auth = args.auth.mode(args.bind)?;
     let admin_disabled = config.admin_token.is_none();
+    if !db
+        .prepared_statements_survive()
+        .await
+        .context("cannot check the connection for a transaction pooler")?
+    {
+        anyhow::bail!(
+            "refusing to serve: the database is reached through a transaction pooler that \
+             does not keep prepared statements per client (PgBouncer before 1.21, or \
+             max_prepared_statements = 0); use pool_mode = session for flowkey serve, or \
+             PgBouncer 1.21+ with max_prepared_statements > 0"
+        );
+    }
+    let standby = db
+        .is_hot_standby()
+        .await
+        .context("cannot ask the database whether it is a standby")?;
+    config.read_only = args.read_only || standby;
+    if args.listen_url.is_some() {
+        config.listen_url = args.listen_url.clone();
+    }
+    if config.read_only {
+        eprintln!(
+            "flowkey: serving reads only ({}): writes answer 503 read_only",
+            if standby {
+                "the database is a hot standby"
+            } else {
+                "--read-only"
+            }
+        );
+    }
     let state = AppState::new(db.clone(), config)?;
     match &state.auth {
         None => {

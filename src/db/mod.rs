@@ -8,6 +8,7 @@
 
 pub mod errors;
 pub mod introspect;
+pub mod pooler;
 pub mod tenancy;
 pub mod text;
 pub mod types;
@@ -219,6 +220,75 @@ impl Db {
                     .await
                     .map_err(connect_error)?;
                 Ok(Db::Postgres(pool))
+            }
+        }
+    }
+
+    /// Whether this database is reached through a transaction pooler (see [`pooler`]): the
+    /// session state a migration relies on (its deploy lock, `lock_timeout`) would not hold.
+    pub async fn behind_transaction_pooler(&self) -> Result<bool, sqlx::Error> {
+        match self {
+            Db::Sqlite(_) => Ok(false),
+            Db::Postgres(pool) => {
+                let options = PgConnectOptions::clone(&pool.connect_options());
+                let mut first =
+                    <sqlx::PgConnection as sqlx::Connection>::connect_with(&options).await?;
+                let mut second =
+                    <sqlx::PgConnection as sqlx::Connection>::connect_with(&options).await?;
+                let shared = pooler::share_server_sessions(&mut first, &mut second).await;
+                let _ = sqlx::Connection::close(first).await;
+                let _ = sqlx::Connection::close(second).await;
+                shared
+            }
+        }
+    }
+
+    /// Whether named prepared statements — what sqlx sends for every query — survive the
+    /// way to the server: always directly; through a transaction pooler only where it keeps
+    /// them per client (PgBouncer 1.21+ with `max_prepared_statements`). Two client
+    /// connections alternate the same statements; a collision or a lost statement says no.
+    pub async fn prepared_statements_survive(&self) -> Result<bool, sqlx::Error> {
+        let Db::Postgres(pool) = self else {
+            return Ok(true);
+        };
+        let options = PgConnectOptions::clone(&pool.connect_options());
+        let mut first = <sqlx::PgConnection as sqlx::Connection>::connect_with(&options).await?;
+        let mut second = <sqlx::PgConnection as sqlx::Connection>::connect_with(&options).await?;
+        let mut survived = true;
+        'rounds: for round in 0..4i32 {
+            for conn in [&mut first, &mut second] {
+                let answer: Result<i32, sqlx::Error> = sqlx::query_scalar("SELECT $1::int4 + 1")
+                    .bind(round)
+                    .fetch_one(&mut *conn)
+                    .await;
+                match answer {
+                    Ok(_) => {}
+                    Err(sqlx::Error::Database(err))
+                        if err.code().as_deref() == Some("42P05")
+                            || err.code().as_deref() == Some("26000") =>
+                    {
+                        // 42P05 duplicate_prepared_statement, 26000 invalid_sql_statement_name.
+                        survived = false;
+                        break 'rounds;
+                    }
+                    Err(err) => return Err(err),
+                }
+            }
+        }
+        let _ = sqlx::Connection::close(first).await;
+        let _ = sqlx::Connection::close(second).await;
+        Ok(survived)
+    }
+
+    /// Whether this is a hot standby (PostgreSQL in recovery): it serves reads, and refuses
+    /// every write. A SQLite file never is.
+    pub async fn is_hot_standby(&self) -> Result<bool, sqlx::Error> {
+        match self {
+            Db::Sqlite(_) => Ok(false),
+            Db::Postgres(pool) => {
+                sqlx::query_scalar("SELECT pg_is_in_recovery()")
+                    .fetch_one(pool)
+                    .await
             }
         }
     }

@@ -27,7 +27,7 @@ pub async fn upsert(
         .await?
         .rows_affected()
     });
-    Ok(())
+    notify_servers(tx).await
 }
 
 /// Removes the stored value of a scope; answers whether there was one.
@@ -40,7 +40,23 @@ pub async fn delete(tx: &mut Tx<'_>, scope: FlagScope) -> Result<bool, FlagError
             .await?
             .rows_affected()
     });
+    notify_servers(tx).await?;
     Ok(deleted > 0)
+}
+
+/// The channel servers LISTEN on for flag changes (PostgreSQL).
+pub const FLAG_CHANNEL: &str = "flowkey_flags";
+
+/// Wakes every listening server when the change commits (PostgreSQL delivers a NOTIFY at
+/// commit, and never for a rolled-back change); SQLite servers poll.
+async fn notify_servers(tx: &mut Tx<'_>) -> Result<(), FlagError> {
+    if let Tx::Postgres(conn) = tx {
+        sqlx::query("SELECT pg_notify($1, '')")
+            .bind(FLAG_CHANNEL)
+            .execute(&mut **conn)
+            .await?;
+    }
+    Ok(())
 }
 
 pub async fn list(tx: &mut Tx<'_>) -> Result<Vec<StoredFlag>, FlagError> {

@@ -19,7 +19,7 @@ mod v3;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::DefaultBodyLimit;
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Router;
@@ -56,6 +56,15 @@ pub struct ServiceConfig {
     pub v1_sunset: String,
     /// The bearer token of `/api/admin/*`; `None` disables those routes (403).
     pub admin_token: Option<AdminToken>,
+    /// PostgreSQL: refresh flags on `NOTIFY` as well as by polling
+    /// (`FLOWKEY_FLAG_LISTEN=0` turns it off).
+    pub flag_listen: bool,
+    /// Where the flag listener connects (`--listen-url` / `FLOWKEY_LISTEN_URL`): a direct
+    /// connection for a server behind a transaction pooler; `None`: the database URL.
+    pub listen_url: Option<String>,
+    /// Serve reads only (`serve --read-only`, or a hot standby found at start): writes get
+    /// 503 `read_only`, legacy traffic is counted in /metrics but not written.
+    pub read_only: bool,
     /// How the tenant routes authenticate. [`AuthMode::None`] (the library's default, for
     /// tests and `--auth none` on loopback) lets every caller in as before.
     pub auth: AuthMode,
@@ -87,6 +96,9 @@ impl Default for ServiceConfig {
             compat: CompatConfig::default(),
             v1_sunset: "Wed, 30 Jun 2027 00:00:00 GMT".to_owned(),
             admin_token: None,
+            read_only: false,
+            flag_listen: true,
+            listen_url: None,
             auth: AuthMode::None,
         }
     }
@@ -105,8 +117,8 @@ pub enum ServiceError {
 
 impl ServiceConfig {
     /// Defaults, overridden by `ENABLE_FLOW_ID_PRIMARY`, `FLOWKEY_FLAG_POLL_MS`,
-    /// `FLOWKEY_SCHEMA_POLL_MS`, `FLOWKEY_MAX_BODY_BYTES`, `FLOWKEY_MAX_UPLOAD_BYTES` and
-    /// `FLOWKEY_RESOLVE_CACHE_TTL_MS`.
+    /// `FLOWKEY_SCHEMA_POLL_MS`, `FLOWKEY_MAX_BODY_BYTES`, `FLOWKEY_MAX_UPLOAD_BYTES`,
+    /// `FLOWKEY_RESOLVE_CACHE_TTL_MS`, `FLOWKEY_FLAG_LISTEN` and `FLOWKEY_LISTEN_URL`.
     pub fn from_env() -> Result<Self, ServiceError> {
         let mut config = Self {
             flag_default: crate::flags::default_from_env()?,
@@ -117,6 +129,12 @@ impl ServiceConfig {
         }
         if let Some(ms) = env_number("FLOWKEY_SCHEMA_POLL_MS")? {
             config.schema_poll_interval = Duration::from_millis(ms.max(50));
+        }
+        if let Some(listen) = env_number("FLOWKEY_FLAG_LISTEN")? {
+            config.flag_listen = listen != 0;
+        }
+        if let Ok(url) = std::env::var("FLOWKEY_LISTEN_URL") {
+            config.listen_url = Some(url).filter(|url| !url.trim().is_empty());
         }
         if let Some(bytes) = env_number("FLOWKEY_MAX_BODY_BYTES")? {
             config.max_body_bytes = usize::try_from(bytes).unwrap_or(usize::MAX);
@@ -206,6 +224,21 @@ impl AppState {
             .spawn_polling(self.config.schema_poll_interval);
         let compat = self.compat.clone();
         let interval = self.config.traffic_flush_interval;
+        let mut handles = vec![flag_poller, schema_poller];
+        if self.config.flag_listen {
+            handles.extend(
+                self.flags
+                    .clone()
+                    .spawn_listening(self.config.listen_url.clone()),
+            );
+        }
+        if self.config.read_only {
+            // A standby refuses writes: legacy traffic stays in /metrics only.
+            return BackgroundTasks {
+                compat: None,
+                handles,
+            };
+        }
         let traffic_flusher = tokio::spawn(async move {
             let mut ticker = tokio::time::interval(interval);
             loop {
@@ -215,9 +248,10 @@ impl AppState {
                 }
             }
         });
+        handles.push(traffic_flusher);
         BackgroundTasks {
-            compat: self.compat.clone(),
-            handles: vec![flag_poller, schema_poller, traffic_flusher],
+            compat: Some(self.compat.clone()),
+            handles,
         }
     }
 }
@@ -225,7 +259,8 @@ impl AppState {
 /// The server's periodic tasks; `shutdown` stops them and writes the last legacy hits.
 #[derive(Debug)]
 pub struct BackgroundTasks {
-    compat: Arc<SessionFlowCompatibilityService>,
+    /// Where the last legacy hits are written at shutdown; `None` on a read-only server.
+    compat: Option<Arc<SessionFlowCompatibilityService>>,
     handles: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -234,8 +269,10 @@ impl BackgroundTasks {
         for handle in &self.handles {
             handle.abort();
         }
-        if let Err(err) = self.compat.flush_legacy_traffic().await {
-            tracing::warn!(error = %err, "cannot write the last legacy traffic");
+        if let Some(compat) = self.compat {
+            if let Err(err) = compat.flush_legacy_traffic().await {
+                tracing::warn!(error = %err, "cannot write the last legacy traffic");
+            }
         }
     }
 }
@@ -257,6 +294,10 @@ pub fn app(state: AppState) -> Router {
         .merge(admin::routes(state.clone()))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
+            refuse_writes_when_read_only,
+        ))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
             schema_gate::refuse_below_head,
         ));
     Router::new()
@@ -273,6 +314,29 @@ pub fn app(state: AppState) -> Router {
         .fallback(not_found_route)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
+}
+
+/// On a read-only server (a hot standby), every method but GET and HEAD answers 503
+/// `read_only` before any handler runs: the database would refuse the write anyway, half-way.
+async fn refuse_writes_when_read_only(
+    State(state): State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let reads = matches!(
+        *request.method(),
+        axum::http::Method::GET | axum::http::Method::HEAD
+    );
+    if state.config.read_only && !reads {
+        return ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "read_only",
+            "this server serves reads only (a hot standby or --read-only): send writes to a \
+             server on the primary",
+        )
+        .into_response();
+    }
+    next.run(request).await
 }
 
 async fn not_found_route() -> ApiError {

@@ -39,6 +39,10 @@ pub(crate) struct ReadyView {
     pub status: &'static str,
     /// `sqlite` or `postgres`.
     pub database: String,
+    /// The global `ENABLE_FLOW_ID_PRIMARY` this server applies now (a tenant override may
+    /// differ): how an operator sees every instance pick up a `flag set`.
+    #[schema(example = "off")]
+    pub flag: String,
     /// `jwt`, or `none` when the server runs without authentication (`--auth none`).
     #[schema(example = "jwt")]
     pub auth: &'static str,
@@ -73,6 +77,7 @@ pub(crate) async fn ready(State(state): State<AppState>) -> Result<Response, Api
     Ok(ok(ReadyView {
         status: "ready",
         database: state.db.engine().to_string(),
+        flag: state.flags.global_mode().to_string(),
         auth,
         warning,
     }))

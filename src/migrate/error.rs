@@ -4,6 +4,13 @@ use crate::db::introspect::SchemaDifference;
 
 #[derive(Debug, thiserror::Error)]
 pub enum MigrateError {
+    #[error(
+        "the database is reached through a transaction pooler (PgBouncer with pool_mode = \
+         transaction or statement): the deploy lock and lock_timeout need a session of their \
+         own; run migrations over a direct connection to PostgreSQL (or a session-mode pool); \
+         nothing was changed"
+    )]
+    BehindTransactionPooler,
     #[error("unknown revision {target:?}; known: {known}")]
     UnknownTarget { target: String, known: String },
     /// A target that names a known revision (or `+N`/`-N`) but cannot be reached in the

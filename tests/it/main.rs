@@ -39,11 +39,14 @@ mod reliability {
     mod crash;
     mod database_gone;
     mod hostile_migration;
+    mod instances;
     // Faults are armed in the binary, which reads FAILPOINTS only when built with the feature.
     #[cfg(feature = "failpoints")]
     mod injected_faults;
     mod pg_restart;
+    mod pgbouncer;
     pub mod service;
+    mod standby;
     mod throttle;
     mod upgrade_while_serving;
 }
@@ -58,8 +61,10 @@ mod support {
     pub mod flow_fixtures;
     pub mod flow_support;
     pub mod harness;
+    pub mod pgbouncer;
     pub mod private_postgres;
     pub mod reliability_support;
+    pub mod served;
     pub mod service_probe;
     pub mod service_support;
 }
