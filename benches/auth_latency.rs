@@ -191,16 +191,16 @@ async fn tenant_and_granted_user(db: &Db) -> (TenantId, Uuid) {
         EngagementId::from_stored(Uuid::new_v4()),
     );
     let user = Uuid::new_v4();
-    let (uuid, boolean) = match db.engine() {
-        Engine::Postgres => ("uuid", "boolean"),
-        Engine::Sqlite => ("TEXT", "INTEGER"),
+    let (uuid, boolean, time) = match db.engine() {
+        Engine::Postgres => ("uuid", "boolean", "timestamptz"),
+        Engine::Sqlite => ("TEXT", "INTEGER", "TEXT"),
     };
     db.execute_plain(&format!(
         "CREATE TABLE user_profiles (user_id {uuid} PRIMARY KEY REFERENCES users(id), status TEXT NOT NULL);
          CREATE TABLE user_account_associations (id {uuid} PRIMARY KEY, user_id {uuid} NOT NULL, client_account_id {uuid} NOT NULL, is_mock {boolean} NOT NULL);
-         CREATE TABLE client_access (id {uuid} PRIMARY KEY, user_profile_id {uuid} NOT NULL, client_account_id {uuid} NOT NULL, expires_at TEXT, is_active {boolean});
+         CREATE TABLE client_access (id {uuid} PRIMARY KEY, user_profile_id {uuid} NOT NULL, client_account_id {uuid} NOT NULL, expires_at {time}, is_active {boolean});
          CREATE INDEX ix_client_access_user_profile_id ON client_access(user_profile_id);
-         CREATE TABLE engagement_access (id {uuid} PRIMARY KEY, user_profile_id {uuid} NOT NULL, engagement_id {uuid} NOT NULL, expires_at TEXT, is_active {boolean});"
+         CREATE TABLE engagement_access (id {uuid} PRIMARY KEY, user_profile_id {uuid} NOT NULL, engagement_id {uuid} NOT NULL, expires_at {time}, is_active {boolean});"
     ))
     .await
     .expect("rbac tables");
