@@ -16,6 +16,7 @@ examples=${FLOWKEY_FUZZ_EXAMPLES:-40}
 pg_admin=${FLOWKEY_TEST_PG_URL:?set FLOWKEY_TEST_PG_URL (scripts/ensure-postgres.sh prints one)}
 schemathesis_version=4.32.5
 token=fuzz-admin-token-0123456789abcdef
+jwt_secret=fuzz-jwt-secret-0123456789abcdef0123
 
 work=$(mktemp -d)
 server_pid=""
@@ -49,10 +50,12 @@ for engine in sqlite postgres; do
   fi
   "$binary" --database-url "$url" seed --tenants 3 --imports 4 --rows-per-import 10 --no-progress >/dev/null
   "$binary" --database-url "$url" upgrade head >/dev/null
-  "$python" scripts/fuzz_config.py "$engine" "$url" "$work/schemathesis.toml"
+  "$python" scripts/fuzz_config.py "$engine" "$url" "$work/schemathesis.toml" "$jwt_secret" "$token"
 
   port=$(free_port)
+  # Authenticated as deployed: every tenant route demands the JWT minted by fuzz_config.py.
   FLOWKEY_ADMIN_TOKEN=$token FLOWKEY_FLAG_POLL_MS=500 \
+    FLOWKEY_AUTH=jwt FLOWKEY_JWT_SECRET=$jwt_secret FLOWKEY_GRANTS=claims \
     "$binary" --database-url "$url" serve --bind "127.0.0.1:$port" >"$work/serve-$engine.log" 2>&1 &
   server_pid=$!
   for _ in $(seq 1 100); do
@@ -69,7 +72,6 @@ for engine in sqlite postgres; do
     --max-time "$max_time" \
     --seed 17 \
     --generation-database none \
-    --header "Authorization: Bearer $token" \
     --request-timeout 30 \
     --no-color \
     --report junit --report-dir "$work/report" >"$work/fuzz-$engine.txt" 2>&1)

@@ -6,7 +6,11 @@ random ones.
 Usage: fuzz_config.py ENGINE DATABASE_URL OUT.toml
 """
 
+import base64
+import hashlib
+import hmac
 import json
+import time
 import sqlite3
 import subprocess
 import sys
@@ -23,8 +27,20 @@ def rows(engine, url, sql):
     return [tuple(line.split("\t")) for line in out.splitlines() if line]
 
 
+def b64url(data):
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def hs256_token(secret, claims):
+    """A JWT signed HS256, as the platform signs them (stdlib only: no PyJWT needed)."""
+    header = b64url(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+    payload = b64url(json.dumps(claims).encode())
+    signature = hmac.new(secret.encode(), f"{header}.{payload}".encode(), hashlib.sha256).digest()
+    return f"{header}.{payload}.{b64url(signature)}"
+
+
 def main():
-    engine, url, out = sys.argv[1:4]
+    engine, url, out, secret, admin_token = sys.argv[1:6]
     # The tenant with the most flows: its ids are the fuzzer's usual tenant headers.
     client, engagement = rows(
         engine,
@@ -47,12 +63,27 @@ def main():
     ]
     sessions += [f"disc_session_{s}" for s in sessions[:5]] + [f"session-{s.upper()}" for s in sessions[5:10]]
 
+    # The fuzzer calls as a user of the seeded data, granted its usual tenant by the token's
+    # claims (the server runs with --grants claims: a seeded database has no RBAC tables).
+    user = rows(engine, url, "SELECT id FROM users ORDER BY id LIMIT 1")[0][0]
+    token = hs256_token(
+        secret,
+        {
+            "sub": user,
+            "exp": int(time.time()) + 24 * 3600,
+            "client_account_id": client,
+            "engagement_ids": [engagement],
+        },
+    )
+
     def values(items):
         return json.dumps(items or ["00000000-0000-4000-8000-000000000000"])
 
     with open(out, "w") as f:
         f.write(
-            f"""
+            f"""# The tenant routes take the user's JWT; the admin routes their own token.
+headers = {{ Authorization = "Bearer {token}" }}
+
 # Every check: no 5xx, documented statuses, headers and content types, responses in their
 # schema, schema-valid requests accepted, schema-invalid ones refused, and the rest.
 [checks]
@@ -84,6 +115,10 @@ values = {values(flows + mappings)}
 # of a binary multipart part, so a schema-valid PNG is rightly refused (422 invalid_csv).
 # Every other check still runs on it, and the upload has its own property test of hostile
 # files (tests/it/http/csv_upload.rs).
+[[operations]]
+include-path-regex = "^/api/admin/"
+headers = {{ Authorization = "Bearer {admin_token}" }}
+
 [[operations]]
 include-path = "/api/v3/data-import/imports/upload"
 checks.positive_data_acceptance.enabled = false

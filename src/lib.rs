@@ -8,6 +8,7 @@ pub mod field_mappings;
 pub mod flags;
 pub mod flows;
 pub mod http;
+pub mod identity;
 pub mod ids;
 pub mod imports;
 pub mod migrate;

@@ -141,7 +141,8 @@ async fn migrate_in_place(db: &Db, args: &DemoArgs, global: &GlobalArgs) -> anyh
 
     println!();
     println!(
-        "the migrated database stays at {}: try `flowkey serve`, `flowkey report`, \
+        "the migrated database stays at {}: try `flowkey serve` (on loopback without \
+         authentication unless a JWT key is configured; see docs/rollout.md), `flowkey report`, \
          `flowkey downgrade legacy`",
         DbUrl::parse(&global.database_url)?
     );

@@ -2,6 +2,12 @@
 //! caller that presents the token the server was started with (`flowkey serve
 //! --admin-token`, or `FLOWKEY_ADMIN_TOKEN`). Without a configured token they are disabled
 //! (403), so an operator cannot expose them by forgetting a setting.
+//!
+//! The tenant routes (v3 and v1) answer only a caller with a bearer JWT that verifies
+//! (`identity::Verifier`) and whose user is granted the tenant the headers name
+//! (`identity::Grants`): a missing or bad token is a 401 with `WWW-Authenticate: Bearer`, a
+//! tenant not granted a 403 `tenant_forbidden`, whether or not the tenant exists. A server
+//! started with `--auth none` (loopback only, see `flowkey serve`) skips both.
 
 use std::fmt;
 
@@ -12,7 +18,10 @@ use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use crate::http::extract::{single_header, CLIENT_ACCOUNT_HEADER, ENGAGEMENT_HEADER};
 use crate::http::{ApiError, AppState};
+use crate::identity::{AccessError, GrantSource, Grants, Identity, Verifier};
+use crate::ids::{ClientAccountId, EngagementId, TenantId};
 
 /// The shared secret of the admin routes. Only its SHA-256 digest is kept, and `Debug`
 /// never prints it, so it cannot leak through a logged config.
@@ -96,6 +105,87 @@ pub(crate) async fn require_admin(
             CHALLENGE,
         ),
     }
+}
+
+/// How the tenant routes authenticate: the verifier and the grant source.
+#[derive(Debug)]
+pub struct Authenticator {
+    pub verifier: std::sync::Arc<Verifier>,
+    pub grants: Grants,
+}
+
+const CHALLENGE_API: &str = "Bearer realm=\"flowkey\"";
+const CHALLENGE_API_INVALID: &str = "Bearer realm=\"flowkey\", error=\"invalid_token\"";
+
+/// Lets a tenant request through only with a verified token whose user is granted the tenant
+/// its headers name; the verified [`Identity`] goes to the request's extensions, where the
+/// `UserHeader` and `Caller` extractors read it. Missing or malformed tenant headers are left
+/// to the handler's extractor (its 400), after authentication.
+pub(crate) async fn require_user(
+    State(state): State<AppState>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let Some(auth) = state.auth.as_ref() else {
+        return next.run(request).await;
+    };
+    let presented = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(bearer);
+    let Some(presented) = presented else {
+        return unauthorized_owned(
+            "this route needs the header `Authorization: Bearer <JWT>`".to_owned(),
+            CHALLENGE_API,
+        );
+    };
+    let claims = auth.grants.source() == GrantSource::Claims;
+    let identity = match auth.verifier.verify(presented, claims) {
+        Ok(identity) => identity,
+        Err(err) => return unauthorized_owned(err.to_string(), CHALLENGE_API_INVALID),
+    };
+    if let Some(tenant) = named_tenant(request.headers()) {
+        match auth.grants.authorize(&identity, tenant).await {
+            Ok(()) => {}
+            Err(AccessError::Forbidden) => return tenant_forbidden().into_response(),
+            Err(err @ (AccessError::UnknownUser | AccessError::InactiveUser)) => {
+                return unauthorized_owned(err.to_string(), CHALLENGE_API_INVALID)
+            }
+            Err(AccessError::Db(err)) => return ApiError::from(err).into_response(),
+        }
+    }
+    request.extensions_mut().insert::<Identity>(identity);
+    next.run(request).await
+}
+
+/// The tenant the headers name, when they name one well (else the handler answers 400).
+fn named_tenant(headers: &axum::http::HeaderMap) -> Option<TenantId> {
+    let client = single_header(headers, CLIENT_ACCOUNT_HEADER).ok()??;
+    let engagement = single_header(headers, ENGAGEMENT_HEADER).ok()??;
+    Some(TenantId::new(
+        ClientAccountId::parse(&client).ok()?,
+        EngagementId::parse(&engagement).ok()?,
+    ))
+}
+
+/// One body for every tenant the caller may not reach, existing or not.
+pub(crate) fn tenant_forbidden() -> ApiError {
+    ApiError::new(
+        StatusCode::FORBIDDEN,
+        "tenant_forbidden",
+        "the tenant named by X-Client-Account-Id and X-Engagement-Id is not granted to this caller",
+    )
+}
+
+fn unauthorized_owned(message: String, challenge: &'static str) -> Response {
+    let mut response =
+        ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", message).into_response();
+    response.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static(challenge),
+    );
+    response
 }
 
 /// The credentials of `Bearer <token>` (the scheme in any case, as RFC 9110 says).

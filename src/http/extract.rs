@@ -9,6 +9,7 @@ use serde::de::DeserializeOwned;
 use utoipa::openapi::Required;
 
 use crate::http::ApiError;
+use crate::identity::Identity;
 use crate::ids::{ClientAccountId, EngagementId, FlowId, IdError, TenantId};
 
 pub const CLIENT_ACCOUNT_HEADER: &str = "x-client-account-id";
@@ -54,7 +55,8 @@ impl utoipa::IntoParams for Tenant {
                 Required::True,
                 crate::ids::uuid_schema("the tenant's engagement"),
                 "The tenant's engagement id (a UUID), exactly once. A resource of another tenant \
-                 is a 404.",
+                 is a 404. A tenant not granted to the token's user is a 403 `tenant_forbidden`, \
+                 whether or not it exists.",
             ),
         ]
     }
@@ -85,7 +87,9 @@ impl utoipa::IntoParams for UserHeader {
             "X-User-Id",
             Required::False,
             crate::ids::uuid_schema("the importing user"),
-            "The importing user (a UUID of an existing user); flowkey's service user when absent.",
+            "Only on a server started with `--auth none`: the importing user (a UUID of an existing \
+             user); flowkey's service user when absent. A server that authenticates records the \
+             token's user and ignores this header.",
         )]
     }
 }
@@ -100,7 +104,8 @@ impl utoipa::IntoParams for Caller {
             "X-Client-Name",
             Required::False,
             String::schema(),
-            "Who is calling, counted in the legacy traffic summary (the user agent when absent).",
+            "Who is calling, counted in the legacy traffic summary (the user agent when absent); \
+             a server that authenticates counts the token's user instead.",
         )]
     }
 }
@@ -113,6 +118,10 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
+        // An authenticated caller is who the token says, not what a header claims.
+        if let Some(identity) = parts.extensions.get::<Identity>() {
+            return Ok(Caller(format!("user {}", identity.user)));
+        }
         let name = [CALLER_HEADER, "user-agent"]
             .iter()
             .find_map(|header| parts.headers.get(*header)?.to_str().ok())
@@ -122,7 +131,8 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
     }
 }
 
-/// The optional `X-User-Id` header, a UUID when present.
+/// The user to record: the authenticated one, else (`--auth none`) the optional `X-User-Id`
+/// header, a UUID when present.
 #[derive(Debug, Clone, Copy)]
 pub struct UserHeader(pub Option<uuid::Uuid>);
 
@@ -130,6 +140,11 @@ impl<S: Send + Sync> FromRequestParts<S> for UserHeader {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
+        // On a server that authenticates, the token's user is recorded and the header is
+        // ignored: a client cannot write in someone else's name.
+        if let Some(identity) = parts.extensions.get::<Identity>() {
+            return Ok(UserHeader(Some(identity.user.0)));
+        }
         match single_header(&parts.headers, USER_HEADER)? {
             None => Ok(UserHeader(None)),
             Some(text) => uuid::Uuid::try_parse(text.trim())

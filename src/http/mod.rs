@@ -29,7 +29,7 @@ use crate::compat::{CompatConfig, CompatMetrics, SessionFlowCompatibilityService
 use crate::db::Db;
 use crate::flags::{FlagWatcher, FlowIdPrimary, DEFAULT_POLL_INTERVAL};
 
-pub use auth::{AdminToken, AdminTokenError, MIN_TOKEN_BYTES};
+pub use auth::{AdminToken, AdminTokenError, Authenticator, MIN_TOKEN_BYTES};
 pub use error::{ApiError, ErrorBody, ErrorEnvelope};
 pub use metrics::HttpMetrics;
 pub use openapi::openapi_json;
@@ -65,6 +65,23 @@ pub struct ServiceConfig {
     /// Serve reads only (`serve --read-only`, or a hot standby found at start): writes get
     /// 503 `read_only`, legacy traffic is counted in /metrics but not written.
     pub read_only: bool,
+    /// How the tenant routes authenticate. [`AuthMode::None`] (the library's default, for
+    /// tests and `--auth none` on loopback) lets every caller in as before.
+    pub auth: AuthMode,
+}
+
+/// How the tenant routes (v3, v1) authenticate callers.
+#[derive(Debug, Clone, Default)]
+pub enum AuthMode {
+    /// No authentication: the tenant headers are trusted (`--auth none`, loopback only).
+    #[default]
+    None,
+    /// A bearer JWT, verified by `verifier`; tenants granted by `grants`.
+    Jwt {
+        verifier: Arc<crate::identity::Verifier>,
+        grants: crate::identity::GrantSource,
+        grant_cache_ttl: Duration,
+    },
 }
 
 impl Default for ServiceConfig {
@@ -82,6 +99,7 @@ impl Default for ServiceConfig {
             read_only: false,
             flag_listen: true,
             listen_url: None,
+            auth: AuthMode::None,
         }
     }
 }
@@ -154,6 +172,8 @@ pub struct AppState {
     pub schema: Arc<SchemaGate>,
     pub metrics: Arc<HttpMetrics>,
     pub config: Arc<ServiceConfig>,
+    /// `None` under [`AuthMode::None`].
+    pub auth: Option<Arc<Authenticator>>,
 }
 
 impl AppState {
@@ -166,7 +186,19 @@ impl AppState {
             SessionFlowCompatibilityService::new(db.clone(), &config.compat, compat_metrics);
         let flags = FlagWatcher::new(db.clone(), config.flag_default);
         let schema = SchemaGate::new(db.clone());
+        let auth = match &config.auth {
+            AuthMode::None => None,
+            AuthMode::Jwt {
+                verifier,
+                grants,
+                grant_cache_ttl,
+            } => Some(Arc::new(Authenticator {
+                verifier: verifier.clone(),
+                grants: crate::identity::Grants::new(db.clone(), *grants, *grant_cache_ttl),
+            })),
+        };
         Ok(Self {
+            auth,
             db,
             compat: Arc::new(compat),
             flags: Arc::new(flags),
@@ -251,8 +283,14 @@ pub fn app(state: AppState) -> Router {
     // Every /api route depends on the head schema; the ops routes must answer whatever the
     // schema's state, since they are how an operator sees it.
     let api = Router::new()
-        .merge(v3::routes(state.config.max_upload_bytes))
-        .merge(v1::routes(state.clone()))
+        .merge(
+            v3::routes(state.config.max_upload_bytes)
+                .merge(v1::routes(state.clone()))
+                .route_layer(axum::middleware::from_fn_with_state(
+                    state.clone(),
+                    auth::require_user,
+                )),
+        )
         .merge(admin::routes(state.clone()))
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),

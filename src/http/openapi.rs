@@ -104,6 +104,31 @@ impl Modify for CommonAnswers {
                     .as_ref()
                     .is_some_and(|body| body.content.contains_key("application/json"));
                 let mut answers = Vec::new();
+                let tenant_route = path.starts_with("/api/v3/") || path.starts_with("/api/v1/");
+                if tenant_route {
+                    // A server started with `--auth none` (loopback only) ignores the token; the
+                    // document describes the server as deployed.
+                    operation.security =
+                        Some(vec![utoipa::openapi::security::SecurityRequirement::new::<
+                            &str,
+                            [&str; 0],
+                            &str,
+                        >("bearer_jwt", [])]);
+                    answers.extend([
+                        (
+                            "401",
+                            "`unauthorized`: no bearer token, or one that does not verify \
+                             (signature, algorithm, issuer, audience, expiry, not-before, \
+                             `sub`), or whose user is unknown or inactive; with \
+                             `WWW-Authenticate: Bearer`",
+                        ),
+                        (
+                            "403",
+                            "`tenant_forbidden`: the tenant named by the headers is not granted \
+                             to the token's user (the same answer whether or not it exists)",
+                        ),
+                    ]);
+                }
                 if path.starts_with("/api/") {
                     answers.push((
                         "503",
@@ -148,7 +173,8 @@ fn error_answer(description: &str) -> RefOr<Response> {
     )
 }
 
-/// The bearer token of `/api/admin/*` (`flowkey serve --admin-token`).
+/// The bearer token of `/api/admin/*` (`flowkey serve --admin-token`), and the bearer JWT
+/// of the tenant routes.
 struct AdminSecurity;
 
 impl Modify for AdminSecurity {
@@ -161,6 +187,16 @@ impl Modify for AdminSecurity {
                 .to_owned(),
         );
         components.add_security_scheme("admin_token", SecurityScheme::Http(scheme));
+        let mut jwt = Http::new(HttpAuthScheme::Bearer);
+        jwt.bearer_format = Some("JWT".to_owned());
+        jwt.description = Some(
+            "A JWT signed with the algorithm the server pins (HS256 with FLOWKEY_JWT_SECRET, or \
+             RS256/ES256 with --jwt-public-key / --jwt-jwks); `sub` is the platform user's id. \
+             Every v3 and v1 route demands it unless the server runs with `--auth none` \
+             (loopback only). See docs/rollout.md."
+                .to_owned(),
+        );
+        components.add_security_scheme("bearer_jwt", SecurityScheme::Http(jwt));
     }
 }
 

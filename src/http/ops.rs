@@ -43,6 +43,13 @@ pub(crate) struct ReadyView {
     /// differ): how an operator sees every instance pick up a `flag set`.
     #[schema(example = "off")]
     pub flag: String,
+    /// `jwt`, or `none` when the server runs without authentication (`--auth none`).
+    #[schema(example = "jwt")]
+    pub auth: &'static str,
+    /// Set when something about the server's configuration deserves an operator's eye
+    /// (authentication off).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub warning: Option<&'static str>,
 }
 
 /// The database answers and its schema is at head.
@@ -60,10 +67,19 @@ pub(crate) async fn ready(State(state): State<AppState>) -> Result<Response, Api
     if !check.at_head() {
         return Err(schema_not_at_head(&check));
     }
+    let (auth, warning) = match state.auth {
+        Some(_) => ("jwt", None),
+        None => (
+            "none",
+            Some("authentication is off (--auth none): any caller reaching this server reaches every tenant"),
+        ),
+    };
     Ok(ok(ReadyView {
         status: "ready",
         database: state.db.engine().to_string(),
         flag: state.flags.global_mode().to_string(),
+        auth,
+        warning,
     }))
 }
 

@@ -15,6 +15,7 @@ mod cli {
 }
 mod http {
     mod admin;
+    mod auth;
     mod csv_upload;
     mod flags;
     mod openapi;
@@ -67,6 +68,7 @@ mod service {
 }
 mod tidy;
 mod support {
+    pub mod auth_support;
     pub mod flow_fixtures;
     pub mod flow_support;
     pub mod harness;

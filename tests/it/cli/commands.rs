@@ -17,6 +17,10 @@ fn flowkey() -> Command {
     let mut command = Command::cargo_bin("flowkey").expect("binary");
     command
         .env_remove("DATABASE_URL")
+        .env_remove("FLOWKEY_AUTH")
+        .env_remove("FLOWKEY_JWT_SECRET")
+        .env_remove("FLOWKEY_JWT_PUBLIC_KEY")
+        .env_remove("FLOWKEY_JWT_JWKS")
         .env_remove("RUST_LOG")
         .env_remove("FLOWKEY_ADMIN_TOKEN");
     command
@@ -226,4 +230,53 @@ fn serve_refuses_a_short_admin_token_and_hides_the_token_in_help() {
     assert!(help.contains("--admin-token"), "{help}");
     assert!(help.contains("FLOWKEY_ADMIN_TOKEN"), "{help}");
     assert!(!help.contains("do-not-print-this-secret"), "{help}");
+}
+
+#[test]
+fn serve_without_authentication_only_on_loopback() {
+    let ws = workspace();
+    stdout_of(&["upgrade", "head", "--database-url", &ws.url]);
+    for extra in [&[][..], &["--auth", "none"][..]] {
+        let mut args = vec!["serve", "--database-url", &ws.url, "--bind", "0.0.0.0:0"];
+        args.extend_from_slice(extra);
+        let stderr = one_line_error(&args, 1);
+        assert!(
+            stderr.contains("refusing to serve on 0.0.0.0:0 without authentication"),
+            "{stderr}"
+        );
+    }
+    let stderr = one_line_error(&["serve", "--database-url", &ws.url, "--auth", "jwt"], 1);
+    assert!(stderr.contains("needs a key"), "{stderr}");
+    let stderr = one_line_error(
+        &["serve", "--database-url", &ws.url, "--jwt-secret", "short"],
+        1,
+    );
+    assert!(stderr.contains("at least 32"), "{stderr}");
+    let stderr = one_line_error(
+        &[
+            "serve",
+            "--database-url",
+            &ws.url,
+            "--jwt-secret",
+            "0123456789abcdef0123456789abcdef",
+            "--jwt-algorithm",
+            "RS256",
+        ],
+        1,
+    );
+    assert!(stderr.contains("public key or JWKS"), "{stderr}");
+    // RBAC grants need the platform's RBAC tables, which a bare flowkey database lacks.
+    let stderr = one_line_error(
+        &[
+            "serve",
+            "--database-url",
+            &ws.url,
+            "--bind",
+            "0.0.0.0:0",
+            "--jwt-secret",
+            "0123456789abcdef0123456789abcdef",
+        ],
+        1,
+    );
+    assert!(stderr.contains("lacks user_profiles"), "{stderr}");
 }
