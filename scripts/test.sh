@@ -16,6 +16,10 @@ psql "$FLOWKEY_TEST_PG_URL" -Atc "select datname from pg_database where datname 
   done
 # The fault injection points are compiled in for the tests only (see src/migrate/faults.rs).
 cargo test --all-targets --features failpoints "$@"
+# The Alembic bridge under real Alembic and SQLAlchemy (a throwaway venv from PyPI), on the
+# platform-shaped database, on both engines; uses the binary the tests just built (with its
+# fault points, for the interrupted run).
+bash scripts/alembic-bridge-test.sh target/debug/flowkey
 # The API under an outside fuzzer (schemathesis) on both engines, bounded in time; uses the
 # binary the tests just built. FLOWKEY_SKIP_FUZZ=1 leaves it out of a local run.
 if [[ -z "${FLOWKEY_SKIP_FUZZ:-}" ]]; then

@@ -179,6 +179,13 @@ pub fn include_object_module() -> String {
         )
         .replace("{added_columns}", &format!("{{{}}}", added.join(", ")))
         .replace(
+            "{owned_indexes}",
+            &format!(
+                "{{{}}}",
+                python_string(crate::migrate::revisions::flow_mapping::DATA_IMPORT_LOOKUP_INDEX)
+            ),
+        )
+        .replace(
             "{changed_columns}",
             &format!(
                 "{{({}, \"session_id\")}}",

@@ -14,6 +14,8 @@ revision would destroy the migration's books and every link.
 # Tables flowkey owns: its books and the session->flow mapping.
 OWNED_TABLE_PREFIX = "flowkey_"
 OWNED_TABLES = frozenset({owned_tables})
+# Indexes flowkey adds to platform tables on their own columns.
+OWNED_INDEXES = frozenset({owned_indexes})
 # Columns flowkey adds to platform tables, by table.
 ADDED_COLUMNS = {added_columns}
 # Platform columns whose definition flowkey changes (see flowkey's BREAKING_CHANGES.md).
@@ -41,7 +43,10 @@ def include_object(obj, name, type_, reflected, compare_to):
             _added(table_name, [name]) or (table_name, name) in CHANGED_COLUMNS
         )
     if type_ in ("index", "unique_constraint"):
-        return not _added(table_name, [column.name for column in obj.columns])
+        return not (
+            name in OWNED_INDEXES
+            or _added(table_name, [column.name for column in obj.columns])
+        )
     if type_ == "foreign_key_constraint":
         return not (
             _added(table_name, [column.name for column in obj.columns])

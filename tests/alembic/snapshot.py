@@ -23,7 +23,9 @@ def main(url, schema):
              "--exclude-table", "%s.alembic_version" % (schema or "public"),
              "--dbname", engine.url.set(drivername="postgresql").render_as_string(False)],
             check=True, capture_output=True, text=True).stdout
-        print("\n".join(line for line in dump.splitlines() if not line.startswith("--")))
+        # Comments, and pg_dump's per-dump random \restrict keys, say nothing of the schema.
+        print("\n".join(line for line in dump.splitlines()
+                        if not line.startswith(("--", "\\restrict", "\\unrestrict"))))
     with engine.connect() as connection:
         if engine.dialect.name == "sqlite":
             for kind, name, table, sql in connection.execute(text(

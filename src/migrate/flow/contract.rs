@@ -31,9 +31,9 @@ use serde::Serialize;
 use crate::db::{on_pool, Db, Engine};
 use crate::migrate::flow::legacy_signal::{self, legacy_writes};
 use crate::migrate::flow::linked::{linked_table, SessionKey};
+use crate::migrate::flow::live;
 use crate::migrate::flow::tables::{begin_batch, execute_keyed, next_bound, KeyRange};
 use crate::migrate::flow::triggers;
-use crate::migrate::flow::live;
 use crate::migrate::{MigrateError, StepContext, StepSql};
 
 /// The revision id of the contract.

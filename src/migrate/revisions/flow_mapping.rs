@@ -62,3 +62,29 @@ pub static FLOW_MAPPING: Revision = Revision {
     ],
     earlier_checksums: &["a13bd67fdd2f3a2e4ce011bcc978688ec9008fc099cc633bdb483a7f6a490d53"],
 };
+
+/// The index `flow_mapping` adds on a legacy column (`discovery_flows.data_import_id`, how the
+/// mapping and the live mapping find an import's flows): the one object of flowkey's on a
+/// platform table that no `flow_id` column names (see `alembic::include_object_module`).
+pub const DATA_IMPORT_LOOKUP_INDEX: &str = "ix_discovery_flows_data_import_id";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_lookup_index_is_the_one_the_revision_creates_and_drops() {
+        for step in FLOW_MAPPING.up.iter().chain(FLOW_MAPPING.down.iter()) {
+            let (Action::Sql(StepSql::Fixed(sql)) | Action::OnlineDdl(StepSql::Fixed(sql))) =
+                &step.action
+            else {
+                continue;
+            };
+            for text in [sql.sqlite, sql.postgres] {
+                if text.contains("INDEX") && text.contains("discovery_flows") {
+                    assert!(text.contains(DATA_IMPORT_LOOKUP_INDEX), "{text}");
+                }
+            }
+        }
+    }
+}

@@ -10,6 +10,8 @@ use crate::migrate::{Action, EngineSql, Revision, Step, StepSql};
 /// flowkey's own tables for the `on` gate: shadow mismatches per tenant and route since the
 /// tenant's (or the global) last flag change, and every flag change with whether it was
 /// forced past the gate. Created `IF NOT EXISTS` and never dropped, like `service_state`'s.
+/// (SQLite: a plain rowid key, not AUTOINCREMENT, which would create `sqlite_sequence`, an
+/// object the platform's database did not have.)
 pub const SHADOW_GATE_SQL: EngineSql = EngineSql {
     sqlite: "\
 CREATE TABLE IF NOT EXISTS flowkey_shadow_mismatches (
@@ -22,7 +24,7 @@ CREATE TABLE IF NOT EXISTS flowkey_shadow_mismatches (
     PRIMARY KEY (client_account_id, engagement_id, route)
 );
 CREATE TABLE IF NOT EXISTS flowkey_flag_changes (
-    id                     INTEGER PRIMARY KEY AUTOINCREMENT,
+    id                     INTEGER PRIMARY KEY,
     name                   TEXT NOT NULL,
     scope                  TEXT NOT NULL,
     value                  TEXT,

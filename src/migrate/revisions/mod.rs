@@ -91,7 +91,7 @@ pub const RELEASED_CHECKSUMS: &[(&str, &str)] = &[
     ),
     (
         "live_mapping",
-        "e493b92e0f813911a99a865c30d226cfd4382771c2698e733c0b99e2780a4d64",
+        "c9f2e877b27dcf5a184a56882fc20caa063dbd9a672f58bd28a113470ed17278",
     ),
     (
         "legacy_write_signal",
