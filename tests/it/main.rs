@@ -20,6 +20,7 @@ mod http {
     mod flags;
     mod openapi;
     mod ops;
+    mod rbac_platform;
     mod refusals;
     mod several_flows;
     mod shadow_gate;

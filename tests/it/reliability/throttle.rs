@@ -190,6 +190,14 @@ async fn a_stuck_standby_holds_the_backfill_until_it_replays_again() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     run_sql(&standby_url, "SELECT pg_wal_replay_pause()").await;
+    // WAL the standby receives but does not replay, and time for the lag to pass the limit
+    // before the backfill's first look (a small backfill could otherwise finish first).
+    run_sql(
+        &url,
+        "CREATE TABLE lag_probe AS SELECT generate_series(1, 1000) AS n",
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
 
     let mut child = spawn(&url, &throttled_upgrade(&["--max-replica-lag", "0.5"]));
     let event = throttled_for(&db, &mut child, "replica_lag").await;
