@@ -16,7 +16,9 @@ use flowkey::seed::{seed, SeedConfig};
 use crate::both_engines;
 use crate::support::flow_support::{audit_events, downgrade_to, upgrade_to};
 use crate::support::harness::TestDb;
-use crate::support::reliability_support::{run_ok, run_to_end};
+#[cfg(feature = "failpoints")]
+use crate::support::reliability_support::run_ok;
+use crate::support::reliability_support::run_to_end;
 
 fn quiet(period: &str) -> GateOptions {
     GateOptions {
