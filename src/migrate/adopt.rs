@@ -120,18 +120,18 @@ pub async fn reference_schema(
             result
         }
         Db::Postgres(pool) => {
+            // Built inside one transaction that is always rolled back: a run killed while
+            // it builds leaves no scratch schema behind (a DROP at the end would not run).
             let mut conn = PgConnection::connect_with(&pool.connect_options()).await?;
             let scratch = format!("flowkey_scratch_{}", uuid::Uuid::new_v4().simple());
-            sqlx::raw_sql(&format!("CREATE SCHEMA {scratch}"))
+            sqlx::raw_sql(&format!("BEGIN; CREATE SCHEMA {scratch}"))
                 .execute(&mut conn)
                 .await?;
             let result = build_postgres(&mut conn, &scratch, revisions).await;
-            let dropped = sqlx::raw_sql(&format!("DROP SCHEMA {scratch} CASCADE"))
-                .execute(&mut conn)
-                .await;
+            let rolled_back = sqlx::raw_sql("ROLLBACK").execute(&mut conn).await;
             let _ = conn.close().await;
             let schema = result?;
-            dropped?;
+            rolled_back?;
             Ok(schema)
         }
     }
@@ -174,8 +174,12 @@ async fn build_postgres(
                         .await?;
                 }
                 Action::OnlineDdl(sql) => {
+                    // Inside the build's transaction: the same objects, built plainly
+                    // (CONCURRENTLY cannot run in a transaction, and nobody else sees them).
                     for statement in split_statements(&sql.for_engine(Engine::Postgres)) {
-                        sqlx::raw_sql(&statement).execute(&mut *conn).await?;
+                        sqlx::raw_sql(&statement.replace(" CONCURRENTLY", ""))
+                            .execute(&mut *conn)
+                            .await?;
                     }
                 }
                 Action::Code { .. } | Action::Check { .. } => {}

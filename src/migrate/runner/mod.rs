@@ -164,6 +164,7 @@ impl Migrator {
     /// Applies revisions up to `target`: `head`, `+N`, or a revision id. A database with the
     /// legacy schema and no record of revisions is adopted at the first revision first.
     pub async fn upgrade(&self, target: &str) -> Result<RunSummary, MigrateError> {
+        refuse_transaction_pooler(&self.db).await?;
         if !self.has_bookkeeping().await? {
             self.plan_upgrade(target).await?;
         }
@@ -177,6 +178,7 @@ impl Migrator {
     /// Reverts revisions down to `target`: `-N`, `base`, or a revision id (which stays
     /// applied).
     pub async fn downgrade(&self, target: &str) -> Result<RunSummary, MigrateError> {
+        refuse_transaction_pooler(&self.db).await?;
         if !self.has_bookkeeping().await? {
             self.plan_downgrade(target).await?;
         }
@@ -272,6 +274,7 @@ impl Migrator {
     /// any step. [`StampMode::Checked`] first proves the schema is the one the revisions up
     /// to `target` create; [`StampMode::Force`] does not look.
     pub async fn stamp(&self, target: &str, mode: StampMode) -> Result<RunSummary, MigrateError> {
+        refuse_transaction_pooler(&self.db).await?;
         if !self.has_bookkeeping().await? {
             self.plan_stamp(target, mode).await?;
         }
@@ -324,6 +327,16 @@ pub fn offline_sql(
         target_index.map(|index| revisions[index].id),
         &plan,
     ))
+}
+
+/// Every command that takes the deploy lock refuses a transaction pooler first, before its
+/// read-only plan: through one, even the plan's named statements collide, and the lock's
+/// session would not be the runner's (see `db::pooler`).
+async fn refuse_transaction_pooler(db: &Db) -> Result<(), MigrateError> {
+    if db.behind_transaction_pooler().await? {
+        return Err(MigrateError::BehindTransactionPooler);
+    }
+    Ok(())
 }
 
 /// A bare driver error that means the database went away (a restart, a cut connection)
