@@ -131,6 +131,13 @@ impl SampleCollector {
     }
 
     fn push(&mut self, column: usize, text: String) {
+        // Samples are for display, and PostgreSQL's JSON text cannot hold a NUL character
+        // (the row itself keeps it: `raw_data` is stored as given).
+        let text = if text.contains('\0') {
+            text.replace('\0', "\u{FFFD}")
+        } else {
+            text
+        };
         let found = &mut self.samples[column];
         found.push(text);
         if found.len() == SAMPLE_VALUES {
@@ -305,5 +312,13 @@ mod tests {
         }
         assert_eq!(suggested[2].sample_values.len(), SAMPLE_VALUES);
         assert!(suggested[3].sample_values.is_empty());
+    }
+
+    #[test]
+    fn samples_never_hold_a_nul() {
+        let mut sampler = SampleCollector::new(&["name".to_owned()]);
+        sampler.observe_text(0, "a\0b");
+        let suggestions = sampler.suggestions();
+        assert_eq!(suggestions[0].sample_values, vec!["a\u{FFFD}b".to_owned()]);
     }
 }
