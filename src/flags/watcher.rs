@@ -87,63 +87,8 @@ impl FlagWatcher {
         snapshot.global.unwrap_or(self.default)
     }
 
-    /// PostgreSQL: refreshes as soon as a change commits, from a `LISTEN` on its own
-    /// connection (`listen_url`, for a server behind a transaction pooler, where LISTEN
-    /// cannot work; else the pool's server). A lost connection is reconnected, and the flags
-    /// are re-read then, since notifications sent meanwhile are lost; polling stays on
-    /// beside it, so a listener that cannot connect at all costs at most the poll interval.
-    /// SQLite has no notifications: `None`.
-    pub fn spawn_listening(
-        self: Arc<Self>,
-        listen_url: Option<String>,
-    ) -> Option<tokio::task::JoinHandle<()>> {
-        let Db::Postgres(pool) = &self.db else {
-            return None;
-        };
-        let pool = pool.clone();
-        Some(tokio::spawn(async move {
-            let mut backoff = Duration::from_millis(100);
-            loop {
-                let listener = match &listen_url {
-                    Some(url) => sqlx::postgres::PgListener::connect(url).await,
-                    None => sqlx::postgres::PgListener::connect_with(&pool).await,
-                };
-                let mut listener = match listener {
-                    Ok(listener) => listener,
-                    Err(err) => {
-                        tracing::warn!(error = %err, "cannot LISTEN for flag changes; polling meanwhile");
-                        tokio::time::sleep(backoff).await;
-                        backoff = (backoff * 2).min(Duration::from_secs(10));
-                        continue;
-                    }
-                };
-                if let Err(err) = listener.listen(store::FLAG_CHANNEL).await {
-                    tracing::warn!(error = %err, "cannot LISTEN for flag changes; polling meanwhile");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(10));
-                    continue;
-                }
-                backoff = Duration::from_millis(100);
-                // Whatever changed before the LISTEN took effect.
-                self.refresh_logged().await;
-                loop {
-                    match listener.try_recv().await {
-                        // A change committed.
-                        Ok(Some(_)) => self.refresh_logged().await,
-                        // The connection was lost and is reconnected by the next call;
-                        // what was sent meanwhile is lost: read the flags again.
-                        Ok(None) => self.refresh_logged().await,
-                        Err(err) => {
-                            tracing::warn!(error = %err, "flag listener failed; reconnecting");
-                            break;
-                        }
-                    }
-                }
-            }
-        }))
-    }
-
-    async fn refresh_logged(&self) {
+    /// [`FlagWatcher::refresh`], a failure logged and the last values kept.
+    pub async fn refresh_logged(&self) {
         if let Err(err) = self.refresh().await {
             tracing::warn!(error = %err, "cannot refresh flags; keeping the last values");
         }

@@ -9,6 +9,7 @@ mod connection;
 mod error;
 pub mod extract;
 mod metrics;
+mod notifications;
 mod openapi;
 mod ops;
 pub mod schema_gate;
@@ -226,11 +227,15 @@ impl AppState {
         let interval = self.config.traffic_flush_interval;
         let mut handles = vec![flag_poller, schema_poller];
         if self.config.flag_listen {
-            handles.extend(
-                self.flags
-                    .clone()
-                    .spawn_listening(self.config.listen_url.clone()),
-            );
+            let listened = notifications::Listened {
+                flags: self.flags.clone(),
+                schema: self.schema.clone(),
+            };
+            handles.extend(notifications::spawn_listener(
+                &self.db,
+                listened,
+                self.config.listen_url.clone(),
+            ));
         }
         if self.config.read_only {
             // A standby refuses writes: legacy traffic stays in /metrics only.

@@ -24,5 +24,5 @@ pub use revision::{
 };
 pub use runner::{
     offline_sql, upgrade, DirtyState, HistoryEntry, Migrator, RevisionRun, RunSummary, StampMode,
-    StepRun, VERSIONS_TABLE,
+    StepRun, SCHEMA_CHANNEL, VERSIONS_TABLE,
 };

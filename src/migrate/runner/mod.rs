@@ -39,7 +39,7 @@ use plan::{steps_of, Chain};
 use session::Session;
 use versions::{read_versions, record_prefix, DirtyRow, State, VersionRow};
 
-pub use versions::VERSIONS_TABLE;
+pub use versions::{SCHEMA_CHANNEL, VERSIONS_TABLE};
 
 /// Whether `stamp` checks the schema before recording a revision.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -22,6 +22,28 @@ use crate::migrate::{Direction, MigrateError, Revision};
 /// The table of applied revisions; never dropped by a downgrade.
 pub const VERSIONS_TABLE: &str = "flowkey_versions";
 
+/// The channel a running server listens on (PostgreSQL) to re-check its schema gate as soon
+/// as the book changes, instead of at its next poll.
+pub const SCHEMA_CHANNEL: &str = "flowkey_schema";
+
+/// Tells listening servers that the book changed (PostgreSQL; SQLite servers poll). A
+/// revision marked dirty already counts as not applied, so a downgrade closes the servers'
+/// routes before its first statement drops anything. Best effort by design: a notification
+/// that cannot be sent costs a server one poll interval, not the run, so a failure is
+/// logged, never returned.
+async fn notify_servers(db: &Db, revision: &str) {
+    if let Db::Postgres(pool) = db {
+        if let Err(err) = sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(SCHEMA_CHANNEL)
+            .bind(revision)
+            .execute(pool)
+            .await
+        {
+            tracing::warn!(error = %err, "cannot notify servers of the schema change; they see it at their next poll");
+        }
+    }
+}
+
 /// One row of the book, as read.
 #[derive(Debug, Clone)]
 pub(super) struct VersionRow {
@@ -155,6 +177,7 @@ pub(super) async fn mark_dirty(
         .execute(pool)
         .await?;
     });
+    notify_servers(db, revision.id).await;
     faults::check("runner::after_mark_dirty")
 }
 
@@ -195,6 +218,7 @@ pub(super) async fn mark_applied(db: &Db, revision: &'static Revision) -> Result
         .execute(pool)
         .await?;
     });
+    notify_servers(db, revision.id).await;
     faults::check("runner::after_mark_applied")
 }
 
@@ -210,6 +234,7 @@ pub(super) async fn delete_version(
             .execute(pool)
             .await?;
     });
+    notify_servers(db, revision.id).await;
     faults::check("runner::after_delete_version")
 }
 
@@ -248,6 +273,7 @@ pub(super) async fn record_prefix(
         }
     });
     tx.commit().await?;
+    notify_servers(db, "").await;
     Ok(())
 }
 

@@ -104,3 +104,83 @@ async fn flag_changes_reach_every_instance_by_notify_and_by_poll_when_the_listen
     );
     db.close().await;
 }
+
+/// The status an `/api` route answers without a token: 503 while the schema gate is closed
+/// (the gate answers before authentication), 401 otherwise.
+async fn gate_closed(server: &Server) -> bool {
+    let answer = reqwest::get(format!("{}/api/v3/discovery-flow/flows", server.base))
+        .await
+        .expect("server answers");
+    answer.status() == reqwest::StatusCode::SERVICE_UNAVAILABLE
+}
+
+/// Runs a migration command and returns how long until every instance's gate is `closed`.
+async fn schema_propagation(
+    url: &str,
+    servers: &[Server],
+    args: &[&str],
+    closed: bool,
+    limit: Duration,
+) -> Duration {
+    run_ok(url, args);
+    let started = Instant::now();
+    for server in servers {
+        while gate_closed(server).await != closed {
+            assert!(
+                started.elapsed() < limit,
+                "an instance's schema gate is still {} after {limit:?}",
+                if closed { "open" } else { "closed" }
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+    started.elapsed()
+}
+
+#[tokio::test]
+async fn schema_changes_reach_every_instance_by_notify() {
+    let test_db = TestDb::fresh(Engine::Postgres).await;
+    seeded(&test_db, &SeedConfig::default()).await;
+    run_ok(&test_db.url, &["upgrade", "head", "--no-progress"]);
+    let url = test_db.url.as_str();
+    let down = ["downgrade", "-1", "--no-progress"];
+    let up = ["upgrade", "head", "--no-progress"];
+
+    // NOTIFY from the runner's book, with a schema poll so slow that only the notification
+    // explains a fast change.
+    let servers = three(url, &[("FLOWKEY_SCHEMA_POLL_MS", "30000")]).await;
+    for server in &servers {
+        assert!(!gate_closed(server).await, "an instance at head refuses");
+    }
+    let (mut closing, mut opening) = (Vec::new(), Vec::new());
+    for _ in 0..5 {
+        closing.push(schema_propagation(url, &servers, &down, true, Duration::from_secs(5)).await);
+        opening.push(schema_propagation(url, &servers, &up, false, Duration::from_secs(5)).await);
+    }
+    eprintln!(
+        "schema propagation to 3 instances, NOTIFY: downgrade -1 {}; upgrade head {}",
+        summary(closing),
+        summary(opening)
+    );
+    drop(servers);
+
+    // Polling alone (the default 2 s), the fallback and SQLite's way.
+    let servers = three(
+        url,
+        &[
+            ("FLOWKEY_FLAG_LISTEN", "0"),
+            ("FLOWKEY_SCHEMA_POLL_MS", "2000"),
+        ],
+    )
+    .await;
+    let (mut closing, mut opening) = (Vec::new(), Vec::new());
+    for _ in 0..2 {
+        closing.push(schema_propagation(url, &servers, &down, true, Duration::from_secs(5)).await);
+        opening.push(schema_propagation(url, &servers, &up, false, Duration::from_secs(5)).await);
+    }
+    eprintln!(
+        "schema propagation to 3 instances, poll every 2 s: downgrade -1 {}; upgrade head {}",
+        summary(closing),
+        summary(opening)
+    );
+}
