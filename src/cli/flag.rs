@@ -122,6 +122,11 @@ pub async fn run(db: Db, args: &FlagArgs) -> anyhow::Result<()> {
                     println!("  {reason}");
                 }
             }
+            match (&readiness.checks.verified_at, &readiness.checks.reason) {
+                (Some(at), _) => println!("  (link checks: the verification stored at {at})"),
+                (None, Some(why)) => println!("  (link checks: run now, since {why})"),
+                (None, None) => {}
+            }
         }
     }
     Ok(())

@@ -2,7 +2,8 @@
 //! session→flow migration.
 
 use flowkey::migrate::flow::live::catch_up_command;
-use flowkey::migrate::flow::{rehearse, report, verify};
+use flowkey::migrate::flow::verification_record::verify_and_record;
+use flowkey::migrate::flow::{rehearse, report};
 
 use crate::cli::migrate::TuningArgs;
 use crate::cli::{connect, print_json, GlobalArgs};
@@ -25,7 +26,7 @@ pub struct RehearseArgs {
 
 pub async fn run_verify(_args: VerifyArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     let db = connect(global).await?;
-    let outcome = verify(&db).await;
+    let outcome = verify_and_record(&db).await;
     db.close().await;
     let verified = outcome?;
     if global.json {

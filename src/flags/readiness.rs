@@ -1,13 +1,36 @@
 //! Whether `enable_flow_id_primary` may be turned `on`: the backfill has been applied and
 //! every link is what the migration's rules give. The link checks are the migration's own
 //! `verify` (the same checks as `flowkey verify`), so the service and the CLI can never
-//! disagree on what "ready" means.
+//! disagree on what "ready" means. They come from the last stored verification while the
+//! delta since it shows nothing it could have missed (`migrate::flow::verification_record`),
+//! else they run now and are stored: readiness answers in milliseconds on a quiet database
+//! and after every full check, and is never older than [`MAX_STORED_AGE`].
+
+use std::time::Duration;
 
 use serde::Serialize;
 
 use crate::db::Db;
 use crate::flags::FlagError;
+use crate::migrate::flow::verification_record::{last_standing, verify_and_record, Stored};
+use crate::migrate::flow::verify::sessions_without_mapping;
 use crate::migrate::{revisions, Migrator, RunOptions};
+
+/// A stored verification older than this is checked again, whatever the delta says: the
+/// bound on what the delta cannot see (a `flow_id` written wrong by foreign SQL).
+pub const MAX_STORED_AGE: Duration = Duration::from_secs(15 * 60);
+
+/// Where the link checks' counts come from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Default, utoipa::ToSchema)]
+pub struct ChecksSource {
+    /// `stored`: the last stored verification still stands; `checked`: the checks ran now
+    /// (and were stored); empty before the backfill.
+    pub from: String,
+    /// Why the stored verification did not stand (`checked` only).
+    pub reason: Option<String>,
+    /// When the stored verification's checks started (database clock; `stored` only).
+    pub verified_at: Option<String>,
+}
 
 /// One check and how many rows fail it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
@@ -28,6 +51,8 @@ pub struct Readiness {
     pub integrity_problems: Vec<ReadinessCount>,
     /// Sessions without a mapping: under `on` their v1 routes would answer 404 (issue 12).
     pub sessions_unmapped: i64,
+    /// Where the link checks' counts come from.
+    pub checks: ChecksSource,
 }
 
 impl Readiness {
@@ -84,7 +109,27 @@ pub async fn readiness(db: &Db) -> Result<Readiness, FlagError> {
         result.backfill_not_applied = Some(current.unwrap_or("base").to_owned());
         return Ok(result);
     }
-    let verified = crate::migrate::flow::verify(db).await?;
+    let (tables, mut mapping) = match last_standing(db, MAX_STORED_AGE).await? {
+        Stored::Fresh(stored) => {
+            result.checks = ChecksSource {
+                from: "stored".into(),
+                reason: None,
+                verified_at: Some(stored.verified_at),
+            };
+            (stored.tables, stored.mapping)
+        }
+        Stored::Stale(reason) => {
+            let verified = verify_and_record(db).await?;
+            result.checks = ChecksSource {
+                from: "checked".into(),
+                reason: Some(reason),
+                verified_at: None,
+            };
+            (verified.tables, verified.mapping)
+        }
+    };
+    // Always live: one anti-join over the sessions.
+    mapping.sessions_without_mapping = sessions_without_mapping(db).await?;
     let mut problem = |check: String, rows: i64| {
         if rows > 0 {
             result
@@ -92,14 +137,13 @@ pub async fn readiness(db: &Db) -> Result<Readiness, FlagError> {
                 .push(ReadinessCount { check, rows });
         }
     };
-    for table in &verified.tables {
+    for table in &tables {
         problem(
             format!("{} crossing tenants", table.table),
             table.crosses_tenant,
         );
         problem(format!("{} naming no flow", table.table), table.orphan_flow);
     }
-    let mapping = &verified.mapping;
     result.sessions_unmapped = mapping.sessions_without_mapping;
     problem(
         "session_flow_mapping rows naming no flow".into(),
@@ -113,7 +157,7 @@ pub async fn readiness(db: &Db) -> Result<Readiness, FlagError> {
         "session_flow_mapping rows of another tenant than their session".into(),
         mapping.tenant_differs_from_session,
     );
-    for table in &verified.tables {
+    for table in &tables {
         if table.wrong_flow > 0 {
             result.backfill_pending.push(ReadinessCount {
                 check: table.table.clone(),

@@ -36,6 +36,7 @@ mod migrate {
     mod live_mapping;
     mod offline_sql;
     mod online;
+    mod readiness;
     mod refusals;
     mod runner;
     mod seed;

@@ -19,7 +19,7 @@
 
 use std::time::Instant;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
 use crate::db::tenancy;
@@ -64,7 +64,7 @@ pub struct FingerprintComparison {
     pub same: bool,
 }
 
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct TableVerification {
     pub table: String,
     pub rows_checked: i64,
@@ -75,7 +75,7 @@ pub struct TableVerification {
     pub orphan_flow: i64,
 }
 
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct MappingVerification {
     pub rows: i64,
     pub orphan_flow: i64,
@@ -253,6 +253,17 @@ fn verify_sql(engine: Engine) -> String {
 }
 
 /// Runs every check over every linked table; never writes.
+/// Sessions without a mapping row (one anti-join over `data_import_sessions`, a small table).
+const SESSIONS_WITHOUT_MAPPING: &str = "SELECT count(*) FROM data_import_sessions s \
+     WHERE NOT EXISTS (SELECT 1 FROM session_flow_mapping m WHERE m.session_id = s.id)";
+
+/// How many sessions have no mapping now (the count `verify` reports). Reads only.
+pub async fn sessions_without_mapping(db: &Db) -> Result<i64, MigrateError> {
+    Ok(crate::on_pool!(db, pool => {
+        sqlx::query_scalar(SESSIONS_WITHOUT_MAPPING).fetch_one(pool).await?
+    }))
+}
+
 pub async fn verify(db: &Db) -> Result<VerifyReport, MigrateError> {
     let tables: Vec<&LinkedTable> = LINKED_TABLES.iter().collect();
     verify_tables(db, &tables).await
@@ -457,12 +468,7 @@ async fn verify_mapping(
     );
     let (rows, unmapped, bad): (i64, i64, Vec<Flags>) = crate::on_pool!(db, pool => {
         let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM session_flow_mapping").fetch_one(pool).await?;
-        let unmapped: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM data_import_sessions s \
-             WHERE NOT EXISTS (SELECT 1 FROM session_flow_mapping m WHERE m.session_id = s.id)",
-        )
-        .fetch_one(pool)
-        .await?;
+        let unmapped: i64 = sqlx::query_scalar(SESSIONS_WITHOUT_MAPPING).fetch_one(pool).await?;
         let bad = sqlx::query(&sql)
             .fetch_all(pool)
             .await?
