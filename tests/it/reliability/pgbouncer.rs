@@ -83,8 +83,6 @@ async fn serve_through_a_session_pooler_under_concurrent_load() {
     });
     let (client, engagement) = tenant.split_once(' ').expect("two ids");
     let tenant = (client.to_owned(), engagement.to_owned());
-    let bouncer = PgBouncer::start(PoolMode::Session);
-    let server = std::sync::Arc::new(serve(&bouncer.url_for(&test_db.url), &[]).await);
     let paths = [
         "/api/v3/discovery-flow/flows".to_owned(),
         format!("/api/v3/discovery-flow/flows/{flow}"),
@@ -92,11 +90,68 @@ async fn serve_through_a_session_pooler_under_concurrent_load() {
         format!("/api/v1/data-import/import/{session}"),
         format!("/api/v1/unified-discovery/flow/status/{session}"),
     ];
+    // The same load through the pooler and directly, same run: the pooler's cost in req/s
+    // is printed (a figure, not asserted: the machine is shared).
+    let bouncer = PgBouncer::start(PoolMode::Session);
+    let pooled = serve(&bouncer.url_for(&test_db.url), &[]).await;
+    let direct = serve(&test_db.url, &[]).await;
+    let mut rates = Vec::new();
+    for (name, server) in [
+        ("pooled", pooled),
+        ("direct", direct),
+        ("pooled", serve(&bouncer.url_for(&test_db.url), &[]).await),
+    ] {
+        let (failures, requests, elapsed) = load(server, &paths, &tenant).await;
+        assert!(
+            failures.is_empty(),
+            "{name}: {} failed requests: {:?}",
+            failures.len(),
+            &failures[..failures.len().min(5)]
+        );
+        rates.push((name, requests as f64 / elapsed.as_secs_f64()));
+    }
+    eprintln!(
+        "requests/s through PgBouncer (session mode) and direct, 8 clients, same run: {}",
+        rates
+            .iter()
+            .map(|(name, rate)| format!("{name} {rate:.0}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    db.close().await;
+}
+
+#[tokio::test]
+async fn serve_refuses_a_transaction_pooler_that_loses_prepared_statements() {
+    let test_db = TestDb::fresh(Engine::Postgres).await;
+    seeded(&test_db, &SeedConfig::default()).await;
+    run_ok(&test_db.url, &["upgrade", "head", "--no-progress"]);
+    let bouncer = PgBouncer::start(PoolMode::Transaction);
+    let (status, stderr) = run_to_end(
+        &bouncer.url_for(&test_db.url),
+        &["serve", "--bind", "127.0.0.1:0"],
+    );
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(
+        error_line(&stderr).contains("transaction pooler"),
+        "{stderr}"
+    );
+}
+
+/// 8 clients, 40 GETs each over `paths`; returns the failures, the requests made and the
+/// wall time.
+async fn load(
+    server: crate::support::served::Server,
+    paths: &[String],
+    tenant: &(String, String),
+) -> (Vec<String>, usize, Duration) {
+    let server = std::sync::Arc::new(server);
+    let started = std::time::Instant::now();
     let mut clients = Vec::new();
     for worker in 0..8 {
         let server = server.clone();
         let tenant = tenant.clone();
-        let paths = paths.clone();
+        let paths = paths.to_vec();
         clients.push(tokio::spawn(async move {
             let mut failures = Vec::new();
             for round in 0..40 {
@@ -118,28 +173,5 @@ async fn serve_through_a_session_pooler_under_concurrent_load() {
                 .expect("client"),
         );
     }
-    assert!(
-        failures.is_empty(),
-        "{} failed requests: {:?}",
-        failures.len(),
-        &failures[..failures.len().min(5)]
-    );
-    db.close().await;
-}
-
-#[tokio::test]
-async fn serve_refuses_a_transaction_pooler_that_loses_prepared_statements() {
-    let test_db = TestDb::fresh(Engine::Postgres).await;
-    seeded(&test_db, &SeedConfig::default()).await;
-    run_ok(&test_db.url, &["upgrade", "head", "--no-progress"]);
-    let bouncer = PgBouncer::start(PoolMode::Transaction);
-    let (status, stderr) = run_to_end(
-        &bouncer.url_for(&test_db.url),
-        &["serve", "--bind", "127.0.0.1:0"],
-    );
-    assert_eq!(status.code(), Some(1), "{stderr}");
-    assert!(
-        error_line(&stderr).contains("transaction pooler"),
-        "{stderr}"
-    );
+    (failures, 8 * 40, started.elapsed())
 }
