@@ -64,7 +64,7 @@ pub(crate) async fn ready(State(state): State<AppState>) -> Result<Response, Api
         tracing::warn!(error = %err, "readiness: database unreachable");
         ApiError::unavailable("database_unavailable", "the database is not answering")
     })?;
-    if !check.at_head() {
+    if !check.servable() {
         return Err(schema_not_at_head(&check));
     }
     let (auth, warning) = match state.auth {
