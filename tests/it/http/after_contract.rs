@@ -20,6 +20,7 @@ use crate::both_engines;
 use crate::support::flow_support::downgrade_to;
 use crate::support::harness::TestDb;
 use crate::support::reliability_support::run_to_end;
+use crate::support::served::{serve, serve_with_env, Server};
 use crate::support::service_support::*;
 
 /// The contract, as `flowkey contract --quiet-period 0s --force` runs it (forced: the test's
@@ -644,4 +645,126 @@ async fn a_stored_off_is_served_as_on_after_the_contract(test_db: TestDb) {
 both_engines!(
     a_stored_off_is_served_as_on_after_the_contract,
     a_stored_off_is_served_as_on_after_the_contract
+);
+
+/// A GET to a running `flowkey serve` with the tenant headers: status, body and the
+/// deprecation headers.
+async fn served_get(
+    server: &Server,
+    tenant: TenantId,
+    path: &str,
+) -> (u16, Value, Vec<Option<String>>) {
+    let answer = reqwest::Client::new()
+        .get(format!("{}{path}", server.base))
+        .header("x-client-account-id", tenant.client_account_id.to_string())
+        .header("x-engagement-id", tenant.engagement_id.to_string())
+        .send()
+        .await
+        .expect("answer");
+    let headers = ["deprecation", "sunset", "link"]
+        .iter()
+        .map(|name| {
+            answer
+                .headers()
+                .get(*name)
+                .map(|v| v.to_str().unwrap().to_owned())
+        })
+        .collect();
+    let status = answer.status().as_u16();
+    (status, answer.json().await.unwrap_or(Value::Null), headers)
+}
+
+/// `/ready` until it answers `expected` (the server's gate follows the schema by itself).
+async fn ready_becomes(server: &Server, tenant: TenantId, expected: u16) -> Value {
+    let started = std::time::Instant::now();
+    loop {
+        let (status, body, _) = served_get(server, tenant, "/ready").await;
+        if status == expected {
+            return body;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(30),
+            "/ready stays {status}: {body}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// The real binary: a server running at head follows `flowkey contract` and `flowkey
+/// downgrade -1` by itself and answers the same throughout; a server started on the
+/// contracted database (no `ENABLE_FLOW_ID_PRIMARY`: default `off`) starts and answers the
+/// same; `/openapi.json` is the same document, v1 deprecated.
+async fn flowkey_serve_follows_the_contract_and_its_downgrade(test_db: TestDb) {
+    let db = test_db.connect().await;
+    flowkey::migrate::Migrator::new(db.clone(), RunOptions::default())
+        .upgrade("head")
+        .await
+        .unwrap();
+    let tenant = insert_tenant(&db).await;
+    let migrated = migrated_session(&db, tenant).await;
+    set_flag(&db, FlagScope::Global, FlowIdPrimary::On, "test")
+        .await
+        .unwrap();
+    let paths: Vec<String> = V1_READS
+        .iter()
+        .map(|route| route.replace("{}", &format!("disc_session_{}", migrated.session)))
+        .chain([
+            format!("/api/v3/discovery-flow/flows/{}", migrated.flow_id),
+            format!("/api/v3/data-import/imports/{}", migrated.import_id),
+            format!("/api/v3/field-mapping/mappings/{}", migrated.flow_id),
+        ])
+        .collect();
+    let server = serve(&test_db.url, &[]).await;
+    ready_becomes(&server, tenant, 200).await;
+    let mut before = Vec::new();
+    for path in &paths {
+        before.push(served_get(&server, tenant, path).await);
+    }
+    assert_eq!(before[0].0, 200, "{:?}", before[0]);
+    assert_eq!(before[0].2[0].as_deref(), Some("@1795651200"));
+    let (_, openapi, _) = served_get(&server, tenant, "/openapi.json").await;
+    for path in V1_READS {
+        let path = path.replace("{}", "{session_id}");
+        assert_eq!(
+            openapi["paths"][&path]["get"]["deprecated"],
+            json!(true),
+            "{path}"
+        );
+    }
+
+    let (status, stderr) = run_to_end(
+        &test_db.url,
+        &["contract", "--quiet-period", "0s", "--force"],
+    );
+    assert!(status.success(), "{stderr}");
+    let ready = ready_becomes(&server, tenant, 200).await;
+    assert!(ready.to_string().contains("ready"), "{ready}");
+    for (path, seen) in paths.iter().zip(&before) {
+        assert_eq!(&served_get(&server, tenant, path).await, seen, "{path}");
+    }
+    assert_eq!(
+        served_get(&server, tenant, "/openapi.json").await.1,
+        openapi
+    );
+
+    // Started on the contracted database, with the default flag (`off`).
+    let fresh = serve_with_env(&test_db.url, &[], &[("ENABLE_FLOW_ID_PRIMARY", "off")]).await;
+    ready_becomes(&fresh, tenant, 200).await;
+    for (path, seen) in paths.iter().zip(&before) {
+        assert_eq!(&served_get(&fresh, tenant, path).await, seen, "{path}");
+    }
+    drop(fresh);
+
+    let (status, stderr) = run_to_end(&test_db.url, &["downgrade", "-1", "--no-progress"]);
+    assert!(status.success(), "{stderr}");
+    // The server follows by itself (its /ready checks too): the session columns are read
+    // again, the answers are the same.
+    ready_becomes(&server, tenant, 200).await;
+    for (path, seen) in paths.iter().zip(&before) {
+        assert_eq!(&served_get(&server, tenant, path).await, seen, "{path}");
+    }
+}
+both_engines!(
+    flowkey_serve_follows_the_contract_and_its_downgrade,
+    flowkey_serve_follows_the_contract_and_its_downgrade
 );
