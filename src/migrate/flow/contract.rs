@@ -510,12 +510,18 @@ impl SessionColumn {
     /// before the contract (or, written after it by flow, its flow's session by the rule). A
     /// derived table, so the statements that read the column read it unchanged.
     fn served_sql(&self, engine: Engine) -> String {
-        format!(
-            "(SELECT r.*, {value} AS {c} FROM {t} r)",
-            value = self.stored_value_sql(engine),
-            c = self.column,
-            t = self.table,
-        )
+        let (t, c) = (self.table, self.column);
+        let value = self.stored_value_sql(engine);
+        match engine {
+            // Folded into the outer query, the value would be copied to every place that
+            // names the column (the visibility rule names it twice) and computed at each; a
+            // lateral subquery that is not folded (`OFFSET 0`) computes it once per row, while
+            // the outer query's conditions still reach the table's indexes.
+            Engine::Postgres => format!(
+                "(SELECT r.*, k.{c} FROM {t} r CROSS JOIN LATERAL (SELECT {value} AS {c} OFFSET 0) k)"
+            ),
+            Engine::Sqlite => format!("(SELECT r.*, {value} AS {c} FROM {t} r)"),
+        }
     }
 
     /// Archives the values of the rows of `table` that `rows` (a predicate over `r`, the
