@@ -840,3 +840,80 @@ both_engines!(
     a_server_behind_the_schema_answers_503_never_500,
     a_server_behind_the_schema_answers_503_never_500
 );
+
+/// Seeded legacy data with every oddity of session values (dangling, free text, upper case,
+/// another tenant's, several flows per session, ...): every v1 read of every session and
+/// every v3 read of every flow and import, in each tenant, answers the same after the
+/// contract.
+async fn seeded_oddities_answer_the_same_after_the_contract(test_db: TestDb) {
+    let db = test_db.connect().await;
+    flowkey::seed::seed(&db, &flowkey::seed::SeedConfig::default())
+        .await
+        .unwrap();
+    flowkey::migrate::Migrator::new(db.clone(), RunOptions::default())
+        .upgrade("head")
+        .await
+        .unwrap();
+    set_flag(&db, FlagScope::Global, FlowIdPrimary::On, "test")
+        .await
+        .unwrap();
+    let sql = "SELECT CAST(s.id AS TEXT), CAST(e.client_account_id AS TEXT), CAST(e.id AS TEXT) \
+               FROM data_import_sessions s CROSS JOIN engagements e ORDER BY 1, 2, 3";
+    let pairs: Vec<(String, String, String)> =
+        on_pool!(&db, pool => sqlx::query_as(sql).fetch_all(pool).await.unwrap());
+    let flows_sql = "SELECT CAST(flow_id AS TEXT), CAST(client_account_id AS TEXT), \
+                     CAST(engagement_id AS TEXT) FROM discovery_flows \
+                     WHERE client_account_id IS NOT NULL AND engagement_id IS NOT NULL ORDER BY 1";
+    let flows: Vec<(String, String, String)> =
+        on_pool!(&db, pool => sqlx::query_as(flows_sql).fetch_all(pool).await.unwrap());
+    let imports_sql = "SELECT CAST(di.id AS TEXT), CAST(e.client_account_id AS TEXT), \
+                       CAST(e.id AS TEXT) FROM data_imports di CROSS JOIN engagements e ORDER BY 1, 2, 3";
+    let imports: Vec<(String, String, String)> =
+        on_pool!(&db, pool => sqlx::query_as(imports_sql).fetch_all(pool).await.unwrap());
+    let tenant_of = |client: &str, engagement: &str| TenantId::parse(client, engagement).unwrap();
+    let read = |state: AppState| {
+        let (pairs, flows, imports) = (pairs.clone(), flows.clone(), imports.clone());
+        async move {
+            let mut seen = Seen::new();
+            for (session, client, engagement) in &pairs {
+                for route in V1_READS {
+                    let uri = route.replace("{}", &format!("session-{session}"));
+                    get(&state, tenant_of(client, engagement), &uri, &mut seen).await;
+                }
+            }
+            for (flow, client, engagement) in &flows {
+                for uri in [
+                    format!("/api/v3/discovery-flow/flows/{flow}"),
+                    format!("/api/v3/field-mapping/mappings/{flow}"),
+                    format!("/api/v3/data-import/imports?flow_id={flow}"),
+                ] {
+                    get(&state, tenant_of(client, engagement), &uri, &mut seen).await;
+                }
+            }
+            for (import, client, engagement) in &imports {
+                for uri in [
+                    format!("/api/v3/data-import/imports/{import}"),
+                    format!("/api/v3/data-import/imports/{import}/records?limit=500"),
+                ] {
+                    get(&state, tenant_of(client, engagement), &uri, &mut seen).await;
+                }
+            }
+            seen
+        }
+    };
+    let before = read(state_checked(&db).await).await;
+    let found = before.iter().filter(|s| s.1 == 200).count();
+    assert!(found > 100, "{found} found of {}", before.len());
+    assert!(
+        before.iter().all(|s| s.1 != 500),
+        "{:?}",
+        before.iter().find(|s| s.1 == 500)
+    );
+    contract(&db).await;
+    let after = read(state_checked(&db).await).await;
+    assert_same(&before, &after);
+}
+both_engines!(
+    seeded_oddities_answer_the_same_after_the_contract,
+    seeded_oddities_answer_the_same_after_the_contract
+);
