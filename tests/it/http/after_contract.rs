@@ -5,7 +5,9 @@
 //! live mapping), a flow holding two sessions and another tenant's requests; writes after the
 //! contract work and are read back by the mapping; `flag set off|shadow` is refused (library,
 //! admin route, CLI) saying why and how to go back; `downgrade -1` from the contract is
-//! followed by the running server, which answers the same again.
+//! followed by the running server (oneshot router and the real `flowkey serve`), which answers
+//! the same again; a server behind the schema answers 503, never 500; seeded data with every
+//! session oddity answers the same.
 
 use axum::http::{Method, StatusCode};
 use flowkey::db::{on_pool, Db, KeyColumns};
