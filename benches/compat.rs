@@ -47,7 +47,12 @@ fn resolve(c: &mut Criterion) {
     });
     let registry = prometheus::Registry::new();
     let metrics = CompatMetrics::register(&registry).expect("metrics");
-    let service = SessionFlowCompatibilityService::new(db, &CompatConfig::default(), metrics);
+    let service = SessionFlowCompatibilityService::new(
+        db,
+        &CompatConfig::default(),
+        metrics,
+        flowkey::db::ServedKeys::default(),
+    );
 
     let mut group = c.benchmark_group("resolve");
     group.measurement_time(Duration::from_secs(5));

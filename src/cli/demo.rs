@@ -153,8 +153,12 @@ async fn migrate_in_place(db: &Db, args: &DemoArgs, global: &GlobalArgs) -> anyh
 /// compatibility service the legacy v1 API uses; also shows that another tenant gets nothing.
 async fn resolve_each_client_form(db: &Db) -> anyhow::Result<()> {
     let metrics = CompatMetrics::register(&prometheus::Registry::new())?;
-    let service =
-        SessionFlowCompatibilityService::new(db.clone(), &CompatConfig::default(), metrics);
+    let service = SessionFlowCompatibilityService::new(
+        db.clone(),
+        &CompatConfig::default(),
+        metrics,
+        flowkey::db::ServedKeys::default(),
+    );
     let samples = one_session_per_rule(db).await?;
     for sample in &samples {
         let uuid = sample.session_id.to_string();

@@ -224,7 +224,7 @@ pub async fn run(db: Db, args: &ServeArgs) -> anyhow::Result<()> {
         .check()
         .await
         .context("cannot read the database schema")?;
-    if !schema.at_head() {
+    if !schema.servable() {
         anyhow::bail!("refusing to serve: {}", schema.describe());
     }
     let default = state.config.flag_default;

@@ -4,7 +4,7 @@
 //! session-keyed answer and counts every difference.
 
 use crate::compat::CompatError;
-use crate::db::Tx;
+use crate::db::{KeyColumns, Tx};
 use crate::field_mappings::{self, ImportFieldMapping};
 use crate::flags::FlowIdPrimary;
 use crate::flows::{self, DiscoveryFlow};
@@ -85,7 +85,7 @@ pub(crate) trait LegacyQuery {
 }
 
 /// The session's newest import.
-pub(crate) struct NewestImport;
+pub(crate) struct NewestImport(pub KeyColumns);
 
 impl LegacyQuery for NewestImport {
     type Answer = DataImport;
@@ -96,7 +96,7 @@ impl LegacyQuery for NewestImport {
         tenant: TenantId,
         session: SessionId,
     ) -> Result<Option<DataImport>, CompatError> {
-        Ok(imports::store::latest_for_session(tx, tenant, session).await?)
+        Ok(imports::store::latest_for_session(tx, self.0, tenant, session).await?)
     }
 
     async fn by_flow(
@@ -105,12 +105,12 @@ impl LegacyQuery for NewestImport {
         tenant: TenantId,
         flow_id: FlowId,
     ) -> Result<Option<DataImport>, CompatError> {
-        Ok(imports::store::latest_for_flow(tx, tenant, flow_id).await?)
+        Ok(imports::store::latest_for_flow(tx, self.0, tenant, flow_id).await?)
     }
 }
 
 /// The session's flow: by session, the earliest real flow naming it in `import_session_id`.
-pub(crate) struct SessionFlow;
+pub(crate) struct SessionFlow(pub KeyColumns);
 
 impl LegacyQuery for SessionFlow {
     type Answer = DiscoveryFlow;
@@ -121,7 +121,7 @@ impl LegacyQuery for SessionFlow {
         tenant: TenantId,
         session: SessionId,
     ) -> Result<Option<DiscoveryFlow>, CompatError> {
-        Ok(flows::store::claiming_flow_for_session(tx, tenant, session).await?)
+        Ok(flows::store::claiming_flow_for_session(tx, self.0, tenant, session).await?)
     }
 
     async fn by_flow(
@@ -130,12 +130,12 @@ impl LegacyQuery for SessionFlow {
         tenant: TenantId,
         flow_id: FlowId,
     ) -> Result<Option<DiscoveryFlow>, CompatError> {
-        Ok(flows::store::find(tx, tenant, flow_id).await?)
+        Ok(flows::store::find(tx, self.0, tenant, flow_id).await?)
     }
 }
 
 /// One page of the session's field mappings; not found when the session has no import.
-pub(crate) struct Mappings<'p>(pub &'p PageRequest);
+pub(crate) struct Mappings<'p>(pub &'p PageRequest, pub KeyColumns);
 
 impl LegacyQuery for Mappings<'_> {
     type Answer = Page<ImportFieldMapping>;
@@ -146,13 +146,14 @@ impl LegacyQuery for Mappings<'_> {
         tenant: TenantId,
         session: SessionId,
     ) -> Result<Option<Self::Answer>, CompatError> {
-        if imports::store::latest_for_session(tx, tenant, session)
+        if imports::store::latest_for_session(tx, self.1, tenant, session)
             .await?
             .is_none()
         {
             return Ok(None);
         }
-        let page = field_mappings::store::list_for_session(tx, tenant, session, self.0).await?;
+        let page =
+            field_mappings::store::list_for_session(tx, self.1, tenant, session, self.0).await?;
         Ok(Some(page))
     }
 
@@ -162,19 +163,20 @@ impl LegacyQuery for Mappings<'_> {
         tenant: TenantId,
         flow_id: FlowId,
     ) -> Result<Option<Self::Answer>, CompatError> {
-        if imports::store::latest_for_flow(tx, tenant, flow_id)
+        if imports::store::latest_for_flow(tx, self.1, tenant, flow_id)
             .await?
             .is_none()
         {
             return Ok(None);
         }
-        let page = field_mappings::store::list_for_flow(tx, tenant, flow_id, self.0).await?;
+        let page =
+            field_mappings::store::list_for_flow(tx, self.1, tenant, flow_id, self.0).await?;
         Ok(Some(page))
     }
 }
 
 /// One page of the raw records of the session's newest import.
-pub(crate) struct Records<'p>(pub &'p PageRequest);
+pub(crate) struct Records<'p>(pub &'p PageRequest, pub KeyColumns);
 
 impl LegacyQuery for Records<'_> {
     type Answer = Page<RawImportRecord>;
@@ -186,7 +188,8 @@ impl LegacyQuery for Records<'_> {
         session: SessionId,
         flow_id: FlowId,
     ) -> Result<Option<Vec<ShadowCategory>>, CompatError> {
-        let difference = imports::store::record_difference(tx, tenant, session, flow_id).await?;
+        let difference =
+            imports::store::record_difference(tx, self.1, tenant, session, flow_id).await?;
         if !difference.same_import || difference.unexplained > 0 {
             return Ok(None);
         }
@@ -200,7 +203,7 @@ impl LegacyQuery for Records<'_> {
         tenant: TenantId,
         session: SessionId,
     ) -> Result<Option<Self::Answer>, CompatError> {
-        Ok(imports::store::list_records_for_session(tx, tenant, session, self.0).await?)
+        Ok(imports::store::list_records_for_session(tx, self.1, tenant, session, self.0).await?)
     }
 
     async fn by_flow(
@@ -209,6 +212,6 @@ impl LegacyQuery for Records<'_> {
         tenant: TenantId,
         flow_id: FlowId,
     ) -> Result<Option<Self::Answer>, CompatError> {
-        Ok(imports::store::list_records_for_flow(tx, tenant, flow_id, self.0).await?)
+        Ok(imports::store::list_records_for_flow(tx, self.1, tenant, flow_id, self.0).await?)
     }
 }

@@ -6,7 +6,7 @@ use crate::compat::traffic::LegacyTraffic;
 use crate::compat::{
     store, CacheStats, CompatError, CompatMetrics, LegacyTrafficRow, MappingStatistics,
 };
-use crate::db::Db;
+use crate::db::{Db, KeyColumns, ServedKeys};
 use crate::field_mappings::ImportFieldMapping;
 use crate::flags::FlowIdPrimary;
 use crate::flows::DiscoveryFlow;
@@ -41,15 +41,18 @@ impl Default for CompatConfig {
 #[derive(Debug)]
 pub struct SessionFlowCompatibilityService {
     db: Db,
+    /// The key columns of the served schema (set by the server's schema gate).
+    keys: ServedKeys,
     cache: ResolveCache,
     traffic: LegacyTraffic,
     metrics: CompatMetrics,
 }
 
 impl SessionFlowCompatibilityService {
-    pub fn new(db: Db, config: &CompatConfig, metrics: CompatMetrics) -> Self {
+    pub fn new(db: Db, config: &CompatConfig, metrics: CompatMetrics, keys: ServedKeys) -> Self {
         Self {
             db,
+            keys,
             cache: ResolveCache::new(config.cache_ttl, config.cache_max_entries),
             traffic: LegacyTraffic::new(config.log_interval),
             metrics,
@@ -58,6 +61,11 @@ impl SessionFlowCompatibilityService {
 
     pub fn db(&self) -> &Db {
         &self.db
+    }
+
+    /// The key columns the stores follow now.
+    pub fn keys(&self) -> KeyColumns {
+        self.keys.get()
     }
 
     pub fn metrics(&self) -> &CompatMetrics {
@@ -74,7 +82,7 @@ impl SessionFlowCompatibilityService {
         }
         self.metrics.cache_misses.inc();
         let mut tx = self.db.begin().await?;
-        let candidates = store::resolve_candidates(&mut tx, tenant, id).await;
+        let candidates = store::resolve_candidates(&mut tx, self.keys(), tenant, id).await;
         tx.rollback().await?;
         let mut candidates = candidates?;
         candidates.sort();
@@ -106,7 +114,7 @@ impl SessionFlowCompatibilityService {
     ) -> Result<Page<RawImportRecord>, CompatError> {
         let flow_id = self.resolve(id, tenant).await?;
         let mut tx = self.db.begin().await?;
-        let records = legacy::Records(page)
+        let records = legacy::Records(page, self.keys())
             .by_flow(&mut tx, tenant, flow_id)
             .await;
         tx.rollback().await?;
@@ -210,7 +218,8 @@ impl SessionFlowCompatibilityService {
         flow_id: FlowId,
         deletion: FlowDeletion,
     ) -> Result<DeletedFlow, CompatError> {
-        let deleted = imports::delete_flow(&self.db, tenant, flow_id, deletion).await?;
+        let deleted =
+            imports::delete_flow(&self.db, self.keys(), tenant, flow_id, deletion).await?;
         self.cache.invalidate_flow(flow_id);
         Ok(deleted)
     }
@@ -222,19 +231,21 @@ impl SessionFlowCompatibilityService {
         tenant: TenantId,
         import_id: ImportId,
     ) -> Result<DeletedRows, CompatError> {
-        let deleted = imports::delete_import(&self.db, tenant, import_id).await?;
+        let deleted = imports::delete_import(&self.db, self.keys(), tenant, import_id).await?;
         self.cache.invalidate_id(import_id.as_uuid());
         Ok(deleted)
     }
 
     /// `GET /api/v1/data-import/import/{session_id}`: the session's newest import.
     pub async fn legacy_import(&self, call: LegacyCall) -> Result<DataImport, CompatError> {
-        self.legacy_read(call, &legacy::NewestImport).await
+        self.legacy_read(call, &legacy::NewestImport(self.keys()))
+            .await
     }
 
     /// The session's flow (processing status and flow status routes).
     pub async fn legacy_flow(&self, call: LegacyCall) -> Result<DiscoveryFlow, CompatError> {
-        self.legacy_read(call, &legacy::SessionFlow).await
+        self.legacy_read(call, &legacy::SessionFlow(self.keys()))
+            .await
     }
 
     /// One page of the session's field mappings (validation session route).
@@ -243,7 +254,8 @@ impl SessionFlowCompatibilityService {
         call: LegacyCall,
         page: &PageRequest,
     ) -> Result<Page<ImportFieldMapping>, CompatError> {
-        self.legacy_read(call, &legacy::Mappings(page)).await
+        self.legacy_read(call, &legacy::Mappings(page, self.keys()))
+            .await
     }
 
     /// One page of the raw records of the session's newest import.
@@ -252,7 +264,8 @@ impl SessionFlowCompatibilityService {
         call: LegacyCall,
         page: &PageRequest,
     ) -> Result<Page<RawImportRecord>, CompatError> {
-        self.legacy_read(call, &legacy::Records(page)).await
+        self.legacy_read(call, &legacy::Records(page, self.keys()))
+            .await
     }
 
     /// A legacy read keyed as the flag says: `Off` reads through the `session_id` columns,
@@ -269,6 +282,14 @@ impl SessionFlowCompatibilityService {
             session,
             mode,
         } = call;
+        // After the contract the session key is gone: whatever the flag says (`flag set`
+        // refuses `off` and `shadow` there, but a tenant's stored value or the server's
+        // default may predate it), legacy ids are answered from the mapping, as under `on`.
+        let mode = match self.keys() {
+            KeyColumns::Contracted => FlowIdPrimary::On,
+            KeyColumns::Expanded => mode,
+        };
+        let call = LegacyCall { mode, ..call };
         let answer = match mode {
             FlowIdPrimary::Off => self.read_by_session(call, query).await?,
             FlowIdPrimary::On => self.read_by_flow(call, query).await?,

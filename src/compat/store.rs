@@ -6,14 +6,16 @@ use serde::Serialize;
 use crate::compat::CompatError;
 use crate::db::tenancy;
 use crate::db::types::{DbTime, DbUuid};
-use crate::db::{on_tx, Tx};
+use crate::db::{on_tx, KeyColumns, Tx};
 use crate::ids::{AnyId, ClientAccountId, EngagementId, FlowId, TenantId};
+use crate::migrate::flow::contract;
 
 /// Every flow of the tenant that `id` may name. A bare UUID may be a flow id, a mapped
 /// session id or a data import id; a prefixed id only a session. A mapping or an import only
 /// counts when its flow exists in the same tenant.
 pub async fn resolve_candidates(
     tx: &mut Tx<'_>,
+    keys: KeyColumns,
     tenant: TenantId,
     id: AnyId,
 ) -> Result<Vec<FlowId>, CompatError> {
@@ -21,6 +23,7 @@ pub async fn resolve_candidates(
     let mapping = tenancy::names_binds("m", "$2", "$3");
     let import = tenancy::import_visible("di", "$2", "$3");
     let session = tenancy::parent_agrees("data_import_sessions", "id", "m.session_id", "$2", "$3");
+    let imports = contract::served_table(keys, tx.engine(), "data_imports");
     let by_session = format!(
         "SELECT m.flow_id FROM session_flow_mapping m \
           JOIN discovery_flows f ON f.flow_id = m.flow_id AND {flow} \
@@ -30,7 +33,7 @@ pub async fn resolve_candidates(
         AnyId::Bare(_) => format!(
             "SELECT f.flow_id FROM discovery_flows f WHERE f.flow_id = $1 AND {flow} \
              UNION {by_session} \
-             UNION SELECT di.flow_id FROM data_imports di \
+             UNION SELECT di.flow_id FROM {imports} di \
                JOIN discovery_flows f ON f.flow_id = di.flow_id AND {flow} \
              WHERE di.id = $1 AND {import}"
         ),

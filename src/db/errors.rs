@@ -56,6 +56,10 @@ pub fn classify_code(engine: Engine, code: &str, message: &str) -> DbFailure {
     match engine {
         Engine::Postgres => match code {
             "42P01" | "42703" => DbFailure::SchemaObjectMissing,
+            // An ambiguous column: a server still reading a contracted table as served (its
+            // session column derived) after `downgrade -1` added the real column back, until
+            // its schema gate's next check. The schema moved under it, as with a missing one.
+            "42702" => DbFailure::SchemaObjectMissing,
             "42501" => DbFailure::Misconfigured,
             // 08: connection exception; 57P0x: admin shutdown, crash shutdown, cannot connect
             // now, database dropped; 57014 (query canceled, e.g. statement timeout) too; 53:
@@ -144,6 +148,7 @@ mod tests {
         assert_eq!(pg("42501"), DbFailure::Misconfigured);
         assert_eq!(pg("28P01"), DbFailure::Misconfigured);
         assert_eq!(pg("42P01"), DbFailure::SchemaObjectMissing);
+        assert_eq!(pg("42702"), DbFailure::SchemaObjectMissing);
         assert_eq!(pg("42703"), DbFailure::SchemaObjectMissing);
         assert_eq!(pg("42601"), DbFailure::Other);
         assert_eq!(pg("XX000"), DbFailure::Other);

@@ -8,6 +8,7 @@
 
 pub mod errors;
 pub mod introspect;
+pub mod keys;
 pub mod pooler;
 pub mod tenancy;
 pub mod text;
@@ -20,6 +21,8 @@ use std::time::Duration;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{PgPool, SqlitePool};
+
+pub use keys::{KeyColumns, ServedKeys};
 
 /// The URL used when neither `--database-url` nor `DATABASE_URL` is given.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://flowkey.db";

@@ -1,6 +1,6 @@
 //! What can be done to the tenant's field mappings, each in its own transaction.
 
-use crate::db::Db;
+use crate::db::{Db, KeyColumns};
 use crate::field_mappings::{store, ImportFieldMapping, MappingDecision, MappingId, MappingsError};
 use crate::flows::{self, FlowsError};
 use crate::ids::{FlowId, TenantId};
@@ -25,14 +25,15 @@ impl From<sqlx::Error> for ListMappingsError {
 /// One page of a flow's mappings; the flow must be the tenant's.
 pub async fn list_for_flow(
     db: &Db,
+    keys: KeyColumns,
     tenant: TenantId,
     flow_id: FlowId,
     page: &PageRequest,
 ) -> Result<Page<ImportFieldMapping>, ListMappingsError> {
     let mut tx = db.begin().await?;
     let listed = async {
-        flows::store::get(&mut tx, tenant, flow_id).await?;
-        Ok(store::list_for_flow(&mut tx, tenant, flow_id, page).await?)
+        flows::store::get(&mut tx, keys, tenant, flow_id).await?;
+        Ok(store::list_for_flow(&mut tx, keys, tenant, flow_id, page).await?)
     }
     .await;
     tx.rollback().await?;
@@ -42,12 +43,13 @@ pub async fn list_for_flow(
 /// Changes a mapping's target, keeping the first suggestion in `original_ai_suggestion`.
 pub async fn set_target(
     db: &Db,
+    keys: KeyColumns,
     tenant: TenantId,
     mapping_id: MappingId,
     target: &str,
 ) -> Result<ImportFieldMapping, MappingsError> {
     let mut tx = db.begin_write().await?;
-    let mapping = store::set_target(&mut tx, tenant, mapping_id, target).await?;
+    let mapping = store::set_target(&mut tx, keys, tenant, mapping_id, target).await?;
     tx.commit().await?;
     Ok(mapping)
 }
@@ -55,12 +57,13 @@ pub async fn set_target(
 /// Approves or rejects a mapping.
 pub async fn decide(
     db: &Db,
+    keys: KeyColumns,
     tenant: TenantId,
     mapping_id: MappingId,
     decision: MappingDecision,
 ) -> Result<ImportFieldMapping, MappingsError> {
     let mut tx = db.begin_write().await?;
-    let mapping = store::decide(&mut tx, tenant, mapping_id, decision).await?;
+    let mapping = store::decide(&mut tx, keys, tenant, mapping_id, decision).await?;
     tx.commit().await?;
     Ok(mapping)
 }

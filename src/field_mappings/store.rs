@@ -6,11 +6,12 @@ use sqlx::types::Json;
 
 use crate::db::tenancy;
 use crate::db::types::{DbTime, DbUuid};
-use crate::db::{on_tx, Tx};
+use crate::db::{on_tx, KeyColumns, Tx};
 use crate::field_mappings::{
     ImportFieldMapping, MappingDecision, MappingId, MappingsError, SuggestedMapping,
 };
 use crate::ids::{FlowId, ImportId, SessionId, TenantId};
+use crate::migrate::flow::contract;
 use crate::paging::{Cursor, Page, PageRequest};
 
 const MAPPING_COLUMNS: &str = "m.id, m.data_import_id, m.flow_id, m.source_field, m.target_field, \
@@ -59,17 +60,19 @@ pub async fn insert_suggestions(
 /// A flow's mappings (read through `flow_id`), by id.
 pub async fn list_for_flow(
     tx: &mut Tx<'_>,
+    keys: KeyColumns,
     tenant: TenantId,
     flow_id: FlowId,
     page: &PageRequest,
 ) -> Result<Page<ImportFieldMapping>, MappingsError> {
     let flow_in_tenant = tenancy::names_binds("f", "$1", "$2");
     let import_visible = tenancy::import_visible("di", "$1", "$2");
+    let imports = contract::served_table(keys, tx.engine(), "data_imports");
     let sql = format!(
         "SELECT {MAPPING_COLUMNS} FROM import_field_mappings m \
          WHERE m.flow_id = $3 AND m.id > $4 AND EXISTS (SELECT 1 FROM discovery_flows f \
            WHERE f.flow_id = m.flow_id AND {flow_in_tenant}) \
-         AND EXISTS (SELECT 1 FROM data_imports di WHERE di.id = m.data_import_id \
+         AND EXISTS (SELECT 1 FROM {imports} di WHERE di.id = m.data_import_id \
            AND {import_visible}) \
          ORDER BY m.id LIMIT $5"
     );
@@ -90,15 +93,17 @@ pub async fn list_for_flow(
 /// A legacy session's mappings (read through its imports' `session_id`), by id.
 pub async fn list_for_session(
     tx: &mut Tx<'_>,
+    keys: KeyColumns,
     tenant: TenantId,
     session_id: SessionId,
     page: &PageRequest,
 ) -> Result<Page<ImportFieldMapping>, MappingsError> {
     let in_tenant = tenancy::import_visible("di", "$1", "$2");
     let flow_agrees = tenancy::parent_agrees("discovery_flows", "flow_id", "m.flow_id", "$1", "$2");
+    let imports = contract::served_table(keys, tx.engine(), "data_imports");
     let sql = format!(
         "SELECT {MAPPING_COLUMNS} FROM import_field_mappings m \
-         JOIN data_imports di ON di.id = m.data_import_id \
+         JOIN {imports} di ON di.id = m.data_import_id \
          WHERE di.session_id = $3 AND m.id > $4 AND {in_tenant} AND {flow_agrees} \
          ORDER BY m.id LIMIT $5"
     );
@@ -118,14 +123,16 @@ pub async fn list_for_session(
 
 pub async fn get(
     tx: &mut Tx<'_>,
+    keys: KeyColumns,
     tenant: TenantId,
     mapping_id: MappingId,
 ) -> Result<ImportFieldMapping, MappingsError> {
     let in_tenant = tenancy::import_visible("di", "$1", "$2");
     let flow_agrees = tenancy::parent_agrees("discovery_flows", "flow_id", "m.flow_id", "$1", "$2");
+    let imports = contract::served_table(keys, tx.engine(), "data_imports");
     let sql = format!(
         "SELECT {MAPPING_COLUMNS} FROM import_field_mappings m \
-         JOIN data_imports di ON di.id = m.data_import_id \
+         JOIN {imports} di ON di.id = m.data_import_id \
          WHERE m.id = $3 AND {in_tenant} AND {flow_agrees}"
     );
     let found: Option<ImportFieldMapping> = on_tx!(tx, conn => {
@@ -142,12 +149,13 @@ pub async fn get(
 /// Changes a mapping's target, keeping the first suggestion in `original_ai_suggestion`.
 pub async fn set_target(
     tx: &mut Tx<'_>,
+    keys: KeyColumns,
     tenant: TenantId,
     mapping_id: MappingId,
     target: &str,
 ) -> Result<ImportFieldMapping, MappingsError> {
     let target = validate_target(target)?;
-    get(tx, tenant, mapping_id).await?;
+    get(tx, keys, tenant, mapping_id).await?;
     on_tx!(tx, conn => {
         sqlx::query(
             "UPDATE import_field_mappings SET \
@@ -163,17 +171,18 @@ pub async fn set_target(
         .await?
         .rows_affected()
     });
-    get(tx, tenant, mapping_id).await
+    get(tx, keys, tenant, mapping_id).await
 }
 
 /// Approves or rejects a mapping.
 pub async fn decide(
     tx: &mut Tx<'_>,
+    keys: KeyColumns,
     tenant: TenantId,
     mapping_id: MappingId,
     decision: MappingDecision,
 ) -> Result<ImportFieldMapping, MappingsError> {
-    get(tx, tenant, mapping_id).await?;
+    get(tx, keys, tenant, mapping_id).await?;
     on_tx!(tx, conn => {
         sqlx::query(
             "UPDATE import_field_mappings SET status = $2, is_validated = $3, \
@@ -187,7 +196,7 @@ pub async fn decide(
         .await?
         .rows_affected()
     });
-    get(tx, tenant, mapping_id).await
+    get(tx, keys, tenant, mapping_id).await
 }
 
 /// A target as the API documents it: at most 255 characters, no control character, not

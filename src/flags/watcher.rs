@@ -184,17 +184,34 @@ pub async fn unset_flag(db: &Db, scope: FlagScope, updated_by: &str) -> Result<b
 /// The default a server is started with (`ENABLE_FLOW_ID_PRIMARY`) passes the same gate as
 /// a stored value: `on` is refused while [`readiness`] finds the backfill incomplete or a
 /// broken link, so the environment is no way around `flag set`'s check.
+///
+/// After the contract the default is moot (legacy ids are answered from the mapping, as
+/// under `on`, whatever a server's flag says), so any default is accepted there: a server
+/// started without `ENABLE_FLOW_ID_PRIMARY` (default `off`) serves a contracted database.
 pub async fn check_default(db: &Db, default: FlowIdPrimary) -> Result<(), FlagError> {
+    if contracted(db).await? {
+        if default != FlowIdPrimary::On {
+            tracing::info!(%default, "the database is contracted: legacy ids are answered from the mapping whatever ENABLE_FLOW_ID_PRIMARY says");
+        }
+        return Ok(());
+    }
     ensure_allowed(db, default).await
+}
+
+/// Whether the recorded revision is the contract (or another after head).
+async fn contracted(db: &Db) -> Result<bool, FlagError> {
+    Ok(
+        crate::migrate::Migrator::new(db.clone(), Default::default())
+            .current()
+            .await?
+            .is_some_and(crate::migrate::revisions::is_after_head),
+    )
 }
 
 /// `off` and `shadow` are allowed until the contract, which drops the session columns they
 /// read; `on` only on a ready database (a contracted one is: its gate ran verify).
 async fn ensure_allowed(db: &Db, value: FlowIdPrimary) -> Result<(), FlagError> {
-    let contracted = crate::migrate::Migrator::new(db.clone(), Default::default())
-        .current()
-        .await?
-        .is_some_and(crate::migrate::revisions::is_after_head);
+    let contracted = contracted(db).await?;
     if value != FlowIdPrimary::On {
         if contracted {
             return Err(FlagError::Contracted {

@@ -5,9 +5,10 @@ use sqlx::types::Json;
 
 use crate::db::tenancy;
 use crate::db::types::{DbTime, DbUuid};
-use crate::db::{on_tx, Tx};
+use crate::db::{on_tx, KeyColumns, Tx};
 use crate::flows::{DiscoveryFlow, FlowsError, NewFlow};
 use crate::ids::{FlowId, SessionId, TenantId};
+use crate::migrate::flow::contract;
 use crate::paging::{Cursor, Page, PageRequest};
 
 const FLOW_COLUMNS: &str = "flow_id, client_account_id, engagement_id, user_id, \
@@ -17,27 +18,51 @@ const FLOW_COLUMNS: &str = "flow_id, client_account_id, engagement_id, user_id, 
      tech_debt_completed, crewai_state_data, assessment_ready, created_at, updated_at, \
      completed_at";
 
+/// `discovery_flows` as read with `keys` (after the contract, with `import_session_id`
+/// computed: `contract::served_table`), aliased as the table itself.
+fn flows_table(tx: &Tx<'_>, keys: KeyColumns) -> String {
+    format!(
+        "{} discovery_flows",
+        contract::served_table(keys, tx.engine(), "discovery_flows")
+    )
+}
+
 /// A new flow starts with its data import phase done: the file is already stored.
-pub async fn insert(tx: &mut Tx<'_>, flow: &NewFlow) -> Result<(), FlowsError> {
+pub async fn insert(tx: &mut Tx<'_>, keys: KeyColumns, flow: &NewFlow) -> Result<(), FlowsError> {
     let now = DbTime::now();
     let state = serde_json::json!({
         "flow_id": flow.flow_id,
         "current_phase": "attribute_mapping",
         "created_by": "flowkey",
     });
-    on_tx!(tx, conn => {
-        sqlx::query(
+    // After the contract the flow's session is the mapping's: a flow created for a legacy
+    // session gets that session's mapping in the same transaction (`imports::create`).
+    let sql = match keys {
+        KeyColumns::Expanded => {
             "INSERT INTO discovery_flows (id, flow_id, client_account_id, engagement_id, user_id, \
              import_session_id, data_import_id, flow_name, status, progress_percentage, \
              data_import_completed, crewai_state_data, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'active', $9, $10, $11, $12, $12)",
-        )
-        .bind(DbUuid::new_v4())
-        .bind(flow.flow_id)
-        .bind(flow.tenant.client_account_id)
-        .bind(flow.tenant.engagement_id)
-        .bind(&flow.user_id)
-        .bind(flow.import_session_id)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'active', $9, $10, $11, $12, $12)"
+        }
+        KeyColumns::Contracted => {
+            "INSERT INTO discovery_flows (id, flow_id, client_account_id, engagement_id, user_id, \
+             data_import_id, flow_name, status, progress_percentage, \
+             data_import_completed, crewai_state_data, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, 'active', $8, $9, $10, $11, $11)"
+        }
+    };
+    on_tx!(tx, conn => {
+        let query = sqlx::query(sql)
+            .bind(DbUuid::new_v4())
+            .bind(flow.flow_id)
+            .bind(flow.tenant.client_account_id)
+            .bind(flow.tenant.engagement_id)
+            .bind(&flow.user_id);
+        let query = match keys {
+            KeyColumns::Expanded => query.bind(flow.import_session_id),
+            KeyColumns::Contracted => query,
+        };
+        query
         .bind(flow.data_import_id)
         .bind(&flow.flow_name)
         .bind(100.0 / 6.0)
@@ -53,21 +78,24 @@ pub async fn insert(tx: &mut Tx<'_>, flow: &NewFlow) -> Result<(), FlowsError> {
 
 pub async fn get(
     tx: &mut Tx<'_>,
+    keys: KeyColumns,
     tenant: TenantId,
     flow_id: FlowId,
 ) -> Result<DiscoveryFlow, FlowsError> {
-    find(tx, tenant, flow_id)
+    find(tx, keys, tenant, flow_id)
         .await?
         .ok_or(FlowsError::NotFound { flow_id })
 }
 
 pub async fn find(
     tx: &mut Tx<'_>,
+    keys: KeyColumns,
     tenant: TenantId,
     flow_id: FlowId,
 ) -> Result<Option<DiscoveryFlow>, FlowsError> {
+    let flows = flows_table(tx, keys);
     let sql = format!(
-        "SELECT {FLOW_COLUMNS} FROM discovery_flows \
+        "SELECT {FLOW_COLUMNS} FROM {flows} \
          WHERE flow_id = $1 AND client_account_id = $2 AND engagement_id = $3"
     );
     Ok(on_tx!(tx, conn => {
@@ -88,6 +116,7 @@ pub async fn find(
 /// to a real flow the old code creates later.
 pub async fn claiming_flow_for_session(
     tx: &mut Tx<'_>,
+    keys: KeyColumns,
     tenant: TenantId,
     session_id: SessionId,
 ) -> Result<Option<DiscoveryFlow>, FlowsError> {
@@ -99,8 +128,9 @@ pub async fn claiming_flow_for_session(
         "$2",
         "$3",
     );
+    let flows = flows_table(tx, keys);
     let sql = format!(
-        "SELECT {FLOW_COLUMNS} FROM discovery_flows \
+        "SELECT {FLOW_COLUMNS} FROM {flows} \
          WHERE import_session_id = $1 AND client_account_id = $2 AND engagement_id = $3 \
          AND {session_agrees} \
          ORDER BY CASE WHEN EXISTS (SELECT 1 FROM flowkey_remembered_flows r \
@@ -120,12 +150,14 @@ pub async fn claiming_flow_for_session(
 /// The tenant's flows, by flow id, optionally with one status.
 pub async fn list(
     tx: &mut Tx<'_>,
+    keys: KeyColumns,
     tenant: TenantId,
     status: Option<&str>,
     page: &PageRequest,
 ) -> Result<Page<DiscoveryFlow>, FlowsError> {
+    let flows = flows_table(tx, keys);
     let sql = format!(
-        "SELECT {FLOW_COLUMNS} FROM discovery_flows \
+        "SELECT {FLOW_COLUMNS} FROM {flows} \
          WHERE client_account_id = $1 AND engagement_id = $2 AND ($3 IS NULL OR status = $3) \
          AND flow_id > $4 ORDER BY flow_id LIMIT $5"
     );
@@ -208,18 +240,31 @@ pub struct DeletionAudit {
 
 pub async fn insert_deletion_audit(
     tx: &mut Tx<'_>,
+    keys: KeyColumns,
     audit: &DeletionAudit,
 ) -> Result<(), FlowsError> {
-    on_tx!(tx, conn => {
-        sqlx::query(
+    let id = DbUuid::new_v4();
+    let sql = match keys {
+        KeyColumns::Expanded => {
             "INSERT INTO flow_deletion_audit (id, flow_id, session_id, client_account_id, \
              engagement_id, user_id, deletion_reason, deletion_method, deleted_by, deleted_at, \
              data_deleted, deletion_impact) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, 'api', $6, $8, $9, $10)",
-        )
-        .bind(DbUuid::new_v4())
-        .bind(audit.flow_id)
-        .bind(audit.session_id)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, 'api', $6, $8, $9, $10)"
+        }
+        KeyColumns::Contracted => {
+            "INSERT INTO flow_deletion_audit (id, flow_id, client_account_id, \
+             engagement_id, user_id, deletion_reason, deletion_method, deleted_by, deleted_at, \
+             data_deleted, deletion_impact) \
+             VALUES ($1, $2, $3, $4, $5, $6, 'api', $5, $7, $8, $9)"
+        }
+    };
+    on_tx!(tx, conn => {
+        let query = sqlx::query(sql).bind(id).bind(audit.flow_id);
+        let query = match keys {
+            KeyColumns::Expanded => query.bind(audit.session_id),
+            KeyColumns::Contracted => query,
+        };
+        query
         .bind(audit.tenant.client_account_id)
         .bind(audit.tenant.engagement_id)
         .bind(&audit.user_id)
@@ -231,6 +276,21 @@ pub async fn insert_deletion_audit(
         .await?
         .rows_affected()
     });
+    // The flow's mappings are gone with it: after the contract the session it had is kept
+    // in the archive, where the downgrade gives it back to the column.
+    if let (Some(session), Some(archive)) = (
+        audit.session_id,
+        contract::archive_written_session(keys, tx.engine(), "flow_deletion_audit", "r.id = $2"),
+    ) {
+        on_tx!(tx, conn => {
+            sqlx::query(&archive)
+                .bind(session)
+                .bind(id)
+                .execute(&mut **conn)
+                .await?
+                .rows_affected()
+        });
+    }
     Ok(())
 }
 

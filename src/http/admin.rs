@@ -111,7 +111,7 @@ fn api_flag_value(text: &str) -> Result<FlowIdPrimary, FlagError> {
         (status = 401, description = "`unauthorized`: no or wrong bearer token (with `WWW-Authenticate: Bearer`)", body = ErrorEnvelope),
         (status = 403, description = "`admin_disabled`: the server was started without an admin token", body = ErrorEnvelope),
         (status = 404, description = "no such flag", body = ErrorEnvelope),
-        (status = 409, description = "`not_ready`: `on` refused while the backfill is incomplete, an integrity check fails or a session has no mapping; `shadow_mismatches`: `on` refused while the scope has shadow mismatches since its last flag change (`force` overrides)", body = ErrorEnvelope),
+        (status = 409, description = "`not_ready`: `on` refused while the backfill is incomplete, an integrity check fails or a session has no mapping; `shadow_mismatches`: `on` refused while the scope has shadow mismatches since its last flag change (`force` overrides); `contracted`: `off` and `shadow` refused after the contract (`flowkey downgrade -1` first)", body = ErrorEnvelope),
         (status = 422, description = "`invalid_body`: JSON of the wrong shape; `invalid_text`: `updated_by` longer than 255 characters or holding NUL", body = ErrorEnvelope),
     ),
 )]

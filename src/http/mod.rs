@@ -27,7 +27,7 @@ use axum::Router;
 use serde::Serialize;
 
 use crate::compat::{CompatConfig, CompatMetrics, SessionFlowCompatibilityService};
-use crate::db::Db;
+use crate::db::{Db, KeyColumns, ServedKeys};
 use crate::flags::{FlagWatcher, FlowIdPrimary, DEFAULT_POLL_INTERVAL};
 
 pub use auth::{AdminToken, AdminTokenError, Authenticator, MIN_TOKEN_BYTES};
@@ -183,10 +183,17 @@ impl AppState {
     pub fn new(db: Db, config: ServiceConfig) -> Result<Self, ServiceError> {
         let metrics = HttpMetrics::new()?;
         let compat_metrics = CompatMetrics::register(&metrics.registry)?;
-        let compat =
-            SessionFlowCompatibilityService::new(db.clone(), &config.compat, compat_metrics);
+        // One value: the gate decides the key columns, the compatibility service and the
+        // handlers read them.
+        let keys = ServedKeys::default();
+        let compat = SessionFlowCompatibilityService::new(
+            db.clone(),
+            &config.compat,
+            compat_metrics,
+            keys.clone(),
+        );
         let flags = FlagWatcher::new(db.clone(), config.flag_default);
-        let schema = SchemaGate::new(db.clone());
+        let schema = SchemaGate::new(db.clone(), keys);
         let auth = match &config.auth {
             AuthMode::None => None,
             AuthMode::Jwt {
@@ -207,6 +214,12 @@ impl AppState {
             metrics: Arc::new(metrics),
             config: Arc::new(config),
         })
+    }
+
+    /// The key columns of the schema as the last schema check found them (expanded until
+    /// a first check): what the stores read and write.
+    pub fn keys(&self) -> KeyColumns {
+        self.compat.keys()
     }
 
     pub async fn refresh_flags(&self) -> Result<(), crate::flags::FlagError> {

@@ -8,6 +8,7 @@ use axum::Router;
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use crate::db::KeyColumns;
 use crate::http::schema_gate::schema_not_at_head;
 use crate::http::{ok, ApiError, AppState, Envelope, ErrorEnvelope};
 
@@ -43,6 +44,11 @@ pub(crate) struct ReadyView {
     /// differ): how an operator sees every instance pick up a `flag set`.
     #[schema(example = "off")]
     pub flag: String,
+    /// The schema this server serves: `expanded` (at head: session columns beside `flow_id`)
+    /// or `contracted` (after `flowkey contract`: `flow_id` alone, legacy ids answered from
+    /// `session_flow_mapping` whatever the flag says).
+    #[schema(example = "expanded")]
+    pub key_columns: &'static str,
     /// `jwt`, or `none` when the server runs without authentication (`--auth none`).
     #[schema(example = "jwt")]
     pub auth: &'static str,
@@ -64,7 +70,7 @@ pub(crate) async fn ready(State(state): State<AppState>) -> Result<Response, Api
         tracing::warn!(error = %err, "readiness: database unreachable");
         ApiError::unavailable("database_unavailable", "the database is not answering")
     })?;
-    if !check.at_head() {
+    if !check.servable() {
         return Err(schema_not_at_head(&check));
     }
     let (auth, warning) = match state.auth {
@@ -78,6 +84,10 @@ pub(crate) async fn ready(State(state): State<AppState>) -> Result<Response, Api
         status: "ready",
         database: state.db.engine().to_string(),
         flag: state.flags.global_mode().to_string(),
+        key_columns: match check.key_columns() {
+            KeyColumns::Expanded => "expanded",
+            KeyColumns::Contracted => "contracted",
+        },
         auth,
         warning,
     }))

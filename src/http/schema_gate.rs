@@ -1,4 +1,5 @@
-//! The schema gate: a running server's view of whether its database is still at head.
+//! The schema gate: a running server's view of whether its database is still servable (at
+//! head, or contracted after it), and with which key columns.
 //!
 //! A server starts only at head, but an operator may take the schema down (`flowkey
 //! downgrade -1`) and up again (`flowkey upgrade head`) while servers run. The gate re-reads
@@ -16,7 +17,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use crate::db::Db;
+use crate::db::{Db, ServedKeys};
 use crate::http::{ApiError, AppState};
 use crate::migrate::serving::{check_schema, SchemaCheck};
 
@@ -28,6 +29,9 @@ pub const DEFAULT_SCHEMA_POLL_INTERVAL: Duration = Duration::from_secs(2);
 #[derive(Debug)]
 pub struct SchemaGate {
     db: Db,
+    /// The key columns of the last check, read by the stores (through the compatibility
+    /// service and [`crate::http::AppState::keys`]).
+    keys: ServedKeys,
     last: RwLock<Option<SchemaCheck>>,
     /// One check at a time. Two overlapping checks can finish in the other order: a poll
     /// that read the revision before a downgrade would then overwrite the verdict of a
@@ -37,9 +41,10 @@ pub struct SchemaGate {
 }
 
 impl SchemaGate {
-    pub fn new(db: Db) -> Self {
+    pub fn new(db: Db, keys: ServedKeys) -> Self {
         Self {
             db,
+            keys,
             last: RwLock::new(None),
             checking: tokio::sync::Mutex::new(()),
         }
@@ -60,15 +65,29 @@ impl SchemaGate {
             .last
             .write()
             .unwrap_or_else(|poison| poison.into_inner());
-        let was_at_head = last.as_ref().is_none_or(SchemaCheck::at_head);
-        match (was_at_head, check.at_head()) {
+        let was_servable = last.as_ref().is_none_or(SchemaCheck::servable);
+        match (was_servable, check.servable()) {
             (true, false) => tracing::warn!(
                 schema = %check.describe(),
-                "schema below head: answering 503 schema_not_at_head until it is back"
+                "schema not servable: answering 503 schema_not_at_head until it is back"
             ),
             (false, true) => tracing::warn!("schema back at head: serving again"),
             _ => {}
         }
+        if let Some(previous) = last
+            .as_ref()
+            .filter(|l| l.key_columns() != check.key_columns())
+        {
+            tracing::warn!(
+                from = ?previous.key_columns(),
+                to = ?check.key_columns(),
+                schema = %check.describe(),
+                "the schema's key columns changed: the stores follow"
+            );
+        }
+        // Set before the verdict that opens the gate is recorded, so no request passes the
+        // gate with the key columns of the previous schema.
+        self.keys.set(check.key_columns());
         *last = Some(check);
     }
 
@@ -79,7 +98,7 @@ impl SchemaGate {
             .read()
             .unwrap_or_else(|poison| poison.into_inner());
         last.as_ref()
-            .filter(|check| !check.at_head())
+            .filter(|check| !check.servable())
             .map(schema_not_at_head)
     }
 
@@ -114,7 +133,7 @@ pub fn schema_not_at_head(check: &SchemaCheck) -> ApiError {
     }))
 }
 
-/// Middleware of the `/api` routes: refuses while the schema is below head.
+/// Middleware of the `/api` routes: refuses while the schema is not servable.
 pub(crate) async fn refuse_below_head(
     State(state): State<AppState>,
     request: Request,

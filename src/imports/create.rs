@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use crate::db::text;
 use crate::db::types::JsonText;
-use crate::db::{Db, Tx};
+use crate::db::{Db, KeyColumns, Tx};
 use crate::field_mappings::{self, suggest_mappings, SuggestedMapping};
 use crate::flows::{self, NewFlow};
 use crate::ids::{FlowId, ImportId, SessionId, TenantId};
@@ -83,6 +83,7 @@ const JSON_ROWS_PER_BATCH: usize = 500;
 /// Stores a file in one transaction; nothing is left behind when any part fails.
 pub async fn create_import(
     db: &Db,
+    keys: KeyColumns,
     request: NewImportRequest,
 ) -> Result<ImportCreated, ImportsError> {
     check_rows(&request.rows)?;
@@ -102,7 +103,7 @@ pub async fn create_import(
         },
     };
     let details = start.details.clone();
-    let mut writer = ImportWriter::begin(db, start).await?;
+    let mut writer = ImportWriter::begin(db, keys, start).await?;
     let mut batch = Vec::with_capacity(JSON_ROWS_PER_BATCH);
     for (chunk_index, chunk) in request.rows.rows.chunks(JSON_ROWS_PER_BATCH).enumerate() {
         batch.clear();
@@ -155,6 +156,7 @@ pub struct ImportDetails {
 #[derive(Debug)]
 pub struct ImportWriter {
     tx: Tx<'static>,
+    keys: KeyColumns,
     row: NewImportRow,
     created: ImportCreated,
     /// The size recorded when [`ImportWriter::finish`] is told none.
@@ -162,7 +164,11 @@ pub struct ImportWriter {
 }
 
 impl ImportWriter {
-    pub async fn begin(db: &Db, start: ImportStart) -> Result<Self, ImportsError> {
+    pub async fn begin(
+        db: &Db,
+        keys: KeyColumns,
+        start: ImportStart,
+    ) -> Result<Self, ImportsError> {
         check_headers(&start.headers)?;
         check_start(&start)?;
         let tenant = start.tenant;
@@ -203,7 +209,7 @@ impl ImportWriter {
                 data_import_id: Some(import_id),
                 flow_name: format!("Discovery of {}", start.source_filename),
             };
-            flows::store::insert(&mut tx, &flow).await?;
+            flows::store::insert(&mut tx, keys, &flow).await?;
             if let Some(session_id) = start.legacy_session {
                 sessions::store::insert_mapping(
                     &mut tx,
@@ -235,9 +241,10 @@ impl ImportWriter {
             import_config: import_config(&start),
             imported_by: user,
         };
-        store::insert_import(&mut tx, &row).await?;
+        store::insert_import(&mut tx, keys, &row).await?;
         Ok(Self {
             tx,
+            keys,
             file_size_bytes: row.file_size_bytes,
             row,
             created: ImportCreated {
@@ -255,7 +262,7 @@ impl ImportWriter {
     pub async fn write_rows(&mut self, rows: &[JsonText]) -> Result<(), ImportsError> {
         let first_row = self.created.record_count + 1;
         self.created.record_count +=
-            store::insert_records(&mut self.tx, &self.row, first_row, rows).await?;
+            store::insert_records(&mut self.tx, self.keys, &self.row, first_row, rows).await?;
         Ok(())
     }
 

@@ -4,7 +4,7 @@
 
 use serde::Serialize;
 
-use crate::db::{Db, Tx};
+use crate::db::{Db, KeyColumns, Tx};
 use crate::flows::{self, FlowsError};
 use crate::ids::{FlowId, ImportId, TenantId};
 use crate::imports::store::{self, DeletedRows};
@@ -33,12 +33,13 @@ pub struct FlowDeletion {
 /// the deletion in `flow_deletion_audit`.
 pub async fn delete_flow(
     db: &Db,
+    keys: KeyColumns,
     tenant: TenantId,
     flow_id: FlowId,
     deletion: FlowDeletion,
 ) -> Result<DeletedFlow, ImportsError> {
     let mut tx = db.begin_write().await?;
-    let deleted = delete_flow_rows(&mut tx, tenant, flow_id, deletion).await?;
+    let deleted = delete_flow_rows(&mut tx, keys, tenant, flow_id, deletion).await?;
     tx.commit().await?;
     Ok(deleted)
 }
@@ -46,24 +47,26 @@ pub async fn delete_flow(
 /// Deletes one import of the tenant with its records and mappings, in one transaction.
 pub async fn delete_import(
     db: &Db,
+    keys: KeyColumns,
     tenant: TenantId,
     import_id: ImportId,
 ) -> Result<DeletedRows, ImportsError> {
     let mut tx = db.begin_write().await?;
-    let (_, deleted) = store::delete(&mut tx, tenant, import_id).await?;
+    let (_, deleted) = store::delete(&mut tx, keys, tenant, import_id).await?;
     tx.commit().await?;
     Ok(deleted)
 }
 
 async fn delete_flow_rows(
     tx: &mut Tx<'_>,
+    keys: KeyColumns,
     tenant: TenantId,
     flow_id: FlowId,
     deletion: FlowDeletion,
 ) -> Result<DeletedFlow, ImportsError> {
-    flows::store::get(tx, tenant, flow_id).await?;
+    flows::store::get(tx, keys, tenant, flow_id).await?;
     let session_id = sessions::store::first_session_of_flow(tx, tenant, flow_id).await?;
-    let rows = store::delete_for_flow(tx, tenant, flow_id).await?;
+    let rows = store::delete_for_flow(tx, keys, tenant, flow_id).await?;
     let assets = flows::store::delete_assets(tx, tenant, flow_id).await?;
     let session_mappings = sessions::store::delete_mappings_of_flow(tx, tenant, flow_id).await?;
     let deleted = DeletedFlow {
@@ -82,7 +85,7 @@ async fn delete_flow_rows(
         reason: deletion.reason,
         data_deleted: serde_json::to_value(&deleted).unwrap_or_default(),
     };
-    flows::store::insert_deletion_audit(tx, &audit).await?;
+    flows::store::insert_deletion_audit(tx, keys, &audit).await?;
     if flows::store::delete(tx, tenant, flow_id).await? == 0 {
         return Err(FlowsError::NotFound { flow_id }.into());
     }

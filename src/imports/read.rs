@@ -1,6 +1,6 @@
 //! The tenant's imports and records, each read in its own read-only transaction.
 
-use crate::db::Db;
+use crate::db::{Db, KeyColumns};
 use crate::ids::{ImportId, TenantId};
 use crate::imports::{store, DataImport, ImportFilter, ImportsError, RawImportRecord};
 use crate::paging::{Page, PageRequest};
@@ -8,11 +8,12 @@ use crate::paging::{Page, PageRequest};
 /// One import of the tenant.
 pub async fn get_import(
     db: &Db,
+    keys: KeyColumns,
     tenant: TenantId,
     import_id: ImportId,
 ) -> Result<DataImport, ImportsError> {
     let mut tx = db.begin().await?;
-    let import = store::get(&mut tx, tenant, import_id).await;
+    let import = store::get(&mut tx, keys, tenant, import_id).await;
     tx.rollback().await?;
     import
 }
@@ -20,12 +21,13 @@ pub async fn get_import(
 /// One page of the tenant's imports, by id.
 pub async fn list_imports(
     db: &Db,
+    keys: KeyColumns,
     tenant: TenantId,
     filter: &ImportFilter,
     page: &PageRequest,
 ) -> Result<Page<DataImport>, ImportsError> {
     let mut tx = db.begin().await?;
-    let imports = store::list(&mut tx, tenant, filter, page).await;
+    let imports = store::list(&mut tx, keys, tenant, filter, page).await;
     tx.rollback().await?;
     imports
 }
@@ -33,12 +35,13 @@ pub async fn list_imports(
 /// One page of an import's records, in row order.
 pub async fn list_records(
     db: &Db,
+    keys: KeyColumns,
     tenant: TenantId,
     import_id: ImportId,
     page: &PageRequest,
 ) -> Result<Page<RawImportRecord>, ImportsError> {
     let mut tx = db.begin().await?;
-    let records = store::list_records(&mut tx, tenant, import_id, page).await;
+    let records = store::list_records(&mut tx, keys, tenant, import_id, page).await;
     tx.rollback().await?;
     records
 }

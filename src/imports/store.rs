@@ -7,9 +7,10 @@ use sqlx::types::Json;
 
 use crate::db::tenancy;
 use crate::db::types::{DbTime, DbUuid, JsonText};
-use crate::db::{on_tx, Tx};
+use crate::db::{on_tx, KeyColumns, Tx};
 use crate::ids::{FlowId, ImportId, SessionId, TenantId};
 use crate::imports::{DataImport, ImportFilter, ImportsError, RawImportRecord};
+use crate::migrate::flow::contract;
 use crate::paging::{Cursor, Page, PageRequest};
 
 const IMPORT_COLUMNS: &str = "di.id, di.flow_id, di.session_id, di.client_account_id, \
@@ -21,6 +22,17 @@ const IMPORT_COLUMNS: &str = "di.id, di.flow_id, di.session_id, di.client_accoun
 /// The visibility rule for `data_imports di`, the tenant bound as `$1`, `$2`.
 fn import_in_tenant() -> String {
     tenancy::import_visible("di", "$1", "$2")
+}
+
+/// `data_imports` as read with `keys` (after the contract, with its session computed:
+/// `contract::served_table`).
+fn imports_table(tx: &Tx<'_>, keys: KeyColumns) -> String {
+    contract::served_table(keys, tx.engine(), "data_imports")
+}
+
+/// `raw_import_records` as read with `keys`.
+fn records_table(tx: &Tx<'_>, keys: KeyColumns) -> String {
+    contract::served_table(keys, tx.engine(), "raw_import_records")
 }
 
 const RECORD_COLUMNS: &str = "r.id, r.data_import_id, r.flow_id, r.session_id, r.row_number, \
@@ -104,21 +116,42 @@ pub async fn importing_user(
     Ok(SERVICE_USER_ID)
 }
 
-pub async fn insert_import(tx: &mut Tx<'_>, row: &NewImportRow) -> Result<(), ImportsError> {
+/// Writes the import's row. After the contract the row has no session column: its session
+/// is its flow's by the mapping, and one the mapping does not give back is archived.
+pub async fn insert_import(
+    tx: &mut Tx<'_>,
+    keys: KeyColumns,
+    row: &NewImportRow,
+) -> Result<(), ImportsError> {
     let now = DbTime::now();
-    on_tx!(tx, conn => {
-        sqlx::query(
+    let sql = match keys {
+        KeyColumns::Expanded => {
             "INSERT INTO data_imports (id, client_account_id, engagement_id, session_id, flow_id, \
              import_name, import_type, description, source_filename, file_size_bytes, file_type, \
              status, progress_percentage, total_records, processed_records, failed_records, \
              import_config, imported_by, started_at, completed_at, created_at, updated_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'completed', 100.0, $12, $12, 0, \
-             $13, $14, $15, $15, $15, $15)",
-        )
-        .bind(row.id)
-        .bind(row.tenant.client_account_id)
-        .bind(row.tenant.engagement_id)
-        .bind(row.session_id)
+             $13, $14, $15, $15, $15, $15)"
+        }
+        KeyColumns::Contracted => {
+            "INSERT INTO data_imports (id, client_account_id, engagement_id, flow_id, \
+             import_name, import_type, description, source_filename, file_size_bytes, file_type, \
+             status, progress_percentage, total_records, processed_records, failed_records, \
+             import_config, imported_by, started_at, completed_at, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 'completed', 100.0, $11, $11, 0, \
+             $12, $13, $14, $14, $14, $14)"
+        }
+    };
+    on_tx!(tx, conn => {
+        let query = sqlx::query(sql)
+            .bind(row.id)
+            .bind(row.tenant.client_account_id)
+            .bind(row.tenant.engagement_id);
+        let query = match keys {
+            KeyColumns::Expanded => query.bind(row.session_id),
+            KeyColumns::Contracted => query,
+        };
+        query
         .bind(row.flow_id)
         .bind(&row.import_name)
         .bind(&row.import_type)
@@ -134,6 +167,53 @@ pub async fn insert_import(tx: &mut Tx<'_>, row: &NewImportRow) -> Result<(), Im
         .await?
         .rows_affected()
     });
+    if let Some(session) = row.session_id {
+        let rows = ArchivedRows::Import(row.id);
+        archive_session(tx, keys, "data_imports", rows, session).await?;
+    }
+    Ok(())
+}
+
+/// Rows written by one statement whose session the contract's archive may have to keep.
+#[derive(Debug, Clone, Copy)]
+enum ArchivedRows {
+    /// The import's own row.
+    Import(ImportId),
+    /// The import's records numbered `first..end`.
+    Records(ImportId, i32, i32),
+}
+
+/// After the contract, archives `session` for `rows` of `table` where the mapping would not
+/// give it back (a v1 import into a flow that has a smaller session); nothing before.
+async fn archive_session(
+    tx: &mut Tx<'_>,
+    keys: KeyColumns,
+    table: &'static str,
+    rows: ArchivedRows,
+    session: SessionId,
+) -> Result<(), ImportsError> {
+    let (predicate, import, first, end) = match rows {
+        ArchivedRows::Import(id) => ("r.id = $2 AND $3 = $4", id, 0, 0),
+        ArchivedRows::Records(id, first, end) => (
+            "r.data_import_id = $2 AND r.row_number >= $3 AND r.row_number < $4",
+            id,
+            first,
+            end,
+        ),
+    };
+    let Some(sql) = contract::archive_written_session(keys, tx.engine(), table, predicate) else {
+        return Ok(());
+    };
+    on_tx!(tx, conn => {
+        sqlx::query(&sql)
+            .bind(session)
+            .bind(import)
+            .bind(first)
+            .bind(end)
+            .execute(&mut **conn)
+            .await?
+            .rows_affected()
+    });
     Ok(())
 }
 
@@ -141,6 +221,7 @@ pub async fn insert_import(tx: &mut Tx<'_>, row: &NewImportRow) -> Result<(), Im
 /// statements. Each row is already its JSON object's text, bound as it is.
 pub async fn insert_records(
     tx: &mut Tx<'_>,
+    keys: KeyColumns,
     import: &NewImportRow,
     first_row: u64,
     rows: &[JsonText],
@@ -150,19 +231,29 @@ pub async fn insert_records(
     for (chunk_index, chunk) in rows.chunks(RECORDS_PER_STATEMENT).enumerate() {
         let chunk_first = first_row + (chunk_index * RECORDS_PER_STATEMENT) as u64;
         written += on_tx!(tx, conn => {
-            let mut builder = sqlx::QueryBuilder::new(
-                "INSERT INTO raw_import_records (id, data_import_id, client_account_id, \
-                 engagement_id, session_id, flow_id, row_number, raw_data, is_processed, \
-                 is_valid, created_at) ",
-            );
+            let mut builder = sqlx::QueryBuilder::new(match keys {
+                KeyColumns::Expanded => {
+                    "INSERT INTO raw_import_records (id, data_import_id, client_account_id, \
+                     engagement_id, session_id, flow_id, row_number, raw_data, is_processed, \
+                     is_valid, created_at) "
+                }
+                KeyColumns::Contracted => {
+                    "INSERT INTO raw_import_records (id, data_import_id, client_account_id, \
+                     engagement_id, flow_id, row_number, raw_data, is_processed, is_valid, \
+                     created_at) "
+                }
+            });
             builder.push_values(chunk.iter().enumerate(), |mut values, (offset, row)| {
                 let row_number = i32::try_from(chunk_first + offset as u64).unwrap_or(i32::MAX);
                 values
                     .push_bind(DbUuid::new_v4())
                     .push_bind(import.id)
                     .push_bind(import.tenant.client_account_id)
-                    .push_bind(import.tenant.engagement_id)
-                    .push_bind(import.session_id)
+                    .push_bind(import.tenant.engagement_id);
+                if keys == KeyColumns::Expanded {
+                    values.push_bind(import.session_id);
+                }
+                values
                     .push_bind(import.flow_id)
                     .push_bind(row_number)
                     .push_bind(row)
@@ -172,6 +263,13 @@ pub async fn insert_records(
             });
             builder.build().execute(&mut **conn).await?.rows_affected()
         });
+    }
+    if let Some(session) = import.session_id {
+        // One statement for the batch: its rows are the import's numbered from `first_row`.
+        let first = i32::try_from(first_row).unwrap_or(i32::MAX);
+        let end = i32::try_from(first_row + rows.len() as u64).unwrap_or(i32::MAX);
+        let rows = ArchivedRows::Records(import.id, first, end);
+        archive_session(tx, keys, "raw_import_records", rows, session).await?;
     }
     Ok(written)
 }
@@ -215,12 +313,13 @@ pub async fn complete_import(
 
 pub async fn get(
     tx: &mut Tx<'_>,
+    keys: KeyColumns,
     tenant: TenantId,
     import_id: ImportId,
 ) -> Result<DataImport, ImportsError> {
     let in_tenant = import_in_tenant();
-    let sql =
-        format!("SELECT {IMPORT_COLUMNS} FROM data_imports di WHERE di.id = $3 AND {in_tenant}");
+    let imports = imports_table(tx, keys);
+    let sql = format!("SELECT {IMPORT_COLUMNS} FROM {imports} di WHERE di.id = $3 AND {in_tenant}");
     let found: Option<DataImport> = on_tx!(tx, conn => {
         sqlx::query_as(&sql)
             .bind(tenant.client_account_id)
@@ -235,13 +334,15 @@ pub async fn get(
 /// The tenant's imports, by id, filtered by flow and status.
 pub async fn list(
     tx: &mut Tx<'_>,
+    keys: KeyColumns,
     tenant: TenantId,
     filter: &ImportFilter,
     page: &PageRequest,
 ) -> Result<Page<DataImport>, ImportsError> {
     let in_tenant = import_in_tenant();
+    let imports = imports_table(tx, keys);
     let sql = format!(
-        "SELECT {IMPORT_COLUMNS} FROM data_imports di WHERE {in_tenant} \
+        "SELECT {IMPORT_COLUMNS} FROM {imports} di WHERE {in_tenant} \
          AND ($3 IS NULL OR di.flow_id = $3) AND ($4 IS NULL OR di.status = $4) \
          AND di.id > $5 ORDER BY di.id LIMIT $6"
     );
@@ -266,32 +367,36 @@ pub async fn list(
 /// The newest import of a flow (read through `flow_id`).
 pub async fn latest_for_flow(
     tx: &mut Tx<'_>,
+    keys: KeyColumns,
     tenant: TenantId,
     flow_id: FlowId,
 ) -> Result<Option<DataImport>, ImportsError> {
-    latest_by_key(tx, tenant, "flow_id", flow_id.as_uuid()).await
+    latest_by_key(tx, keys, tenant, "flow_id", flow_id.as_uuid()).await
 }
 
 /// The newest import of a legacy session (read through `session_id`, as before flow ids).
 pub async fn latest_for_session(
     tx: &mut Tx<'_>,
+    keys: KeyColumns,
     tenant: TenantId,
     session_id: SessionId,
 ) -> Result<Option<DataImport>, ImportsError> {
-    latest_by_key(tx, tenant, "session_id", session_id.as_uuid()).await
+    latest_by_key(tx, keys, tenant, "session_id", session_id.as_uuid()).await
 }
 
 /// The tenant's newest import whose `key_column` (`flow_id` or `session_id`, never a client's
 /// text) equals `key`.
 async fn latest_by_key(
     tx: &mut Tx<'_>,
+    keys: KeyColumns,
     tenant: TenantId,
     key_column: &'static str,
     key: uuid::Uuid,
 ) -> Result<Option<DataImport>, ImportsError> {
     let in_tenant = import_in_tenant();
+    let imports = imports_table(tx, keys);
     let sql = format!(
-        "SELECT {IMPORT_COLUMNS} FROM data_imports di WHERE di.{key_column} = $3 AND {in_tenant} \
+        "SELECT {IMPORT_COLUMNS} FROM {imports} di WHERE di.{key_column} = $3 AND {in_tenant} \
          ORDER BY di.created_at DESC, di.id DESC LIMIT 1"
     );
     Ok(on_tx!(tx, conn => {
@@ -308,27 +413,29 @@ async fn latest_by_key(
 /// tenant's.
 pub async fn list_records(
     tx: &mut Tx<'_>,
+    keys: KeyColumns,
     tenant: TenantId,
     import_id: ImportId,
     page: &PageRequest,
 ) -> Result<Page<RawImportRecord>, ImportsError> {
-    get(tx, tenant, import_id).await?;
-    records_of_import(tx, tenant, import_id, None, page).await
+    get(tx, keys, tenant, import_id).await?;
+    records_of_import(tx, keys, tenant, import_id, None, page).await
 }
 
 /// The records of a legacy session's newest import, read through the legacy key (`session_id`
 /// on the records), in row order; `None` when the session has no import in the tenant.
 pub async fn list_records_for_session(
     tx: &mut Tx<'_>,
+    keys: KeyColumns,
     tenant: TenantId,
     session_id: SessionId,
     page: &PageRequest,
 ) -> Result<Option<Page<RawImportRecord>>, ImportsError> {
-    let Some(import) = latest_for_session(tx, tenant, session_id).await? else {
+    let Some(import) = latest_for_session(tx, keys, tenant, session_id).await? else {
         return Ok(None);
     };
     let key = Some(("session_id", session_id.as_uuid()));
-    let rows = records_of_import(tx, tenant, import.id, key, page).await?;
+    let rows = records_of_import(tx, keys, tenant, import.id, key, page).await?;
     Ok(Some(rows))
 }
 
@@ -336,15 +443,16 @@ pub async fn list_records_for_session(
 /// the flow has no import in the tenant.
 pub async fn list_records_for_flow(
     tx: &mut Tx<'_>,
+    keys: KeyColumns,
     tenant: TenantId,
     flow_id: FlowId,
     page: &PageRequest,
 ) -> Result<Option<Page<RawImportRecord>>, ImportsError> {
-    let Some(import) = latest_for_flow(tx, tenant, flow_id).await? else {
+    let Some(import) = latest_for_flow(tx, keys, tenant, flow_id).await? else {
         return Ok(None);
     };
     let key = Some(("flow_id", flow_id.as_uuid()));
-    let rows = records_of_import(tx, tenant, import.id, key, page).await?;
+    let rows = records_of_import(tx, keys, tenant, import.id, key, page).await?;
     Ok(Some(rows))
 }
 
@@ -365,17 +473,19 @@ pub struct RecordDifference {
 /// [`RecordDifference`] of a session and the flow it resolves to, within the tenant.
 pub async fn record_difference(
     tx: &mut Tx<'_>,
+    keys: KeyColumns,
     tenant: TenantId,
     session_id: SessionId,
     flow_id: FlowId,
 ) -> Result<RecordDifference, ImportsError> {
-    let by_session = latest_for_session(tx, tenant, session_id).await?;
-    let by_flow = latest_for_flow(tx, tenant, flow_id).await?;
+    let by_session = latest_for_session(tx, keys, tenant, session_id).await?;
+    let by_flow = latest_for_flow(tx, keys, tenant, flow_id).await?;
     let import = match (by_session, by_flow) {
         (Some(a), Some(b)) if a.id == b.id => a.id,
         _ => return Ok(RecordDifference::default()),
     };
     let visible = tenancy::record_visible("r", "$1", "$2");
+    let records = records_table(tx, keys);
     // Both reads apply the same visibility rule, and the migration links a visible record of
     // the session to the session's flow (the tenant rule is the visibility rule): a record
     // of the session missing from the flow side is never explained.
@@ -385,7 +495,7 @@ pub async fn record_difference(
            CAST(COALESCE(SUM(CASE WHEN (r.session_id = $3 AND (r.flow_id IS NULL OR r.flow_id <> $4)) \
                 OR (r.flow_id = $4 AND r.session_id IS NOT NULL AND r.session_id <> $3) \
                 THEN 1 ELSE 0 END), 0) AS BIGINT) \
-         FROM raw_import_records r WHERE r.data_import_id = $5 AND {visible}"
+         FROM {records} r WHERE r.data_import_id = $5 AND {visible}"
     );
     let (without_session, unexplained): (i64, i64) = on_tx!(tx, conn => {
         sqlx::query_as(&sql)
@@ -409,6 +519,7 @@ pub async fn record_difference(
 /// equals `key.1`.
 async fn records_of_import(
     tx: &mut Tx<'_>,
+    keys: KeyColumns,
     tenant: TenantId,
     import_id: ImportId,
     key: Option<(&'static str, uuid::Uuid)>,
@@ -419,8 +530,9 @@ async fn records_of_import(
         Some((column, value)) => (column, Some(DbUuid(value))),
         None => ("data_import_id", None),
     };
+    let records = records_table(tx, keys);
     let sql = format!(
-        "SELECT {RECORD_COLUMNS} FROM raw_import_records r WHERE r.data_import_id = $3 \
+        "SELECT {RECORD_COLUMNS} FROM {records} r WHERE r.data_import_id = $3 \
          AND ($4 IS NULL OR r.{key_column} = $4) AND {visible} \
          AND (r.row_number > $5 OR (r.row_number = $5 AND r.id > $6)) \
          ORDER BY r.row_number, r.id LIMIT $7"
@@ -451,10 +563,11 @@ fn record_page(rows: Vec<RawImportRecord>, page: &PageRequest) -> Page<RawImport
 /// Deletes one import of the tenant with its records and field mappings.
 pub async fn delete(
     tx: &mut Tx<'_>,
+    keys: KeyColumns,
     tenant: TenantId,
     import_id: ImportId,
 ) -> Result<(DataImport, DeletedRows), ImportsError> {
-    let import = get(tx, tenant, import_id).await?;
+    let import = get(tx, keys, tenant, import_id).await?;
     let mut deleted = DeletedRows::default();
     on_tx!(tx, conn => {
         deleted.records = sqlx::query("DELETE FROM raw_import_records WHERE data_import_id = $1")
@@ -484,23 +597,41 @@ pub async fn delete(
 /// key instead of removing it.
 pub async fn delete_for_flow(
     tx: &mut Tx<'_>,
+    keys: KeyColumns,
     tenant: TenantId,
     flow_id: FlowId,
 ) -> Result<DeletedRows, ImportsError> {
     let in_tenant = import_in_tenant();
-    let own_record = tenancy::record_visible("raw_import_records", "$1", "$2");
-    let records = format!(
-        "DELETE FROM raw_import_records WHERE ({own_record}) AND (flow_id = $3 \
-         OR data_import_id IN (SELECT di.id FROM data_imports di WHERE di.flow_id = $3 \
-         AND {in_tenant}))"
-    );
+    let imports_read = imports_table(tx, keys);
+    let records = match keys {
+        KeyColumns::Expanded => {
+            let own_record = tenancy::record_visible("raw_import_records", "$1", "$2");
+            format!(
+                "DELETE FROM raw_import_records WHERE ({own_record}) AND (flow_id = $3 \
+                 OR data_import_id IN (SELECT di.id FROM data_imports di WHERE di.flow_id = $3 \
+                 AND {in_tenant}))"
+            )
+        }
+        // The visibility rule reads the record's session, which only the table as served
+        // has: the same rule, through its key.
+        KeyColumns::Contracted => {
+            let own_record = tenancy::record_visible("r", "$1", "$2");
+            let records_read = records_table(tx, keys);
+            format!(
+                "DELETE FROM raw_import_records WHERE id IN (SELECT r.id FROM {records_read} r \
+                 WHERE ({own_record}) AND (r.flow_id = $3 \
+                 OR r.data_import_id IN (SELECT di.id FROM {imports_read} di \
+                 WHERE di.flow_id = $3 AND {in_tenant})))"
+            )
+        }
+    };
     let mappings = format!(
         "DELETE FROM import_field_mappings WHERE flow_id = $3 \
-         OR data_import_id IN (SELECT di.id FROM data_imports di WHERE di.flow_id = $3 \
+         OR data_import_id IN (SELECT di.id FROM {imports_read} di WHERE di.flow_id = $3 \
          AND {in_tenant})"
     );
     let imports = format!(
-        "DELETE FROM data_imports WHERE id IN (SELECT di.id FROM data_imports di \
+        "DELETE FROM data_imports WHERE id IN (SELECT di.id FROM {imports_read} di \
          WHERE di.flow_id = $3 AND {in_tenant})"
     );
     let mut deleted = DeletedRows::default();

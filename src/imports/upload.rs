@@ -19,7 +19,7 @@ use bytes::Bytes;
 use futures::{SinkExt, Stream, StreamExt};
 
 use crate::db::types::JsonText;
-use crate::db::Db;
+use crate::db::{Db, KeyColumns};
 use crate::field_mappings::{SampleCollector, SuggestedMapping};
 use crate::imports::csv_rows::{CsvRows, CsvTotals, RowEncoder};
 use crate::imports::{CsvError, ImportStart, ImportWriter, ImportsError};
@@ -131,6 +131,7 @@ pub enum UploadError<E> {
 /// `start.details.file_size_bytes` is replaced by the bytes read.
 pub async fn stream_csv<S, E>(
     db: &Db,
+    keys: KeyColumns,
     mut start: ImportStart,
     mut body: S,
 ) -> Result<ImportWriter, UploadError<E>>
@@ -173,7 +174,7 @@ where
                         Some(writer) => writer,
                         None => {
                             start.headers = std::mem::take(&mut headers);
-                            writer.insert(ImportWriter::begin(db, start.clone()).await?)
+                            writer.insert(ImportWriter::begin(db, keys, start.clone()).await?)
                         }
                     };
                     writer.write_rows(&rows).await?;

@@ -1,11 +1,14 @@
-//! Whether a database can be served: the runner's recorded revision is head and every head
-//! table and column the service reads and writes is there. `flowkey serve` refuses to start
-//! otherwise, and a running server's schema gate answers 503 while it is not.
+//! Whether a database can be served: the runner's recorded revision is head, or the contract
+//! after it (`flow_contract`), and every table and column the service reads and writes is
+//! there. `flowkey serve` refuses to start otherwise, and a running server's schema gate
+//! answers 503 while it is not. The check also says which key columns the schema has
+//! ([`KeyColumns`]), which the stores follow.
 
 use serde::Serialize;
 
 use crate::db::errors::{database_unavailable, schema_object_missing};
-use crate::db::Db;
+use crate::db::{Db, KeyColumns};
+use crate::migrate::flow::contract::CONTRACT_REVISION;
 use crate::migrate::flow::linked::LINKED_TABLES;
 use crate::migrate::{revisions, MigrateError, Migrator, RunOptions};
 
@@ -53,14 +56,25 @@ pub struct SchemaCheck {
 }
 
 impl SchemaCheck {
-    /// At head: every table and column present and, where the runner recorded a revision,
-    /// that revision is head.
-    pub fn at_head(&self) -> bool {
+    /// Servable: every table and column present and, where the runner recorded a revision,
+    /// that revision is head or the contract after it (the stores then read the session
+    /// columns from the mapping, [`KeyColumns::Contracted`]). Any other revision (below head,
+    /// or one this build does not know) is refused.
+    pub fn servable(&self) -> bool {
         self.missing.is_empty()
             && self
                 .recorded_revision
                 .as_deref()
-                .is_none_or(|revision| revision == self.head)
+                .is_none_or(|revision| revision == self.head || revision == CONTRACT_REVISION)
+    }
+
+    /// The key columns of the recorded revision: contracted at the contract, expanded
+    /// otherwise (at head, or before a revision was recorded).
+    pub fn key_columns(&self) -> KeyColumns {
+        match self.recorded_revision.as_deref() {
+            Some(CONTRACT_REVISION) => KeyColumns::Contracted,
+            _ => KeyColumns::Expanded,
+        }
     }
 
     /// One line for an operator.
@@ -69,20 +83,7 @@ impl SchemaCheck {
         if let Some(revision) = self
             .recorded_revision
             .as_deref()
-            .filter(|r| revisions::is_after_head(r))
-        {
-            // The models of this build still read and write the session columns the contract
-            // dropped: serving would fail on every route that touches them, so the gate says
-            // why instead (the models' change is issue 14, item 5).
-            return format!(
-                "the database is contracted ({revision}): this flowkey's service still reads the \
-                 session columns the contract dropped; run `flowkey downgrade -1` to serve it"
-            );
-        }
-        if let Some(revision) = self
-            .recorded_revision
-            .as_deref()
-            .filter(|r| *r != self.head)
+            .filter(|r| *r != self.head && *r != CONTRACT_REVISION)
         {
             parts.push(format!(
                 "the database is at revision {revision}, head is {}",
@@ -93,7 +94,14 @@ impl SchemaCheck {
             parts.push(format!("missing {}", self.missing.join(", ")));
         }
         if parts.is_empty() {
-            return format!("the database is at head ({})", self.head);
+            return match self.key_columns() {
+                KeyColumns::Contracted => format!(
+                    "the database is contracted ({CONTRACT_REVISION}, after head {}): served by \
+                     flow id, legacy ids answered through session_flow_mapping",
+                    self.head
+                ),
+                KeyColumns::Expanded => format!("the database is at head ({})", self.head),
+            };
         }
         format!("{}; run `flowkey upgrade head`", parts.join("; "))
     }
@@ -120,8 +128,18 @@ pub async fn check_schema(db: &Db) -> Result<SchemaCheck, sqlx::Error> {
             None
         }
     };
+    let mut probes = probes();
+    if recorded_revision.as_deref() == Some(CONTRACT_REVISION) {
+        // Contracted, the stores read the sessions the mapping cannot give back from here.
+        probes.push((
+            "flowkey_contract_archive".to_owned(),
+            "SELECT table_name, column_name, row_id, session_value \
+             FROM flowkey_contract_archive WHERE 1 = 0"
+                .to_owned(),
+        ));
+    }
     let mut missing = Vec::new();
-    for (name, probe) in probes() {
+    for (name, probe) in probes {
         match db.execute_plain(&probe).await {
             Ok(_) => {}
             Err(err) if schema_object_missing(&err) => missing.push(name),

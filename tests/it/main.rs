@@ -15,6 +15,7 @@ mod cli {
 }
 mod http {
     mod admin;
+    mod after_contract;
     mod auth;
     mod csv_upload;
     mod flags;

@@ -178,7 +178,7 @@ pub(crate) async fn store_import(
         user_id: user,
         legacy_session: Some(session),
     };
-    let created = imports::create_import(&state.db, request).await?;
+    let created = imports::create_import(&state.db, state.keys(), request).await?;
     let successor = format!("/api/v3/data-import/imports/{}", created.import_id);
     Ok(with_successor(ok(created), successor))
 }

@@ -37,7 +37,7 @@ pub(crate) async fn list_flows(
 ) -> Result<Response, ApiError> {
     let page = query.page.page()?;
     let status = optional_text("status", query.status, Some(MAX_STATUS_CHARS))?;
-    let flows = flows::list(&state.db, tenant, status.as_deref(), &page).await?;
+    let flows = flows::list(&state.db, state.keys(), tenant, status.as_deref(), &page).await?;
     Ok(ok(flows))
 }
 
@@ -55,7 +55,9 @@ pub(crate) async fn get_flow(
     ApiPath(flow_id): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     let flow_id = flow_id_param(&flow_id)?;
-    Ok(ok(flows::get(&state.db, tenant, flow_id).await?))
+    Ok(ok(
+        flows::get(&state.db, state.keys(), tenant, flow_id).await?
+    ))
 }
 
 #[utoipa::path(get, path = "/api/v3/discovery-flow/flows/{flow_id}/status", tag = "v3 discovery flow",
@@ -72,7 +74,7 @@ pub(crate) async fn flow_status(
     ApiPath(flow_id): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     let flow_id = flow_id_param(&flow_id)?;
-    let flow = flows::get(&state.db, tenant, flow_id).await?;
+    let flow = flows::get(&state.db, state.keys(), tenant, flow_id).await?;
     Ok(ok(flow.status_view()))
 }
 
@@ -117,7 +119,7 @@ async fn change_flow(
     action: FlowAction,
 ) -> Result<Response, ApiError> {
     let flow_id = flow_id_param(&flow_id)?;
-    let flow = flows::change_status(&state.db, tenant, flow_id, action).await?;
+    let flow = flows::change_status(&state.db, state.keys(), tenant, flow_id, action).await?;
     Ok(ok(flow.status_view()))
 }
 

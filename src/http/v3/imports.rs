@@ -121,7 +121,7 @@ pub(crate) async fn create_import(
         user_id: user,
         legacy_session: None,
     };
-    let created = imports::create_import(&state.db, request).await?;
+    let created = imports::create_import(&state.db, state.keys(), request).await?;
     Ok(envelope(StatusCode::CREATED, created))
 }
 
@@ -187,7 +187,7 @@ pub(crate) async fn upload_csv(
                         file_size_bytes: None,
                     },
                 };
-                let writer = imports::stream_csv(&state.db, start, field)
+                let writer = imports::stream_csv(&state.db, state.keys(), start, field)
                     .await
                     .map_err(|err| match err {
                         UploadError::Body(err) => multipart_error(err),
@@ -349,9 +349,14 @@ pub(crate) async fn list_imports(
         flow_id: query.flow_id.as_deref().map(flow_id_param).transpose()?,
         status: optional_text("status", query.status, Some(MAX_STATUS_CHARS))?,
     };
-    Ok(ok(
-        imports::list_imports(&state.db, tenant, &filter, &page).await?
-    ))
+    Ok(ok(imports::list_imports(
+        &state.db,
+        state.keys(),
+        tenant,
+        &filter,
+        &page,
+    )
+    .await?))
 }
 
 #[utoipa::path(get, path = "/api/v3/data-import/imports/{import_id}", tag = "v3 data import",
@@ -368,7 +373,13 @@ pub(crate) async fn get_import(
     ApiPath(import_id): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     let import_id = ImportId::parse(&import_id)?;
-    Ok(ok(imports::get_import(&state.db, tenant, import_id).await?))
+    Ok(ok(imports::get_import(
+        &state.db,
+        state.keys(),
+        tenant,
+        import_id,
+    )
+    .await?))
 }
 
 #[utoipa::path(get, path = "/api/v3/data-import/imports/{import_id}/records", tag = "v3 data import",
@@ -388,7 +399,11 @@ pub(crate) async fn list_records(
     let import_id = ImportId::parse(&import_id)?;
     let page = query.page()?;
     Ok(ok(imports::list_records(
-        &state.db, tenant, import_id, &page,
+        &state.db,
+        state.keys(),
+        tenant,
+        import_id,
+        &page,
     )
     .await?))
 }

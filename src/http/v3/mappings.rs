@@ -24,7 +24,8 @@ pub(crate) async fn list_mappings(
 ) -> Result<Response, ApiError> {
     let flow_id = flow_id_param(&flow_id)?;
     let page = query.page()?;
-    let mappings = field_mappings::list_for_flow(&state.db, tenant, flow_id, &page).await?;
+    let mappings =
+        field_mappings::list_for_flow(&state.db, state.keys(), tenant, flow_id, &page).await?;
     Ok(ok(mappings))
 }
 
@@ -58,8 +59,14 @@ pub(crate) async fn update_mapping(
     ApiJson(body): ApiJson<UpdateMappingBody>,
 ) -> Result<Response, ApiError> {
     let mapping_id = MappingId::parse(&mapping_id)?;
-    let mapping =
-        field_mappings::set_target(&state.db, tenant, mapping_id, &body.target_field).await?;
+    let mapping = field_mappings::set_target(
+        &state.db,
+        state.keys(),
+        tenant,
+        mapping_id,
+        &body.target_field,
+    )
+    .await?;
     Ok(ok(mapping))
 }
 
@@ -102,6 +109,7 @@ async fn decide(
     decision: MappingDecision,
 ) -> Result<Response, ApiError> {
     let mapping_id = MappingId::parse(&mapping_id)?;
-    let mapping = field_mappings::decide(&state.db, tenant, mapping_id, decision).await?;
+    let mapping =
+        field_mappings::decide(&state.db, state.keys(), tenant, mapping_id, decision).await?;
     Ok(ok(mapping))
 }

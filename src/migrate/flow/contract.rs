@@ -28,7 +28,7 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use serde::Serialize;
 
-use crate::db::{on_pool, Db, Engine};
+use crate::db::{on_pool, Db, Engine, KeyColumns};
 use crate::migrate::flow::legacy_signal::{self, legacy_writes};
 use crate::migrate::flow::linked::{linked_table, SessionKey};
 use crate::migrate::flow::live;
@@ -371,6 +371,38 @@ pub const SESSION_COLUMNS: &[SessionColumn] = &[
     },
 ];
 
+/// The session column the contract drops from `table`, if it drops one.
+fn session_column(table: &str) -> Option<&'static SessionColumn> {
+    SESSION_COLUMNS.iter().find(|column| column.table == table)
+}
+
+/// `table` as the service reads it with `keys`: the table itself before the contract; after
+/// it, the table with its dropped session column computed as
+/// [`SessionColumn::served_sql`] says, so that a row reads as it did before the contract.
+/// Used as `FROM {served} alias`.
+pub fn served_table(keys: KeyColumns, engine: Engine, table: &'static str) -> String {
+    match (keys, session_column(table)) {
+        (KeyColumns::Contracted, Some(column)) => column.served_sql(engine),
+        _ => table.to_owned(),
+    }
+}
+
+/// After the contract, the statement that keeps a session the service wrote with rows of
+/// `table` (those `rows`, a predicate over `r`, selects; `$1` the session) where the rule
+/// would not give it back: in the archive, where reads and the downgrade find it. `None`
+/// before the contract (the column itself holds it) or for a table without one.
+pub fn archive_written_session(
+    keys: KeyColumns,
+    engine: Engine,
+    table: &'static str,
+    rows: &str,
+) -> Option<String> {
+    match (keys, session_column(table)) {
+        (KeyColumns::Contracted, Some(column)) => Some(column.archive_written_sql(engine, rows)),
+        _ => None,
+    }
+}
+
 impl SessionColumn {
     /// The value the rule gives row `r` from its flow, as the column stores it (NULL when
     /// none): see the module documentation.
@@ -450,16 +482,69 @@ impl SessionColumn {
     /// archive for each batch), and writes each row once.
     pub fn restore_sql(&self, engine: Engine, range: &str) -> String {
         let (t, c) = (self.table, self.column);
+        format!(
+            "UPDATE {t} AS r SET {c} = {value} WHERE {range}",
+            value = self.stored_value_sql(engine),
+        )
+    }
+
+    /// The value row `r` had before the contract (and gets back from the downgrade): its
+    /// archived value where the archive holds one, the rule's otherwise.
+    fn stored_value_sql(&self, engine: Engine) -> String {
+        let (t, c) = (self.table, self.column);
         let id = crate::migrate::flow::tables::text_of(engine, "r.id");
         let archived = format!(
             "FROM flowkey_contract_archive a WHERE a.table_name = '{t}' \
              AND a.column_name = '{c}' AND a.row_id = {id}"
         );
         format!(
-            "UPDATE {t} AS r SET {c} = CASE WHEN EXISTS (SELECT 1 {archived}) \
-             THEN (SELECT {value} {archived}) ELSE {rule} END WHERE {range}",
+            "CASE WHEN EXISTS (SELECT 1 {archived}) \
+             THEN (SELECT {value} {archived}) ELSE {rule} END",
             value = self.archived_value(engine),
             rule = self.recomputed_sql(engine),
+        )
+    }
+
+    /// The table as the service reads it once contracted: every column it has, and the
+    /// dropped column again, computed by [`Self::stored_value_sql`] — the value the row had
+    /// before the contract (or, written after it by flow, its flow's session by the rule). A
+    /// derived table, so the statements that read the column read it unchanged.
+    fn served_sql(&self, engine: Engine) -> String {
+        let (t, c) = (self.table, self.column);
+        let value = self.stored_value_sql(engine);
+        match engine {
+            // Folded into the outer query, the value would be copied to every place that
+            // names the column (the visibility rule names it twice) and computed at each; a
+            // lateral subquery that is not folded (`OFFSET 0`) computes it once per row, while
+            // the outer query's conditions still reach the table's indexes.
+            Engine::Postgres => format!(
+                "(SELECT r.*, k.{c} FROM {t} r CROSS JOIN LATERAL (SELECT {value} AS {c} OFFSET 0) k)"
+            ),
+            Engine::Sqlite => format!("(SELECT r.*, {value} AS {c} FROM {t} r)"),
+        }
+    }
+
+    /// Archives the values of the rows of `table` that `rows` (a predicate over `r`, the
+    /// table as served) selects whose column is not `value` as the rule computes it: the
+    /// service's write after the contract of a session the rule does not give back (a v1
+    /// import into a flow that has a smaller session). The bind `$1` is the value.
+    fn archive_written_sql(&self, engine: Engine, rows: &str) -> String {
+        let (t, c) = (self.table, self.column);
+        let value = match engine {
+            Engine::Postgres => "CAST($1 AS text)",
+            Engine::Sqlite => "$1",
+        };
+        format!(
+            "INSERT INTO flowkey_contract_archive (table_name, column_name, row_id, session_value) \
+             SELECT '{t}', '{c}', {id}, {value} FROM {t} r \
+             WHERE {rows} AND {rule} {differs} {cast} ON CONFLICT DO NOTHING",
+            id = crate::migrate::flow::tables::text_of(engine, "r.id"),
+            rule = self.recomputed_sql(engine),
+            differs = Self::differs(engine),
+            cast = match engine {
+                Engine::Postgres => format!("CAST($1 AS {})", self.postgres_type),
+                Engine::Sqlite => "$1".to_owned(),
+            },
         )
     }
 

@@ -20,7 +20,12 @@ use crate::support::service_support::*;
 fn service(db: &Db) -> SessionFlowCompatibilityService {
     let registry = prometheus::Registry::new();
     let metrics = CompatMetrics::register(&registry).expect("metrics");
-    SessionFlowCompatibilityService::new(db.clone(), &CompatConfig::default(), metrics)
+    SessionFlowCompatibilityService::new(
+        db.clone(),
+        &CompatConfig::default(),
+        metrics,
+        flowkey::db::ServedKeys::default(),
+    )
 }
 
 async fn every_id_form_resolves(test_db: TestDb) {
@@ -205,6 +210,7 @@ async fn records_by_flow_or_legacy_id(test_db: TestDb) {
     let file_data = cmdb_rows(7);
     let created = flowkey::imports::create_import(
         &db,
+        flowkey::db::KeyColumns::Expanded,
         flowkey::imports::NewImportRequest {
             tenant,
             rows: flowkey::imports::rows_from_json(file_data.as_array().unwrap()).unwrap(),

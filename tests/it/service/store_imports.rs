@@ -4,6 +4,7 @@
 // Test bodies are plain async fns run by `both_engines!`, so clippy does not see them as
 // tests: allow the unwraps it allows in tests.
 
+use flowkey::db::KeyColumns;
 use flowkey::imports::{self, ImportFilter, ImportSource, ImportsError, NewImportRequest};
 use flowkey::paging::PageRequest;
 
@@ -31,7 +32,7 @@ fn json_request(tenant: flowkey::ids::TenantId, rows: usize) -> NewImportRequest
 async fn creating_an_import_writes_every_part(test_db: TestDb) {
     let (_keep, db) = head_db(test_db.engine).await;
     let tenant = insert_tenant(&db).await;
-    let created = imports::create_import(&db, json_request(tenant, 7))
+    let created = imports::create_import(&db, KeyColumns::Expanded, json_request(tenant, 7))
         .await
         .expect("created");
     assert_eq!(created.record_count, 7);
@@ -41,7 +42,7 @@ async fn creating_an_import_writes_every_part(test_db: TestDb) {
     assert_eq!(count_rows(&db, "discovery_flows").await, 1);
 
     let mut tx = db.begin().await.expect("tx");
-    let import = imports::store::get(&mut tx, tenant, created.import_id)
+    let import = imports::store::get(&mut tx, KeyColumns::Expanded, tenant, created.import_id)
         .await
         .expect("import");
     assert_eq!(import.flow_id, Some(created.flow_id));
@@ -50,23 +51,41 @@ async fn creating_an_import_writes_every_part(test_db: TestDb) {
         after: None,
         limit: 3,
     };
-    let first = imports::store::list_records(&mut tx, tenant, created.import_id, &page)
-        .await
-        .expect("page");
+    let first = imports::store::list_records(
+        &mut tx,
+        KeyColumns::Expanded,
+        tenant,
+        created.import_id,
+        &page,
+    )
+    .await
+    .expect("page");
     assert_eq!(first.items.len(), 3);
     assert_eq!(first.items[0].row_number, 1);
     let next = PageRequest::parse(first.next_cursor.as_deref(), Some(3)).expect("cursor");
-    let second = imports::store::list_records(&mut tx, tenant, created.import_id, &next)
-        .await
-        .expect("page");
+    let second = imports::store::list_records(
+        &mut tx,
+        KeyColumns::Expanded,
+        tenant,
+        created.import_id,
+        &next,
+    )
+    .await
+    .expect("page");
     assert_eq!(second.items[0].row_number, 4);
     let by_flow = ImportFilter {
         flow_id: Some(created.flow_id),
         status: None,
     };
-    let listed = imports::store::list(&mut tx, tenant, &by_flow, &PageRequest::default())
-        .await
-        .expect("list");
+    let listed = imports::store::list(
+        &mut tx,
+        KeyColumns::Expanded,
+        tenant,
+        &by_flow,
+        &PageRequest::default(),
+    )
+    .await
+    .expect("list");
     assert_eq!(listed.items.len(), 1);
     tx.rollback().await.expect("rollback");
 }
@@ -79,16 +98,17 @@ async fn another_tenants_import_is_not_found(test_db: TestDb) {
     let (_keep, db) = head_db(test_db.engine).await;
     let tenant = insert_tenant(&db).await;
     let other = insert_tenant(&db).await;
-    let created = imports::create_import(&db, json_request(tenant, 2))
+    let created = imports::create_import(&db, KeyColumns::Expanded, json_request(tenant, 2))
         .await
         .expect("created");
     let mut tx = db.begin().await.expect("tx");
-    let err = imports::store::get(&mut tx, other, created.import_id)
+    let err = imports::store::get(&mut tx, KeyColumns::Expanded, other, created.import_id)
         .await
         .unwrap_err();
     assert!(matches!(err, ImportsError::NotFound { .. }), "{err}");
     let listed = imports::store::list(
         &mut tx,
+        KeyColumns::Expanded,
         other,
         &ImportFilter::default(),
         &PageRequest::default(),
@@ -110,7 +130,7 @@ async fn unknown_tenant_leaves_nothing(test_db: TestDb) {
         tenant.client_account_id,
         flowkey::ids::EngagementId::from_stored(uuid::Uuid::new_v4()),
     );
-    let err = imports::create_import(&db, json_request(stranger, 2))
+    let err = imports::create_import(&db, KeyColumns::Expanded, json_request(stranger, 2))
         .await
         .unwrap_err();
     assert!(matches!(err, ImportsError::TenantNotFound), "{err}");
