@@ -34,6 +34,7 @@ mod migrate {
     mod flow_migration;
     mod flow_runner;
     mod live_mapping;
+    mod offline_script;
     mod offline_sql;
     mod online;
     mod refusals;

@@ -17,6 +17,9 @@ pub static FLOW_CONTRACT: Revision = Revision {
             action: Action::Check {
                 run: contract::gate_step,
                 sql: contract::GATE,
+                // Not offline: the gate reads the application's recent writes, and the
+                // archive and restore run in resumable batches of their own.
+                offline: None,
             },
         },
         Step {
@@ -24,6 +27,9 @@ pub static FLOW_CONTRACT: Revision = Revision {
             action: Action::Code {
                 run: contract::archive_step,
                 sql: contract::ARCHIVE,
+                // Not offline: the gate reads the application's recent writes, and the
+                // archive and restore run in resumable batches of their own.
+                offline: None,
             },
         },
         Step {
@@ -35,6 +41,9 @@ pub static FLOW_CONTRACT: Revision = Revision {
             action: Action::Code {
                 run: contract::rebuild_step,
                 sql: contract::REBUILD_WITHOUT,
+                // Not offline: the gate reads the application's recent writes, and the
+                // archive and restore run in resumable batches of their own.
+                offline: None,
             },
         },
     ],
@@ -48,6 +57,9 @@ pub static FLOW_CONTRACT: Revision = Revision {
             action: Action::Code {
                 run: contract::restore_step,
                 sql: contract::RESTORE,
+                // Not offline: the gate reads the application's recent writes, and the
+                // archive and restore run in resumable batches of their own.
+                offline: None,
             },
         },
         Step {
