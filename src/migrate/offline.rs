@@ -44,7 +44,7 @@ fn push_statement(statements: &mut Vec<String>, text: &str) {
 }
 
 /// The dollar-quote tags (`$$`, `$body$`) on a line, in order.
-fn dollar_tags(line: &str) -> Vec<String> {
+pub(crate) fn dollar_tags(line: &str) -> Vec<String> {
     let bytes = line.as_bytes();
     let mut tags = Vec::new();
     let mut index = 0;
@@ -253,7 +253,7 @@ fn render_postgres(
             }
         );
     }
-    out
+    crate::migrate::lint::annotate(&out)
 }
 
 /// The guard at the top of the script: stops before any change unless the database is at
