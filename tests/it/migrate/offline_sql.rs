@@ -567,3 +567,35 @@ fn a_rehearsal_whose_downgrade_differs_says_what_differs() {
     let numbers: Vec<&str> = row.split_whitespace().skip(1).collect();
     assert_eq!(numbers, ["10", "4", "1", "2", "1", "2"], "{row}");
 }
+
+/// The PostgreSQL script sets the runner's `lock_timeout` where the runner does, carries no
+/// bind parameter of a batch, and says how to run it (that it runs: `offline_script.rs`).
+#[test]
+fn the_postgres_script_sets_lock_timeout_and_binds_nothing() {
+    let chain = revisions::all();
+    let up = offline_sql(
+        chain,
+        Engine::Postgres,
+        Some("legacy"),
+        "head",
+        Direction::Up,
+    )
+    .unwrap();
+    let down = offline_sql(
+        chain,
+        Engine::Postgres,
+        Some("head"),
+        "legacy",
+        Direction::Down,
+    )
+    .unwrap();
+    for script in [&up, &down] {
+        assert!(script.contains("psql -v ON_ERROR_STOP=1"), "{script}");
+        assert!(script.contains("SET lock_timeout = '100ms';"), "{script}");
+        assert!(script.contains("RESET lock_timeout;"), "{script}");
+        assert!(!script.contains("LIMIT $1"), "{script}");
+        assert!(!script.contains("($1)"), "{script}");
+    }
+    assert!(up.contains("SET LOCAL lock_timeout = '100ms';"), "{up}");
+    assert!(up.contains("CREATE INDEX CONCURRENTLY"), "{up}");
+}
