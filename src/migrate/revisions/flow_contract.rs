@@ -17,8 +17,8 @@ pub static FLOW_CONTRACT: Revision = Revision {
             action: Action::Check {
                 run: contract::gate_step,
                 sql: contract::GATE,
-                // Not offline: the gate reads the application's recent writes, and the
-                // archive and restore run in resumable batches of their own.
+                // Runner only: the gate decides from the application's recent legacy
+                // writes, the flag and the links; the script stops here.
                 offline: None,
             },
         },
@@ -27,8 +27,7 @@ pub static FLOW_CONTRACT: Revision = Revision {
             action: Action::Code {
                 run: contract::archive_step,
                 sql: contract::ARCHIVE,
-                // Not offline: the gate reads the application's recent writes, and the
-                // archive and restore run in resumable batches of their own.
+                // Runner only (the gate before it is).
                 offline: None,
             },
         },
@@ -41,8 +40,7 @@ pub static FLOW_CONTRACT: Revision = Revision {
             action: Action::Code {
                 run: contract::rebuild_step,
                 sql: contract::REBUILD_WITHOUT,
-                // Not offline: the gate reads the application's recent writes, and the
-                // archive and restore run in resumable batches of their own.
+                // Runner only (the gate before it is).
                 offline: None,
             },
         },
@@ -57,9 +55,7 @@ pub static FLOW_CONTRACT: Revision = Revision {
             action: Action::Code {
                 run: contract::restore_step,
                 sql: contract::RESTORE,
-                // Not offline: the gate reads the application's recent writes, and the
-                // archive and restore run in resumable batches of their own.
-                offline: None,
+                offline: Some(contract::RESTORE_OFFLINE),
             },
         },
         Step {

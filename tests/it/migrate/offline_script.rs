@@ -198,3 +198,47 @@ async fn a_step_that_runs_only_in_flowkey_stops_the_script_there() {
         "the contract is not recorded applied"
     );
 }
+
+/// The contract's way down (`downgrade -1 --sql` from `flow_contract`) in `psql` ends where the
+/// runner's ends: every session value back, the same schema, links and book.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_contracts_way_down_in_psql_ends_where_the_runners_does() {
+    use flowkey::flags::{set_flag, FlagScope, FlowIdPrimary};
+    use flowkey::migrate::flow::contract::{GateOptions, QuietPeriod, CONTRACT_REVISION};
+
+    let head = revisions::head().id;
+    let mut sides = Vec::new();
+    for _ in 0..2 {
+        let (test_db, db) = seeded(false).await;
+        upgrade_to(&db, "head").await;
+        set_flag(&db, FlagScope::Global, FlowIdPrimary::On, "test")
+            .await
+            .unwrap();
+        let options = RunOptions {
+            contract: GateOptions {
+                quiet_period: QuietPeriod::parse("0s").unwrap(),
+                force: false,
+            },
+            ..RunOptions::default()
+        };
+        Migrator::new(db.clone(), options)
+            .upgrade(CONTRACT_REVISION)
+            .await
+            .unwrap();
+        sides.push((test_db, db));
+    }
+    let down = script(CONTRACT_REVISION, "-1", Direction::Down);
+    let (ok, stderr) = psql(&sides[0].0.url, &down);
+    assert!(
+        ok,
+        "the contract's downgrade script failed in psql: {stderr}"
+    );
+    downgrade_to(&sides[1].1, head).await;
+    assert_eq!(current(&sides[0].1).await.as_deref(), Some(head));
+    assert_same(
+        &snapshot(&sides[0].1, FingerprintScope::WithoutMigrationFlows).await,
+        &snapshot(&sides[1].1, FingerprintScope::WithoutMigrationFlows).await,
+        "script and runner back from the contract",
+    );
+    assert_eq!(book(&sides[0].1).await, book(&sides[1].1).await);
+}
