@@ -149,6 +149,9 @@ fn render_postgres(
         let _ = writeln!(out, "-- nothing to do");
         return out;
     }
+    // Run without `-v ON_ERROR_STOP=1`, psql would go on past a failed step (the guard
+    // included): the script says it itself.
+    out.push_str("\\set ON_ERROR_STOP on\n");
     out.push_str(crate::migrate::runner::versions::CREATE_VERSIONS_POSTGRES);
     out.push_str(&guard(from));
     for planned in plan {
