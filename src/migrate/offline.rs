@@ -210,7 +210,7 @@ fn render_postgres(
                     }
                     let _ = writeln!(out, "{done}\nRESET lock_timeout;");
                 }
-                Action::Code { offline, .. } | Action::Check { offline, .. } => {
+                Action::Code { offline, sql, .. } | Action::Check { offline, sql, .. } => {
                     let kind = if matches!(step.action, Action::Check { .. }) {
                         "check (raises when it fails)"
                     } else {
@@ -221,9 +221,15 @@ fn render_postgres(
                         .map(|sql| sql.for_engine(engine).trim().to_owned())
                         .unwrap_or_default();
                     if text.is_empty() {
+                        // What the step runs stays readable for a review (`flowkey contract
+                        // --dry-run`), commented out: it is not plain SQL.
+                        let _ = writeln!(out, "-- this step runs only in flowkey; what it runs:");
+                        for line in sql.for_engine(engine).lines() {
+                            let _ = writeln!(out, "--   {line}");
+                        }
                         let _ = writeln!(
                             out,
-                            "-- this step runs only in flowkey: the script stops here\n\
+                            "-- the script stops here\n\
                              DO $stop$ BEGIN RAISE EXCEPTION 'step \"{}\" of revision {id} runs only in flowkey: run flowkey {} to go on'; END $stop$;",
                             step.name.replace('\'', "''"),
                             match direction {

@@ -62,7 +62,7 @@ fn the_offline_script_of_every_revision_shows_every_step_both_ways() {
                             Engine::Postgres,
                         ) => match offline.map(|sql| sql.for_engine(engine)) {
                             Some(text) if !text.trim().is_empty() => text,
-                            _ => "runs only in flowkey: the script stops here".into(),
+                            _ => "this step runs only in flowkey; what it runs:".into(),
                         },
                         (Action::Code { sql, .. } | Action::Check { sql, .. }, Engine::Sqlite) => {
                             sql.for_engine(engine)
