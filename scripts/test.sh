@@ -20,6 +20,10 @@ cargo test --all-targets --features failpoints "$@"
 # platform-shaped database, on both engines; uses the binary the tests just built (with its
 # fault points, for the interrupted run).
 bash scripts/alembic-bridge-test.sh target/debug/flowkey
+# The runnable PostgreSQL scripts (`--sql`) under squawk, the linter for PostgreSQL
+# migrations (a pinned binary wheel from PyPI in a throwaway venv, seconds): any finding not
+# excused, with its reason, in the script fails.
+bash scripts/lint-sql.sh target/debug/flowkey
 # The API under an outside fuzzer (schemathesis) on both engines, bounded in time; uses the
 # binary the tests just built. FLOWKEY_SKIP_FUZZ=1 leaves it out of a local run.
 if [[ -z "${FLOWKEY_SKIP_FUZZ:-}" ]]; then

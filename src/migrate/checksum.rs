@@ -104,12 +104,20 @@ mod tests {
 
     #[test]
     fn a_code_steps_checksum_covers_the_sql_it_generates() {
-        let code = |run, sql| Action::Code { run, sql };
+        let code = |run, sql| Action::Code {
+            run,
+            sql,
+            offline: None,
+        };
         let a = code_revision(StepSql::Generated(rule_a), code);
         let b = code_revision(StepSql::Generated(rule_b), code);
         assert_ne!(checksum(&a), checksum(&b));
         // A check writes only flowkey's bookkeeping: its SQL is not part of the checksum.
-        let check = |run, sql| Action::Check { run, sql };
+        let check = |run, sql| Action::Check {
+            run,
+            sql,
+            offline: None,
+        };
         let a = code_revision(StepSql::Generated(rule_a), check);
         let b = code_revision(StepSql::Generated(rule_b), check);
         assert_eq!(checksum(&a), checksum(&b));
@@ -122,6 +130,7 @@ mod tests {
             ..code_revision(StepSql::Generated(rule_a), |run, sql| Action::Code {
                 run,
                 sql,
+                offline: None,
             })
         };
         assert!(matches(&revision, &checksum(&revision)));

@@ -7,6 +7,7 @@ pub mod checksum;
 mod error;
 pub mod faults;
 pub mod flow;
+mod lint;
 pub mod lock;
 mod offline;
 pub mod revision;

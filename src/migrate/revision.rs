@@ -69,6 +69,12 @@ pub enum Action {
         /// that the revision's checksum changes whenever what the step does changes; `--sql`
         /// prints it in place of running the step.
         sql: StepSql,
+        /// What the step amounts to as plain SQL that runs as is (in `psql`): its batches
+        /// as one set-based statement each, its parameters filled in. `--sql` prints it in
+        /// the runnable script. Not in the checksum: the runner never runs it; that it ends
+        /// where the runner ends is what `tests/it/migrate/offline_script.rs` proves. `None`:
+        /// the step has no such form (the script stops there, saying so).
+        offline: Option<StepSql>,
     },
     /// Rust code that reads the legacy data and writes only flowkey's own bookkeeping
     /// (fingerprints, verification results): it cannot change what a database holds, so its
@@ -77,8 +83,11 @@ pub enum Action {
     /// fail its revision (a failed proof stops the run).
     Check {
         run: CodeFn,
-        /// The SQL the check runs, printed by `--sql`.
+        /// The SQL the check runs, described.
         sql: StepSql,
+        /// The check as plain SQL that runs as is and raises when the check fails (see
+        /// [`Action::Code`]'s `offline`); `None`: the script stops there, saying so.
+        offline: Option<StepSql>,
     },
 }
 

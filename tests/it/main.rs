@@ -35,6 +35,7 @@ mod migrate {
     mod flow_migration;
     mod flow_runner;
     mod live_mapping;
+    mod offline_script;
     mod offline_sql;
     mod online;
     mod readiness;

@@ -80,6 +80,20 @@ pub fn whole_table_sql(engine: Engine, table: &'static str) -> String {
     out
 }
 
+/// One table's backfill as SQL that runs as is (the runnable `--sql` script): the
+/// set-based statements of [`whole_table_sql`] (every path over the whole table, in the
+/// order the batches run them), then the table recorded finished in
+/// `flowkey_backfill_progress` as the runner records it (no cursor: nothing to resume).
+pub fn whole_table_offline_sql(engine: Engine, table: &'static str) -> String {
+    let now = now_sql(engine);
+    format!(
+        "{}INSERT INTO flowkey_backfill_progress (table_name, rows_done, finished_at) \
+         SELECT '{table}', count(*), {now} FROM {table} \
+         ON CONFLICT (table_name) DO UPDATE SET finished_at = {now}, updated_at = {now};\n",
+        whole_table_sql(engine, table)
+    )
+}
+
 /// Backfills one table from its stored cursor until done.
 pub async fn backfill_table(
     db: &Db,

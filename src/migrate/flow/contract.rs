@@ -727,6 +727,19 @@ fn add_back_sql(engine: Engine) -> String {
     out
 }
 
+/// The restore as SQL that runs as is (the runnable `--sql` script): each column's restore
+/// over its whole table in one statement (the runner's batches run the same statement over
+/// consecutive key ranges).
+pub const RESTORE_OFFLINE: StepSql = StepSql::Generated(restore_offline_sql);
+
+fn restore_offline_sql(engine: Engine) -> String {
+    let mut out = String::new();
+    for column in SESSION_COLUMNS {
+        let _ = writeln!(out, "{};", column.restore_sql(engine, "TRUE"));
+    }
+    out
+}
+
 fn restore_step_sql(engine: Engine) -> String {
     let mut out = String::new();
     for column in SESSION_COLUMNS {

@@ -271,6 +271,108 @@ fn restore_sessions_sql(engine: Engine) -> String {
     out
 }
 
+/// The name of a session a downgrade creates, before its flow id.
+const RESTORED_SESSION_NAME: &str = "restored by flowkey for flow ";
+const RESTORED_SESSION_DESCRIPTION: &str =
+    "created by a flowkey downgrade so that rows written at head stay reachable by a session id";
+
+/// The restore step of `flow_backfill` as SQL that runs as is (see [`restore_offline_sql`]).
+pub const RESTORE_SESSIONS_OFFLINE: StepSql = StepSql::Generated(restore_sessions_offline_sql);
+
+fn restore_sessions_offline_sql(engine: Engine) -> String {
+    let tables: Vec<&LinkedTable> = linked_since("flow_expand").collect();
+    restore_offline_sql(engine, &tables, DeletionAudit::Fill)
+}
+
+/// [`restore_table_sessions_step`] as SQL that runs as is.
+pub fn restore_table_sessions_offline_sql(engine: Engine, table: &'static str) -> String {
+    let tables: Vec<&LinkedTable> = linked_table(table).into_iter().collect();
+    restore_offline_sql(engine, &tables, DeletionAudit::Leave)
+}
+
+/// The restore as SQL that runs as is (the runnable `--sql` script), PostgreSQL only (empty
+/// on SQLite, which has no data-modifying `WITH`): the sessions the runner creates flow by
+/// flow, created set-based. They end the same: the runner's checks per flow (the tenant
+/// exists, no session has the flow's id) are the `flows` filter; the creator it reads per
+/// flow is the tenant's earliest session's, which a session created for an earlier flow of
+/// the same tenant does not change (it carries that very creator), or else the flowkey user.
+fn restore_offline_sql(
+    engine: Engine,
+    tables: &[&LinkedTable],
+    deletion_audit: DeletionAudit,
+) -> String {
+    if engine != Engine::Postgres {
+        return String::new();
+    }
+    let mut out = String::new();
+    let needing: Vec<String> = tables
+        .iter()
+        .filter_map(|table| {
+            let written_at_head = table.restores_session_where()?;
+            let t = table.name;
+            Some(format!(
+                "SELECT flow_id FROM {t} WHERE session_id IS NULL AND flow_id IS NOT NULL AND {written_at_head}"
+            ))
+        })
+        .collect();
+    if !needing.is_empty() {
+        let flows = format!(
+            "WITH needing AS ({}),
+flows AS (
+    SELECT f.flow_id, f.client_account_id, f.engagement_id, f.created_at
+    FROM discovery_flows f JOIN needing n ON n.flow_id = f.flow_id
+    WHERE NOT EXISTS (
+        SELECT 1 FROM session_flow_mapping m JOIN data_import_sessions s ON s.id = m.session_id
+        WHERE m.flow_id = f.flow_id AND m.client_account_id = f.client_account_id
+          AND m.engagement_id = f.engagement_id)
+      AND EXISTS (SELECT 1 FROM engagements e
+                  WHERE e.id = f.engagement_id AND e.client_account_id = f.client_account_id)
+      AND NOT EXISTS (SELECT 1 FROM data_import_sessions c WHERE c.id = f.flow_id))",
+            needing.join(" UNION ")
+        );
+        let tenant_session = "SELECT s.created_by FROM data_import_sessions s \
+             WHERE s.client_account_id = f.client_account_id AND s.engagement_id = f.engagement_id \
+             ORDER BY s.created_at, s.id LIMIT 1";
+        out.push_str(&format!(
+            "{flows}
+INSERT INTO users (id, email)
+SELECT '{FLOWKEY_USER_ID}'::uuid, '{FLOWKEY_USER_EMAIL}'
+WHERE EXISTS (SELECT 1 FROM flows f WHERE NOT EXISTS ({tenant_session}))
+  AND NOT EXISTS (SELECT 1 FROM users WHERE email = '{FLOWKEY_USER_EMAIL}');
+{flows},
+created AS (
+    INSERT INTO data_import_sessions
+        (id, client_account_id, engagement_id, session_name, description, created_by, created_at)
+    SELECT f.flow_id, f.client_account_id, f.engagement_id, '{RESTORED_SESSION_NAME}' || f.flow_id::text,
+           '{RESTORED_SESSION_DESCRIPTION}',
+           coalesce(({tenant_session}),
+                    (SELECT u.id FROM users u WHERE u.email = '{FLOWKEY_USER_EMAIL}' LIMIT 1)),
+           f.created_at
+    FROM flows f
+    RETURNING id, client_account_id, engagement_id, created_by),
+mapped AS (
+    INSERT INTO session_flow_mapping
+        (session_id, flow_id, client_account_id, engagement_id, rule, flow_created_by_migration)
+    SELECT id, id, client_account_id, engagement_id, 'flow_id', FALSE FROM created
+    ON CONFLICT (session_id) DO NOTHING)
+INSERT INTO flowkey_restored_sessions
+    (session_id, flow_id, client_account_id, engagement_id, created_by)
+SELECT id, id, client_account_id, engagement_id, created_by FROM created
+ON CONFLICT (session_id) DO NOTHING;
+"
+        ));
+    }
+    for (_, sql) in session_restoring_updates(engine, tables) {
+        out.push_str(&sql);
+        out.push_str(";\n");
+    }
+    if deletion_audit == DeletionAudit::Fill {
+        out.push_str(FILL_DELETION_AUDIT);
+        out.push_str(";\n");
+    }
+    out
+}
+
 /// The restore of one linked table added by a later revision (its down step).
 pub fn restore_table_sessions_step<'a, 'b>(
     ctx: &'a mut StepContext<'b>,
@@ -413,8 +515,8 @@ async fn create_session_for_flow(
         };
         sqlx::query(&insert_session)
             .bind(flow_id)
-            .bind(format!("restored by flowkey for flow {flow_id}"))
-            .bind("created by a flowkey downgrade so that rows written at head stay reachable by a session id")
+            .bind(format!("{RESTORED_SESSION_NAME}{flow_id}"))
+            .bind(RESTORED_SESSION_DESCRIPTION)
             .bind(&created_by)
             .execute(&mut **conn).await?;
         sqlx::query(&map).bind(flow_id).bind(client).bind(engagement).execute(&mut **conn).await?;

@@ -204,6 +204,21 @@ pub fn rebuild_table_sql(engine: Engine, table: &'static str) -> String {
     }
 }
 
+/// [`rebuild_table_sql`] as SQL that runs as is: nothing to do on PostgreSQL; empty (no
+/// offline form) on SQLite, whose rebuild reads the table's columns at run time.
+pub fn rebuild_table_offline_sql(engine: Engine, table: &'static str) -> String {
+    match engine {
+        Engine::Postgres => rebuild_table_sql(engine, table),
+        Engine::Sqlite => String::new(),
+    }
+}
+
+/// [`REBUILD`] as SQL that runs as is (see [`rebuild_table_offline_sql`]).
+pub const REBUILD_OFFLINE: StepSql = StepSql::Generated(|engine| match engine {
+    Engine::Postgres => rebuild_sql(engine),
+    Engine::Sqlite => String::new(),
+});
+
 /// Tables SQLite rebuilds from their legacy text on the way down from `flow_expand`: the
 /// tables it linked and the deletion audit.
 pub fn sqlite_rebuilt_tables() -> Vec<&'static str> {

@@ -603,6 +603,74 @@ pub fn fingerprint_sql(engine: Engine) -> String {
     out
 }
 
+/// The fingerprint step as SQL that runs as is (the runnable `--sql` script): each legacy
+/// table's count and hash computed by the same aggregate statement as [`fingerprint_sql`]
+/// in format V2 (PostgreSQL 14 and later), the sum taken modulo 2^64 and written in the
+/// stored text form (`v2:` and 13 radix-32 digits) by the server, stored as the baseline in
+/// `flowkey_fingerprints`. One snapshot: the step's transaction is REPEATABLE READ.
+/// Empty on SQLite, whose V2 row hash is a SHA-256 the engine cannot compute.
+pub fn fingerprint_offline_sql(engine: Engine) -> String {
+    if engine != Engine::Postgres {
+        return String::new();
+    }
+    let mut out = String::from(
+        "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ;
+",
+    );
+    for setting in PG_PINNED_SETTINGS {
+        out.push_str(setting);
+        out.push_str(
+            ";
+",
+        );
+    }
+    out.push_str(
+        "DELETE FROM flowkey_fingerprints;
+",
+    );
+    out.push_str(&format!(
+        "INSERT INTO flowkey_fingerprints (table_name, row_count, hash)
+{};
+",
+        offline_fingerprints_select()
+    ));
+    out
+}
+
+/// `(table_name, row_count, hash)` of every legacy table, computed by the server in the
+/// stored V2 form (see [`fingerprint_offline_sql`]).
+pub(crate) fn offline_fingerprints_select() -> String {
+    let declared = declared_legacy_columns(LEGACY_SQL.for_engine(Engine::Postgres));
+    let digits = std::str::from_utf8(RADIX_32_DIGITS).unwrap_or_default();
+    let parts: Vec<String> = LEGACY_TABLES
+        .iter()
+        .map(|table| {
+            let columns = declared
+                .iter()
+                .find(|(name, _)| name == table)
+                .map(|(_, columns)| columns.clone())
+                .unwrap_or_default();
+            let aggregate = table_sql(
+                Engine::Postgres,
+                FingerprintFormat::V2,
+                table,
+                &columns,
+                FingerprintScope::WithoutMigrationFlows,
+            );
+            format!(
+                "SELECT '{table}'::text AS table_name, f.n AS row_count, \
+                 '{V2_PREFIX}' || (SELECT string_agg(substr('{digits}', \
+                 mod(div(w.u, power(32::numeric, p)), 32)::int + 1, 1), '' ORDER BY p DESC) \
+                 FROM generate_series(0, 12) AS p) AS hash \
+                 FROM ({aggregate}) AS f(n, s) \
+                 CROSS JOIN LATERAL (SELECT mod(mod(f.s::numeric, {two_64}) + {two_64}, {two_64}) AS u) AS w",
+                two_64 = "18446744073709551616::numeric",
+            )
+        })
+        .collect();
+    parts.join("\nUNION ALL\n")
+}
+
 /// How the read-only transaction begins on PostgreSQL: one snapshot for every table.
 const PG_BEGIN_READ: &str = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY";
 

@@ -445,6 +445,36 @@ fn catch_up_sql(engine: Engine) -> String {
     out
 }
 
+/// The catch-up step as SQL that runs as is (the runnable `--sql` script), PostgreSQL only
+/// (SQLite moves a session by several statements bound to it): the sessions to move, each
+/// through the same function the triggers use, then the mapping step in one pass, then each
+/// linked table's unlinked rows in one statement instead of batches of 1000 (each batch
+/// takes rows the rules link until none is left).
+pub const CATCH_UP_OFFLINE: StepSql = StepSql::Generated(catch_up_offline_sql);
+
+fn catch_up_offline_sql(engine: Engine) -> String {
+    if engine != Engine::Postgres {
+        return String::new();
+    }
+    let mut out = format!(
+        "SELECT flowkey_live_map_session(moving.session_id) FROM ({}) AS moving;\n",
+        sessions_to_move_sql()
+    );
+    out.push_str(&crate::migrate::flow::mapping::compute_mapping_offline_sql(
+        engine,
+    ));
+    for table in tables() {
+        let t = table.name;
+        let _ = writeln!(
+            out,
+            "UPDATE {t} SET flow_id = {expected} WHERE id IN (SELECT r.id FROM {t} r WHERE r.flow_id IS NULL AND {expected_r} IS NOT NULL);",
+            expected = table.expected_flow_sql(engine, t),
+            expected_r = table.expected_flow_sql(engine, "r"),
+        );
+    }
+    out
+}
+
 /// The `Action::Code` body of `live_mapping`'s catch-up step.
 pub fn catch_up_step<'a, 'b>(
     ctx: &'a mut StepContext<'b>,

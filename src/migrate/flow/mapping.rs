@@ -101,6 +101,24 @@ pub(crate) fn compute_mapping_sql(engine: Engine) -> String {
     out
 }
 
+/// The mapping step as SQL that runs as is (the runnable `--sql` script): the rules, then
+/// the stand-in flows for every session still without one in one pass instead of batches
+/// of 500 (each batch takes the next sessions in id order until none is left, so one pass
+/// over all of them ends the same).
+pub const COMPUTE_MAPPING_OFFLINE: StepSql = StepSql::Generated(compute_mapping_offline_sql);
+
+pub(crate) fn compute_mapping_offline_sql(engine: Engine) -> String {
+    let mut out = String::new();
+    for statement in rule_statements()
+        .into_iter()
+        .chain(created_flow_statements(engine))
+    {
+        out.push_str(&statement.replace(" LIMIT $1", ""));
+        out.push_str(";\n");
+    }
+    out
+}
+
 /// The mapping by the rules and its findings, in one transaction.
 fn rule_statements() -> [String; 3] {
     [

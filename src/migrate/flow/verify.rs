@@ -323,13 +323,17 @@ pub async fn verify_tables(db: &Db, linked: &[&LinkedTable]) -> Result<VerifyRep
     })
 }
 
-async fn verify_table(
-    db: &Db,
-    linked: &LinkedTable,
-    offending: &mut Vec<OffendingRow>,
-) -> Result<TableVerification, MigrateError> {
-    let engine = db.engine();
-    let table = linked.name;
+/// The link checks of one linked table over alias `r` (and `x` for the derived row): the
+/// flow the rules give, and when a row's flow is wrong, crosses tenants or names no flow.
+struct LinkChecks {
+    expected: String,
+    wrong: &'static str,
+    session: &'static str,
+    crosses: String,
+    orphan: &'static str,
+}
+
+fn link_checks(engine: Engine, linked: &LinkedTable) -> LinkChecks {
     let expected = linked.expected_flow_sql(engine, "r");
     // Where the rules give a flow, the row must carry that one. A row may carry a flow the
     // rules do not give only when it has no session of its own (written at head by new
@@ -364,6 +368,96 @@ async fn verify_table(
         }
         FlowForeignKey::None => "1 = 0",
     };
+    LinkChecks {
+        expected,
+        wrong,
+        session,
+        crosses,
+        orphan,
+    }
+}
+
+/// The rows of `linked` that fail a link check, as one statement over the whole table (the
+/// offline verify).
+fn offending_rows_sql(engine: Engine, linked: &LinkedTable) -> String {
+    let LinkChecks {
+        expected,
+        wrong,
+        session,
+        crosses,
+        orphan,
+    } = link_checks(engine, linked);
+    format!(
+        "SELECT count(*) FROM (SELECT r.flow_id AS flow_id, {session} AS session_id, \
+                {expected} AS expected, \
+                CASE WHEN r.flow_id IS NOT NULL AND {crosses} THEN 1 ELSE 0 END AS crosses, \
+                CASE WHEN r.flow_id IS NOT NULL AND {orphan} THEN 1 ELSE 0 END AS orphan \
+         FROM {table} r OFFSET 0) x \
+         WHERE ({wrong}) OR x.crosses = 1 OR x.orphan = 1",
+        table = linked.name,
+    )
+}
+
+/// The verify step as SQL that runs as is (the runnable `--sql` script), PostgreSQL only:
+/// one DO block that raises, naming what failed, when a row of a linked table has a wrong,
+/// cross-tenant or orphan flow, and warns when a legacy table's fingerprint differs from
+/// the stored baseline (format V2, as the script stores it): like the runner's step, which
+/// fails on links only, since the application may write meanwhile. The mapping's own
+/// checks stay with `flowkey verify`.
+pub fn verify_offline_sql(engine: Engine, tables: &[&LinkedTable]) -> String {
+    if engine != Engine::Postgres {
+        return String::new();
+    }
+    let mut out = String::from(
+        "DO $verify$\nDECLARE\n    failed text;\n    bad bigint;\nBEGIN\n\
+         SELECT string_agg(coalesce(now.table_name, then_.table_name), ', ' ORDER BY coalesce(now.table_name, then_.table_name)) INTO failed\n\
+         FROM (",
+    );
+    out.push_str(&crate::migrate::flow::fingerprint::offline_fingerprints_select());
+    out.push_str(
+        ") AS now\n\
+         FULL JOIN flowkey_fingerprints AS then_ ON then_.table_name = now.table_name\n\
+         WHERE now.row_count IS DISTINCT FROM then_.row_count OR now.hash IS DISTINCT FROM then_.hash;\n\
+         IF failed IS NOT NULL THEN\n\
+         RAISE WARNING 'changed since the fingerprint: %', failed;\n\
+         END IF;\n",
+    );
+    for table in tables {
+        out.push_str(&format!(
+            "{sql} INTO bad;\nIF bad > 0 THEN\n\
+             RAISE EXCEPTION 'verification failed: {t}: % rows with a wrong, cross-tenant or orphan flow', bad;\n\
+             END IF;\n",
+            sql = offending_rows_sql(engine, table),
+            t = table.name,
+        ));
+    }
+    out.push_str("END\n$verify$;\n");
+    out
+}
+
+/// [`verify_offline_sql`] over every linked table (the `flow_constraints` step's form).
+pub fn verify_all_offline_sql(engine: Engine) -> String {
+    let tables: Vec<&LinkedTable> = LINKED_TABLES.iter().collect();
+    verify_offline_sql(engine, &tables)
+}
+
+/// What the runnable `--sql` script runs for a verify step.
+pub const VERIFY_OFFLINE: StepSql = StepSql::Generated(verify_all_offline_sql);
+
+async fn verify_table(
+    db: &Db,
+    linked: &LinkedTable,
+    offending: &mut Vec<OffendingRow>,
+) -> Result<TableVerification, MigrateError> {
+    let engine = db.engine();
+    let table = linked.name;
+    let LinkChecks {
+        expected,
+        wrong,
+        session,
+        crosses,
+        orphan,
+    } = link_checks(engine, linked);
     let mut result = TableVerification {
         table: table.to_owned(),
         ..TableVerification::default()

@@ -22,6 +22,10 @@ pub static FLOW_BACKFILL: LazyLock<Revision> = LazyLock::new(|| Revision {
                         generate: backfill::whole_table_sql,
                         table: table.name,
                     },
+                    offline: Some(StepSql::ForTable {
+                        generate: backfill::whole_table_offline_sql,
+                        table: table.name,
+                    }),
                 },
             })
             .collect(),
@@ -32,6 +36,7 @@ pub static FLOW_BACKFILL: LazyLock<Revision> = LazyLock::new(|| Revision {
             action: Action::Code {
                 run: downgrade::restore_sessions_step,
                 sql: downgrade::RESTORE_SESSIONS,
+                offline: Some(downgrade::RESTORE_SESSIONS_OFFLINE),
             },
         },
         Step {

@@ -24,6 +24,7 @@ pub static FLOW_CONSTRAINTS: Revision = Revision {
             action: Action::Check {
                 run: verify::verify_step,
                 sql: verify::VERIFY,
+                offline: Some(verify::VERIFY_OFFLINE),
             },
         },
     ],

@@ -17,6 +17,9 @@ pub static FLOW_CONTRACT: Revision = Revision {
             action: Action::Check {
                 run: contract::gate_step,
                 sql: contract::GATE,
+                // Runner only: the gate decides from the application's recent legacy
+                // writes, the flag and the links; the script stops here.
+                offline: None,
             },
         },
         Step {
@@ -24,6 +27,8 @@ pub static FLOW_CONTRACT: Revision = Revision {
             action: Action::Code {
                 run: contract::archive_step,
                 sql: contract::ARCHIVE,
+                // Runner only (the gate before it is).
+                offline: None,
             },
         },
         Step {
@@ -35,6 +40,8 @@ pub static FLOW_CONTRACT: Revision = Revision {
             action: Action::Code {
                 run: contract::rebuild_step,
                 sql: contract::REBUILD_WITHOUT,
+                // Runner only (the gate before it is).
+                offline: None,
             },
         },
     ],
@@ -48,6 +55,7 @@ pub static FLOW_CONTRACT: Revision = Revision {
             action: Action::Code {
                 run: contract::restore_step,
                 sql: contract::RESTORE,
+                offline: Some(contract::RESTORE_OFFLINE),
             },
         },
         Step {

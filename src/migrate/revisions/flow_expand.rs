@@ -22,6 +22,7 @@ pub static FLOW_EXPAND: Revision = Revision {
             action: Action::Code {
                 run: expand::rebuild_legacy_tables_step,
                 sql: expand::REBUILD,
+                offline: Some(expand::REBUILD_OFFLINE),
             },
         },
     ],

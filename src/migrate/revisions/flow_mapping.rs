@@ -20,6 +20,7 @@ pub static FLOW_MAPPING: Revision = Revision {
             action: Action::Check {
                 run: fingerprint::fingerprint_step,
                 sql: StepSql::Generated(fingerprint::fingerprint_sql),
+                offline: Some(StepSql::Generated(fingerprint::fingerprint_offline_sql)),
             },
         },
         Step {
@@ -41,6 +42,7 @@ pub static FLOW_MAPPING: Revision = Revision {
             action: Action::Code {
                 run: mapping::compute_mapping_step,
                 sql: mapping::COMPUTE_MAPPING,
+                offline: Some(mapping::COMPUTE_MAPPING_OFFLINE),
             },
         },
     ],
@@ -50,6 +52,7 @@ pub static FLOW_MAPPING: Revision = Revision {
             action: Action::Code {
                 run: downgrade::delete_created_flows_step,
                 sql: downgrade::DELETE_CREATED_FLOWS,
+                offline: Some(downgrade::DELETE_CREATED_FLOWS),
             },
         },
         Step {

@@ -28,6 +28,7 @@ pub fn link_revision(id: &'static str, description: &'static str) -> Revision {
             action: Action::Code {
                 run: backfill::backfill_step,
                 sql: for_table(backfill::whole_table_sql),
+                offline: Some(for_table(backfill::whole_table_offline_sql)),
             },
         });
         up.push(Step {
@@ -51,6 +52,7 @@ pub fn link_revision(id: &'static str, description: &'static str) -> Revision {
             action: Action::Code {
                 run: downgrade::restore_table_sessions_step,
                 sql: for_table(downgrade::restore_table_sessions_sql),
+                offline: Some(for_table(downgrade::restore_table_sessions_offline_sql)),
             },
         });
         down.push(Step {
@@ -66,6 +68,7 @@ pub fn link_revision(id: &'static str, description: &'static str) -> Revision {
             action: Action::Code {
                 run: expand::rebuild_linked_table_step,
                 sql: for_table(expand::rebuild_table_sql),
+                offline: Some(for_table(expand::rebuild_table_offline_sql)),
             },
         });
     }
@@ -74,6 +77,7 @@ pub fn link_revision(id: &'static str, description: &'static str) -> Revision {
         action: Action::Check {
             run: verify::verify_step,
             sql: verify::VERIFY,
+            offline: Some(verify::VERIFY_OFFLINE),
         },
     });
     Revision {

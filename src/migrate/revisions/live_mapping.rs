@@ -80,6 +80,7 @@ pub static LIVE_MAPPING: Revision = Revision {
             action: Action::Code {
                 run: live::catch_up_step,
                 sql: live::CATCH_UP,
+                offline: Some(live::CATCH_UP_OFFLINE),
             },
         },
     ],

@@ -19,7 +19,7 @@ mod postgres;
 mod session;
 mod sqlite;
 mod steps;
-mod versions;
+pub(crate) mod versions;
 
 use std::time::Duration;
 
@@ -323,6 +323,7 @@ pub fn offline_sql(
     let plan = chain.plan_path(current, target_index, direction, None);
     Ok(render(
         engine,
+        revisions,
         current.map(|index| revisions[index].id),
         target_index.map(|index| revisions[index].id),
         &plan,

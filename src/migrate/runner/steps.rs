@@ -195,7 +195,7 @@ impl Migrator {
                 }
                 result?;
             }
-            (Action::Code { run, sql } | Action::Check { run, sql }, _) => {
+            (Action::Code { run, sql, .. } | Action::Check { run, sql, .. }, _) => {
                 let sink = StepAudit {
                     log: audit,
                     revision: revision.id,

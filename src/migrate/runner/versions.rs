@@ -292,7 +292,7 @@ CREATE TABLE IF NOT EXISTS flowkey_versions (
 );
 ";
 
-const CREATE_VERSIONS_POSTGRES: &str = "\
+pub(crate) const CREATE_VERSIONS_POSTGRES: &str = "\
 CREATE TABLE IF NOT EXISTS flowkey_versions (
     revision     text PRIMARY KEY,
     position     bigint NOT NULL,

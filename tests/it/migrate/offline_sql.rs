@@ -53,11 +53,20 @@ fn the_offline_script_of_every_revision_shows_every_step_both_ways() {
                 for (number, step) in steps.iter().enumerate() {
                     let header = format!("-- step {}/{}: {}", number + 1, steps.len(), step.name);
                     assert!(script.contains(&header), "missing {header:?} in\n{script}");
-                    let body = match &step.action {
-                        Action::Sql(sql)
-                        | Action::OnlineDdl(sql)
-                        | Action::Code { sql, .. }
-                        | Action::Check { sql, .. } => sql.for_engine(engine),
+                    // PostgreSQL's runnable script shows a code step or check as its plain-SQL
+                    // form, or stops there; SQLite's describes it by the SQL it runs.
+                    let body = match (&step.action, engine) {
+                        (Action::Sql(sql) | Action::OnlineDdl(sql), _) => sql.for_engine(engine),
+                        (
+                            Action::Code { offline, .. } | Action::Check { offline, .. },
+                            Engine::Postgres,
+                        ) => match offline.map(|sql| sql.for_engine(engine)) {
+                            Some(text) if !text.trim().is_empty() => text,
+                            _ => "this step runs only in flowkey; what it runs:".into(),
+                        },
+                        (Action::Code { sql, .. } | Action::Check { sql, .. }, Engine::Sqlite) => {
+                            sql.for_engine(engine)
+                        }
                     };
                     let first_line = body
                         .lines()
@@ -557,4 +566,36 @@ fn a_rehearsal_whose_downgrade_differs_says_what_differs() {
         .expect("a line per table");
     let numbers: Vec<&str> = row.split_whitespace().skip(1).collect();
     assert_eq!(numbers, ["10", "4", "1", "2", "1", "2"], "{row}");
+}
+
+/// The PostgreSQL script sets the runner's `lock_timeout` where the runner does, carries no
+/// bind parameter of a batch, and says how to run it (that it runs: `offline_script.rs`).
+#[test]
+fn the_postgres_script_sets_lock_timeout_and_binds_nothing() {
+    let chain = revisions::all();
+    let up = offline_sql(
+        chain,
+        Engine::Postgres,
+        Some("legacy"),
+        "head",
+        Direction::Up,
+    )
+    .unwrap();
+    let down = offline_sql(
+        chain,
+        Engine::Postgres,
+        Some("head"),
+        "legacy",
+        Direction::Down,
+    )
+    .unwrap();
+    for script in [&up, &down] {
+        assert!(script.contains("psql -v ON_ERROR_STOP=1"), "{script}");
+        assert!(script.contains("SET lock_timeout = '100ms';"), "{script}");
+        assert!(script.contains("RESET lock_timeout;"), "{script}");
+        assert!(!script.contains("LIMIT $1"), "{script}");
+        assert!(!script.contains("($1)"), "{script}");
+    }
+    assert!(up.contains("SET LOCAL lock_timeout = '100ms';"), "{up}");
+    assert!(up.contains("CREATE INDEX CONCURRENTLY"), "{up}");
 }

@@ -115,6 +115,7 @@ static RESUMABLE: Revision = Revision {
                     sqlite: "-- fails until t_resume holds a row noted 'go'",
                     postgres: "-- fails until t_resume holds a row noted 'go'",
                 }),
+                offline: None,
             },
         },
         Step {
@@ -134,6 +135,7 @@ static RESUMABLE: Revision = Revision {
                     sqlite: "-- fails until t_resume holds a row noted 'stop'",
                     postgres: "-- fails until t_resume holds a row noted 'stop'",
                 }),
+                offline: None,
             },
         },
         Step {
