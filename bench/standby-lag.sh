@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Standby lag during the backfill, with and without the replica-lag throttle (issue 15): a
 # private primary and a streaming standby (`pg_basebackup -R`) on free ports, SIZE raw records
-# seeded and taken to flow_expand, then `upgrade flow_backfill` twice on identical copies of
-# the data (downgrade to flow_expand between): once with `--max-replica-lag 0` (never waits),
-# once with `--max-replica-lag LIMIT`. Lag is sampled every 100 ms from the primary's
+# seeded into one database and copied (CREATE DATABASE … TEMPLATE), both taken to
+# flow_expand, then `upgrade flow_backfill` on each: one with `--max-replica-lag 0` (never
+# waits), the other with `--max-replica-lag LIMIT`. Lag is sampled every 100 ms from the primary's
 # pg_stat_replication (replay_lag, and the bytes the standby has not replayed). Prints the
 # backfill's wall time, rows/s ratio (throttled / unthrottled) and the largest lag of each run.
 #
@@ -36,12 +36,17 @@ as_pg "$BIN/initdb" -D "$WORK/primary" -A trust -U postgres >/dev/null
 as_pg "$BIN/pg_ctl" -D "$WORK/primary" -o "-p $P1 -k $WORK -c listen_addresses=127.0.0.1" -l "$WORK/primary.log" -w start >/dev/null
 as_pg "$BIN/pg_basebackup" -h 127.0.0.1 -p "$P1" -U postgres -D "$WORK/standby" -R -X stream >/dev/null
 as_pg "$BIN/pg_ctl" -D "$WORK/standby" -o "-p $P2 -k $WORK -c listen_addresses=127.0.0.1 -c recovery_min_apply_delay=$APPLY_DELAY" -l "$WORK/standby.log" -w start >/dev/null
-URL="postgres://postgres@127.0.0.1:$P1/postgres"
+BASE="postgres://postgres@127.0.0.1:$P1"
 psql_p() { psql -X -At -h 127.0.0.1 -p "$P1" -U postgres -d postgres "$@"; }
 
-log "seed $SIZE raw records"
-"$FLOWKEY" --database-url "$URL" seed --tenants 4 --imports 25 --rows-per-import $(( SIZE / 100 )) --no-progress >/dev/null
-"$FLOWKEY" --database-url "$URL" upgrade flow_expand --no-progress >/dev/null 2>&1
+log "seed $SIZE raw records, copy"
+psql_p -c "CREATE DATABASE fk_unthrottled" >/dev/null
+"$FLOWKEY" --database-url "$BASE/fk_unthrottled" seed --tenants 4 --imports 25 --rows-per-import $(( SIZE / 100 )) --no-progress >/dev/null
+psql_p -c "CREATE DATABASE fk_throttled TEMPLATE fk_unthrottled" >/dev/null
+for name in fk_unthrottled fk_throttled; do
+    "$FLOWKEY" --database-url "$BASE/$name" upgrade flow_expand --no-progress >/dev/null 2>&1
+done
+psql_p -c "CHECKPOINT" >/dev/null
 
 sample() { # OUTFILE: max replay lag (ms) and unreplayed bytes, every 100 ms
     while true; do
@@ -53,6 +58,7 @@ sample() { # OUTFILE: max replay lag (ms) and unreplayed bytes, every 100 ms
 
 run() { # NAME MAX_REPLICA_LAG
     local name=$1 lag=$2
+    local URL="$BASE/fk_$name"
     : > "$WORK/$name.lag"
     sample "$WORK/$name.lag" & SAMPLER=$!
     local start end
@@ -77,7 +83,6 @@ PY
 
 log "backfill without the throttle"
 run unthrottled 0
-"$FLOWKEY" --database-url "$URL" downgrade flow_expand --no-progress >/dev/null 2>&1
 log "backfill with --max-replica-lag $LIMIT"
 run throttled "$LIMIT"
 python3 -c "
