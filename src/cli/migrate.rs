@@ -56,8 +56,8 @@ pub struct TuningArgs {
     /// (PostgreSQL, pg_stat_replication); 0: never.
     #[arg(long, default_value_t = 5.0, value_parser = non_negative_seconds)]
     pub max_replica_lag: f64,
-    /// Wait between batches while more than this many other client sessions are active or
-    /// waiting on a lock (PostgreSQL); unset: never.
+    /// Wait between batches while more than this many other client sessions of the same
+    /// database are active or waiting on a lock (PostgreSQL); unset: never.
     #[arg(long)]
     pub max_load: Option<u32>,
     /// How often a throttled run looks again, in milliseconds.

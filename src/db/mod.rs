@@ -9,6 +9,7 @@
 pub mod errors;
 pub mod introspect;
 pub mod keys;
+pub mod listen;
 pub mod pooler;
 pub mod tenancy;
 pub mod text;

@@ -14,8 +14,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::postgres::PgListener;
-
+use crate::db::listen::{Heard, Listener};
 use crate::db::Db;
 use crate::flags::store::FLAG_CHANNEL;
 use crate::flags::FlagWatcher;
@@ -47,27 +46,20 @@ pub fn spawn_listener(
     listened: Listened,
     listen_url: Option<String>,
 ) -> Option<tokio::task::JoinHandle<()>> {
-    let Db::Postgres(pool) = db else {
+    if !matches!(db, Db::Postgres(_)) {
         return None;
-    };
-    let pool = pool.clone();
+    }
+    let db = db.clone();
     Some(tokio::spawn(async move {
         let mut backoff = Duration::from_millis(100);
         loop {
-            let listener = match &listen_url {
-                Some(url) => PgListener::connect(url).await,
-                None => PgListener::connect_with(&pool).await,
-            };
-            let listening = match listener {
-                Ok(mut listener) => listener
-                    .listen_all([FLAG_CHANNEL, SCHEMA_CHANNEL])
-                    .await
-                    .map(|()| listener),
-                Err(err) => Err(err),
-            };
-            let mut listener = match listening {
-                Ok(listener) => listener,
-                Err(err) => {
+            let connected =
+                Listener::connect(&db, listen_url.as_deref(), &[FLAG_CHANNEL, SCHEMA_CHANNEL])
+                    .await;
+            let mut listener = match connected {
+                None => return,
+                Some(Ok(listener)) => listener,
+                Some(Err(err)) => {
                     tracing::warn!(error = %err, "cannot LISTEN for flag and schema changes; polling meanwhile");
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(10));
@@ -78,14 +70,13 @@ pub fn spawn_listener(
             // Whatever changed before the LISTEN took effect.
             listened.refresh_all().await;
             loop {
-                match listener.try_recv().await {
-                    Ok(Some(notification)) if notification.channel() == SCHEMA_CHANNEL => {
+                match listener.next().await {
+                    Ok(Heard::Notification { channel }) if channel == SCHEMA_CHANNEL => {
                         listened.refresh_schema().await
                     }
-                    Ok(Some(_)) => listened.flags.refresh_logged().await,
-                    // The connection was lost and is reconnected by the next call; what
-                    // was sent meanwhile is lost: read both again.
-                    Ok(None) => listened.refresh_all().await,
+                    Ok(Heard::Notification { .. }) => listened.flags.refresh_logged().await,
+                    // What was sent while the connection was lost is lost: read both again.
+                    Ok(Heard::Reconnecting) => listened.refresh_all().await,
                     Err(err) => {
                         tracing::warn!(error = %err, "listener failed; reconnecting");
                         break;

@@ -5,7 +5,8 @@
 //!   from another shell or host, on both engines);
 //! - a standby replays more than `max_replica_lag` behind (PostgreSQL, `pg_stat_replication`;
 //!   a stuck replay shows as growing lag, see PostgreSQL's lag tracker);
-//! - more than `max_load` other client sessions are active or waiting on a lock (PostgreSQL).
+//! - more than `max_load` other client sessions of the same database are active or waiting on
+//!   a lock (PostgreSQL).
 //!
 //! Waiting happens between committed batches: a run killed while throttled has lost nothing and
 //! resumes where it stopped (and waits again while the reason holds).
@@ -205,6 +206,7 @@ pub async fn reason_to_wait(
         let busy_sessions: i64 = sqlx::query_scalar(
             "SELECT count(*) FROM pg_stat_activity
              WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()
+               AND datname = current_database()
                AND (state = 'active' OR wait_event_type = 'Lock')",
         )
         .fetch_one(pool)
