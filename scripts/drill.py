@@ -3,7 +3,7 @@
   drill.py jwt SECRET USER CLIENT ENGAGEMENT       a HS256 token (claims grants) on stdout
   drill.py sqlite-writer DB TENANTS STOP LOG NAME  an old-code writer on SQLite until STOP exists
   drill.py sqlite-snapshot DB COLUMNS OUT          one line per legacy row: table, key, hash
-  drill.py latency LOG...                          p50/p99 of the writers' op durations
+  drill.py latency [--window FROM TO] LOG...      p50/p99 of the writers' op durations
 
 The SQLite writer is the legacy application as it writes: plain SQL through the SQLite library
 with a 10 s busy timeout (what the runbook asks of the application), session_id only, never
@@ -12,7 +12,7 @@ flow the legacy way (discovery_flows.import_session_id) with an import and three
 keyed by session_id, an UPDATE of those records by import and row number (the statement that
 deadlocked against the backfill in issue 12), an import and a record in a session that existed
 before the drill, and the reads by session_id. Every operation is logged as
-`ok <ms> <op>` or `error <ms> <op> <message>`; the drill counts the errors.
+`ok <ms> <epoch at end> <op>` or `error <ms> <epoch> <op> <message>`; the drill counts the errors.
 """
 
 import base64
@@ -63,12 +63,13 @@ def sqlite_writer(db, tenants_file, stop, log_path, name):
                 conn.execute(sql, args).fetchall()
             if len(statements) > 1:
                 conn.execute("COMMIT")
-            log.write(f"ok {(time.perf_counter() - started) * 1000:.3f} {label}\n")
+            log.write(f"ok {(time.perf_counter() - started) * 1000:.3f} {time.time():.3f} {label}\n")
         except sqlite3.Error as err:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             message = str(err).replace("\n", " ")
-            log.write(f"error {(time.perf_counter() - started) * 1000:.3f} {label} {message}\n")
+            log.write(f"error {(time.perf_counter() - started) * 1000:.3f} {time.time():.3f} {label}"
+                      f" {message}\n")
 
     while not os.path.exists(stop):
         n += 1
@@ -134,14 +135,19 @@ def sqlite_snapshot(db, columns_file, out):
         f.write("\n".join(lines) + "\n")
 
 
-def latency(paths):
+def latency(args):
+    """`[--window FROM TO] LOG...`: the ops that ended within the window (epoch seconds)."""
+    start, end = 0.0, float("inf")
+    if args and args[0] == "--window":
+        start, end, args = float(args[1]), float(args[2]), args[3:]
     durations = []
-    for path in paths:
+    for path in args:
         with open(path) as f:
             for line in f:
                 parts = line.split()
-                if len(parts) >= 2 and parts[0] in ("ok", "error"):
-                    durations.append(float(parts[1]))
+                if len(parts) >= 3 and parts[0] in ("ok", "error"):
+                    if start <= float(parts[2]) < end:
+                        durations.append(float(parts[1]))
     if not durations:
         print("no operations")
         return
@@ -150,8 +156,8 @@ def latency(paths):
     def pct(p):
         return durations[min(len(durations) - 1, int(p * len(durations)))]
 
-    print(f"{len(durations)} ops, p50 {pct(0.5):.1f} ms, p99 {pct(0.99):.1f} ms,"
-          f" max {durations[-1]:.1f} ms")
+    print(f"{len(durations):5} ops, p50 {pct(0.5):6.1f} ms, p99 {pct(0.99):6.1f} ms,"
+          f" max {durations[-1]:6.1f} ms")
 
 
 def main(argv):

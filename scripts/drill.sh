@@ -91,11 +91,13 @@ fail() {
 current_step="0 seed"
 step_started=0
 timings=()
+windows=()
 step() { # "N name": closes the previous step's timing and opens this one
   local now
   now=$(date +%s.%N)
   if [[ "$step_started" != 0 ]]; then
     timings+=("$(printf '%-54s %7.2f s' "$current_step" "$(echo "$now - $step_started" | bc)")")
+    windows+=("$step_started $now")
   fi
   current_step="$1"
   step_started=$now
@@ -106,7 +108,7 @@ expect_eq() { # what actual expected
 }
 
 # ---------------------------------------------------------------------------------------
-step "0 seed $raw raw records, snapshot"
+step "0 seed $raw raw records, snapshot, old code alone 3 s"
 fk seed --tenants "$tenants" --imports "$imports" --rows-per-import "$per_import" --no-progress >"$work/seed.out" ||
   fail "seed: $(tail -1 "$work/seed.out")"
 
@@ -198,13 +200,16 @@ writer_errors() {
     echo 0
   fi | awk '{ n += $1 } END { print n + 0 }'
 }
-latency_of() { # files... -> "N ops, p50 …"
+latency_of() { # [--window FROM TO] files... -> "N ops, p50 …"
+  local window=()
+  [[ "${1:-}" == --window ]] && window=("$1" "$2" "$3") && shift 3
   if [[ "$engine" == sqlite ]]; then
-    python3 scripts/drill.py latency "$@"
+    python3 scripts/drill.py latency "${window[@]}" "$@"
   else
-    # pgbench -l: client, transaction, latency in µs, ...: one line per script run.
-    cat "$@" 2>/dev/null | awk '{ printf "ok %.3f\n", $3 / 1000 }' >"$work/pg.lat"
-    python3 scripts/drill.py latency "$work/pg.lat"
+    # pgbench -l: client, transaction, latency in µs, script, epoch s, µs: one line per
+    # script run (the whole round of the old code's statements).
+    cat "$@" 2>/dev/null | awk '{ printf "ok %.3f %d.%06d\n", $3 / 1000, $5, $6 }' >"$work/pg.lat"
+    python3 scripts/drill.py latency "${window[@]}" "$work/pg.lat"
   fi
 }
 writer_logs() {
@@ -397,26 +402,24 @@ expect_eq "v1 read under off" "$(api "$c" "$e" GET "/api/v1/data-import/import/$
 
 step "7 rollback: downgrade -1 while serving"
 fk downgrade -1 --no-progress >"$work/down-1.out" 2>&1 || fail "downgrade -1: $(tail -1 "$work/down-1.out")"
-gate=""
-for _ in $(seq 1 50); do
-  gate=$(api "$c" "$e" GET "/api/v3/discovery-flow/flows/$v3_flow")
-  [[ "$gate" == 503 ]] && break
-  sleep 0.1
-done
-expect_eq "a v3 route below head" "$gate" 503
+gate_answer() { # status: what a v3 route answers once the server's schema gate has looked
+  local gate=""
+  for _ in $(seq 1 50); do # FLOWKEY_SCHEMA_POLL_MS=250: at most a few polls
+    gate=$(api "$c" "$e" GET "/api/v3/discovery-flow/flows/$v3_flow")
+    [[ "$gate" == "$1" ]] && break
+    sleep 0.1
+  done
+  echo "$gate"
+}
+expect_eq "a v3 route below head" "$(gate_answer 503)" 503
 grep -q schema_not_at_head "$work/api.body" || fail "503 without schema_not_at_head: $(cat "$work/api.body")"
 expect_eq "/health below head" "$(curl -s -o /dev/null -w '%{http_code}' "$base/health")" 200
 fk upgrade head --no-progress >"$work/up-again.out" 2>&1 || fail "upgrade head again: $(tail -1 "$work/up-again.out")"
-for _ in $(seq 1 50); do
-  gate=$(api "$c" "$e" GET "/api/v3/discovery-flow/flows/$v3_flow")
-  [[ "$gate" == 200 ]] && break
-  sleep 0.1
-done
-expect_eq "a v3 route back at head" "$gate" 200
+expect_eq "a v3 route back at head" "$(gate_answer 200)" 200
 for n in 1 2 3; do
   fk downgrade -1 --no-progress >"$work/down-$n.out" 2>&1 || fail "downgrade -1 (#$n): $(tail -1 "$work/down-$n.out")"
 done
-expect_eq "a v3 route three revisions below head" "$(api "$c" "$e" GET "/api/v3/discovery-flow/flows/$v3_flow")" 503
+expect_eq "a v3 route three revisions below head" "$(gate_answer 503)" 503
 expect_eq "old-code errors during downgrade -1" "$(writer_errors)" 0
 
 step "7 rollback: stop the server, downgrade legacy"
@@ -445,9 +448,9 @@ for pid in "${writer_pids[@]}"; do wait "$pid"; done
 writer_pids=()
 expect_eq "old-code errors" "$(writer_errors)" 0
 if [[ "$engine" == sqlite ]]; then
-  sessions_ok=$(cat "$work"/writer?.log | grep -c '^ok [0-9.]* session$')
-  flows_ok=$(cat "$work"/writer?.log | grep -c '^ok [0-9.]* flow+import$')
-  old_ok=$(cat "$work"/writer?.log | grep -c '^ok [0-9.]* old-session import$')
+  sessions_ok=$(cat "$work"/writer?.log | grep -c '^ok [0-9.]* [0-9.]* session$')
+  flows_ok=$(cat "$work"/writer?.log | grep -c '^ok [0-9.]* [0-9.]* flow+import$')
+  old_ok=$(cat "$work"/writer?.log | grep -c '^ok [0-9.]* [0-9.]* old-session import$')
   expect_eq "old-code sessions present" "$(q "SELECT count(*) FROM data_import_sessions WHERE session_name LIKE 'drill w%'")" "$sessions_ok"
 else
   flows_ok=$(cat $(writer_logs) | wc -l)
@@ -460,7 +463,10 @@ drill_latency=$(latency_of $(writer_logs))
 step "done"
 
 echo "drill $engine, $raw raw records: passed"
-printf '%s\n' "${timings[@]}"
-echo "old-code writers: 0 errors; latency alone (first 3 s): $alone_latency; over the whole drill: $drill_latency"
+echo "step (wall time; the old-code writers' operations that ended within it)"
+for i in "${!timings[@]}"; do
+  echo "${timings[$i]}  $(latency_of --window ${windows[$i]} $(writer_logs))"
+done
+echo "old-code writers: 0 errors; alone (3 s before the upgrade): $alone_latency; whole drill: $drill_latency"
 echo "flag set on refused for a session created between catch-up and the gate, then retried: $on_retries time(s)"
 echo "old-code rows written during the drill: $((flows_ok + old_ok)) imports, $((3 * flows_ok + old_ok)) raw records, all present after downgrade legacy"
