@@ -73,7 +73,8 @@ if [[ "$engine" == sqlite ]]; then
 else
   pg_admin="${FLOWKEY_TEST_PG_URL:-postgres://postgres@127.0.0.1:5432/test}"
   pg_db="flowkey_drill_$$"
-  psql "$pg_admin" -qc "DROP DATABASE IF EXISTS $pg_db WITH (FORCE)" -c "CREATE DATABASE $pg_db" >/dev/null ||
+  PGOPTIONS="-c client_min_messages=warning" psql "$pg_admin" -qc "DROP DATABASE IF EXISTS $pg_db WITH (FORCE)" \
+    -c "CREATE DATABASE $pg_db" >/dev/null ||
     {
       echo "cannot create database $pg_db at $pg_admin" >&2
       exit 1
@@ -261,7 +262,9 @@ problems += [f"{f['table']} changed ({f['baseline_rows']} rows then, {f['current
 print("; ".join(problems) or "links sound; fingerprints differ only where old code wrote")
 sys.exit(1 if problems else 0)
 PY
+t0=$(date +%s.%N)
 fk flag get >"$work/flag-get.out" 2>&1 || fail "flag get: $(tail -1 "$work/flag-get.out")"
+readiness_times="flag get $(echo "$(date +%s.%N) - $t0" | bc | xargs printf '%.2f') s ($(grep -o -e 'verification stored at' -e 'run now' "$work/flag-get.out" | head -1))"
 fk report >"$work/report.out" 2>&1 || fail "report: $(tail -1 "$work/report.out")"
 expect_eq "old-code errors during verify" "$(writer_errors)" 0
 
@@ -351,7 +354,11 @@ catch_up_and_on() {
   local try
   for try in 1 2 3 4 5; do
     fk catch-up >"$work/catch-up.out" 2>&1 || fail "catch-up: $(tail -1 "$work/catch-up.out")"
-    if fk flag set enable_flow_id_primary on >"$work/flag.out" 2>&1; then
+    t0=$(date +%s.%N)
+    fk flag set enable_flow_id_primary on >"$work/flag.out" 2>&1
+    status=$?
+    readiness_times="$readiness_times; flag set on $(echo "$(date +%s.%N) - $t0" | bc | xargs printf '%.2f') s"
+    if [[ $status == 0 ]]; then
       sleep 0.6
       return
     fi
@@ -468,5 +475,6 @@ for i in "${!timings[@]}"; do
   echo "${timings[$i]}  $(latency_of --window ${windows[$i]} $(writer_logs))"
 done
 echo "old-code writers: 0 errors; alone (3 s before the upgrade): $alone_latency; whole drill: $drill_latency"
+echo "readiness: $readiness_times"
 echo "flag set on refused for a session created between catch-up and the gate, then retried: $on_retries time(s)"
 echo "old-code rows written during the drill: $((flows_ok + old_ok)) imports, $((3 * flows_ok + old_ok)) raw records, all present after downgrade legacy"
