@@ -6,7 +6,8 @@
 #
 # FLOWKEY_BIN: the binary (default target/debug/flowkey). PostgreSQL: FLOWKEY_TEST_PG_URL, or
 # postgres://postgres@127.0.0.1:5432/test (trust auth); the drill creates and drops its own
-# database there. Needs sqlite3 or psql + pgbench, python3, curl.
+# database there. Needs sqlite3 or psql + pgbench + pg_dump, python3, curl.
+# FLOWKEY_DRILL_KEEP=1 keeps the work directory (logs, database file, every command's output).
 #
 # Steps (the runbook's sections): 0 seed and snapshot the legacy rows, start the writers;
 # 1 upgrade head while they write (rollback: downgrade legacy, legacy rows checked, upgrade
@@ -48,6 +49,15 @@ per_import=100
 ((raw > 20000)) && per_import=1000
 imports=$(((raw + tenants * per_import - 1) / (tenants * per_import)))
 
+needed=(python3 curl awk comm)
+if [[ "$engine" == sqlite ]]; then needed+=(sqlite3); else needed+=(psql pgbench pg_dump); fi
+for tool in "${needed[@]}"; do
+  command -v "$tool" >/dev/null || {
+    echo "the drill needs $tool" >&2
+    exit 2
+  }
+done
+
 work=$(mktemp -d /tmp/flowkey-drill.XXXXXX)
 server=""
 writer_pids=()
@@ -85,6 +95,9 @@ else
 fi
 fk() { "$bin" --database-url "$url" "$@"; }
 
+since() { # start [end]: seconds between two `date +%s.%N` instants (end: now)
+  awk -v a="$1" -v b="${2:-$(date +%s.%N)}" 'BEGIN { printf "%.2f", b - a }'
+}
 fail() {
   echo "DRILL FAILED ($engine, step $current_step): $*" >&2
   exit 1
@@ -97,7 +110,7 @@ step() { # "N name": closes the previous step's timing and opens this one
   local now
   now=$(date +%s.%N)
   if [[ "$step_started" != 0 ]]; then
-    timings+=("$(printf '%-54s %7.2f s' "$current_step" "$(echo "$now - $step_started" | bc)")")
+    timings+=("$(printf '%-54s %7.2f s' "$current_step" "$(since "$step_started" "$now")")")
     windows+=("$step_started $now")
   fi
   current_step="$1"
@@ -264,7 +277,7 @@ sys.exit(1 if problems else 0)
 PY
 t0=$(date +%s.%N)
 fk flag get >"$work/flag-get.out" 2>&1 || fail "flag get: $(tail -1 "$work/flag-get.out")"
-readiness_times="flag get $(echo "$(date +%s.%N) - $t0" | bc | xargs printf '%.2f') s ($(grep -o -e 'verification stored at' -e 'run now' "$work/flag-get.out" | head -1))"
+readiness_times="flag get $(since "$t0") s ($(grep -o -e 'verification stored at' -e 'run now' "$work/flag-get.out" | head -1))"
 fk report >"$work/report.out" 2>&1 || fail "report: $(tail -1 "$work/report.out")"
 expect_eq "old-code errors during verify" "$(writer_errors)" 0
 
@@ -357,7 +370,7 @@ catch_up_and_on() {
     t0=$(date +%s.%N)
     fk flag set enable_flow_id_primary on >"$work/flag.out" 2>&1
     status=$?
-    readiness_times="$readiness_times; flag set on $(echo "$(date +%s.%N) - $t0" | bc | xargs printf '%.2f') s"
+    readiness_times="$readiness_times; flag set on $(since "$t0") s"
     if [[ $status == 0 ]]; then
       sleep 0.6
       return
