@@ -24,6 +24,10 @@ bash scripts/alembic-bridge-test.sh target/debug/flowkey
 # migrations (a pinned binary wheel from PyPI in a throwaway venv, seconds): any finding not
 # excused, with its reason, in the script fails.
 bash scripts/lint-sql.sh target/debug/flowkey
+# The rollout drill (docs/rollout.md step by step while two old-code writers keep writing by
+# session_id) on both engines, at a small size; uses the binary the tests just built.
+FLOWKEY_BIN=target/debug/flowkey bash scripts/drill.sh sqlite 2000
+FLOWKEY_BIN=target/debug/flowkey bash scripts/drill.sh postgres 2000
 # The API under an outside fuzzer (schemathesis) on both engines, bounded in time; uses the
 # binary the tests just built. FLOWKEY_SKIP_FUZZ=1 leaves it out of a local run.
 if [[ -z "${FLOWKEY_SKIP_FUZZ:-}" ]]; then
