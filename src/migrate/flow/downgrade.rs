@@ -305,16 +305,7 @@ fn restore_offline_sql(
         return String::new();
     }
     let mut out = String::new();
-    let needing: Vec<String> = tables
-        .iter()
-        .filter_map(|table| {
-            let written_at_head = table.restores_session_where()?;
-            let t = table.name;
-            Some(format!(
-                "SELECT flow_id FROM {t} WHERE session_id IS NULL AND flow_id IS NOT NULL AND {written_at_head}"
-            ))
-        })
-        .collect();
+    let needing = flows_of_rows_written_at_head(tables);
     if !needing.is_empty() {
         let flows = format!(
             "WITH needing AS ({}),
@@ -398,13 +389,10 @@ pub fn restore_table_sessions_sql(engine: Engine, table: &'static str) -> String
         .collect()
 }
 
-/// Flows carried by rows written at head without a session, that no existing session maps to.
-async fn flows_without_mapped_session(
-    tx: &mut crate::db::Tx<'_>,
-    engine: Engine,
-    tables: &[&LinkedTable],
-) -> Result<Vec<(String, String, String)>, MigrateError> {
-    let needing: Vec<String> = tables
+/// One `SELECT flow_id` per table whose rows written at head without a session need one back
+/// (the runner's restore and the offline script's both start from these).
+fn flows_of_rows_written_at_head(tables: &[&LinkedTable]) -> Vec<String> {
+    tables
         .iter()
         .filter_map(|table| {
             let written_at_head = table.restores_session_where()?;
@@ -413,7 +401,16 @@ async fn flows_without_mapped_session(
                 "SELECT flow_id FROM {t} WHERE session_id IS NULL AND flow_id IS NOT NULL AND {written_at_head}"
             ))
         })
-        .collect();
+        .collect()
+}
+
+/// Flows carried by rows written at head without a session, that no existing session maps to.
+async fn flows_without_mapped_session(
+    tx: &mut crate::db::Tx<'_>,
+    engine: Engine,
+    tables: &[&LinkedTable],
+) -> Result<Vec<(String, String, String)>, MigrateError> {
+    let needing = flows_of_rows_written_at_head(tables);
     if needing.is_empty() {
         // Rows of these tables reach their flow through their import: none needs a session.
         return Ok(Vec::new());
