@@ -5,6 +5,9 @@
 //! steady state), and the same with the grant cache off (one RBAC read per request).
 //! Run: `cargo bench --bench auth_latency`; figures are for comparison within one run.
 
+#[path = "support/engines.rs"]
+mod engines;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -29,35 +32,8 @@ fn samples() -> usize {
 }
 
 fn main() {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    runtime.block_on(async {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let sqlite_url = format!("sqlite://{}", dir.path().join("bench.db").display());
-        run(Engine::Sqlite, &sqlite_url).await;
-        let admin = std::env::var("FLOWKEY_TEST_PG_URL")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
-        let name = format!("flowkey_bench_auth_{}", std::process::id());
-        match Db::connect(&admin).await {
-            Ok(admin_db) => {
-                let _ = admin_db
-                    .execute_plain(&format!("DROP DATABASE IF EXISTS {name}"))
-                    .await;
-                admin_db
-                    .execute_plain(&format!("CREATE DATABASE {name}"))
-                    .await
-                    .expect("create bench database");
-                let mut url = url::Url::parse(&admin).expect("url");
-                url.set_path(&format!("/{name}"));
-                run(Engine::Postgres, url.as_str()).await;
-                let _ = admin_db
-                    .execute_plain(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                    .await;
-            }
-            Err(err) => eprintln!("postgres: skipped ({err})"),
-        }
+    engines::on_both_engines("flowkey_bench_auth", |engine, url| async move {
+        run(engine, &url).await
     });
 }
 

@@ -5,6 +5,9 @@
 //! socket. Run: `cargo bench --bench service_latency`. Figures are for comparison within one
 //! run: the machines that run this are shared and noisy.
 
+#[path = "support/engines.rs"]
+mod engines;
+
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
@@ -29,35 +32,8 @@ const THROUGHPUT_WINDOW: Duration = Duration::from_secs(3);
 const CONCURRENCY: usize = 8;
 
 fn main() {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    runtime.block_on(async {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let sqlite_url = format!("sqlite://{}", dir.path().join("bench.db").display());
-        run(Engine::Sqlite, &sqlite_url).await;
-        let admin = std::env::var("FLOWKEY_TEST_PG_URL")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned());
-        let name = format!("flowkey_bench_{}", std::process::id());
-        match Db::connect(&admin).await {
-            Ok(admin_db) => {
-                let _ = admin_db
-                    .execute_plain(&format!("DROP DATABASE IF EXISTS {name}"))
-                    .await;
-                admin_db
-                    .execute_plain(&format!("CREATE DATABASE {name}"))
-                    .await
-                    .expect("create bench database");
-                let mut url = url::Url::parse(&admin).expect("url");
-                url.set_path(&format!("/{name}"));
-                run(Engine::Postgres, url.as_str()).await;
-                let _ = admin_db
-                    .execute_plain(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                    .await;
-            }
-            Err(err) => eprintln!("postgres: skipped ({err})"),
-        }
+    engines::on_both_engines("flowkey_bench", |engine, url| async move {
+        run(engine, &url).await
     });
 }
 

@@ -32,6 +32,7 @@ use crate::db::{on_pool, Db, Engine, KeyColumns};
 use crate::migrate::flow::legacy_signal::{self, legacy_writes};
 use crate::migrate::flow::linked::{linked_table, SessionKey};
 use crate::migrate::flow::live;
+use crate::migrate::flow::sqlite_rebuild::on_rebuild_connection;
 use crate::migrate::flow::tables::{begin_batch, execute_keyed, next_bound, KeyRange};
 use crate::migrate::flow::triggers;
 use crate::migrate::{MigrateError, StepContext, StepSql};
@@ -1055,27 +1056,7 @@ pub fn rebuild_step<'a, 'b>(
         let Db::Sqlite(pool) = ctx.db else {
             return Ok(());
         };
-        let mut conn = pool.acquire().await?;
-        sqlx::query("PRAGMA foreign_keys = OFF")
-            .execute(&mut *conn)
-            .await?;
-        sqlx::query("PRAGMA legacy_alter_table = ON")
-            .execute(&mut *conn)
-            .await?;
-        let outcome = rebuild_all(&mut conn).await;
-        if outcome.is_err() {
-            let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
-        }
-        let restore_alter = sqlx::query("PRAGMA legacy_alter_table = OFF")
-            .execute(&mut *conn)
-            .await;
-        let restore_keys = sqlx::query("PRAGMA foreign_keys = ON")
-            .execute(&mut *conn)
-            .await;
-        outcome?;
-        restore_alter?;
-        restore_keys?;
-        Ok(())
+        on_rebuild_connection(pool, |conn| Box::pin(rebuild_all(conn))).await
     })
 }
 

@@ -9,6 +9,8 @@
 //! off on one connection before the transaction and on again after; the transaction ends
 //! with `PRAGMA foreign_key_check` and rolls back if the rebuild broke any reference.
 
+use futures::future::BoxFuture;
+
 use crate::migrate::flow::error::FlowMigrationError;
 use crate::migrate::revisions::legacy::LEGACY_SQL;
 use crate::migrate::MigrateError;
@@ -37,6 +39,22 @@ pub async fn rebuild_as_legacy(
     if plans.is_empty() {
         return Ok(());
     }
+    on_rebuild_connection(&pool, |conn| Box::pin(rebuild_in_transaction(conn, plans))).await
+}
+
+/// Runs `work` (which opens and commits its own transaction) on one connection set up for
+/// table rebuilds: foreign keys off, legacy `ALTER TABLE` on. An open transaction is rolled
+/// back if `work` fails, and the connection goes back the way the pool opened it, whatever
+/// happened. The contract's SQLite rebuild uses it too.
+pub(crate) async fn on_rebuild_connection<F>(
+    pool: &sqlx::SqlitePool,
+    work: F,
+) -> Result<(), MigrateError>
+where
+    F: for<'c> FnOnce(
+        &'c mut sqlx::pool::PoolConnection<sqlx::Sqlite>,
+    ) -> BoxFuture<'c, Result<(), MigrateError>>,
+{
     let mut conn = pool.acquire().await?;
     sqlx::query("PRAGMA foreign_keys = OFF")
         .execute(&mut *conn)
@@ -44,11 +62,10 @@ pub async fn rebuild_as_legacy(
     sqlx::query("PRAGMA legacy_alter_table = ON")
         .execute(&mut *conn)
         .await?;
-    let outcome = rebuild_in_transaction(&mut conn, plans).await;
+    let outcome = work(&mut conn).await;
     if outcome.is_err() {
         let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
     }
-    // Put the connection back the way the pool opened it, whatever happened.
     let restore_alter = sqlx::query("PRAGMA legacy_alter_table = OFF")
         .execute(&mut *conn)
         .await;
