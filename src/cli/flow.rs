@@ -2,7 +2,7 @@
 //! session→flow migration.
 
 use flowkey::migrate::flow::live::catch_up_command;
-use flowkey::migrate::flow::verification_record::verify_and_record;
+use flowkey::migrate::flow::verification_record::{verify_and_record, verify_and_record_online};
 use flowkey::migrate::flow::{rehearse, report};
 
 use crate::cli::migrate::TuningArgs;
@@ -10,7 +10,13 @@ use crate::cli::{connect, print_json, GlobalArgs};
 
 /// Recompute the legacy fingerprints and check every link; exits non-zero on any mismatch.
 #[derive(Debug, Clone, clap::Args)]
-pub struct VerifyArgs {}
+pub struct VerifyArgs {
+    /// The go/no-go while the application writes: legacy values are compared row by row with
+    /// the write ledger's baseline (rows the application wrote since the ledger's start are
+    /// its own), instead of requiring the fingerprints taken before the upgrade to match.
+    #[arg(long)]
+    pub online: bool,
+}
 
 /// Per table: rows, rows linked, rows left unlinked and why; ambiguous sessions, cross-tenant
 /// conflicts, flows created.
@@ -24,9 +30,13 @@ pub struct RehearseArgs {
     pub tuning: TuningArgs,
 }
 
-pub async fn run_verify(_args: VerifyArgs, global: &GlobalArgs) -> anyhow::Result<()> {
+pub async fn run_verify(args: VerifyArgs, global: &GlobalArgs) -> anyhow::Result<()> {
     let db = connect(global).await?;
-    let outcome = verify_and_record(&db).await;
+    let outcome = if args.online {
+        verify_and_record_online(&db).await
+    } else {
+        verify_and_record(&db).await
+    };
     db.close().await;
     let verified = outcome?;
     if global.json {

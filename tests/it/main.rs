@@ -42,6 +42,7 @@ mod migrate {
     mod refusals;
     mod runner;
     mod seed;
+    mod write_ledger;
 }
 mod platform {
     mod discovery;

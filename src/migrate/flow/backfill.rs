@@ -18,7 +18,7 @@ use sqlx::Row;
 use crate::db::{Db, Engine};
 use crate::migrate::flow::error::FlowMigrationError;
 use crate::migrate::flow::linked::{linked_table, Applies, LinkedTable};
-use crate::migrate::flow::tables::{begin_batch, execute_keyed};
+use crate::migrate::flow::tables::{begin_batch, commit_batch, execute_keyed};
 use crate::migrate::flow::walk::Walk;
 use crate::migrate::throttle::{wait_while_throttled, ThrottleReason};
 use crate::migrate::{AuditSink, MigrateError, ProgressDisplay, RunOptions, StepContext};
@@ -152,7 +152,7 @@ pub async fn backfill_table(
             // Batches count rows by estimate; a finished walk has seen them all.
             rows_done = total;
             mark_finished(&mut tx, table, rows_done).await?;
-            tx.commit().await?;
+            commit_batch(tx).await?;
             break;
         };
         let mut tx = begin_batch(db).await?;
@@ -165,7 +165,7 @@ pub async fn backfill_table(
         fail::fail_point!("backfill::before_batch_commit", |kind| Err(
             crate::migrate::faults::injected("backfill::before_batch_commit", kind)
         ));
-        tx.commit().await?;
+        commit_batch(tx).await?;
         fail::fail_point!("backfill::batch_committed", |kind| Err(
             crate::migrate::faults::injected("backfill::batch_committed", kind)
         ));
@@ -230,7 +230,7 @@ async fn sweep(db: &Db, linked: &LinkedTable, audit: &dyn AuditSink) -> Result<(
             let sql = statement.replace("{range}", "1 = 1");
             rows_linked += execute_keyed(&mut tx, &sql, &[]).await?;
         }
-        tx.commit().await?;
+        commit_batch(tx).await?;
         let left = linkable_left(db, linked).await?;
         if left == 0 || passes >= SWEEP_PASSES {
             break left;

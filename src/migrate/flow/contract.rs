@@ -33,7 +33,9 @@ use crate::migrate::flow::legacy_signal::{self, legacy_writes};
 use crate::migrate::flow::linked::{linked_table, SessionKey};
 use crate::migrate::flow::live;
 use crate::migrate::flow::sqlite_rebuild::on_rebuild_connection;
-use crate::migrate::flow::tables::{begin_batch, execute_keyed, next_bound, KeyRange};
+use crate::migrate::flow::tables::{
+    begin_batch, commit_batch, execute_keyed, next_bound, KeyRange,
+};
 use crate::migrate::flow::triggers;
 use crate::migrate::{MigrateError, StepContext, StepSql};
 
@@ -915,7 +917,7 @@ pub fn archive_step<'a, 'b>(
                     next_bound(&mut tx, column.table, after.as_ref(), batch).await?
                 else {
                     set_progress(&mut tx, column, after.as_deref(), true).await?;
-                    tx.commit().await?;
+                    commit_batch(tx).await?;
                     break;
                 };
                 let range = KeyRange {
@@ -927,7 +929,7 @@ pub fn archive_step<'a, 'b>(
                     execute_keyed(&mut tx, &column.archive_sql(engine, &predicate), &keys).await?;
                 set_progress(&mut tx, column, Some(&hi), false).await?;
                 crate::migrate::faults::check("contract::archive_batch")?;
-                tx.commit().await?;
+                commit_batch(tx).await?;
                 after = Some(hi);
             }
             ctx.audit
@@ -1016,7 +1018,7 @@ pub fn restore_step<'a, 'b>(
                 let Some((hi, _)) =
                     next_bound(&mut tx, column.table, after.as_ref(), batch).await?
                 else {
-                    tx.commit().await?;
+                    commit_batch(tx).await?;
                     break;
                 };
                 let range = KeyRange {
@@ -1027,7 +1029,7 @@ pub fn restore_step<'a, 'b>(
                 restored +=
                     execute_keyed(&mut tx, &column.restore_sql(engine, &predicate), &keys).await?;
                 crate::migrate::faults::check("contract::restore_batch")?;
-                tx.commit().await?;
+                commit_batch(tx).await?;
                 after = Some(hi);
             }
             ctx.audit

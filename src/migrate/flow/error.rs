@@ -14,6 +14,10 @@ pub enum FlowMigrationError {
     LiveMappingNotInstalled { at: String },
     #[error("no pre-migration fingerprint is stored; upgrade from legacy first")]
     NoFingerprint,
+    #[error(
+        "the write ledger has no baseline: revision write_ledger did not finish; run `flowkey upgrade head`"
+    )]
+    LedgerNotStarted,
     #[error("verification failed: {summary}")]
     VerificationFailed { summary: String },
     #[error("a session with the id of flow {flow_id} exists but maps to another flow")]

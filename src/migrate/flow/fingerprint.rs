@@ -378,6 +378,79 @@ fn hash_sqlite_value(hasher: &mut Sha256, value: rusqlite::types::ValueRef<'_>) 
     }
 }
 
+/// Per-row hashes, for the write ledger's baseline and its comparison
+/// ([`crate::migrate::flow::write_ledger`]): the same row hash as the table's fingerprint in
+/// the format new fingerprints get, per row instead of summed, so the sum of a table's row
+/// hashes is its fingerprint.
+pub(crate) struct RowHashes {
+    /// The legacy table.
+    pub table: &'static str,
+    /// PostgreSQL: `(id::text, row hash as int8)` per row of the table, in the fingerprint's
+    /// scope; alias `r`. SQLite: `id` followed by the legacy columns (hashed in the process
+    /// by [`RowHashes::sqlite_hash`]); alias `r`. Ends with the scope's `WHERE` clause (or
+    /// `WHERE true`), so callers may add `AND` conditions.
+    pub select: String,
+}
+
+impl RowHashes {
+    /// The per-row hash statement of `table` as `db` holds it, leaving out flows the
+    /// migration created.
+    pub(crate) async fn of(db: &Db, table: &'static str) -> Result<RowHashes, MigrateError> {
+        let columns = typed_legacy_columns(db, table).await?;
+        let filter = if table == "discovery_flows" {
+            "WHERE r.flow_id NOT IN (SELECT flow_id FROM flowkey_remembered_flows)"
+        } else {
+            "WHERE true"
+        };
+        let select = match db.engine() {
+            Engine::Postgres => {
+                let format = FingerprintFormat::for_new(db).await?;
+                let qualified: Vec<Column> = columns
+                    .iter()
+                    .map(|column| Column {
+                        name: format!("r.{}", column.name),
+                        udt: column.udt.clone(),
+                    })
+                    .collect();
+                format!(
+                    "SELECT r.id::text AS row_id, {hash} AS row_hash FROM {table} AS r {filter}",
+                    hash = pg_row_hash(format, &qualified)
+                )
+            }
+            Engine::Sqlite => {
+                let names: Vec<String> = columns.iter().map(|c| format!("r.{}", c.name)).collect();
+                format!(
+                    "SELECT r.id, {} FROM {table} AS r {filter}",
+                    names.join(", ")
+                )
+            }
+        };
+        Ok(RowHashes { table, select })
+    }
+
+    /// SQLite: the row hash of a row of [`RowHashes::select`] (its columns after the id), as
+    /// the signed 64-bit value stored.
+    pub(crate) fn sqlite_hash(row: &sqlx::sqlite::SqliteRow) -> Result<i64, sqlx::Error> {
+        // The stored value is the same 64 bits, signed.
+        Ok(sqlite_row_hash_from(row, 1)? as i64)
+    }
+}
+
+/// The settings the text form of a value depends on, pinned in a transaction that hashes
+/// rows on PostgreSQL (see [`PG_PINNED_SETTINGS`]).
+pub(crate) async fn pin_text_settings(conn: &mut sqlx::PgConnection) -> Result<(), sqlx::Error> {
+    for setting in PG_PINNED_SETTINGS {
+        sqlx::query(setting).execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// The wrapping sum of row hashes as a fingerprint's hash text in the format new fingerprints
+/// of `db` get: what a table's fingerprint would be.
+pub(crate) async fn hash_text_of_sum(db: &Db, sum: u64) -> Result<String, MigrateError> {
+    Ok(FingerprintFormat::for_new(db).await?.hash_text(sum))
+}
+
 /// One table's fingerprint time against a plain scan of it, measured back to back.
 #[derive(Debug, Clone, Serialize)]
 pub struct ScanComparison {
@@ -671,6 +744,33 @@ pub(crate) fn offline_fingerprints_select() -> String {
     parts.join("\nUNION ALL\n")
 }
 
+/// The per-row form of [`offline_fingerprints_select`] for one table: `SELECT '<table>',
+/// id::text, <V2 row hash>` over the legacy columns as the legacy script declares them, in
+/// the fingerprint's scope (the write ledger's baseline in the offline script).
+pub(crate) fn offline_row_hashes_select(table: &str) -> String {
+    let declared = declared_legacy_columns(LEGACY_SQL.for_engine(Engine::Postgres));
+    let columns: Vec<Column> = declared
+        .iter()
+        .find(|(name, _)| name == table)
+        .map(|(_, columns)| columns.clone())
+        .unwrap_or_default()
+        .into_iter()
+        .map(|column| Column {
+            name: format!("r.{}", column.name),
+            udt: column.udt,
+        })
+        .collect();
+    let filter = if table == "discovery_flows" {
+        "WHERE r.flow_id NOT IN (SELECT flow_id FROM flowkey_remembered_flows)"
+    } else {
+        "WHERE true"
+    };
+    format!(
+        "SELECT '{table}', r.id::text, {hash} FROM {table} AS r {filter}",
+        hash = pg_row_hash(FingerprintFormat::V2, &columns)
+    )
+}
+
 /// How the read-only transaction begins on PostgreSQL: one snapshot for every table.
 const PG_BEGIN_READ: &str = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY";
 
@@ -788,10 +888,16 @@ fn v2_pg_value(column: &Column) -> String {
 /// V2's row hash on SQLite for a row read through the pool: the same encoding as
 /// [`hash_sqlite_value`].
 fn sqlite_row_hash(row: &sqlx::sqlite::SqliteRow) -> Result<u64, sqlx::Error> {
+    sqlite_row_hash_from(row, 0)
+}
+
+/// V2's row hash on SQLite of the columns of `row` from index `first` on (the columns before
+/// it are the row's key, read beside its hash).
+fn sqlite_row_hash_from(row: &sqlx::sqlite::SqliteRow, first: usize) -> Result<u64, sqlx::Error> {
     use rusqlite::types::ValueRef;
     use sqlx::{TypeInfo, ValueRef as _};
     let mut hasher = Sha256::new();
-    for index in 0..row.len() {
+    for index in first..row.len() {
         let raw = row.try_get_raw(index)?;
         if raw.is_null() {
             hash_sqlite_value(&mut hasher, ValueRef::Null);

@@ -48,6 +48,7 @@ use crate::db::{Db, Engine};
 use crate::migrate::flow::error::FlowMigrationError;
 use crate::migrate::flow::linked::{linked_up_to, Fallback, LinkedTable, SessionKey};
 use crate::migrate::flow::mapping::{compute_mapping, MappingSummary};
+use crate::migrate::flow::tables::{begin_batch, commit_batch};
 use crate::migrate::{MigrateError, StepContext, StepSql};
 
 /// The revision that installs the live mapping. Its statements cover the tables linked up
@@ -339,7 +340,7 @@ pub async fn catch_up(db: &Db) -> Result<CatchUpSummary, MigrateError> {
     });
     let statements = map_session_statements(engine, "$1");
     for session in sessions {
-        let mut tx = db.begin_write().await?;
+        let mut tx = begin_batch(db).await?;
         crate::on_tx!(&mut tx, conn => {
             match engine {
                 Engine::Postgres => {
@@ -355,7 +356,7 @@ pub async fn catch_up(db: &Db) -> Result<CatchUpSummary, MigrateError> {
                 }
             }
         });
-        tx.commit().await?;
+        commit_batch(tx).await?;
         summary.sessions_moved += 1;
     }
     summary.mapping = compute_mapping(db).await?;
@@ -369,11 +370,11 @@ pub async fn catch_up(db: &Db) -> Result<CatchUpSummary, MigrateError> {
         );
         let mut linked = 0u64;
         loop {
-            let mut tx = db.begin_write().await?;
+            let mut tx = begin_batch(db).await?;
             let rows = crate::on_tx!(&mut tx, conn => {
                 sqlx::query(&sql).bind(CATCH_UP_BATCH).execute(&mut **conn).await?.rows_affected()
             });
-            tx.commit().await?;
+            commit_batch(tx).await?;
             linked += rows;
             if rows == 0 {
                 break;

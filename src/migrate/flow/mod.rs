@@ -25,6 +25,7 @@ pub mod triggers;
 pub mod verification_record;
 pub mod verify;
 pub mod walk;
+pub mod write_ledger;
 
 pub use backfill::TableBackfill;
 pub use downgrade::{restored_sessions, RestoreSummary, RestoredSession, UnrestorableFlow};

@@ -60,6 +60,9 @@ pub fn next_bound_sql(engine: Engine, table: &str, after: Option<&Key>) -> Strin
 /// is prepared once and run many times, and a generic plan (which cannot see the batch's
 /// `LIMIT` or key bounds) may choose a full scan and sort per batch, so throughput would fall
 /// as the table grows.
+///
+/// The transaction is marked as flowkey's own write, which the write ledger leaves out
+/// ([`crate::migrate::flow::write_ledger`]); end it with [`commit_batch`].
 pub async fn begin_batch(db: &crate::db::Db) -> Result<crate::db::Tx<'static>, sqlx::Error> {
     let mut tx = db.begin_write().await?;
     if let crate::db::Tx::Postgres(conn) = &mut tx {
@@ -67,7 +70,15 @@ pub async fn begin_batch(db: &crate::db::Db) -> Result<crate::db::Tx<'static>, s
             .execute(&mut **conn)
             .await?;
     }
+    crate::migrate::flow::write_ledger::mark_migration_write(&mut tx).await?;
     Ok(tx)
+}
+
+/// Commits a batch begun by [`begin_batch`], its mark taken off first (on SQLite the mark is
+/// a row that must never be committed).
+pub async fn commit_batch(mut tx: crate::db::Tx<'static>) -> Result<(), sqlx::Error> {
+    crate::migrate::flow::write_ledger::unmark_migration_write(&mut tx).await?;
+    tx.commit().await
 }
 
 /// Begins the transaction of one read-only batch (verify): like [`begin_batch`], but on SQLite

@@ -256,6 +256,16 @@ async fn legacy_writes_since(db: &Db, since: &str) -> Result<Option<i64>, Migrat
 /// cannot be done (a database before the backfill, a read-only standby) the report is
 /// returned all the same and the reason is logged.
 pub async fn verify_and_record(db: &Db) -> Result<VerifyReport, MigrateError> {
+    verify_and_record_as(db, false).await
+}
+
+/// [`verify_and_record`] as the online go/no-go (`verify --online`, see
+/// [`crate::migrate::flow::verify::verify_online`]); what is stored for readiness is the same.
+pub async fn verify_and_record_online(db: &Db) -> Result<VerifyReport, MigrateError> {
+    verify_and_record_as(db, true).await
+}
+
+async fn verify_and_record_as(db: &Db, online: bool) -> Result<VerifyReport, MigrateError> {
     let mark = match watermark(db).await {
         Ok(mark) => Some(mark),
         Err(err) => {
@@ -263,7 +273,8 @@ pub async fn verify_and_record(db: &Db) -> Result<VerifyReport, MigrateError> {
             None
         }
     };
-    let report = crate::migrate::flow::verify(db).await?;
+    let mut report = crate::migrate::flow::verify(db).await?;
+    report.online = online;
     if let Some(mark) = mark {
         if let Err(err) = record(db, &mark, &report).await {
             tracing::warn!(error = %err, "cannot store the verification; readiness will check again");

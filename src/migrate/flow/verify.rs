@@ -32,6 +32,7 @@ use crate::migrate::flow::linked::{
     linked_up_to, FlowForeignKey, LinkedTable, TenantColumns, LINKED_TABLES,
 };
 use crate::migrate::flow::tables::{begin_read_batch, next_bound, text_of, Key, KeyRange};
+use crate::migrate::flow::write_ledger::{self, LedgerComparison};
 use crate::migrate::{MigrateError, StepContext, StepSql};
 
 /// A row id with three 0/1 flags, as the checking queries return them.
@@ -52,6 +53,12 @@ pub struct VerifyReport {
     pub rows_checked: i64,
     pub elapsed_ms: u128,
     pub rows_per_second: f64,
+    /// The row-by-row comparison with the write ledger's baseline, where the database has a
+    /// ledger ([`write_ledger`]).
+    pub ledger: Option<LedgerComparison>,
+    /// Asked as the online go/no-go (`verify --online`): the ledger may stand in for the
+    /// fingerprints even when it started after them.
+    pub online: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -94,9 +101,24 @@ pub struct OffendingRow {
 }
 
 impl VerifyReport {
-    /// Nothing changed since the fingerprint and nothing is linked wrongly.
+    /// No legacy value changed except by the application, and nothing is linked wrongly.
+    ///
+    /// Online, a session without a mapping is reported but does not fail it: old code
+    /// creates a session a moment before its flow, and the `on` gate counts them anyway.
     pub fn is_ok(&self) -> bool {
-        self.fingerprints_match() && self.links_are_sound() && self.mapping_is_complete()
+        self.legacy_values_hold()
+            && self.links_are_sound()
+            && (self.online || self.mapping_is_complete())
+    }
+
+    /// No legacy row changed, lost or added except by the application. Exact (`verify`):
+    /// the fingerprints taken before the upgrade match, nothing changed at all. Online
+    /// (`verify --online`): the write ledger explains every difference since its start. A
+    /// ledger that finds a row the application did not write fails either.
+    pub fn legacy_values_hold(&self) -> bool {
+        let ledger_passes = self.ledger.as_ref().is_none_or(LedgerComparison::passes);
+        let ledger_stands_in = self.online && self.ledger.is_some();
+        ledger_passes && (self.fingerprints_match() || ledger_stands_in)
     }
 
     /// Every session has a mapping. Not part of [`Self::links_are_sound`]: while the old
@@ -123,11 +145,27 @@ impl VerifyReport {
     /// One line naming what failed.
     pub fn summary(&self) -> String {
         let mut problems = Vec::new();
-        for comparison in self.fingerprints.iter().filter(|c| !c.same) {
-            problems.push(format!(
-                "{} changed since the fingerprint ({} rows then, {} now)",
-                comparison.table, comparison.baseline_rows, comparison.current_rows
-            ));
+        if !self.legacy_values_hold() {
+            for comparison in self.fingerprints.iter().filter(|c| !c.same) {
+                problems.push(format!(
+                    "{} changed since the fingerprint ({} rows then, {} now)",
+                    comparison.table, comparison.baseline_rows, comparison.current_rows
+                ));
+            }
+            match &self.ledger {
+                Some(ledger) if !ledger.passes() => problems.push(ledger.summary()),
+                Some(_) => problems.push(
+                    "while the application writes, `verify --online` tells its writes from \
+                     any other change (the write ledger)"
+                        .to_owned(),
+                ),
+                None if self.online => problems.push(
+                    "no write ledger (revision write_ledger not applied, or after the contract): \
+                     the online check has nothing to compare"
+                        .to_owned(),
+                ),
+                None => {}
+            }
         }
         for table in &self.tables {
             for (count, what) in [
@@ -194,6 +232,16 @@ impl std::fmt::Display for VerifyReport {
         }
         for row in &self.offending_rows {
             writeln!(f, "  {} {}: {}", row.table, row.id, row.problem)?;
+        }
+        if let Some(ledger) = &self.ledger {
+            writeln!(f, "write ledger: {}", ledger.summary())?;
+            for row in &ledger.unexplained_rows {
+                writeln!(
+                    f,
+                    "  {} {}: {} without an application write",
+                    row.table, row.id, row.what
+                )?;
+            }
         }
         writeln!(
             f,
@@ -269,6 +317,14 @@ pub async fn verify(db: &Db) -> Result<VerifyReport, MigrateError> {
     verify_tables(db, &tables).await
 }
 
+/// [`verify`] as the online go/no-go: the write ledger stands in for the fingerprints (see
+/// [`VerifyReport::legacy_values_hold`]).
+pub async fn verify_online(db: &Db) -> Result<VerifyReport, MigrateError> {
+    let mut report = verify(db).await?;
+    report.online = true;
+    Ok(report)
+}
+
 /// Runs every check, the link checks over `tables` (those a database at some revision
 /// has); never writes.
 pub async fn verify_tables(db: &Db, linked: &[&LinkedTable]) -> Result<VerifyReport, MigrateError> {
@@ -306,6 +362,7 @@ pub async fn verify_tables(db: &Db, linked: &[&LinkedTable]) -> Result<VerifyRep
         tables.push(checked);
     }
     let mapping = verify_mapping(db, engine, &mut offending).await?;
+    let ledger = write_ledger::compare(db).await?;
     let elapsed = started.elapsed();
     Ok(VerifyReport {
         engine,
@@ -320,6 +377,8 @@ pub async fn verify_tables(db: &Db, linked: &[&LinkedTable]) -> Result<VerifyRep
         } else {
             0.0
         },
+        ledger,
+        online: false,
     })
 }
 

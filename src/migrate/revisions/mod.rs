@@ -11,6 +11,7 @@ pub mod legacy_write_signal;
 pub mod linking;
 pub mod live_mapping;
 pub mod service_state;
+pub mod write_ledger;
 
 use std::sync::LazyLock;
 
@@ -19,7 +20,7 @@ use crate::migrate::Revision;
 /// The ordered chain of revisions; the first is `legacy`; the last ones may be contract
 /// revisions, which come after `head` (see [`head`]).
 pub fn all() -> &'static [&'static Revision] {
-    static ALL: LazyLock<[&'static Revision; 9]> = LazyLock::new(|| {
+    static ALL: LazyLock<[&'static Revision; 10]> = LazyLock::new(|| {
         [
             &legacy::LEGACY,
             &flow_mapping::FLOW_MAPPING,
@@ -29,6 +30,7 @@ pub fn all() -> &'static [&'static Revision] {
             &service_state::SERVICE_STATE,
             &live_mapping::LIVE_MAPPING,
             &legacy_write_signal::LEGACY_WRITE_SIGNAL,
+            &write_ledger::WRITE_LEDGER,
             &flow_contract::FLOW_CONTRACT,
         ]
     });
@@ -96,6 +98,10 @@ pub const RELEASED_CHECKSUMS: &[(&str, &str)] = &[
     (
         "legacy_write_signal",
         "2736a32abfcf5ad235279efec2e5508e3a5ed52728352acc23b0c734bd95013f",
+    ),
+    (
+        "write_ledger",
+        "c59518f3c224a21a0beaf1391e1db03f20f24b377a1a2c917eec83a01344875d",
     ),
     (
         "flow_contract",

@@ -478,6 +478,8 @@ fn failing_verify_report() -> VerifyReport {
         rows_checked: 9,
         elapsed_ms: 7,
         rows_per_second: 1285.7,
+        ledger: None,
+        online: false,
     }
 }
 

@@ -1,0 +1,811 @@
+//! The write ledger: a go/no-go that works while the application writes.
+//!
+//! The exact proof (`verify` against the fingerprints taken before the upgrade) compares
+//! whole-table sums, so any write by the application makes it fail, and it cannot say whether
+//! a difference is the application's or flowkey's. The ledger tells them apart, row by row:
+//!
+//! - **Who wrote**: triggers on the legacy tables append `(table, id)` to
+//!   `flowkey_write_ledger` for every row the application inserts, updates or deletes (first
+//!   write only). flowkey's own writes are marked and left out: on PostgreSQL its batch
+//!   transactions set `flowkey.writer = 'migration'` (transaction-local), on SQLite they hold
+//!   a row in `flowkey_migration_writer`, which only their own transaction can see (SQLite
+//!   has one writer at a time, and no other connection sees an uncommitted row) and which
+//!   they delete before they commit. Marked: every backfill, sweep and catch-up batch and the
+//!   contract's archive batches (`tables::begin_batch` / `tables::commit_batch`), which are
+//!   all of flowkey's writes to rows of legacy tables from this revision on.
+//! - **What was there**: when the ledger starts, the row hash of every legacy row (the
+//!   fingerprint's own hash, per row, `flowkey_row_baseline`) is stored once.
+//! - **The comparison** ([`compare`]): every row whose hash now differs from its baseline,
+//!   every row lost and every row added, that the ledger does not name, is a change the
+//!   application did not make: named, and the go/no-go fails.
+//!
+//! Guarantee: from the ledger's start, a legacy value changed or a row lost or added by
+//! anything but the application (flowkey included) is caught and named. What it does not
+//! cover: rows the application wrote since the start (theirs, by definition; their links are
+//! still checked by `verify`'s link checks), and anything before the start. The start is the
+//! `write_ledger` revision; when the database was quiet then, the baseline's per-table sums
+//! equal the fingerprints taken before the upgrade and the ledger is *continuous* with them
+//! (recorded): the proof then reaches back to before the upgrade. When the application wrote
+//! during the upgrade, the window from the fingerprints to the ledger's start is proven by
+//! `flowkey rehearse` (same code, a copy of the same data) and by the link checks, not row by
+//! row. After the contract the legacy values live in its archive and the comparison stops.
+
+use std::collections::HashSet;
+
+use serde::Serialize;
+use sqlx::Row;
+
+use crate::db::{Db, Engine, Tx};
+use crate::migrate::flow::error::FlowMigrationError;
+use crate::migrate::flow::fingerprint::{
+    hash_text_of_sum, load_baseline, pin_text_settings, RowHashes,
+};
+use crate::migrate::flow::verify::OFFENDING_ROWS_CAP;
+use crate::migrate::revisions::legacy::LEGACY_TABLES;
+use crate::migrate::{MigrateError, StepContext, StepSql};
+
+/// The revision that starts the ledger.
+pub const REVISION: &str = "write_ledger";
+
+/// The PostgreSQL setting flowkey's batch transactions carry (transaction-local).
+const WRITER_SETTING: &str = "flowkey.writer";
+/// SQLite: the table whose uncommitted row marks flowkey's own transaction.
+const MARKER_TABLE: &str = "flowkey_migration_writer";
+/// Rows read per SQLite chunk (baseline and comparison).
+const CHUNK: i64 = 20_000;
+
+pub const INSTALL: StepSql = StepSql::Generated(install_sql);
+pub const REMOVE: StepSql = StepSql::Generated(remove_sql);
+/// What the baseline step runs, described (a check: it writes only flowkey's own table).
+pub const BASELINE: StepSql = StepSql::Generated(baseline_sql);
+/// The baseline step as a statement that runs as is (PostgreSQL).
+pub const BASELINE_OFFLINE: StepSql = StepSql::Generated(baseline_offline_sql);
+
+const TABLES_POSTGRES: &str = "\
+CREATE TABLE IF NOT EXISTS flowkey_write_ledger (
+    table_name        varchar(63) NOT NULL,
+    row_id            text NOT NULL,
+    first_written_at  timestamptz NOT NULL DEFAULT clock_timestamp(),
+    PRIMARY KEY (table_name, row_id)
+);
+CREATE TABLE IF NOT EXISTS flowkey_row_baseline (
+    table_name  varchar(63) NOT NULL,
+    row_id      text NOT NULL,
+    row_hash    bigint NOT NULL,
+    PRIMARY KEY (table_name, row_id)
+);
+CREATE TABLE IF NOT EXISTS flowkey_write_ledger_start (
+    started_at  timestamptz NOT NULL,
+    continuous  boolean NOT NULL,
+    detail      text NOT NULL
+);
+CREATE OR REPLACE FUNCTION flowkey_write_ledger() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP <> 'INSERT' THEN
+        INSERT INTO flowkey_write_ledger (table_name, row_id) VALUES (TG_TABLE_NAME, OLD.id::text)
+        ON CONFLICT DO NOTHING;
+    END IF;
+    IF TG_OP <> 'DELETE' THEN
+        INSERT INTO flowkey_write_ledger (table_name, row_id) VALUES (TG_TABLE_NAME, NEW.id::text)
+        ON CONFLICT DO NOTHING;
+    END IF;
+    RETURN NULL;
+END
+$$;
+";
+
+const TABLES_SQLITE: &str = "\
+SELECT count(*) FROM sqlite_master;
+CREATE TABLE IF NOT EXISTS flowkey_write_ledger (
+    table_name        TEXT NOT NULL,
+    row_id            TEXT NOT NULL,
+    first_written_at  TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+    PRIMARY KEY (table_name, row_id)
+);
+CREATE TABLE IF NOT EXISTS flowkey_row_baseline (
+    table_name  TEXT NOT NULL,
+    row_id      TEXT NOT NULL,
+    row_hash    INTEGER NOT NULL,
+    PRIMARY KEY (table_name, row_id)
+);
+CREATE TABLE IF NOT EXISTS flowkey_write_ledger_start (
+    started_at  TEXT NOT NULL,
+    continuous  INTEGER NOT NULL,
+    detail      TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS flowkey_migration_writer (
+    marked  INTEGER NOT NULL
+);
+";
+
+/// The ledger's tables and a trigger per legacy table. The triggers name only `id`, so the
+/// contract can drop and restore any other column under them (and a SQLite table rebuild,
+/// which creates a table's triggers again from their text, keeps them working).
+pub fn install_sql(engine: Engine) -> String {
+    let mut out = String::from(match engine {
+        Engine::Postgres => TABLES_POSTGRES,
+        Engine::Sqlite => TABLES_SQLITE,
+    });
+    for table in LEGACY_TABLES {
+        out.push_str(&triggers_sql(engine, table));
+    }
+    out
+}
+
+fn triggers_sql(engine: Engine, t: &str) -> String {
+    match engine {
+        Engine::Postgres => format!(
+            "DROP TRIGGER IF EXISTS flowkey_write_ledger ON {t};\n\
+             CREATE TRIGGER flowkey_write_ledger AFTER INSERT OR UPDATE OR DELETE ON {t}\n    \
+             FOR EACH ROW WHEN (current_setting('{WRITER_SETTING}', true) IS DISTINCT FROM 'migration')\n    \
+             EXECUTE FUNCTION flowkey_write_ledger();\n"
+        ),
+        Engine::Sqlite => {
+            let unmarked = format!("NOT EXISTS (SELECT 1 FROM {MARKER_TABLE})");
+            let record = |row: &str| {
+                format!(
+                    "INSERT OR IGNORE INTO flowkey_write_ledger (table_name, row_id) VALUES ('{t}', {row}.id);"
+                )
+            };
+            format!(
+                "CREATE TRIGGER IF NOT EXISTS flowkey_ledger_insert_{t} AFTER INSERT ON {t}\n\
+                 WHEN {unmarked} BEGIN {new} END;\n\
+                 CREATE TRIGGER IF NOT EXISTS flowkey_ledger_update_{t} AFTER UPDATE ON {t}\n\
+                 WHEN {unmarked} BEGIN {old} {new} END;\n\
+                 CREATE TRIGGER IF NOT EXISTS flowkey_ledger_delete_{t} AFTER DELETE ON {t}\n\
+                 WHEN {unmarked} BEGIN {old} END;\n",
+                new = record("NEW"),
+                old = record("OLD"),
+            )
+        }
+    }
+}
+
+/// The way down: the triggers and the function. The ledger's tables are flowkey's own and
+/// stay (emptied: they describe one rollout, and a later upgrade starts a new ledger); with no
+/// start row, [`compare`] has nothing to compare.
+pub fn remove_sql(engine: Engine) -> String {
+    let mut out = String::new();
+    if engine == Engine::Sqlite {
+        out.push_str("SELECT count(*) FROM sqlite_master;\n");
+    }
+    for t in LEGACY_TABLES {
+        match engine {
+            Engine::Postgres => out.push_str(&format!(
+                "DROP TRIGGER IF EXISTS flowkey_write_ledger ON {t};\n"
+            )),
+            Engine::Sqlite => {
+                for kind in ["insert", "update", "delete"] {
+                    out.push_str(&format!(
+                        "DROP TRIGGER IF EXISTS flowkey_ledger_{kind}_{t};\n"
+                    ));
+                }
+            }
+        }
+    }
+    if engine == Engine::Postgres {
+        out.push_str("DROP FUNCTION IF EXISTS flowkey_write_ledger();\n");
+    }
+    out.push_str(
+        "DELETE FROM flowkey_write_ledger_start;\n\
+         DELETE FROM flowkey_row_baseline;\n\
+         DELETE FROM flowkey_write_ledger;\n",
+    );
+    out
+}
+
+fn baseline_sql(engine: Engine) -> String {
+    let mut out = String::from(
+        "-- the ledger's baseline (writes only flowkey_row_baseline and flowkey_write_ledger_start):\n\
+         -- each legacy row's hash, the fingerprint's own, per row\n",
+    );
+    for t in LEGACY_TABLES {
+        match engine {
+            Engine::Postgres => out.push_str(&format!(
+                "INSERT INTO flowkey_row_baseline (table_name, row_id, row_hash) \
+                 SELECT '{t}', r.id::text, <row hash> FROM {t} AS r;\n"
+            )),
+            Engine::Sqlite => out.push_str(&format!(
+                "SELECT r.id, <legacy columns> FROM {t} AS r WHERE r.id > $1 ORDER BY r.id LIMIT $2; \
+                 -- hashed in flowkey, then INSERT INTO flowkey_row_baseline\n"
+            )),
+        }
+    }
+    out
+}
+
+/// PostgreSQL: the baseline as plain statements (V2 row hashes of every legacy column, as
+/// the legacy script declares them). SQLite hashes in the process and has no plain form.
+fn baseline_offline_sql(engine: Engine) -> String {
+    match engine {
+        Engine::Sqlite => baseline_sql(engine),
+        Engine::Postgres => {
+            let mut out = String::from("DELETE FROM flowkey_row_baseline;\n");
+            for t in LEGACY_TABLES {
+                let select = crate::migrate::flow::fingerprint::offline_row_hashes_select(t);
+                out.push_str(&format!(
+                    "INSERT INTO flowkey_row_baseline (table_name, row_id, row_hash) {select};\n"
+                ));
+            }
+            out.push_str(
+                "INSERT INTO flowkey_write_ledger_start (started_at, continuous, detail) \
+                 VALUES (clock_timestamp(), false, 'taken by the offline script; continuity not computed');\n",
+            );
+            out
+        }
+    }
+}
+
+/// Where the ledger started and whether it is continuous with the fingerprints taken before
+/// the upgrade.
+#[derive(Debug, Clone, Serialize)]
+pub struct LedgerStart {
+    pub started_at: String,
+    pub continuous: bool,
+    /// Why not continuous (the tables whose baseline differs from their fingerprint), or
+    /// "every table equals its fingerprint".
+    pub detail: String,
+}
+
+/// The `Action::Check` body of `write_ledger`'s baseline step.
+pub fn take_baseline_step<'a, 'b>(
+    ctx: &'a mut StepContext<'b>,
+) -> futures::future::BoxFuture<'a, Result<(), MigrateError>> {
+    Box::pin(async move {
+        let start = take_baseline(ctx.db).await?;
+        ctx.audit
+            .record(
+                "write_ledger_started",
+                serde_json::to_value(&start).unwrap_or_default(),
+            )
+            .await?;
+        Ok(())
+    })
+}
+
+/// Stores every legacy row's hash (replacing any earlier baseline) and the ledger's start.
+/// The triggers are in place already, so a row the application writes meanwhile is in the
+/// ledger whichever value the baseline caught.
+pub async fn take_baseline(db: &Db) -> Result<LedgerStart, MigrateError> {
+    let fingerprints = load_baseline(db).await?;
+    let mut sums: Vec<(&'static str, i64, u64)> = Vec::new();
+    match db {
+        Db::Postgres(pool) => {
+            let mut tx = pool.begin().await?;
+            pin_text_settings(&mut tx).await?;
+            sqlx::query("DELETE FROM flowkey_row_baseline")
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query("DELETE FROM flowkey_write_ledger_start")
+                .execute(&mut *tx)
+                .await?;
+            for table in LEGACY_TABLES {
+                let hashes = RowHashes::of(db, table).await?;
+                sqlx::query(&format!(
+                    "INSERT INTO flowkey_row_baseline (table_name, row_id, row_hash) \
+                     SELECT $1, row_id, row_hash FROM ({}) AS h",
+                    hashes.select
+                ))
+                .bind(*table)
+                .execute(&mut *tx)
+                .await?;
+                let row = sqlx::query(
+                    "SELECT count(*), coalesce(sum(row_hash), 0)::text FROM flowkey_row_baseline \
+                     WHERE table_name = $1",
+                )
+                .bind(*table)
+                .fetch_one(&mut *tx)
+                .await?;
+                let sum: String = row.try_get(1)?;
+                let sum: i128 = sum.trim().parse().unwrap_or_default();
+                // Truncation is the point: fingerprints are sums modulo 2^64.
+                sums.push((table, row.try_get(0)?, sum as u64));
+            }
+            let start = continuity(db, &fingerprints, &sums).await?;
+            sqlx::query(
+                "INSERT INTO flowkey_write_ledger_start (started_at, continuous, detail) \
+                 VALUES (clock_timestamp(), $1, $2)",
+            )
+            .bind(start.continuous)
+            .bind(&start.detail)
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+        }
+        Db::Sqlite(pool) => {
+            sqlx::query("DELETE FROM flowkey_row_baseline")
+                .execute(pool)
+                .await?;
+            sqlx::query("DELETE FROM flowkey_write_ledger_start")
+                .execute(pool)
+                .await?;
+            for table in LEGACY_TABLES {
+                let hashes = RowHashes::of(db, table).await?;
+                let (rows, sum) = sqlite_baseline_table(db, &hashes).await?;
+                sums.push((table, rows, sum));
+            }
+            let start = continuity(db, &fingerprints, &sums).await?;
+            sqlx::query(
+                "INSERT INTO flowkey_write_ledger_start (started_at, continuous, detail) \
+                 VALUES (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'), $1, $2)",
+            )
+            .bind(start.continuous)
+            .bind(&start.detail)
+            .execute(pool)
+            .await?;
+        }
+    }
+    load_start(db)
+        .await?
+        .ok_or_else(|| MigrateError::from(FlowMigrationError::LedgerNotStarted))
+}
+
+/// One table's baseline on SQLite, in chunks of the primary key, each read, hashed and
+/// written in one short write transaction. Returns the table's row count and hash sum.
+async fn sqlite_baseline_table(db: &Db, hashes: &RowHashes) -> Result<(i64, u64), MigrateError> {
+    let Db::Sqlite(pool) = db else {
+        unreachable!("called for SQLite only")
+    };
+    let read = format!("{} AND r.id > $1 ORDER BY r.id LIMIT $2", hashes.select);
+    let (mut rows, mut sum, mut after) = (0i64, 0u64, String::new());
+    loop {
+        let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+        let chunk = sqlx::query(&read)
+            .bind(&after)
+            .bind(CHUNK)
+            .fetch_all(&mut *tx)
+            .await?;
+        let mut hashed = Vec::with_capacity(chunk.len());
+        for row in &chunk {
+            let id: String = row.try_get(0)?;
+            let hash = RowHashes::sqlite_hash(row)?;
+            sum = sum.wrapping_add(hash as u64);
+            hashed.push((id, hash));
+        }
+        for part in hashed.chunks(300) {
+            let mut insert = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+                "INSERT INTO flowkey_row_baseline (table_name, row_id, row_hash) ",
+            );
+            insert.push_values(part, |mut values, (id, hash)| {
+                values
+                    .push_bind(hashes.table)
+                    .push_bind(id)
+                    .push_bind(*hash);
+            });
+            insert.build().execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        rows += hashed.len() as i64;
+        match hashed.pop() {
+            Some((last, _)) if hashed.len() + 1 == CHUNK as usize => after = last,
+            _ => return Ok((rows, sum)),
+        }
+    }
+}
+
+/// Whether the baseline's per-table sums equal the fingerprints taken before the upgrade.
+async fn continuity(
+    db: &Db,
+    fingerprints: &[crate::migrate::flow::fingerprint::TableFingerprint],
+    sums: &[(&'static str, i64, u64)],
+) -> Result<LedgerStart, MigrateError> {
+    let mut differing = Vec::new();
+    for (table, rows, sum) in sums {
+        let hash = hash_text_of_sum(db, *sum).await?;
+        let same = fingerprints
+            .iter()
+            .any(|then| then.table == *table && then.rows == *rows && then.hash == hash);
+        if !same {
+            differing.push(*table);
+        }
+    }
+    Ok(LedgerStart {
+        started_at: String::new(),
+        continuous: differing.is_empty(),
+        detail: if differing.is_empty() {
+            "every table equals its fingerprint taken before the upgrade".to_owned()
+        } else {
+            format!(
+                "written since the fingerprint taken before the upgrade: {}",
+                differing.join(", ")
+            )
+        },
+    })
+}
+
+/// The ledger's start, if it has one.
+pub async fn load_start(db: &Db) -> Result<Option<LedgerStart>, MigrateError> {
+    if !crate::migrate::audit::table_exists(db, "flowkey_write_ledger_start").await? {
+        return Ok(None);
+    }
+    let row: Option<(String, bool, String)> = crate::on_pool!(db, pool => {
+        sqlx::query_as(&format!(
+            "SELECT {}, continuous, detail FROM flowkey_write_ledger_start",
+            match db.engine() {
+                Engine::Postgres => "to_char(started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')",
+                Engine::Sqlite => "started_at",
+            }
+        ))
+        .fetch_optional(pool)
+        .await?
+    });
+    Ok(row.map(|(started_at, continuous, detail)| LedgerStart {
+        started_at,
+        continuous,
+        detail,
+    }))
+}
+
+/// A legacy row that differs from its baseline and that the application did not write.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct UnexplainedRow {
+    pub table: String,
+    pub id: String,
+    /// `changed` (a legacy value differs), `lost` (in the baseline, gone) or `added`.
+    pub what: String,
+}
+
+/// One legacy table compared row by row with its baseline.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct LedgerTable {
+    pub table: String,
+    pub baseline_rows: i64,
+    /// Rows the application wrote since the ledger's start (theirs: not compared).
+    pub written_by_application: i64,
+    pub changed: i64,
+    pub lost: i64,
+    pub added: i64,
+}
+
+/// The row-by-row comparison of every legacy table with the ledger's baseline.
+#[derive(Debug, Clone, Serialize)]
+pub struct LedgerComparison {
+    pub start: LedgerStart,
+    pub tables: Vec<LedgerTable>,
+    /// The first rows found, at most [`OFFENDING_ROWS_CAP`].
+    pub unexplained_rows: Vec<UnexplainedRow>,
+    /// SQLite: a flowkey transaction's marker row was committed (it would hide the
+    /// application's writes from the ledger from then on).
+    pub marker_left_committed: bool,
+}
+
+impl LedgerComparison {
+    /// No legacy row changed, lost or added except by the application, and the ledger saw
+    /// every write since its start.
+    pub fn passes(&self) -> bool {
+        !self.marker_left_committed && self.unexplained() == 0
+    }
+
+    /// Rows changed, lost or added that the application did not write.
+    pub fn unexplained(&self) -> i64 {
+        self.tables
+            .iter()
+            .map(|table| table.changed + table.lost + table.added)
+            .sum()
+    }
+
+    pub fn summary(&self) -> String {
+        let scope = if self.start.continuous {
+            "since before the upgrade (the ledger is continuous with the fingerprints)".to_owned()
+        } else {
+            format!("since the ledger's start at {}", self.start.started_at)
+        };
+        if self.passes() {
+            let written: i64 = self.tables.iter().map(|t| t.written_by_application).sum();
+            format!(
+                "no legacy row changed, lost or added except by the application ({written} rows written by it), {scope}"
+            )
+        } else if self.marker_left_committed {
+            "a flowkey transaction's marker row was committed (flowkey_migration_writer is not \
+             empty): the ledger has not seen the application's writes since; this is a flowkey \
+             defect, report it"
+                .to_owned()
+        } else {
+            let parts: Vec<String> = self
+                .tables
+                .iter()
+                .filter(|t| t.changed + t.lost + t.added > 0)
+                .map(|t| {
+                    format!(
+                        "{}: {} changed, {} lost, {} added",
+                        t.table, t.changed, t.lost, t.added
+                    )
+                })
+                .collect();
+            format!(
+                "{} legacy rows differ from the ledger's baseline without an application write ({}), {scope}",
+                self.unexplained(),
+                parts.join("; ")
+            )
+        }
+    }
+}
+
+/// Compares every legacy table with the ledger's baseline; `None` when the database has no
+/// ledger (below `write_ledger`, or after the contract, whose archive holds the legacy values
+/// the baseline hashed). Reads only; on SQLite each chunk in a read transaction, which takes
+/// no write lock.
+pub async fn compare(db: &Db) -> Result<Option<LedgerComparison>, MigrateError> {
+    let Some(start) = load_start(db).await? else {
+        return Ok(None);
+    };
+    if contracted(db).await? {
+        return Ok(None);
+    }
+    let mut tables = Vec::new();
+    let mut unexplained_rows = Vec::new();
+    for table in LEGACY_TABLES {
+        let hashes = RowHashes::of(db, table).await?;
+        let mut counts = LedgerTable {
+            table: (*table).to_owned(),
+            ..LedgerTable::default()
+        };
+        match db {
+            Db::Postgres(_) => {
+                compare_postgres(db, &hashes, &mut counts, &mut unexplained_rows).await?
+            }
+            Db::Sqlite(_) => {
+                compare_sqlite(db, &hashes, &mut counts, &mut unexplained_rows).await?
+            }
+        }
+        tables.push(counts);
+    }
+    let marker_left_committed = match db {
+        Db::Sqlite(pool) => {
+            sqlx::query_scalar::<_, i64>(&format!("SELECT count(*) FROM {MARKER_TABLE}"))
+                .fetch_one(pool)
+                .await?
+                > 0
+        }
+        Db::Postgres(_) => false,
+    };
+    Ok(Some(LedgerComparison {
+        start,
+        tables,
+        unexplained_rows,
+        marker_left_committed,
+    }))
+}
+
+/// Whether the contract is applied (the book says so).
+async fn contracted(db: &Db) -> Result<bool, MigrateError> {
+    let applied: i64 = crate::on_pool!(db, pool => {
+        sqlx::query_scalar(
+            "SELECT count(*) FROM flowkey_versions WHERE revision = $1 AND dirty = $2",
+        )
+        .bind(crate::migrate::flow::contract::CONTRACT_REVISION)
+        .bind(false)
+        .fetch_one(pool)
+        .await?
+    });
+    Ok(applied > 0)
+}
+
+async fn compare_postgres(
+    db: &Db,
+    hashes: &RowHashes,
+    counts: &mut LedgerTable,
+    named: &mut Vec<UnexplainedRow>,
+) -> Result<(), MigrateError> {
+    let Db::Postgres(pool) = db else {
+        unreachable!("called for PostgreSQL only")
+    };
+    // One snapshot for the table, its baseline and the ledger.
+    let mut tx = pool
+        .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        .await?;
+    pin_text_settings(&mut tx).await?;
+    let differences = format!(
+        "SELECT coalesce(n.row_id, b.row_id) AS row_id, \
+                CASE WHEN b.row_id IS NULL THEN 'added' WHEN n.row_id IS NULL THEN 'lost' ELSE 'changed' END AS what \
+         FROM ({now}) AS n \
+         FULL JOIN (SELECT row_id, row_hash FROM flowkey_row_baseline WHERE table_name = $1) AS b \
+           ON b.row_id = n.row_id \
+         WHERE n.row_hash IS DISTINCT FROM b.row_hash \
+           AND NOT EXISTS (SELECT 1 FROM flowkey_write_ledger AS l \
+                           WHERE l.table_name = $1 AND l.row_id = coalesce(n.row_id, b.row_id))",
+        now = hashes.select
+    );
+    let by_kind: Vec<(String, i64)> = sqlx::query_as(&format!(
+        "SELECT what, count(*) FROM ({differences}) AS d GROUP BY what"
+    ))
+    .bind(hashes.table)
+    .fetch_all(&mut *tx)
+    .await?;
+    for (what, count) in &by_kind {
+        count_kind(counts, what, *count);
+    }
+    if !by_kind.is_empty() && named.len() < OFFENDING_ROWS_CAP {
+        let rows: Vec<(String, String)> = sqlx::query_as(&format!(
+            "{differences} ORDER BY 1 LIMIT {}",
+            OFFENDING_ROWS_CAP - named.len()
+        ))
+        .bind(hashes.table)
+        .fetch_all(&mut *tx)
+        .await?;
+        named.extend(rows.into_iter().map(|(id, what)| UnexplainedRow {
+            table: hashes.table.to_owned(),
+            id,
+            what,
+        }));
+    }
+    counts.baseline_rows =
+        sqlx::query_scalar("SELECT count(*) FROM flowkey_row_baseline WHERE table_name = $1")
+            .bind(hashes.table)
+            .fetch_one(&mut *tx)
+            .await?;
+    counts.written_by_application =
+        sqlx::query_scalar("SELECT count(*) FROM flowkey_write_ledger WHERE table_name = $1")
+            .bind(hashes.table)
+            .fetch_one(&mut *tx)
+            .await?;
+    tx.rollback().await?;
+    Ok(())
+}
+
+fn count_kind(counts: &mut LedgerTable, what: &str, count: i64) {
+    match what {
+        "changed" => counts.changed += count,
+        "lost" => counts.lost += count,
+        _ => counts.added += count,
+    }
+}
+
+/// SQLite: the table and its baseline walked together in chunks of the primary key, each
+/// chunk (table rows, baseline rows and ledger rows in its key range) read in one read
+/// transaction, so a row the application writes is either in the chunk's ledger or not yet
+/// written when the chunk is read.
+async fn compare_sqlite(
+    db: &Db,
+    hashes: &RowHashes,
+    counts: &mut LedgerTable,
+    named: &mut Vec<UnexplainedRow>,
+) -> Result<(), MigrateError> {
+    let Db::Sqlite(pool) = db else {
+        unreachable!("called for SQLite only")
+    };
+    let t = hashes.table;
+    let read_now = format!("{} AND r.id > $1 ORDER BY r.id LIMIT $2", hashes.select);
+    let mut after = String::new();
+    loop {
+        let mut tx = pool.begin().await?;
+        let now = sqlx::query(&read_now)
+            .bind(&after)
+            .bind(CHUNK)
+            .fetch_all(&mut *tx)
+            .await?;
+        let last_chunk = (now.len() as i64) < CHUNK;
+        let upper: Option<String> = if last_chunk {
+            None
+        } else {
+            Some(
+                now.last()
+                    .map(|row| row.try_get(0))
+                    .transpose()?
+                    .unwrap_or_default(),
+            )
+        };
+        let in_range = if upper.is_some() {
+            "table_name = $1 AND row_id > $2 AND row_id <= $3"
+        } else {
+            "table_name = $1 AND row_id > $2"
+        };
+        let then: Vec<(String, i64)> = sqlx::query_as(&format!(
+            "SELECT row_id, row_hash FROM flowkey_row_baseline WHERE {in_range} ORDER BY row_id"
+        ))
+        .bind(t)
+        .bind(&after)
+        .bind(upper.clone().unwrap_or_default())
+        .fetch_all(&mut *tx)
+        .await?;
+        let written: HashSet<String> = sqlx::query_scalar(&format!(
+            "SELECT row_id FROM flowkey_write_ledger WHERE {in_range}"
+        ))
+        .bind(t)
+        .bind(&after)
+        .bind(upper.clone().unwrap_or_default())
+        .fetch_all(&mut *tx)
+        .await?
+        .into_iter()
+        .collect();
+        tx.rollback().await?;
+
+        counts.baseline_rows += then.len() as i64;
+        counts.written_by_application += written.len() as i64;
+        let mut now_rows = Vec::with_capacity(now.len());
+        for row in &now {
+            now_rows.push((row.try_get::<String, _>(0)?, RowHashes::sqlite_hash(row)?));
+        }
+        // Both sides are in key order (SQLite's BINARY collation compares bytes, as Rust's
+        // string order does): a merge.
+        let (mut i, mut j) = (0, 0);
+        while i < now_rows.len() || j < then.len() {
+            let (id, what) = match (now_rows.get(i), then.get(j)) {
+                (Some((now_id, now_hash)), Some((then_id, then_hash))) if now_id == then_id => {
+                    i += 1;
+                    j += 1;
+                    if now_hash == then_hash {
+                        continue;
+                    }
+                    (now_id, "changed")
+                }
+                (Some((now_id, _)), Some((then_id, _))) if now_id < then_id => {
+                    i += 1;
+                    (now_id, "added")
+                }
+                (Some(_), Some((then_id, _))) | (None, Some((then_id, _))) => {
+                    j += 1;
+                    (then_id, "lost")
+                }
+                (Some((now_id, _)), None) => {
+                    i += 1;
+                    (now_id, "added")
+                }
+                (None, None) => break,
+            };
+            if written.contains(id) {
+                continue;
+            }
+            count_kind(counts, what, 1);
+            if named.len() < OFFENDING_ROWS_CAP {
+                named.push(UnexplainedRow {
+                    table: t.to_owned(),
+                    id: id.clone(),
+                    what: what.to_owned(),
+                });
+            }
+        }
+        match upper {
+            Some(upper) => after = upper,
+            None => return Ok(()),
+        }
+    }
+}
+
+/// Marks `tx` as flowkey's own write, which the ledger leaves out (see the module
+/// documentation). Before the ledger exists (or after its downgrade) nothing is marked,
+/// since nothing is recorded.
+pub async fn mark_migration_write(tx: &mut Tx<'_>) -> Result<(), sqlx::Error> {
+    match tx {
+        Tx::Postgres(conn) => {
+            sqlx::query("SELECT set_config($1, 'migration', true)")
+                .bind(WRITER_SETTING)
+                .execute(&mut **conn)
+                .await?;
+        }
+        Tx::Sqlite(conn) => {
+            let ledger: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = $1",
+            )
+            .bind(MARKER_TABLE)
+            .fetch_one(&mut **conn)
+            .await?;
+            if ledger > 0 {
+                sqlx::query(&format!("INSERT INTO {MARKER_TABLE} (marked) VALUES (1)"))
+                    .execute(&mut **conn)
+                    .await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Takes the mark off `tx` before it commits (SQLite: the marker row must never be
+/// committed; PostgreSQL's setting ends with the transaction).
+pub async fn unmark_migration_write(tx: &mut Tx<'_>) -> Result<(), sqlx::Error> {
+    if let Tx::Sqlite(conn) = tx {
+        let ledger: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = $1",
+        )
+        .bind(MARKER_TABLE)
+        .fetch_one(&mut **conn)
+        .await?;
+        if ledger > 0 {
+            sqlx::query(&format!("DELETE FROM {MARKER_TABLE}"))
+                .execute(&mut **conn)
+                .await?;
+        }
+    }
+    Ok(())
+}

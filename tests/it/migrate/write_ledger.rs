@@ -1,0 +1,232 @@
+//! The write ledger (issue 12, item 4): a go/no-go that passes while the application writes
+//! and still names what anything else changed. The application's writes are plain SQL on a
+//! pool connection, as the old application's; "flowkey's" writes go through flowkey's own
+//! batch transactions (`tables::begin_batch`), which is how a defect in flowkey would write.
+
+use flowkey::db::Db;
+use flowkey::migrate::flow::tables::{begin_batch, commit_batch};
+use flowkey::migrate::flow::verify::{verify, verify_online, VerifyReport};
+use flowkey::migrate::flow::write_ledger::{self, UnexplainedRow};
+use uuid::Uuid;
+
+use crate::both_engines;
+use crate::support::flow_fixtures::Fx;
+use crate::support::flow_support::{downgrade_to, upgrade_to};
+use crate::support::harness::TestDb;
+
+/// A write in one of flowkey's own batch transactions (marked, so the ledger leaves it out).
+async fn written_by_flowkey(db: &Db, sql: &str) {
+    let mut tx = begin_batch(db).await.unwrap();
+    flowkey::on_tx!(&mut tx, conn => {
+        sqlx::query(sql).execute(&mut **conn).await.unwrap_or_else(|err| panic!("{sql}: {err}"));
+    });
+    commit_batch(tx).await.unwrap();
+}
+
+fn unexplained(report: &VerifyReport) -> Vec<(String, String, String)> {
+    let ledger = report.ledger.as_ref().expect("the database has a ledger");
+    let mut rows: Vec<(String, String, String)> = ledger
+        .unexplained_rows
+        .iter()
+        .map(|UnexplainedRow { table, id, what }| (table.clone(), id.to_lowercase(), what.clone()))
+        .collect();
+    rows.sort();
+    rows
+}
+
+async fn marker_rows(fx: &Fx) -> i64 {
+    match fx.engine() {
+        flowkey::db::Engine::Sqlite => {
+            fx.count("SELECT count(*) FROM flowkey_migration_writer")
+                .await
+        }
+        flowkey::db::Engine::Postgres => 0,
+    }
+}
+
+async fn the_online_check_passes_while_the_application_writes_and_names_what_else_changed(
+    test_db: TestDb,
+) {
+    let db = test_db.connect().await;
+    upgrade_to(&db, "legacy").await;
+    let fx = Fx::new(db).await;
+    let tenant = fx.tenant().await;
+    let session = fx.session(tenant, 0).await;
+    fx.flow(tenant, None, Some(session), None, 1).await;
+    let import = fx.import(Some(tenant), Some(session)).await;
+    let edited = fx.raw(import, Some(tenant), Some(session)).await;
+    let broken = fx.raw(import, Some(tenant), Some(session)).await;
+    let deleted = fx.asset(tenant, Some(session)).await;
+    let lost = fx.asset(tenant, Some(session)).await;
+
+    // The application writes during the upgrade, before the ledger starts: the ledger is not
+    // continuous with the fingerprints, so only the online check may use it.
+    upgrade_to(&fx.db, "legacy_write_signal").await;
+    fx.asset(tenant, Some(session)).await;
+    upgrade_to(&fx.db, "head").await;
+    let start = write_ledger::load_start(&fx.db).await.unwrap().unwrap();
+    assert!(!start.continuous, "{start:?}");
+    assert!(start.detail.contains("assets"), "{start:?}");
+
+    // The application inserts, updates and deletes after the start.
+    fx.raw(import, Some(tenant), Some(session)).await;
+    fx.sql(&format!(
+        "UPDATE raw_import_records SET processing_notes = 'edited by the application' WHERE id = '{edited}'"
+    ))
+    .await;
+    fx.sql(&format!("DELETE FROM assets WHERE id = '{deleted}'"))
+        .await;
+
+    let exact = verify(&fx.db).await.unwrap();
+    assert!(
+        !exact.is_ok(),
+        "the exact proof cannot pass: {}",
+        exact.summary()
+    );
+    assert!(
+        exact.summary().contains("verify --online"),
+        "{}",
+        exact.summary()
+    );
+    let online = verify_online(&fx.db).await.unwrap();
+    assert!(online.is_ok(), "{}", online.summary());
+    let ledger = online.ledger.as_ref().unwrap();
+    let written: i64 = ledger.tables.iter().map(|t| t.written_by_application).sum();
+    assert!(written >= 3, "{ledger:?}");
+    assert_eq!(marker_rows(&fx).await, 0, "no marker row is ever committed");
+
+    // Now "flowkey" changes a legacy value, loses a row and adds one: each is named.
+    written_by_flowkey(
+        &fx.db,
+        &format!("UPDATE raw_import_records SET processing_notes = 'changed by flowkey' WHERE id = '{broken}'"),
+    )
+    .await;
+    written_by_flowkey(&fx.db, &format!("DELETE FROM assets WHERE id = '{lost}'")).await;
+    let added = Uuid::new_v4();
+    written_by_flowkey(
+        &fx.db,
+        &format!("INSERT INTO client_accounts (id, name) VALUES ('{added}', 'added by flowkey')"),
+    )
+    .await;
+    assert_eq!(marker_rows(&fx).await, 0, "no marker row is ever committed");
+    let online = verify_online(&fx.db).await.unwrap();
+    assert!(!online.is_ok());
+    assert_eq!(
+        unexplained(&online),
+        vec![
+            ("assets".to_owned(), lost.to_string(), "lost".to_owned()),
+            (
+                "client_accounts".to_owned(),
+                added.to_string(),
+                "added".to_owned()
+            ),
+            (
+                "raw_import_records".to_owned(),
+                broken.to_string(),
+                "changed".to_owned()
+            ),
+        ]
+    );
+    let summary = online.summary();
+    assert!(
+        summary.contains("3 legacy rows differ")
+            && summary.contains("raw_import_records: 1 changed"),
+        "{summary}"
+    );
+
+    // The way down removes the triggers and empties the ledger (flowkey's own tables stay);
+    // the online check then says it has nothing to compare.
+    downgrade_to(&fx.db, "-1").await;
+    assert!(write_ledger::load_start(&fx.db).await.unwrap().is_none());
+    assert_eq!(
+        fx.count("SELECT count(*) FROM flowkey_row_baseline").await,
+        0
+    );
+    fx.asset(tenant, Some(session)).await;
+    assert_eq!(
+        fx.count("SELECT count(*) FROM flowkey_write_ledger").await,
+        0,
+        "no trigger records after the way down"
+    );
+    let without = verify_online(&fx.db).await.unwrap();
+    assert!(!without.is_ok());
+    assert!(
+        without.summary().contains("no write ledger"),
+        "{}",
+        without.summary()
+    );
+}
+both_engines!(
+    online_check_names_changes_not_made_by_the_application,
+    the_online_check_passes_while_the_application_writes_and_names_what_else_changed
+);
+
+async fn a_ledger_started_on_a_quiet_database_is_continuous_with_the_fingerprints(test_db: TestDb) {
+    let db = test_db.connect().await;
+    upgrade_to(&db, "legacy").await;
+    let fx = Fx::new(db).await;
+    let tenant = fx.tenant().await;
+    let session = fx.session(tenant, 0).await;
+    fx.flow(tenant, None, Some(session), None, 1).await;
+    let import = fx.import(Some(tenant), Some(session)).await;
+    let raw = fx.raw(import, Some(tenant), Some(session)).await;
+    fx.field_mapping(import).await;
+    fx.llm(Some(tenant), Some(&session.to_string())).await;
+
+    upgrade_to(&fx.db, "head").await;
+    let start = write_ledger::load_start(&fx.db).await.unwrap().unwrap();
+    assert!(start.continuous, "a quiet upgrade: {start:?}");
+
+    // The application writes: the exact proof fails as it always did (it cannot tell whose
+    // writes they are), the online check passes.
+    fx.asset(tenant, Some(session)).await;
+    fx.sql(&format!(
+        "UPDATE raw_import_records SET is_valid = {} WHERE id = '{raw}'",
+        match fx.engine() {
+            flowkey::db::Engine::Sqlite => "0",
+            flowkey::db::Engine::Postgres => "false",
+        }
+    ))
+    .await;
+    let exact = verify(&fx.db).await.unwrap();
+    assert!(!exact.fingerprints_match());
+    assert!(!exact.is_ok());
+    assert!(
+        exact.summary().contains("verify --online"),
+        "{}",
+        exact.summary()
+    );
+    let online = verify_online(&fx.db).await.unwrap();
+    assert!(online.is_ok(), "{}", online.summary());
+    assert!(
+        online
+            .ledger
+            .as_ref()
+            .unwrap()
+            .summary()
+            .contains("since before the upgrade"),
+        "{}",
+        online.ledger.as_ref().unwrap().summary()
+    );
+
+    // A change flowkey's own transaction makes fails it, named.
+    written_by_flowkey(
+        &fx.db,
+        &format!("UPDATE data_imports SET status = 'changed by flowkey' WHERE id = '{import}'"),
+    )
+    .await;
+    let report = verify_online(&fx.db).await.unwrap();
+    assert!(!report.is_ok());
+    assert_eq!(
+        unexplained(&report),
+        vec![(
+            "data_imports".to_owned(),
+            import.to_string(),
+            "changed".to_owned()
+        )]
+    );
+}
+both_engines!(
+    quiet_start_is_continuous,
+    a_ledger_started_on_a_quiet_database_is_continuous_with_the_fingerprints
+);
