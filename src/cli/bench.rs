@@ -39,6 +39,15 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 5)]
         rounds: u32,
     },
+    /// The write ledger's cost on an old-code INSERT into `assets`: every trigger against
+    /// every trigger but the ledger's, same run, interleaved rounds, best round each; every
+    /// round is rolled back (database at write_ledger).
+    LedgerWrite {
+        #[arg(long, default_value_t = 2_000)]
+        rows: u32,
+        #[arg(long, default_value_t = 5)]
+        rounds: u32,
+    },
 }
 
 pub async fn run(args: BenchArgs, global: &GlobalArgs) -> anyhow::Result<()> {
@@ -55,6 +64,21 @@ pub async fn run(args: BenchArgs, global: &GlobalArgs) -> anyhow::Result<()> {
             println!(
                 "{}: old-code INSERT {:.1} us with the dual-write trigger, {:.1} us with the signal too: {:.2}x ({} rows x {} rounds, best round)",
                 cost.table, cost.dual_write_only_us, cost.with_signal_us, cost.ratio, cost.rows_per_round, cost.rounds
+            );
+            Ok(())
+        }
+        BenchCommand::LedgerWrite { rows, rounds } => {
+            let db = connect(global).await?;
+            let cost =
+                flowkey::migrate::flow::write_ledger::measure_ledger_cost(&db, rows, rounds).await;
+            db.close().await;
+            let cost = cost?;
+            if global.json {
+                return print_json(&cost);
+            }
+            println!(
+                "assets: old-code INSERT {:.1} us without the ledger, {:.1} us with it: {:.2}x ({} rows x {} rounds, best round)",
+                cost.without_ledger_us, cost.with_ledger_us, cost.ratio, cost.rows_per_round, cost.rounds
             );
             Ok(())
         }

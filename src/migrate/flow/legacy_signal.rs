@@ -229,6 +229,33 @@ pub async fn measure_signal_cost(
     rounds: u32,
 ) -> Result<SignalCost, MigrateError> {
     let table = "assets";
+    let without_signal = match db.engine() {
+        Engine::Postgres => {
+            "ALTER TABLE assets DISABLE TRIGGER flowkey_a_legacy_write_insert".to_owned()
+        }
+        Engine::Sqlite => "DROP TRIGGER flowkey_lw_assets_insert".to_owned(),
+    };
+    let best = old_code_insert_cost(db, rows_per_round, rounds, &without_signal).await?;
+    Ok(SignalCost {
+        table,
+        rows_per_round,
+        rounds,
+        dual_write_only_us: best[0],
+        with_signal_us: best[1],
+        ratio: best[1] / best[0].max(1e-9),
+    })
+}
+
+/// The best round's microseconds per old-code INSERT into `assets` (session key, no flow)
+/// `[without, with]` a trigger, which `without_trigger` (a statement in the round's
+/// transaction, rolled back with it) disables or drops: interleaved rounds, every round
+/// rolled back. Needs a mapped session. The legacy-write signal's and the write ledger's cost.
+pub(crate) async fn old_code_insert_cost(
+    db: &Db,
+    rows_per_round: u32,
+    rounds: u32,
+    without_trigger: &str,
+) -> Result<[f64; 2], MigrateError> {
     let pick = "SELECT CAST(s.id AS TEXT), CAST(s.client_account_id AS TEXT), \
                 CAST(s.engagement_id AS TEXT) FROM data_import_sessions s \
                 JOIN session_flow_mapping m ON m.session_id = s.id \
@@ -242,19 +269,13 @@ pub async fn measure_signal_cost(
         Engine::Sqlite => "INSERT INTO assets (id, client_account_id, engagement_id, session_id, name, asset_type) \
              VALUES (lower(hex(randomblob(16))), $1, $2, $3, 'bench', 'server')",
     };
-    let without_signal = match db.engine() {
-        Engine::Postgres => {
-            "ALTER TABLE assets DISABLE TRIGGER flowkey_a_legacy_write_insert".to_owned()
-        }
-        Engine::Sqlite => "DROP TRIGGER flowkey_lw_assets_insert".to_owned(),
-    };
     let mut best = [f64::MAX, f64::MAX];
     for _ in 0..rounds {
         for (variant, slot) in best.iter_mut().enumerate() {
             let elapsed: Duration = on_pool!(db, pool => {
                 let mut tx = pool.begin().await?;
                 if variant == 0 {
-                    sqlx::query(&without_signal).execute(&mut *tx).await?;
+                    sqlx::query(without_trigger).execute(&mut *tx).await?;
                 }
                 let started = Instant::now();
                 for _ in 0..rows_per_round {
@@ -273,12 +294,5 @@ pub async fn measure_signal_cost(
             *slot = slot.min(per_row);
         }
     }
-    Ok(SignalCost {
-        table,
-        rows_per_round,
-        rounds,
-        dual_write_only_us: best[0],
-        with_signal_us: best[1],
-        ratio: best[1] / best[0].max(1e-9),
-    })
+    Ok(best)
 }

@@ -273,8 +273,11 @@ async fn verify_and_record_as(db: &Db, online: bool) -> Result<VerifyReport, Mig
             None
         }
     };
-    let mut report = crate::migrate::flow::verify(db).await?;
-    report.online = online;
+    let report = if online {
+        crate::migrate::flow::verify::verify_online(db).await?
+    } else {
+        crate::migrate::flow::verify(db).await?
+    };
     if let Some(mark) = mark {
         if let Err(err) = record(db, &mark, &report).await {
             tracing::warn!(error = %err, "cannot store the verification; readiness will check again");

@@ -809,3 +809,44 @@ pub async fn unmark_migration_write(tx: &mut Tx<'_>) -> Result<(), sqlx::Error> 
     }
     Ok(())
 }
+
+/// What the ledger costs an old-code write: single-row INSERTs into `assets` with every
+/// trigger of the database at `write_ledger` (dual-write, legacy-write signal, ledger) against
+/// the same without the ledger's trigger, interleaved rounds, each rolled back.
+#[derive(Debug, Clone, Serialize)]
+pub struct LedgerCost {
+    pub rows_per_round: u32,
+    pub rounds: u32,
+    /// Best round, microseconds per INSERT.
+    pub without_ledger_us: f64,
+    pub with_ledger_us: f64,
+    /// `with_ledger_us / without_ledger_us`.
+    pub ratio: f64,
+}
+
+/// Measures [`LedgerCost`] (a database at `write_ledger` with a mapped session). Nothing is
+/// kept.
+pub async fn measure_ledger_cost(
+    db: &Db,
+    rows_per_round: u32,
+    rounds: u32,
+) -> Result<LedgerCost, MigrateError> {
+    let without_ledger = match db.engine() {
+        Engine::Postgres => "ALTER TABLE assets DISABLE TRIGGER flowkey_write_ledger",
+        Engine::Sqlite => "DROP TRIGGER flowkey_ledger_insert_assets",
+    };
+    let [without, with] = crate::migrate::flow::legacy_signal::old_code_insert_cost(
+        db,
+        rows_per_round,
+        rounds,
+        without_ledger,
+    )
+    .await?;
+    Ok(LedgerCost {
+        rows_per_round,
+        rounds,
+        without_ledger_us: without,
+        with_ledger_us: with,
+        ratio: with / without.max(1e-9),
+    })
+}

@@ -92,6 +92,7 @@ async fn a_connection_lost_between_steps_leaves_the_revision_dirty_and_a_rerun_f
     // Down: the connection goes between flow_expand's two steps down.
     let before_expand = steps_of(
         &[
+            "write_ledger",
             "legacy_write_signal",
             "live_mapping",
             "service_state",
