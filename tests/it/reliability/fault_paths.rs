@@ -1,7 +1,7 @@
 //! The runner's error paths that only a database failing at one precise moment takes, driven
 //! through the fault injection points (`FAILPOINTS`, see `flowkey::migrate::faults`) on the
 //! real binary: a failure right after the deploy lock was taken, a rollback that fails after
-//! a failed step; and, without a fault point, SQLite reporting busy when the deploy lock is
+//! a failed step, a backfill batch whose commit or a sweep that fails; and, without a fault point, SQLite reporting busy when the deploy lock is
 //! taken. Each ends in the one `error:`
 //! line naming the fault, leaves the state the runner's book says, and a rerun ends like an
 //! uninterrupted run.
@@ -10,12 +10,15 @@ use std::time::{Duration, Instant};
 
 use flowkey::db::introspect::introspect;
 use flowkey::db::Engine;
+use flowkey::migrate::flow::{self, FingerprintScope};
 use sqlx::Connection;
 
 use crate::both_engines;
 use crate::support::flow_support::{audit_events, error_line, history_of};
 use crate::support::harness::TestDb;
-use crate::support::reliability_support::{flowkey, run_ok, run_with_faults};
+use crate::support::reliability_support::{
+    assert_same, flowkey, run_ok, run_with_faults, seeded, small_seed, snapshot, UPGRADE_HEAD,
+};
 
 /// The fault point inside a SQL step's transaction, before its script, on `engine`.
 fn before_script(engine: Engine) -> &'static str {
@@ -125,3 +128,51 @@ async fn a_sqlite_run_that_finds_the_database_busy_waits_for_the_deploy_lock() {
     let db = test_db.connect().await;
     assert!(history_of(&db, "flow_mapping").await.is_current);
 }
+
+/// A backfill batch that fails before its commit (a serialization failure), then, on the
+/// rerun, a sweep that fails before it starts (a lost connection): each run stops with the
+/// one line naming the fault and leaves `flow_backfill` dirty; the last rerun ends like an
+/// uninterrupted run.
+async fn a_backfill_failing_before_a_batch_commit_or_its_sweep_resumes_to_the_same_end(
+    test_db: TestDb,
+) {
+    let clean_db = TestDb::fresh(test_db.engine).await;
+    let config = small_seed();
+    seeded(&test_db, &config).await;
+    seeded(&clean_db, &config).await;
+    let db = test_db.connect().await;
+    let clean = clean_db.connect().await;
+    run_ok(&clean_db.url, UPGRADE_HEAD);
+    let head = snapshot(&clean, FingerprintScope::WithoutMigrationFlows).await;
+
+    for (point, kind) in [
+        (
+            "backfill::before_batch_commit",
+            "2*off->return(serialization_failure)",
+        ),
+        ("backfill::before_sweep", "return(connection_lost)"),
+    ] {
+        let (status, stderr) =
+            run_with_faults(&test_db.url, UPGRADE_HEAD, &format!("{point}={kind}"));
+        assert_eq!(status.code(), Some(1), "{point}: {stderr}");
+        let error = error_line(&stderr);
+        assert!(error.contains(&format!("injected at {point}")), "{error}");
+        let dirty = history_of(&db, "flow_backfill")
+            .await
+            .dirty
+            .unwrap_or_else(|| panic!("{point}: flow_backfill is not dirty"));
+        assert_eq!(dirty.direction, "up", "{point}");
+    }
+
+    run_ok(&test_db.url, UPGRADE_HEAD);
+    assert_same(
+        &snapshot(&db, FingerprintScope::WithoutMigrationFlows).await,
+        &head,
+        "upgrade after failed backfill batches and sweep",
+    );
+    assert!(flow::verify(&db).await.unwrap().is_ok());
+}
+both_engines!(
+    a_backfill_failing_before_a_batch_commit_or_its_sweep_resumes_to_the_same_end,
+    a_backfill_failing_before_a_batch_commit_or_its_sweep_resumes_to_the_same_end
+);
