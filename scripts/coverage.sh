@@ -1,68 +1,55 @@
 #!/usr/bin/env bash
-# Measures line coverage with cargo-tarpaulin's LLVM engine (source-based instrumentation,
-# read by tarpaulin itself: no llvm-tools component needed) over the unit tests and the
-# integration suite, every database test on SQLite and on PostgreSQL. Not run by CI.
+# Line coverage of the migration code (src/migrate/** and src/db/introspect.rs) with
+# cargo-llvm-cov (LLVM source-based coverage), over the tests that exercise it: the unit tests
+# and the integration suite's migrate, cli, platform and reliability folders, with the fault
+# injection points compiled in (--features failpoints), every database test on SQLite and on
+# PostgreSQL. Fails when the migration code's figure is below scripts/coverage-floor.txt.
 #
-#   scripts/coverage.sh                  # whole suite -> target/coverage/{lcov.info,tarpaulin-report.json}
-#   scripts/coverage.sh -- coverage_     # arguments after -- go to the test binaries (a filter)
-#   COVERAGE_OUT=dir scripts/coverage.sh # another output directory
-#   COVERAGE_FULL_BUILD=1 scripts/coverage.sh
+#   scripts/coverage.sh                     # -> target/coverage/lcov.info, figures, uncovered lines
+#   scripts/coverage.sh migrate::runner     # integration tests matching these filters instead
+#   COVERAGE_OUT=dir scripts/coverage.sh    # another output directory
+#   COVERAGE_NO_FLOOR=1 scripts/coverage.sh # report without failing (a filtered run is partial)
 #
-# By default only flowkey's own crates are instrumented: cargo runs them through a
-# RUSTC_WORKSPACE_WRAPPER that adds -Cinstrument-coverage -Clink-dead-code, and tarpaulin's
-# RUSTFLAGS are dropped, so the dependencies already compiled in target/debug are reused
-# (tarpaulin's own way rebuilds every dependency instrumented in target/tarpaulin, which
-# takes very long on a small machine). Coverage of dependencies is not wanted anyway. The
-# flowkey crates in target/debug are left instrumented; the next `cargo test` rebuilds them.
-# COVERAGE_FULL_BUILD=1 uses tarpaulin's standard build instead (same figures, slower).
-#
-# Then prints the overall figure, the migration code's figure per file and every uncovered
-# line of src/migrate/** and src/db/introspect.rs (scripts/coverage_summary.py; several lcov
-# files given to it are merged, a line counting as covered if any run hit it).
+# The instrumented build lives in target/llvm-cov-target (cargo-llvm-cov's own target dir),
+# so it never invalidates target/debug. The CLI tests run the `flowkey` binary that cargo
+# built for the tests: cargo-llvm-cov instruments it too and sets LLVM_PROFILE_FILE for the
+# whole run, so every child process writes its profile and the binary counts in the report.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+LLVM_COV_VERSION=0.9.1
+if ! cargo llvm-cov --version 2>/dev/null | grep -qx "cargo-llvm-cov $LLVM_COV_VERSION"; then
+  echo "== installing cargo-llvm-cov $LLVM_COV_VERSION"
+  cargo install cargo-llvm-cov --version "$LLVM_COV_VERSION" --locked
+fi
+# llvm-profdata and llvm-cov come from the toolchain's llvm-tools component
+# (rust-toolchain.toml lists it; rustup installs it if missing).
+rustup component add llvm-tools >/dev/null 2>&1 || true
+
 FLOWKEY_TEST_PG_URL=$(bash scripts/ensure-postgres.sh)
 export FLOWKEY_TEST_PG_URL
 OUT=${COVERAGE_OUT:-target/coverage}
-TEST_ARGS=()
-if [[ "${1:-}" == "--" ]]; then
-  shift
-  TEST_ARGS=("$@")
+mkdir -p "$OUT"
+FILTERS=("$@")
+if [[ ${#FILTERS[@]} -eq 0 ]]; then
+  FILTERS=(migrate:: cli:: platform:: reliability::)
 fi
-TARGET_DIR=target/tarpaulin
-if [[ -z "${COVERAGE_FULL_BUILD:-}" ]]; then
-  TARGET_DIR=target
-  WRAPPERS=$(mktemp -d)
-  trap 'rm -rf "$WRAPPERS"' EXIT
-  REAL_CARGO=$(command -v cargo)
-  cat >"$WRAPPERS/rustc-instrumented" <<'WRAPPER'
-#!/usr/bin/env bash
-rustc="$1"; shift
-for arg in "$@"; do
-  if [[ "$arg" == "--crate-name" ]]; then
-    exec "$rustc" "$@" -Cinstrument-coverage -Clink-dead-code -Cdebuginfo=2 -Cstrip=none
-  fi
-done
-exec "$rustc" "$@"
-WRAPPER
-  cat >"$WRAPPERS/cargo" <<WRAPPER
-#!/usr/bin/env bash
-unset RUSTFLAGS CARGO_ENCODED_RUSTFLAGS RUSTDOCFLAGS CARGO_ENCODED_RUSTDOCFLAGS
-export RUSTC_WORKSPACE_WRAPPER="$WRAPPERS/rustc-instrumented"
-exec "$REAL_CARGO" "\$@"
-WRAPPER
-  chmod +x "$WRAPPERS/cargo" "$WRAPPERS/rustc-instrumented"
-  export PATH="$WRAPPERS:$PATH"
+
+# Profiles of an earlier run would be merged into this one; the build is kept.
+cargo llvm-cov clean --profraw-only
+# A failing test fails the script, after the report (which is still worth reading).
+tests_failed=0
+cargo llvm-cov --no-report --locked --features failpoints --lib -- --test-threads 2 || tests_failed=1
+cargo llvm-cov --no-report --locked --features failpoints --test it --no-fail-fast \
+  -- --test-threads 2 "${FILTERS[@]}" || tests_failed=1
+cargo llvm-cov report --lcov --output-path "$OUT/lcov.info"
+
+FLOOR=()
+if [[ -z "${COVERAGE_NO_FLOOR:-}" ]]; then
+  FLOOR=(--floor scripts/coverage-floor.txt)
 fi
-# The flowkey binary is listed as an object: the CLI tests run it as a child process.
-cargo-tarpaulin tarpaulin \
-  --engine llvm \
-  --lib --test it \
-  --skip-clean --no-fail-fast \
-  --target-dir "$TARGET_DIR" \
-  --timeout 3600 \
-  --exclude-files 'tests/*' --exclude-files 'benches/*' \
-  --objects "$TARGET_DIR/debug/flowkey" \
-  --out Json --out Lcov --output-dir "$OUT" \
-  -- --test-threads 2 "${TEST_ARGS[@]}"
-python3 scripts/coverage_summary.py --uncovered "$OUT/lcov.info"
+python3 scripts/coverage_summary.py --uncovered "${FLOOR[@]}" "$OUT/lcov.info"
+if [[ $tests_failed -ne 0 ]]; then
+  echo "coverage: some tests failed (see above); the figures miss what they would have run" >&2
+  exit 1
+fi

@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
 """Summarises one or more lcov files (merged: a line counts as covered if any run hit it).
 
-Usage: coverage_summary.py [--uncovered] LCOV [LCOV ...]
+Usage: coverage_summary.py [--uncovered] [--floor FILE] LCOV [LCOV ...]
 
 Prints the overall line coverage, the coverage of the migration code (src/migrate/** and
 src/db/introspect.rs) per file, and with --uncovered every uncovered line of that code as
-ranges with the first line of source text.
+ranges with the first line of source text. With --floor, exits 1 when the migration code's
+figure is below the percentage written in FILE (its first line that is not a comment).
 """
 import os
 import sys
@@ -58,10 +59,24 @@ def figure(lines):
     return covered, total, (100.0 * covered / total) if total else 100.0
 
 
+def read_floor(path):
+    with open(path, encoding="utf-8") as handle:
+        for line in handle:
+            line = line.strip()
+            if line and not line.startswith("#"):
+                return float(line)
+    raise SystemExit(f"{path}: no floor figure in it")
+
+
 def main():
     args = sys.argv[1:]
     show_uncovered = "--uncovered" in args
     args = [arg for arg in args if arg != "--uncovered"]
+    floor = None
+    if "--floor" in args:
+        at = args.index("--floor")
+        floor = read_floor(args[at + 1])
+        del args[at : at + 2]
     root = os.getcwd()
     hits = read(args, root)
     files = {f: l for f, l in hits.items() if f.startswith("src/")}
@@ -74,6 +89,7 @@ def main():
     print(f"src/migrate/**: {covered}/{total} lines, {percent:.2f}%")
     both = {(f, n): c for f, l in migration.items() for n, c in l.items()}
     covered, total, percent = figure(both)
+    migration_percent = percent
     print(f"src/migrate/** + src/db/introspect.rs: {covered}/{total} lines, {percent:.2f}%")
     print()
     print("| file | covered | lines | % |")
@@ -96,6 +112,15 @@ def main():
                 text = source[start - 1].strip() if start - 1 < len(source) else ""
                 where = f"{start}" if start == end else f"{start}-{end}"
                 print(f"- {where}: `{text[:90]}`")
+    if floor is not None:
+        # Compared at the printed precision, so that the recorded figure itself passes.
+        if round(migration_percent, 2) < floor:
+            print(
+                f"\ncoverage: the migration code is at {migration_percent:.2f}%, below the floor of "
+                f"{floor:.2f}% (scripts/coverage-floor.txt): cover the new lines with a test"
+            )
+            sys.exit(1)
+        print(f"\ncoverage: {migration_percent:.2f}% is at or above the floor of {floor:.2f}%")
 
 
 if __name__ == "__main__":

@@ -177,18 +177,38 @@ mod tests {
         }
     }
 
+    /// The driver error inside an injected error, if it is a database error.
+    fn database_error(err: MigrateError) -> Option<Box<dyn sqlx::error::DatabaseError>> {
+        match err {
+            MigrateError::Sql(sqlx::Error::Database(err)) => Some(err),
+            _ => None,
+        }
+    }
+
     #[test]
     fn injected_errors_carry_the_codes_the_engines_use() {
-        let MigrateError::Sql(sqlx::Error::Database(err)) =
-            injected("p", Some("lock_timeout".into()))
-        else {
-            panic!("a database error");
-        };
-        assert_eq!(err.code().as_deref(), Some("55P03"));
-        assert!(err.message().contains("injected at p"));
+        for (kind, code) in [
+            ("lock_timeout", "55P03"),
+            ("serialization_failure", "40001"),
+            ("deadlock", "40P01"),
+            ("busy", "5"),
+            ("disk_full", "53100"),
+            ("sqlite_full", "13"),
+            ("admin_shutdown", "57P01"),
+        ] {
+            let mut err = database_error(injected("p", Some(kind.into())))
+                .unwrap_or_else(|| panic!("{kind}: not a database error"));
+            assert_eq!(err.code().as_deref(), Some(code), "{kind}");
+            assert!(err.message().contains("injected at p"), "{kind}");
+            assert!(matches!(err.kind(), sqlx::error::ErrorKind::Other));
+            assert_eq!(err.as_error().to_string(), err.message());
+            assert_eq!(err.as_error_mut().to_string(), err.message());
+            assert!(err.into_error().to_string().contains("injected at p"));
+        }
         assert!(matches!(
             injected("p", None),
             MigrateError::Sql(sqlx::Error::Io(_))
         ));
+        assert!(database_error(injected("p", Some("pool_timeout".into()))).is_none());
     }
 }

@@ -58,6 +58,8 @@ mod reliability {
     mod instances;
     // Faults are armed in the binary, which reads FAILPOINTS only when built with the feature.
     #[cfg(feature = "failpoints")]
+    mod fault_paths;
+    #[cfg(feature = "failpoints")]
     mod injected_faults;
     mod pg_restart;
     mod pgbouncer;

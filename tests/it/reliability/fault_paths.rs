@@ -1,0 +1,178 @@
+//! The runner's error paths that only a database failing at one precise moment takes, driven
+//! through the fault injection points (`FAILPOINTS`, see `flowkey::migrate::faults`) on the
+//! real binary: a failure right after the deploy lock was taken, a rollback that fails after
+//! a failed step, a backfill batch whose commit or a sweep that fails; and, without a fault point, SQLite reporting busy when the deploy lock is
+//! taken. Each ends in the one `error:`
+//! line naming the fault, leaves the state the runner's book says, and a rerun ends like an
+//! uninterrupted run.
+
+use std::time::{Duration, Instant};
+
+use flowkey::db::introspect::introspect;
+use flowkey::db::Engine;
+use flowkey::migrate::flow::{self, FingerprintScope};
+use sqlx::Connection;
+
+use crate::both_engines;
+use crate::support::flow_support::{audit_events, error_line, history_of};
+use crate::support::harness::TestDb;
+use crate::support::reliability_support::{
+    assert_same, flowkey, run_ok, run_with_faults, seeded, small_seed, snapshot, UPGRADE_HEAD,
+};
+
+/// The fault point inside a SQL step's transaction, before its script, on `engine`.
+fn before_script(engine: Engine) -> &'static str {
+    match engine {
+        Engine::Sqlite => "runner::before_sqlite_script",
+        Engine::Postgres => "runner::before_postgres_script",
+    }
+}
+
+/// A failure right after the deploy lock was taken (before flowkey's tables exist): the run
+/// gives the lock back before it stops, so the next run takes it at once and has no dead
+/// holder to take it over from.
+async fn a_failure_right_after_taking_the_deploy_lock_gives_the_lock_back(test_db: TestDb) {
+    let (status, stderr) = run_with_faults(
+        &test_db.url,
+        &["upgrade", "legacy", "--lock-wait-secs", "0"],
+        "runner::after_lock_acquire=return(connection_lost)",
+    );
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    let error = error_line(&stderr);
+    assert!(
+        error.contains("injected at runner::after_lock_acquire"),
+        "{error}"
+    );
+    let db = test_db.connect().await;
+    assert!(introspect(&db).await.unwrap().is_empty(), "nothing ran");
+
+    run_ok(
+        &test_db.url,
+        &["upgrade", "legacy", "--lock-wait-secs", "0"],
+    );
+    assert!(history_of(&db, "legacy").await.is_current);
+    let taken_over = audit_events(&db, "lock_taken_over").await;
+    assert!(taken_over.is_empty(), "{taken_over:?}");
+}
+both_engines!(
+    a_failure_right_after_taking_the_deploy_lock_gives_the_lock_back,
+    a_failure_right_after_taking_the_deploy_lock_gives_the_lock_back
+);
+
+/// A step that fails and whose rollback fails too (the connection went): the step's own
+/// error is the one reported, nothing of the step stays, the revision is dirty with no step
+/// done, and the rerun runs the step.
+async fn a_failed_rollback_after_a_failed_step_reports_the_step_error(test_db: TestDb) {
+    let (status, stderr) = run_with_faults(
+        &test_db.url,
+        &["upgrade", "legacy"],
+        &format!(
+            "{}=return(disk_full);runner::before_rollback=return(connection_lost)",
+            before_script(test_db.engine)
+        ),
+    );
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    let error = error_line(&stderr);
+    assert!(
+        error.contains("step \"create legacy schema\" of revision \"legacy\" failed")
+            && error.contains(&format!("injected at {}", before_script(test_db.engine)))
+            && !error.contains("before_rollback"),
+        "{error}"
+    );
+    let db = test_db.connect().await;
+    assert!(introspect(&db).await.unwrap().is_empty(), "rolled back");
+    let dirty = history_of(&db, "legacy").await.dirty.expect("dirty");
+    assert_eq!((dirty.direction.as_str(), dirty.steps_done), ("up", 0));
+
+    run_ok(&test_db.url, &["upgrade", "legacy"]);
+    assert!(history_of(&db, "legacy").await.is_current);
+    assert!(!introspect(&db).await.unwrap().is_empty());
+}
+both_engines!(
+    a_failed_rollback_after_a_failed_step_reports_the_step_error,
+    a_failed_rollback_after_a_failed_step_reports_the_step_error
+);
+
+/// SQLite only (PostgreSQL's lock is an advisory lock, with no row to write): another
+/// connection holds SQLite's write lock, with no deploy lock row, for longer than the busy
+/// timeout (10 s) when a run tries to take the deploy lock. The run's insert of the lock row
+/// gets SQLITE_BUSY; the run does not fail but waits, and takes the lock once the write lock
+/// is given back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sqlite_run_that_finds_the_database_busy_waits_for_the_deploy_lock() {
+    let test_db = TestDb::fresh(Engine::Sqlite).await;
+    // The lock table exists from here on, so taking the lock needs only the row's insert.
+    run_ok(&test_db.url, &["upgrade", "legacy"]);
+    let mut writer = sqlx::SqliteConnection::connect(&test_db.url).await.unwrap();
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut writer)
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let run = flowkey(
+        &test_db.url,
+        &["upgrade", "flow_mapping", "--lock-wait-secs", "0"],
+    )
+    .spawn()
+    .unwrap();
+    let held_for = Duration::from_secs(12);
+    tokio::time::sleep(held_for).await;
+    sqlx::query("ROLLBACK").execute(&mut writer).await.unwrap();
+    let output = tokio::task::spawn_blocking(move || run.wait_with_output())
+        .await
+        .unwrap()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(started.elapsed() >= held_for);
+    let db = test_db.connect().await;
+    assert!(history_of(&db, "flow_mapping").await.is_current);
+}
+
+/// A backfill batch that fails before its commit (a serialization failure), then, on the
+/// rerun, a sweep that fails before it starts (a lost connection): each run stops with the
+/// one line naming the fault and leaves `flow_backfill` dirty; the last rerun ends like an
+/// uninterrupted run.
+async fn a_backfill_failing_before_a_batch_commit_or_its_sweep_resumes_to_the_same_end(
+    test_db: TestDb,
+) {
+    let clean_db = TestDb::fresh(test_db.engine).await;
+    let config = small_seed();
+    seeded(&test_db, &config).await;
+    seeded(&clean_db, &config).await;
+    let db = test_db.connect().await;
+    let clean = clean_db.connect().await;
+    run_ok(&clean_db.url, UPGRADE_HEAD);
+    let head = snapshot(&clean, FingerprintScope::WithoutMigrationFlows).await;
+
+    for (point, kind) in [
+        (
+            "backfill::before_batch_commit",
+            "2*off->return(serialization_failure)",
+        ),
+        ("backfill::before_sweep", "return(connection_lost)"),
+    ] {
+        let (status, stderr) =
+            run_with_faults(&test_db.url, UPGRADE_HEAD, &format!("{point}={kind}"));
+        assert_eq!(status.code(), Some(1), "{point}: {stderr}");
+        let error = error_line(&stderr);
+        assert!(error.contains(&format!("injected at {point}")), "{error}");
+        let dirty = history_of(&db, "flow_backfill")
+            .await
+            .dirty
+            .unwrap_or_else(|| panic!("{point}: flow_backfill is not dirty"));
+        assert_eq!(dirty.direction, "up", "{point}");
+    }
+
+    run_ok(&test_db.url, UPGRADE_HEAD);
+    assert_same(
+        &snapshot(&db, FingerprintScope::WithoutMigrationFlows).await,
+        &head,
+        "upgrade after failed backfill batches and sweep",
+    );
+    assert!(flow::verify(&db).await.unwrap().is_ok());
+}
+both_engines!(
+    a_backfill_failing_before_a_batch_commit_or_its_sweep_resumes_to_the_same_end,
+    a_backfill_failing_before_a_batch_commit_or_its_sweep_resumes_to_the_same_end
+);
