@@ -523,7 +523,10 @@ async fn verify_table(
     })
 }
 
-/// Begins the read-only transaction of one table's checks. On PostgreSQL one snapshot, and
+/// Begins the read-only transaction of one table's checks. On SQLite a deferred `BEGIN`,
+/// which takes no write lock: with `BEGIN IMMEDIATE` a verify held the database's one write
+/// lock and the application's writers failed with `database is locked` once their busy
+/// timeout ran out. On PostgreSQL one snapshot, and
 /// no nested loops: over a whole table a hash join per lookup is right, and a planner misled
 /// by a lookup table's stale statistics (the mapping is never analyzed before verify runs)
 /// would otherwise probe it once per row.
