@@ -426,7 +426,7 @@ for e in entries:
     if e["event"] == "step" and e.get("direction") == "up" and e.get("duration_ms") is not None \
             and e.get("revision") != "legacy":
         emit(f"step:{e['revision']}/{e['step']}", e["duration_ms"] / 1000)
-    if e["event"] == "progress" and d.get("finished") is not None and d.get("table"):
+    if e["event"] == "progress" and d.get("batches_this_run") is not None and d.get("table"):
         emit(f"backfill_rows_per_second:{d['table']}", round(d.get("rows_per_second", 0)))
 PY
     db_drop "$engine" "${base}_whole"

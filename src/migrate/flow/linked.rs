@@ -336,6 +336,27 @@ impl Path {
         }
     }
 
+    /// The path as a `LEFT JOIN` onto the row, the set-based form of
+    /// [`Path::flow_subquery`]: its `flow` column is the path's flow for a row it applies to,
+    /// NULL otherwise. `None` for a path with several candidates (`order`), which a join
+    /// would turn into several rows.
+    pub fn left_join(&self, row: &str) -> Option<String> {
+        if self.order.is_some() {
+            return None;
+        }
+        let applies = self
+            .applies_sql(row)
+            .map_or_else(String::new, |applies| format!("{applies} AND "));
+        // A source that is itself a join joins the row as one parenthesized item, so its
+        // inner join cannot drop the row.
+        let source = if self.source.contains(" JOIN ") {
+            format!("({})", self.source)
+        } else {
+            self.source.to_owned()
+        };
+        Some(format!("LEFT JOIN {source} ON {applies}{}", self.matches()))
+    }
+
     /// The flow the path gives the row, as a scalar subquery (NULL when none).
     pub fn flow_subquery(&self) -> String {
         let order = self
@@ -417,6 +438,42 @@ impl LinkedTable {
             arms.push_str(&format!(" WHEN {when} THEN {}", path.flow_subquery()));
         }
         format!("(CASE{arms} ELSE NULL END)")
+    }
+}
+
+/// The flow the rules give a row, for a statement over a whole table: the joins to add after
+/// the row's table and the expression over them (see [`LinkedTable::joined_expected_flow`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JoinedFlow {
+    /// `LEFT JOIN ...` items, one per path that has at most one candidate.
+    pub joins: String,
+    /// The flow, NULL when none: the same value as [`LinkedTable::expected_flow_sql`].
+    pub expected: String,
+}
+
+impl LinkedTable {
+    /// [`Self::expected_flow_sql`] as joins: each path with at most one candidate becomes a
+    /// `LEFT JOIN` on its keys (hash joins on PostgreSQL, index lookups on SQLite, instead of
+    /// a correlated subquery per row); a path with an `order` stays a scalar subquery. The
+    /// path aliases (`m`, `d`, `f`) are taken; other joins over the row must use others.
+    pub fn joined_expected_flow(&self, engine: Engine, row: &str) -> JoinedFlow {
+        let mut joins = String::new();
+        let mut arms = String::new();
+        for path in self.paths(engine, row) {
+            let flow = match path.left_join(row) {
+                Some(join) => {
+                    joins.push_str(&format!(" {join}"));
+                    path.flow.to_owned()
+                }
+                None => path.flow_subquery(),
+            };
+            let when = path.applies_sql(row).unwrap_or_else(|| "1 = 1".to_owned());
+            arms.push_str(&format!(" WHEN {when} THEN {flow}"));
+        }
+        JoinedFlow {
+            joins,
+            expected: format!("(CASE{arms} ELSE NULL END)"),
+        }
     }
 }
 

@@ -81,20 +81,6 @@ pub async fn commit_batch(mut tx: crate::db::Tx<'static>) -> Result<(), sqlx::Er
     tx.commit().await
 }
 
-/// Begins the transaction of one read-only batch (verify): like [`begin_batch`], but on SQLite
-/// a deferred `BEGIN`, which takes no write lock. With `BEGIN IMMEDIATE` every verify batch
-/// held the database's one write lock, and the application's writers failed with
-/// `database is locked` once their busy timeout ran out during a long verify.
-pub async fn begin_read_batch(db: &crate::db::Db) -> Result<crate::db::Tx<'static>, sqlx::Error> {
-    let mut tx = db.begin().await?;
-    if let crate::db::Tx::Postgres(conn) = &mut tx {
-        sqlx::query("SET LOCAL plan_cache_mode = force_custom_plan")
-            .execute(&mut **conn)
-            .await?;
-    }
-    Ok(tx)
-}
-
 /// Runs a statement whose only binds are keys (text), in the caller's transaction.
 pub async fn execute_keyed(
     tx: &mut crate::db::Tx<'_>,

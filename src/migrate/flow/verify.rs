@@ -15,7 +15,8 @@
 //! 4. Every `flow_id` of a core table names an existing flow; every mapping row names an
 //!    existing flow of the mapping's tenant, and the session's tenant where the session exists.
 //!
-//! Rows are checked in keyset batches; offending rows are named (capped list).
+//! Each table is checked by one statement over the whole table (every lookup a join on a
+//! key); offending rows are named (capped list).
 
 use std::time::Instant;
 
@@ -29,9 +30,9 @@ use crate::migrate::flow::fingerprint::{
     fingerprint_like_baseline, load_baseline, FingerprintScope,
 };
 use crate::migrate::flow::linked::{
-    linked_up_to, FlowForeignKey, LinkedTable, TenantColumns, LINKED_TABLES,
+    linked_up_to, FlowForeignKey, JoinedFlow, LinkedTable, TenantColumns, LINKED_TABLES,
 };
-use crate::migrate::flow::tables::{begin_read_batch, next_bound, text_of, Key, KeyRange};
+use crate::migrate::flow::tables::text_of;
 use crate::migrate::flow::write_ledger::{self, LedgerComparison};
 use crate::migrate::{MigrateError, StepContext, StepSql};
 
@@ -40,7 +41,6 @@ type Flags = (String, i32, i32, i32);
 
 /// Offending rows named in a report, at most.
 pub const OFFENDING_ROWS_CAP: usize = 100;
-const VERIFY_BATCH: i64 = 10_000;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct VerifyReport {
@@ -284,7 +284,7 @@ fn verify_sql(engine: Engine) -> String {
     let mut out = String::from(
         "-- verify (reads only): recompute the legacy fingerprints and compare them with\n\
          -- flowkey_fingerprints; then, per linked table, the rows whose flow_id is not the one\n\
-         -- the rules give (in batches of the primary key):\n",
+         -- the rules give (checked by one statement per table, lookups as joins):\n",
     );
     let differs = match engine {
         Engine::Postgres => "IS DISTINCT FROM",
@@ -396,18 +396,23 @@ async fn verify_with(
     })
 }
 
-/// The link checks of one linked table over alias `r` (and `x` for the derived row): the
-/// flow the rules give, and when a row's flow is wrong, crosses tenants or names no flow.
+/// The link checks of one linked table as one derived table `x` over the whole table: each
+/// row's id, flow and session, the flow the rules give (`expected`) and 0/1 flags for a flow
+/// of another tenant (`crosses`) and a flow that does not exist (`orphan`); `wrong` is the
+/// condition over `x` for a flow other than the rules give. Every lookup is a `LEFT JOIN` on
+/// a key (the table's paths, its flow, its import), so one statement checks the whole table.
 struct LinkChecks {
-    expected: String,
+    rows: String,
     wrong: &'static str,
-    session: &'static str,
-    crosses: String,
-    orphan: &'static str,
 }
 
+/// Aliases of the joins the checks add beside the paths' (`m`, `d`, `f`): the row's own flow
+/// and, for a table without tenant columns, the row's import.
+const ROW_FLOW: &str = "rf";
+const ROW_IMPORT: &str = "ri";
+
 fn link_checks(engine: Engine, linked: &LinkedTable) -> LinkChecks {
-    let expected = linked.expected_flow_sql(engine, "r");
+    let JoinedFlow { joins, expected } = linked.joined_expected_flow(engine, "r");
     // Where the rules give a flow, the row must carry that one. A row may carry a flow the
     // rules do not give only when it has no session of its own (written at head by new
     // code); a table without a session column has no such rows.
@@ -423,51 +428,70 @@ fn link_checks(engine: Engine, linked: &LinkedTable) -> LinkChecks {
         ),
     };
     // The row's tenant is its own columns, or its import's when it has none.
-    let crosses = match linked.tenant {
-        TenantColumns::OnTheRow => format!(
-            "EXISTS (SELECT 1 FROM discovery_flows f WHERE f.flow_id = r.flow_id AND NOT ({}))",
-            tenancy::agrees_with("r", "f")
+    let (import_join, crosses) = match linked.tenant {
+        TenantColumns::OnTheRow => (
+            String::new(),
+            format!("NOT ({})", tenancy::agrees_with("r", ROW_FLOW)),
         ),
-        TenantColumns::ThroughItsImport => format!(
-            "EXISTS (SELECT 1 FROM data_imports d JOIN discovery_flows f ON f.flow_id = r.flow_id \
-             WHERE d.id = r.data_import_id AND NOT ({}))",
-            tenancy::agrees_with("d", "f")
+        TenantColumns::ThroughItsImport => (
+            format!(" LEFT JOIN data_imports {ROW_IMPORT} ON {ROW_IMPORT}.id = r.data_import_id"),
+            format!(
+                "{ROW_IMPORT}.id IS NOT NULL AND NOT ({})",
+                tenancy::agrees_with(ROW_IMPORT, ROW_FLOW)
+            ),
         ),
     };
     // Audit and log rows outlive their flows: only a foreign-keyed flow_id must exist.
     let orphan = match linked.flow_foreign_key {
-        FlowForeignKey::References => {
-            "NOT EXISTS (SELECT 1 FROM discovery_flows f WHERE f.flow_id = r.flow_id)"
-        }
-        FlowForeignKey::None => "1 = 0",
+        FlowForeignKey::References => format!("{ROW_FLOW}.flow_id IS NULL"),
+        FlowForeignKey::None => "1 = 0".to_owned(),
     };
-    LinkChecks {
-        expected,
-        wrong,
-        session,
-        crosses,
-        orphan,
-    }
+    let rows = format!(
+        "SELECT {id} AS id_text, r.flow_id AS flow_id, {session} AS session_id, \
+                {expected} AS expected, \
+                CASE WHEN {ROW_FLOW}.flow_id IS NOT NULL AND {crosses} THEN 1 ELSE 0 END AS crosses, \
+                CASE WHEN r.flow_id IS NOT NULL AND {orphan} THEN 1 ELSE 0 END AS orphan \
+         FROM {table} r{joins} \
+         LEFT JOIN discovery_flows {ROW_FLOW} ON {ROW_FLOW}.flow_id = r.flow_id{import_join}{fence}",
+        id = text_of(engine, "r.id"),
+        table = linked.name,
+        // Keeps PostgreSQL from inlining the derived table, which would evaluate a path's
+        // scalar subquery once per reference to `expected` instead of once per row.
+        fence = if engine == Engine::Postgres { " OFFSET 0" } else { "" },
+    );
+    LinkChecks { rows, wrong }
 }
 
-/// The rows of `linked` that fail a link check, as one statement over the whole table (the
+/// One table's counts: rows, then rows with a wrong, cross-tenant or orphan flow.
+fn link_counts_sql(engine: Engine, linked: &LinkedTable) -> String {
+    let LinkChecks { rows, wrong } = link_checks(engine, linked);
+    format!(
+        "SELECT count(*), \
+                coalesce(sum(CASE WHEN {wrong} THEN 1 ELSE 0 END), 0), \
+                coalesce(sum(x.crosses), 0), \
+                coalesce(sum(x.orphan), 0) \
+         FROM ({rows}) x"
+    )
+}
+
+/// The first offending rows of a table by id (at most `$1`), each with its three flags.
+fn offending_rows_named_sql(engine: Engine, linked: &LinkedTable) -> String {
+    let LinkChecks { rows, wrong } = link_checks(engine, linked);
+    format!(
+        "SELECT x.id_text, CASE WHEN {wrong} THEN 1 ELSE 0 END, x.crosses, x.orphan \
+         FROM ({rows}) x \
+         WHERE ({wrong}) OR x.crosses = 1 OR x.orphan = 1 \
+         ORDER BY x.id_text LIMIT $1"
+    )
+}
+
+/// How many rows of `linked` fail a link check, as one statement over the whole table (the
 /// offline verify).
 fn offending_rows_sql(engine: Engine, linked: &LinkedTable) -> String {
-    let LinkChecks {
-        expected,
-        wrong,
-        session,
-        crosses,
-        orphan,
-    } = link_checks(engine, linked);
+    let LinkChecks { rows, wrong } = link_checks(engine, linked);
     format!(
-        "SELECT count(*) FROM (SELECT r.flow_id AS flow_id, {session} AS session_id, \
-                {expected} AS expected, \
-                CASE WHEN r.flow_id IS NOT NULL AND {crosses} THEN 1 ELSE 0 END AS crosses, \
-                CASE WHEN r.flow_id IS NOT NULL AND {orphan} THEN 1 ELSE 0 END AS orphan \
-         FROM {table} r OFFSET 0) x \
-         WHERE ({wrong}) OR x.crosses = 1 OR x.orphan = 1",
-        table = linked.name,
+        "SELECT count(*) FROM ({rows}) x \
+         WHERE ({wrong}) OR x.crosses = 1 OR x.orphan = 1"
     )
 }
 
@@ -517,6 +541,9 @@ pub fn verify_all_offline_sql(engine: Engine) -> String {
 /// What the runnable `--sql` script runs for a verify step.
 pub const VERIFY_OFFLINE: StepSql = StepSql::Generated(verify_all_offline_sql);
 
+/// Checks one table with one statement over the whole table, then, only when it found
+/// something and the list has room, names the first offending rows; both read one snapshot
+/// of a read-only transaction (a deferred `BEGIN` on SQLite: a read lock, no write lock).
 async fn verify_table(
     db: &Db,
     linked: &LinkedTable,
@@ -524,92 +551,69 @@ async fn verify_table(
 ) -> Result<TableVerification, MigrateError> {
     let engine = db.engine();
     let table = linked.name;
-    let LinkChecks {
-        expected,
-        wrong,
-        session,
-        crosses,
-        orphan,
-    } = link_checks(engine, linked);
-    let mut result = TableVerification {
-        table: table.to_owned(),
-        ..TableVerification::default()
-    };
-    let mut cursor: Option<Key> = None;
-    loop {
-        let mut tx = begin_read_batch(db).await?;
-        let Some((hi, n)) = next_bound(&mut tx, table, cursor.as_ref(), VERIFY_BATCH).await? else {
-            tx.rollback().await?;
-            break;
-        };
-        let range = KeyRange {
-            lo: cursor.clone(),
-            hi: hi.clone(),
-        };
-        let (predicate, keys) = range.predicate(engine, "r");
-        let sql = format!(
-            "SELECT x.id_text, \
-                    CASE WHEN {wrong} THEN 1 ELSE 0 END, \
-                    CASE WHEN x.crosses = 1 THEN 1 ELSE 0 END, \
-                    CASE WHEN x.orphan = 1 THEN 1 ELSE 0 END \
-             FROM (SELECT {id} AS id_text, r.flow_id AS flow_id, {session} AS session_id, \
-                          {expected} AS expected, \
-                          CASE WHEN r.flow_id IS NOT NULL AND {crosses} THEN 1 ELSE 0 END AS crosses, \
-                          CASE WHEN r.flow_id IS NOT NULL AND {orphan} THEN 1 ELSE 0 END AS orphan \
-                   FROM {table} r WHERE {predicate}{fence}) x \
-             WHERE ({wrong}) OR x.crosses = 1 OR x.orphan = 1",
-            id = text_of(engine, "r.id"),
-            // Keeps PostgreSQL from inlining the derived table, which would evaluate the
-            // correlated `expected` subquery once per reference instead of once per row.
-            fence = if engine == Engine::Postgres { " OFFSET 0" } else { "" },
-        );
-        let found: Vec<Flags> = crate::on_tx!(&mut tx, conn => {
-            let mut query = sqlx::query(&sql);
-            for key in &keys {
-                query = query.bind(key.clone());
-            }
-            query
+    let mut tx = begin_read_check(db).await?;
+    let counts_sql = link_counts_sql(engine, linked);
+    let (rows_checked, wrong_flow, crosses_tenant, orphan_flow): (i64, i64, i64, i64) = crate::on_tx!(&mut tx, conn => {
+        sqlx::query_as(&counts_sql).fetch_one(&mut **conn).await?
+    });
+    let room = OFFENDING_ROWS_CAP.saturating_sub(offending.len());
+    let found: Vec<Flags> = if wrong_flow + crosses_tenant + orphan_flow > 0 && room > 0 {
+        let names_sql = offending_rows_named_sql(engine, linked);
+        crate::on_tx!(&mut tx, conn => {
+            sqlx::query(&names_sql)
+                .bind(room as i64)
                 .fetch_all(&mut **conn)
                 .await?
                 .into_iter()
                 .map(|row| Ok((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?, row.try_get(3)?)))
                 .collect::<Result<Vec<_>, sqlx::Error>>()?
-        });
-        tx.rollback().await?;
-        for (id, wrong_flow, crosses_tenant, orphan_flow) in found {
-            for (flag, counter, problem) in [
-                (
-                    wrong_flow,
-                    &mut result.wrong_flow,
-                    "flow_id differs from the rules",
-                ),
-                (
-                    crosses_tenant,
-                    &mut result.crosses_tenant,
-                    "linked to a flow of another tenant",
-                ),
-                (
-                    orphan_flow,
-                    &mut result.orphan_flow,
-                    "flow_id names no flow",
-                ),
-            ] {
-                if flag == 1 {
-                    *counter += 1;
-                    if offending.len() < OFFENDING_ROWS_CAP {
-                        offending.push(OffendingRow {
-                            table: table.to_owned(),
-                            id: id.clone(),
-                            problem: problem.to_owned(),
-                        });
-                    }
-                }
+        })
+    } else {
+        Vec::new()
+    };
+    tx.rollback().await?;
+    for (id, wrong, crosses, orphan) in found {
+        for (flag, problem) in [
+            (wrong, "flow_id differs from the rules"),
+            (crosses, "linked to a flow of another tenant"),
+            (orphan, "flow_id names no flow"),
+        ] {
+            if flag == 1 && offending.len() < OFFENDING_ROWS_CAP {
+                offending.push(OffendingRow {
+                    table: table.to_owned(),
+                    id: id.clone(),
+                    problem: problem.to_owned(),
+                });
             }
         }
-        result.rows_checked += n;
-        cursor = Some(hi);
     }
-    Ok(result)
+    Ok(TableVerification {
+        table: table.to_owned(),
+        rows_checked,
+        wrong_flow,
+        crosses_tenant,
+        orphan_flow,
+    })
+}
+
+/// Begins the read-only transaction of one table's checks. On SQLite a deferred `BEGIN`,
+/// which takes no write lock: with `BEGIN IMMEDIATE` a verify held the database's one write
+/// lock and the application's writers failed with `database is locked` once their busy
+/// timeout ran out. On PostgreSQL one snapshot, and
+/// no nested loops: over a whole table a hash join per lookup is right, and a planner misled
+/// by a lookup table's stale statistics (the mapping is never analyzed before verify runs)
+/// would otherwise probe it once per row.
+async fn begin_read_check(db: &Db) -> Result<crate::db::Tx<'static>, sqlx::Error> {
+    let mut tx = db.begin().await?;
+    if let crate::db::Tx::Postgres(conn) = &mut tx {
+        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            .execute(&mut **conn)
+            .await?;
+        sqlx::query("SET LOCAL enable_nestloop = off")
+            .execute(&mut **conn)
+            .await?;
+    }
+    Ok(tx)
 }
 
 async fn verify_mapping(
