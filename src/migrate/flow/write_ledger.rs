@@ -52,7 +52,7 @@ const WRITER_SETTING: &str = "flowkey.writer";
 /// SQLite: the table whose uncommitted row marks flowkey's own transaction.
 const MARKER_TABLE: &str = "flowkey_migration_writer";
 /// Rows read per SQLite chunk (baseline and comparison).
-const CHUNK: i64 = 20_000;
+const CHUNK: i64 = 5_000;
 
 pub const INSTALL: StepSql = StepSql::Generated(install_sql);
 pub const REMOVE: StepSql = StepSql::Generated(remove_sql);
@@ -351,17 +351,9 @@ async fn sqlite_baseline_table(db: &Db, hashes: &RowHashes) -> Result<(i64, u64)
     let (mut rows, mut sum, mut after) = (0i64, 0u64, String::new());
     loop {
         let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-        let chunk = sqlx::query(&read)
-            .bind(&after)
-            .bind(CHUNK)
-            .fetch_all(&mut *tx)
-            .await?;
-        let mut hashed = Vec::with_capacity(chunk.len());
-        for row in &chunk {
-            let id: String = row.try_get(0)?;
-            let hash = RowHashes::sqlite_hash(row)?;
-            sum = sum.wrapping_add(hash as u64);
-            hashed.push((id, hash));
+        let mut hashed = hashed_chunk(&mut tx, &read, &after).await?;
+        for (_, hash) in &hashed {
+            sum = sum.wrapping_add(*hash as u64);
         }
         for part in hashed.chunks(300) {
             let mut insert = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
@@ -670,21 +662,12 @@ async fn compare_sqlite(
     let mut after = String::new();
     loop {
         let mut tx = pool.begin().await?;
-        let now = sqlx::query(&read_now)
-            .bind(&after)
-            .bind(CHUNK)
-            .fetch_all(&mut *tx)
-            .await?;
-        let last_chunk = (now.len() as i64) < CHUNK;
+        let now_rows = hashed_chunk(&mut tx, &read_now, &after).await?;
+        let last_chunk = (now_rows.len() as i64) < CHUNK;
         let upper: Option<String> = if last_chunk {
             None
         } else {
-            Some(
-                now.last()
-                    .map(|row| row.try_get(0))
-                    .transpose()?
-                    .unwrap_or_default(),
-            )
+            now_rows.last().map(|(id, _)| id.clone())
         };
         let in_range = if upper.is_some() {
             "table_name = $1 AND row_id > $2 AND row_id <= $3"
@@ -713,10 +696,6 @@ async fn compare_sqlite(
 
         counts.baseline_rows += then.len() as i64;
         counts.written_by_application += written.len() as i64;
-        let mut now_rows = Vec::with_capacity(now.len());
-        for row in &now {
-            now_rows.push((row.try_get::<String, _>(0)?, RowHashes::sqlite_hash(row)?));
-        }
         // Both sides are in key order (SQLite's BINARY collation compares bytes, as Rust's
         // string order does): a merge.
         let (mut i, mut j) = (0, 0);
@@ -761,6 +740,23 @@ async fn compare_sqlite(
             None => return Ok(()),
         }
     }
+}
+
+/// One chunk of `(id, row hash)` after key `after` (`read` is a [`RowHashes::select`] with
+/// the key bound and `LIMIT`), each row hashed as it streams in: only the pairs are kept, never
+/// the rows (holding a chunk of whole rows, wide JSON included, took 500 MB at 1M rows).
+async fn hashed_chunk(
+    tx: &mut sqlx::Transaction<'static, sqlx::Sqlite>,
+    read: &str,
+    after: &str,
+) -> Result<Vec<(String, i64)>, MigrateError> {
+    use futures::TryStreamExt;
+    let mut rows = sqlx::query(read).bind(after).bind(CHUNK).fetch(&mut **tx);
+    let mut hashed = Vec::with_capacity(CHUNK as usize);
+    while let Some(row) = rows.try_next().await? {
+        hashed.push((row.try_get::<String, _>(0)?, RowHashes::sqlite_hash(&row)?));
+    }
+    Ok(hashed)
 }
 
 /// Marks `tx` as flowkey's own write, which the ledger leaves out (see the module

@@ -230,3 +230,53 @@ both_engines!(
     quiet_start_is_continuous,
     a_ledger_started_on_a_quiet_database_is_continuous_with_the_fingerprints
 );
+
+/// More rows than one SQLite chunk: the comparison walks several chunks and still names a
+/// change in the last one and a row lost in between.
+async fn the_comparison_names_rows_past_the_first_chunk(test_db: TestDb) {
+    let db = test_db.connect().await;
+    upgrade_to(&db, "legacy").await;
+    let fx = Fx::new(db).await;
+    fx.sql(match fx.engine() {
+        flowkey::db::Engine::Postgres => {
+            "INSERT INTO client_accounts (id, name) SELECT gen_random_uuid(), 'account ' || n \
+             FROM generate_series(1, 12000) AS n"
+        }
+        flowkey::db::Engine::Sqlite => {
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 12000) \
+             INSERT INTO client_accounts (id, name) SELECT lower(hex(randomblob(16))), 'account ' || i FROM n"
+        }
+    })
+    .await;
+    upgrade_to(&fx.db, "head").await;
+    let online = verify_online(&fx.db).await.unwrap();
+    assert!(online.is_ok(), "{}", online.summary());
+    let ids: Vec<String> = flowkey::on_pool!(&fx.db, pool => {
+        sqlx::query_scalar::<_, String>("SELECT CAST(id AS TEXT) FROM client_accounts ORDER BY id")
+            .fetch_all(pool)
+            .await
+            .unwrap()
+    });
+    let (last, middle) = (ids[ids.len() - 1].clone(), ids[7000].clone());
+    written_by_flowkey(
+        &fx.db,
+        &format!("UPDATE client_accounts SET name = 'changed' WHERE id = '{last}'"),
+    )
+    .await;
+    written_by_flowkey(
+        &fx.db,
+        &format!("DELETE FROM client_accounts WHERE id = '{middle}'"),
+    )
+    .await;
+    let online = verify_online(&fx.db).await.unwrap();
+    let mut wanted = vec![
+        ("client_accounts".to_owned(), last, "changed".to_owned()),
+        ("client_accounts".to_owned(), middle, "lost".to_owned()),
+    ];
+    wanted.sort();
+    assert_eq!(unexplained(&online), wanted);
+}
+both_engines!(
+    comparison_past_the_first_chunk,
+    the_comparison_names_rows_past_the_first_chunk
+);
