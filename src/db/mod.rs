@@ -310,11 +310,7 @@ impl Db {
                     .await;
                 match answer {
                     Ok(_) => {}
-                    Err(sqlx::Error::Database(err))
-                        if err.code().as_deref() == Some("42P05")
-                            || err.code().as_deref() == Some("26000") =>
-                    {
-                        // 42P05 duplicate_prepared_statement, 26000 invalid_sql_statement_name.
+                    Err(err) if pooler::statement_lost(&err) => {
                         survived = false;
                         break 'rounds;
                     }
