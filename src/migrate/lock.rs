@@ -84,11 +84,9 @@ impl DeployLock {
     ) -> Result<DeployLock, MigrateError> {
         match db {
             Db::Postgres(pool) => {
-                // A session-level advisory lock means nothing behind a transaction pooler:
-                // two runners could both "hold" it. Refused before anything is written.
-                if db.behind_transaction_pooler().await? {
-                    return Err(MigrateError::BehindTransactionPooler);
-                }
+                // A session-level advisory lock means nothing behind a transaction pooler
+                // (two runners could both "hold" it): every command that takes the lock has
+                // refused one already, before its read-only plan (`runner::refuse_transaction_pooler`).
                 let application_name = truncate(&format!("flowkey {}", identity.describe()), 63);
                 let options = PgConnectOptions::clone(&pool.connect_options())
                     .application_name(&application_name);
