@@ -88,3 +88,78 @@ pub fn link_revision(id: &'static str, description: &'static str) -> Revision {
         earlier_checksums: &[],
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::Engine;
+    use crate::migrate::flow::linked::LinkedTable;
+
+    /// The SQL a step runs (or, for code and checks, the SQL it stands for).
+    fn step_sql(step: &Step) -> &StepSql {
+        match &step.action {
+            Action::Sql(sql)
+            | Action::OnlineDdl(sql)
+            | Action::Code { sql, .. }
+            | Action::Check { sql, .. } => sql,
+        }
+    }
+
+    /// No released revision calls `link_revision` yet (every table is linked by
+    /// `flow_expand`'s own steps), so the tables of `flow_expand` stand in: each gets its
+    /// four steps up, in backfill order, then one verify; down undoes them table by table in
+    /// reverse order, and every step's SQL is generated for its own table on both engines.
+    #[test]
+    fn a_link_revision_links_each_table_since_it_and_undoes_them_in_reverse() {
+        let tables: Vec<&LinkedTable> = linked_since("flow_expand").collect();
+        assert!(tables.len() > 1, "the test needs several tables");
+        let revision = link_revision("flow_expand", "link the expand tables again");
+        assert_eq!(revision.up.len(), 4 * tables.len() + 1);
+        assert_eq!(revision.down.len(), 5 * tables.len());
+        assert_eq!(revision.up.last().map(|step| step.name), Some("verify"));
+
+        for (table, steps) in tables.iter().zip(revision.up.chunks(4)) {
+            let names: Vec<&str> = steps.iter().map(|step| step.name).collect();
+            assert_eq!(
+                names,
+                [
+                    format!("link {}: flow_id column and dual-write trigger", table.name),
+                    format!("backfill {}", table.name),
+                    format!("index {} and add its foreign key not valid", table.name),
+                    format!("validate the foreign key of {}", table.name),
+                ]
+            );
+        }
+        for (table, steps) in tables.iter().rev().zip(revision.down.chunks(5)) {
+            assert_eq!(
+                steps[0].name,
+                format!("drop the index and foreign key of {}", table.name)
+            );
+            assert_eq!(steps[4].name, format!("rebuild {} (sqlite)", table.name));
+            for step in steps {
+                assert!(step.name.contains(table.name), "{}", step.name);
+            }
+        }
+        let per_table = revision.up.iter().take(4 * tables.len());
+        for step in per_table.chain(revision.down.iter()) {
+            let sql = step_sql(step);
+            let table = sql.table().expect("a per-table step works on one table");
+            assert!(step.name.contains(table), "{} works on {table}", step.name);
+            // A step may do nothing on an engine (SQLite validates no foreign key separately,
+            // PostgreSQL rebuilds no table, a table without a foreign key validates none);
+            // where it does something, it is about its own table.
+            for engine in [Engine::Postgres, Engine::Sqlite] {
+                let text = sql.for_engine(engine);
+                let does_nothing = text
+                    .lines()
+                    .map(str::trim)
+                    .all(|line| line.is_empty() || line.starts_with("--") || line == "SELECT 1;");
+                assert!(
+                    does_nothing || text.contains(table),
+                    "{} on {engine:?}: {text}",
+                    step.name
+                );
+            }
+        }
+    }
+}
