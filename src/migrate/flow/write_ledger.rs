@@ -771,13 +771,7 @@ pub async fn mark_migration_write(tx: &mut Tx<'_>) -> Result<(), sqlx::Error> {
                 .await?;
         }
         Tx::Sqlite(conn) => {
-            let ledger: i64 = sqlx::query_scalar(
-                "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = $1",
-            )
-            .bind(MARKER_TABLE)
-            .fetch_one(&mut **conn)
-            .await?;
-            if ledger > 0 {
+            if marker_table_exists(&mut **conn).await? {
                 sqlx::query(&format!("INSERT INTO {MARKER_TABLE} (marked) VALUES (1)"))
                     .execute(&mut **conn)
                     .await?;
@@ -791,19 +785,23 @@ pub async fn mark_migration_write(tx: &mut Tx<'_>) -> Result<(), sqlx::Error> {
 /// committed; PostgreSQL's setting ends with the transaction).
 pub async fn unmark_migration_write(tx: &mut Tx<'_>) -> Result<(), sqlx::Error> {
     if let Tx::Sqlite(conn) = tx {
-        let ledger: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = $1",
-        )
-        .bind(MARKER_TABLE)
-        .fetch_one(&mut **conn)
-        .await?;
-        if ledger > 0 {
+        if marker_table_exists(&mut **conn).await? {
             sqlx::query(&format!("DELETE FROM {MARKER_TABLE}"))
                 .execute(&mut **conn)
                 .await?;
         }
     }
     Ok(())
+}
+
+/// Whether the SQLite marker table exists (the ledger's tables are created by its revision).
+async fn marker_table_exists(conn: &mut sqlx::SqliteConnection) -> Result<bool, sqlx::Error> {
+    let tables: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = $1")
+            .bind(MARKER_TABLE)
+            .fetch_one(conn)
+            .await?;
+    Ok(tables > 0)
 }
 
 /// What the ledger costs an old-code write: single-row INSERTs into `assets` with every

@@ -280,3 +280,27 @@ both_engines!(
     comparison_past_the_first_chunk,
     the_comparison_names_rows_past_the_first_chunk
 );
+
+/// SQLite: a marker row left committed would hide every later application write from the
+/// ledger (its triggers skip while the marker table is not empty), so the online check
+/// refuses to pass and says so, even when no row differs.
+#[tokio::test]
+async fn a_committed_marker_row_fails_the_online_check_on_sqlite() {
+    let test_db = TestDb::fresh(flowkey::db::Engine::Sqlite).await;
+    let db = test_db.connect().await;
+    upgrade_to(&db, "head").await;
+    let fx = Fx::new(db).await;
+    let online = verify_online(&fx.db).await.unwrap();
+    assert!(online.is_ok(), "{}", online.summary());
+    fx.sql("INSERT INTO flowkey_migration_writer (marked) VALUES (1)")
+        .await;
+    let online = verify_online(&fx.db).await.unwrap();
+    let ledger = online.ledger.as_ref().expect("the database has a ledger");
+    assert!(ledger.marker_left_committed);
+    assert!(!online.is_ok());
+    assert!(
+        ledger.summary().contains("marker row was committed"),
+        "{}",
+        ledger.summary()
+    );
+}
