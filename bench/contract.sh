@@ -12,34 +12,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
-SIZES=1000000
-ENGINES=postgres,sqlite
-OUT=""
-PG=${PG_URL_BASE:-postgres://postgres@127.0.0.1:5432}
-FLOWKEY=${FLOWKEY:-$ROOT/target/release/flowkey}
-while [ $# -gt 0 ]; do
-    case "$1" in
-        --sizes) SIZES=$2; shift 2 ;;
-        --engines) ENGINES=$2; shift 2 ;;
-        --out) OUT=$2; shift 2 ;;
-        *) sed -n 2,10p "$0"; exit 2 ;;
-    esac
-done
-OUT=${OUT:-$(mktemp -d /tmp/flowkey-contract-bench.XXXX)}
-mkdir -p "$OUT"
-log() { printf '%s %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
-
-timed() { # NAME URL ARGS...: prints wall seconds and peak RSS MiB
-    local name=$1 url=$2; shift 2
-    local start end
-    start=$(date +%s.%N)
-    /usr/bin/time -v -o "$OUT/$name.time" "$FLOWKEY" --database-url "$url" "$@" \
-        > "$OUT/$name.out" 2> "$OUT/$name.err" || { tail -5 "$OUT/$name.err" >&2; return 1; }
-    end=$(date +%s.%N)
-    local rss
-    rss=$(awk -F': ' '/Maximum resident set size/ {print $2}' "$OUT/$name.time")
-    python3 -c "print(f'{$end - $start:.2f} {$rss / 1024:.1f}')"
-}
+OUT_PREFIX=flowkey-contract-bench
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh"
+bench_options "$@"
 
 max_lock_wait_ms() {
     "$FLOWKEY" --database-url "$1" --json audit --limit 100000 | python3 -c '

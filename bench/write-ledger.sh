@@ -12,34 +12,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
-SIZES=1000000
-ENGINES=postgres,sqlite
-OUT=""
-PG=${PG_URL_BASE:-postgres://postgres@127.0.0.1:5432}
-FLOWKEY=${FLOWKEY:-$ROOT/target/release/flowkey}
-while [ $# -gt 0 ]; do
-    case "$1" in
-        --sizes) SIZES=$2; shift 2 ;;
-        --engines) ENGINES=$2; shift 2 ;;
-        --out) OUT=$2; shift 2 ;;
-        *) sed -n 2,10p "$0"; exit 2 ;;
-    esac
-done
-OUT=${OUT:-$(mktemp -d /tmp/flowkey-ledger-bench.XXXX)}
-mkdir -p "$OUT"
-log() { printf '%s %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
-
-timed() { # NAME URL ARGS...: prints wall seconds and peak RSS MiB (a failing command is timed too)
-    local name=$1 url=$2; shift 2
-    local start end
-    start=$(date +%s.%N)
-    /usr/bin/time -v -o "$OUT/$name.time" "$FLOWKEY" --database-url "$url" "$@" \
-        > "$OUT/$name.out" 2> "$OUT/$name.err" || true
-    end=$(date +%s.%N)
-    local rss
-    rss=$(awk -F': ' '/Maximum resident set size/ {print $2}' "$OUT/$name.time")
-    python3 -c "print(f'{$end - $start:.2f} {$rss / 1024:.1f}')"
-}
+OUT_PREFIX=flowkey-ledger-bench
+# shellcheck source=bench/lib.sh
+source "$ROOT/bench/lib.sh"
+bench_options "$@"
 
 count_scan() { # ENGINE URL FILE: seconds for a count(*) of every legacy table, best of 3
     local tables="client_accounts engagements users data_import_sessions data_imports assets raw_import_records import_field_mappings discovery_flows access_audit_log flow_deletion_audit llm_usage_logs"
