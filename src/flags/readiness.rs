@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use crate::db::Db;
 use crate::flags::FlagError;
-use crate::migrate::flow::verification_record::{last_standing, verify_and_record, Stored};
+use crate::migrate::flow::verification_record::{check_links_and_record, last_standing, Stored};
 use crate::migrate::flow::verify::sessions_without_mapping;
 use crate::migrate::{revisions, Migrator, RunOptions};
 
@@ -119,7 +119,7 @@ pub async fn readiness(db: &Db) -> Result<Readiness, FlagError> {
             (stored.tables, stored.mapping)
         }
         Stored::Stale(reason) => {
-            let verified = verify_and_record(db).await?;
+            let verified = check_links_and_record(db).await?;
             result.checks = ChecksSource {
                 from: "checked".into(),
                 reason: Some(reason),

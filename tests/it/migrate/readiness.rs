@@ -117,3 +117,31 @@ both_engines!(
     a_stored_failure_stays_a_failure,
     a_stored_failure_stays_a_failure
 );
+
+/// Readiness gates the links, so its full check runs the link checks alone: it never
+/// recomputes the fingerprints or compares the write ledger (which prove legacy values, and
+/// while the application writes cost several times the link checks). With the fingerprints
+/// gone, `verify` cannot run, and readiness still checks and stores the links.
+async fn readiness_checks_the_links_without_the_fingerprints(test_db: TestDb) {
+    let db = test_db.connect().await;
+    upgrade_to(&db, "head").await;
+    let fx = Fx::new(db).await;
+    let tenant = fx.tenant().await;
+    let session = fx.session(tenant, 0).await;
+    fx.flow(tenant, None, Some(session), None, 1).await;
+    fx.asset(tenant, Some(session)).await;
+    fx.sql("DELETE FROM flowkey_fingerprints").await;
+    assert!(
+        verify_and_record(&fx.db).await.is_err(),
+        "verify needs them"
+    );
+
+    let checked = readiness(&fx.db).await.unwrap();
+    stale_because(&checked, "no verification stored yet");
+    assert!(checked.is_ready(), "{:?}", checked.reasons());
+    assert!(from_storage(&fx).await.is_ready());
+}
+both_engines!(
+    readiness_checks_the_links_without_the_fingerprints,
+    readiness_checks_the_links_without_the_fingerprints
+);
