@@ -217,7 +217,7 @@ for e in entries:
     d = e.get("details") or {}
     if e["event"] == "revision" and e.get("revision") == "flow_backfill" and e.get("duration_ms") is not None:
         emit("backfill_online_revision_seconds", e["duration_ms"] / 1000)
-    if e["event"] == "progress" and d.get("table") == "raw_import_records" and d.get("finished"):
+    if e["event"] == "progress" and d.get("table") == "raw_import_records" and "batches_this_run" in d:
         emit("backfill_online_raw_rows_per_second", round(d.get("rows_per_second", 0)))
 PY
     db_drop "$engine" "${base}_online"

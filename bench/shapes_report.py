@@ -35,7 +35,7 @@ def audit_rows(outs, engine, size, shape):
             rows = {}
             for e in json.load(open(path)):
                 d = e.get("details") or {}
-                if e["event"] == "progress" and d.get("finished") is not None and d.get("table"):
+                if e["event"] == "progress" and "batches_this_run" in d and d.get("table"):
                     rows[d["table"]] = d.get("rows_done")
             return rows
     return {}
