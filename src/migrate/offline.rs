@@ -86,7 +86,7 @@ pub(crate) fn render(
 ) -> String {
     match engine {
         Engine::Postgres => render_postgres(chain, from, to, plan),
-        Engine::Sqlite => render_described(engine, from, to, plan),
+        Engine::Sqlite => render_described(from, to, plan),
     }
 }
 
@@ -299,14 +299,10 @@ fn guard(from: Option<&str>) -> String {
     )
 }
 
-/// The statements with code steps described (SQLite: its code steps read the catalog and
-/// stream rows in the process, and have no plain-SQL form yet).
-fn render_described(
-    engine: Engine,
-    from: Option<&str>,
-    to: Option<&str>,
-    plan: &[PlannedRevision],
-) -> String {
+/// The statements with code steps described, for SQLite (its code steps read the catalog
+/// and stream rows in the process, and have no plain-SQL form yet).
+fn render_described(from: Option<&str>, to: Option<&str>, plan: &[PlannedRevision]) -> String {
+    let engine = Engine::Sqlite;
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -345,19 +341,8 @@ fn render_described(
                 step.name
             );
             match &step.action {
-                Action::Sql(sql) => {
-                    let _ = writeln!(out, "BEGIN;\n{}\nCOMMIT;", sql.for_engine(engine).trim());
-                }
-                Action::OnlineDdl(sql) if engine == Engine::Postgres => {
-                    let _ = writeln!(
-                        out,
-                        "-- online DDL: each statement alone, outside a transaction, under lock_timeout with retries"
-                    );
-                    for statement in split_statements(&sql.for_engine(Engine::Postgres)) {
-                        let _ = writeln!(out, "{statement}");
-                    }
-                }
-                Action::OnlineDdl(sql) => {
+                // SQLite runs online DDL in one transaction, like any SQL step.
+                Action::Sql(sql) | Action::OnlineDdl(sql) => {
                     let _ = writeln!(out, "BEGIN;\n{}\nCOMMIT;", sql.for_engine(engine).trim());
                 }
                 Action::Code { sql, .. } | Action::Check { sql, .. } => {

@@ -135,6 +135,14 @@ fn offline_scripts_from_head_and_to_the_same_place_say_so() {
     assert_eq!(one_down.matches("as reverted").count(), 1, "{one_down}");
     let two_up = offline_sql(chain, Engine::Sqlite, Some("legacy"), "+2", Direction::Up).unwrap();
     assert_eq!(two_up.matches("as applied").count(), 2, "{two_up}");
+    // Nothing planned: `+0`, or head from head; each engine's script says so and runs nothing.
+    for engine in [Engine::Sqlite, Engine::Postgres] {
+        for (from, target) in [(None, "+0"), (Some("head"), "head")] {
+            let nothing = offline_sql(chain, engine, from, target, Direction::Up).unwrap();
+            assert!(nothing.contains("-- nothing to do"), "{nothing}");
+            assert!(!nothing.contains("as applied"), "{nothing}");
+        }
+    }
 }
 
 #[test]
