@@ -34,6 +34,10 @@ async fn lifecycle(test_db: TestDb) {
         "the fixture is loaded"
     );
     let migrator = Migrator::new(db.clone(), quick());
+    // flowkey reads the platform's own Alembic head (`flowkey current` shows it) and never
+    // writes it.
+    let alembic_head = Some(vec!["add_v3_persistence_001".to_owned()]);
+    assert_eq!(migrator.alembic_revisions().await.unwrap(), alembic_head);
 
     let summary = migrator
         .upgrade("head")
