@@ -408,3 +408,53 @@ both_engines!(
     verify_names_mapping_rows_moved_to_another_tenant,
     verify_names_mapping_rows_moved_to_another_tenant
 );
+
+/// The service's schema gate (`migrate::serving::check_schema`): below head it names the
+/// revision and what is missing and refuses to serve; at head it serves; a record written by a
+/// newer build (a revision this one does not know) is refused by the probes' verdict alone.
+async fn the_schema_gate_names_what_stands_between_the_database_and_serving(test_db: TestDb) {
+    use flowkey::migrate::serving::check_schema;
+    let db = test_db.connect().await;
+    let migrator = Migrator::new(db.clone(), quick());
+    migrator.upgrade("legacy").await.unwrap();
+    let below = check_schema(&db).await.unwrap();
+    assert!(!below.servable());
+    let said = below.describe();
+    assert!(
+        said.contains("the database is at revision legacy")
+            && said.contains("missing")
+            && said.contains("session_flow_mapping")
+            && said.ends_with("run `flowkey upgrade head`"),
+        "{said}"
+    );
+
+    migrator.upgrade("head").await.unwrap();
+    let at_head = check_schema(&db).await.unwrap();
+    assert!(at_head.servable(), "{}", at_head.describe());
+    assert_eq!(at_head.key_columns(), flowkey::db::KeyColumns::Expanded);
+    assert!(at_head.describe().starts_with("the database is at head"));
+
+    let started_at = match db.engine() {
+        Engine::Postgres => "now()",
+        Engine::Sqlite => "'2026-12-04T00:00:00Z'",
+    };
+    let newer = format!(
+        "INSERT INTO flowkey_versions (revision, position, checksum, dirty, direction, \
+         steps_done, recorded_by, run_id, started_at, applied_at) \
+         VALUES ('from_a_newer_build', 999, 'x', {false_}, 'up', 0, 'test', 'test', {started_at}, {started_at})",
+        false_ = if db.engine() == Engine::Postgres { "false" } else { "0" },
+    );
+    db.execute_plain(&newer).await.unwrap();
+    let unknown = check_schema(&db).await.unwrap();
+    assert_eq!(unknown.recorded_revision, None, "the record is unreadable");
+    assert!(
+        unknown.servable(),
+        "the probes find every head table: {}",
+        unknown.describe()
+    );
+    db.close().await;
+}
+both_engines!(
+    the_schema_gate_names_what_stands_between_the_database_and_serving,
+    the_schema_gate_names_what_stands_between_the_database_and_serving
+);
