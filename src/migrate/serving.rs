@@ -53,13 +53,19 @@ pub struct SchemaCheck {
     pub head: &'static str,
     /// Head tables and columns the database lacks.
     pub missing: Vec<String>,
+    /// Why the runner's record could not be read, when it could not (a revision recorded by a
+    /// newer build, which this one does not know). The probes alone decide then: a newer
+    /// build's revisions after this head keep what this build reads and writes (revisions are
+    /// append-only and expand first), so its servers keep serving through a rolling deploy.
+    pub unreadable_record: Option<String>,
 }
 
 impl SchemaCheck {
-    /// Servable: every table and column present and, where the runner recorded a revision,
-    /// that revision is head or the contract after it (the stores then read the session
-    /// columns from the mapping, [`KeyColumns::Contracted`]). Any other revision (below head,
-    /// or one this build does not know) is refused.
+    /// Servable: every table and column present and, where the runner's record names a
+    /// revision this build knows, that revision is head or the contract after it (the stores
+    /// then read the session columns from the mapping, [`KeyColumns::Contracted`]). A known
+    /// revision below head is refused; a record this build cannot read is left to the probes
+    /// ([`Self::unreadable_record`]).
     pub fn servable(&self) -> bool {
         self.missing.is_empty()
             && self
@@ -94,6 +100,12 @@ impl SchemaCheck {
             parts.push(format!("missing {}", self.missing.join(", ")));
         }
         if parts.is_empty() {
+            if let Some(why) = &self.unreadable_record {
+                return format!(
+                    "every table and column of head ({}) is there, but the runner's record is                      not readable by this build ({why}): a newer flowkey migrated it",
+                    self.head
+                );
+            }
             return match self.key_columns() {
                 KeyColumns::Contracted => format!(
                     "the database is contracted ({CONTRACT_REVISION}, after head {}): served by \
@@ -115,19 +127,20 @@ impl SchemaCheck {
 pub async fn check_schema(db: &Db) -> Result<SchemaCheck, sqlx::Error> {
     db.execute_plain("SELECT 1").await?;
     let head = revisions::head().id;
-    let recorded_revision = match Migrator::new(db.clone(), RunOptions::default())
-        .current()
-        .await
-    {
-        Ok(revision) => revision.map(str::to_owned),
-        // The database went away in the middle of the check: that says nothing of the schema.
-        Err(MigrateError::Sql(err)) if database_unavailable(&err) => return Err(err),
-        // An unreadable or unknown record: leave the verdict to the probes, but say so.
-        Err(err) => {
-            tracing::warn!(error = %err, "cannot read the recorded revision");
-            None
-        }
-    };
+    let (recorded_revision, unreadable_record) =
+        match Migrator::new(db.clone(), RunOptions::default())
+            .current()
+            .await
+        {
+            Ok(revision) => (revision.map(str::to_owned), None),
+            // The database went away in the middle of the check: that says nothing of the schema.
+            Err(MigrateError::Sql(err)) if database_unavailable(&err) => return Err(err),
+            // An unreadable or unknown record: leave the verdict to the probes, but say so.
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot read the recorded revision");
+                (None, Some(err.to_string()))
+            }
+        };
     let mut probes = probes();
     if recorded_revision.as_deref() == Some(CONTRACT_REVISION) {
         // Contracted, the stores read the sessions the mapping cannot give back from here.
@@ -152,5 +165,6 @@ pub async fn check_schema(db: &Db) -> Result<SchemaCheck, sqlx::Error> {
         recorded_revision,
         head,
         missing,
+        unreadable_record,
     })
 }
