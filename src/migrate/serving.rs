@@ -54,20 +54,20 @@ pub struct SchemaCheck {
     /// Head tables and columns the database lacks.
     pub missing: Vec<String>,
     /// Why the runner's record could not be read, when it could not (a revision recorded by a
-    /// newer build, which this one does not know). The probes alone decide then: a newer
-    /// build's revisions after this head keep what this build reads and writes (revisions are
-    /// append-only and expand first), so its servers keep serving through a rolling deploy.
+    /// newer build, which this one does not know). Not servable then: the probes see only
+    /// the tables and columns, not what a revision this build does not know changed.
     pub unreadable_record: Option<String>,
 }
 
 impl SchemaCheck {
     /// Servable: every table and column present and, where the runner's record names a
     /// revision this build knows, that revision is head or the contract after it (the stores
-    /// then read the session columns from the mapping, [`KeyColumns::Contracted`]). A known
-    /// revision below head is refused; a record this build cannot read is left to the probes
-    /// ([`Self::unreadable_record`]).
+    /// then read the session columns from the mapping, [`KeyColumns::Contracted`]). Any other
+    /// revision (below head, or one this build does not know: [`Self::unreadable_record`]) is
+    /// refused.
     pub fn servable(&self) -> bool {
         self.missing.is_empty()
+            && self.unreadable_record.is_none()
             && self
                 .recorded_revision
                 .as_deref()
@@ -99,13 +99,14 @@ impl SchemaCheck {
         if !self.missing.is_empty() {
             parts.push(format!("missing {}", self.missing.join(", ")));
         }
+        if let Some(why) = &self.unreadable_record {
+            return format!(
+                "this build (head {}) cannot read the runner's record ({why}): serve the \
+                 database with the flowkey that migrated it",
+                self.head
+            );
+        }
         if parts.is_empty() {
-            if let Some(why) = &self.unreadable_record {
-                return format!(
-                    "every table and column of head ({}) is there, but the runner's record is                      not readable by this build ({why}): a newer flowkey migrated it",
-                    self.head
-                );
-            }
             return match self.key_columns() {
                 KeyColumns::Contracted => format!(
                     "the database is contracted ({CONTRACT_REVISION}, after head {}): served by \
@@ -135,7 +136,7 @@ pub async fn check_schema(db: &Db) -> Result<SchemaCheck, sqlx::Error> {
             Ok(revision) => (revision.map(str::to_owned), None),
             // The database went away in the middle of the check: that says nothing of the schema.
             Err(MigrateError::Sql(err)) if database_unavailable(&err) => return Err(err),
-            // An unreadable or unknown record: leave the verdict to the probes, but say so.
+            // An unreadable or unknown record (a newer build's): not servable, and said.
             Err(err) => {
                 tracing::warn!(error = %err, "cannot read the recorded revision");
                 (None, Some(err.to_string()))
