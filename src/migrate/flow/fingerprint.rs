@@ -306,11 +306,7 @@ fn sqlite_sums_in_file(
                     sha256_le64(text)
                 }
                 FingerprintFormat::V2 => {
-                    let mut hasher = Sha256::new();
-                    for index in 0..columns {
-                        hash_sqlite_value(&mut hasher, row.get_ref(index).map_err(failed(table))?);
-                    }
-                    first_8_le(&hasher.finalize())
+                    rusqlite_row_hash(row, 0, columns).map_err(failed(table))?
                 }
             };
             sum = sum.wrapping_add(hash);
@@ -348,6 +344,21 @@ async fn sqlite_sums_in_pool(
     }
     tx.rollback().await?;
     Ok(sums)
+}
+
+/// V2's row hash of the columns `first..columns` of a row read through a rusqlite
+/// connection, its values borrowed where SQLite holds them (the columns before `first` are
+/// the row's key, read beside its hash).
+pub(crate) fn rusqlite_row_hash(
+    row: &rusqlite::Row<'_>,
+    first: usize,
+    columns: usize,
+) -> rusqlite::Result<u64> {
+    let mut hasher = Sha256::new();
+    for index in first..columns {
+        hash_sqlite_value(&mut hasher, row.get_ref(index)?);
+    }
+    Ok(first_8_le(&hasher.finalize()))
 }
 
 /// One value of V2's row on SQLite: its storage class and its exact bytes (integers and reals

@@ -38,7 +38,7 @@ use sqlx::Row;
 use crate::db::{Db, Engine, Tx};
 use crate::migrate::flow::error::FlowMigrationError;
 use crate::migrate::flow::fingerprint::{
-    hash_text_of_sum, load_baseline, pin_text_settings, RowHashes,
+    hash_text_of_sum, load_baseline, pin_text_settings, rusqlite_row_hash, RowHashes,
 };
 use crate::migrate::flow::verify::OFFENDING_ROWS_CAP;
 use crate::migrate::revisions::legacy::LEGACY_TABLES;
@@ -320,9 +320,29 @@ pub async fn take_baseline(db: &Db) -> Result<LedgerStart, MigrateError> {
             sqlx::query("DELETE FROM flowkey_write_ledger_start")
                 .execute(pool)
                 .await?;
+            let path: String =
+                sqlx::query_scalar("SELECT file FROM pragma_database_list WHERE name = 'main'")
+                    .fetch_one(pool)
+                    .await?;
             for table in LEGACY_TABLES {
                 let hashes = RowHashes::of(db, table).await?;
-                let (rows, sum) = sqlite_baseline_table(db, &hashes).await?;
+                let (rows, sum) = if path.is_empty() {
+                    // An in-memory database lives in the pool's one connection only.
+                    sqlite_baseline_table(db, &hashes).await?
+                } else {
+                    let (path, select) = (path.clone(), hashes.select.clone());
+                    let table = hashes.table;
+                    tokio::task::spawn_blocking(move || {
+                        sqlite_baseline_table_in_file(&path, table, &select)
+                    })
+                    .await
+                    .map_err(|err| {
+                        FlowMigrationError::FingerprintRead {
+                            table: table.to_owned(),
+                            reason: err.to_string(),
+                        }
+                    })??
+                };
                 sums.push((table, rows, sum));
             }
             let start = continuity(db, &fingerprints, &sums).await?;
@@ -375,6 +395,76 @@ async fn sqlite_baseline_table(db: &Db, hashes: &RowHashes) -> Result<(i64, u64)
         }
     }
 }
+
+/// [`sqlite_baseline_table`] on a SQLite file, through a connection of its own (rusqlite):
+/// each row is hashed where SQLite holds its values, where the pool's driver would copy every
+/// value of every row into a message first, and the file is memory-mapped for the reads in
+/// key order (the keys are UUIDs: key order is random page order). Same chunks, each in one
+/// short write transaction, so the application's writers wait at most one chunk.
+fn sqlite_baseline_table_in_file(
+    path: &str,
+    table: &'static str,
+    select: &str,
+) -> Result<(i64, u64), MigrateError> {
+    use rusqlite::OpenFlags;
+    let failed = |err: rusqlite::Error| {
+        MigrateError::from(FlowMigrationError::FingerprintRead {
+            table: table.to_owned(),
+            reason: err.to_string(),
+        })
+    };
+    let mut conn = rusqlite::Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(failed)?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))
+        .map_err(failed)?;
+    conn.execute_batch(&format!("PRAGMA mmap_size = {BASELINE_MMAP_BYTES}"))
+        .map_err(failed)?;
+    let read = format!("{select} AND r.id > ?1 ORDER BY r.id LIMIT ?2");
+    let (mut rows, mut sum, mut after) = (0i64, 0u64, String::new());
+    loop {
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(failed)?;
+        let mut last = None;
+        let mut in_chunk = 0i64;
+        {
+            let mut read = tx.prepare_cached(&read).map_err(failed)?;
+            let mut insert = tx
+                .prepare_cached(
+                    "INSERT INTO flowkey_row_baseline (table_name, row_id, row_hash)                      VALUES (?1, ?2, ?3)",
+                )
+                .map_err(failed)?;
+            let columns = read.column_count();
+            let mut chunk = read
+                .query(rusqlite::params![after, CHUNK])
+                .map_err(failed)?;
+            while let Some(row) = chunk.next().map_err(failed)? {
+                let id: String = row.get(0).map_err(failed)?;
+                let hash = rusqlite_row_hash(row, 1, columns).map_err(failed)?;
+                // The stored value is the same 64 bits, signed.
+                insert
+                    .execute(rusqlite::params![table, id, hash as i64])
+                    .map_err(failed)?;
+                sum = sum.wrapping_add(hash);
+                in_chunk += 1;
+                last = Some(id);
+            }
+        }
+        tx.commit().map_err(failed)?;
+        rows += in_chunk;
+        match last {
+            Some(last) if in_chunk == CHUNK => after = last,
+            _ => return Ok((rows, sum)),
+        }
+    }
+}
+
+/// How much of the file the baseline's own connection maps (reads in key order jump across
+/// the whole table; SQLite maps at most the file's size).
+const BASELINE_MMAP_BYTES: u64 = 1 << 30;
 
 /// Whether the baseline's per-table sums equal the fingerprints taken before the upgrade.
 async fn continuity(

@@ -304,3 +304,23 @@ async fn a_committed_marker_row_fails_the_online_check_on_sqlite() {
         ledger.summary()
     );
 }
+
+/// An in-memory SQLite database lives in the pool's one connection, which no connection of
+/// flowkey's own can open: its baseline is taken through the pool, and equals the one a file
+/// gets (continuous with the fingerprints on a quiet database).
+#[tokio::test]
+async fn an_in_memory_sqlite_database_takes_its_baseline_through_the_pool() {
+    let db = Db::connect("sqlite://:memory:").await.expect("in-memory");
+    upgrade_to(&db, "legacy").await;
+    let fx = Fx::new(db).await;
+    let tenant = fx.tenant().await;
+    let session = fx.session(tenant, 0).await;
+    fx.flow(tenant, None, Some(session), None, 1).await;
+    let import = fx.import(Some(tenant), Some(session)).await;
+    fx.raw(import, Some(tenant), Some(session)).await;
+    upgrade_to(&fx.db, "head").await;
+    let online = verify_online(&fx.db).await.unwrap();
+    assert!(online.is_ok(), "{}", online.summary());
+    let ledger = online.ledger.as_ref().expect("the database has a ledger");
+    assert!(ledger.start.continuous, "{}", ledger.start.detail);
+}
