@@ -991,7 +991,7 @@ pub async fn mark_migration_write(tx: &mut Tx<'_>) -> Result<(), sqlx::Error> {
                 .await?;
         }
         Tx::Sqlite(conn) => {
-            if marker_table_exists(&mut **conn).await? {
+            if marker_table_exists(conn).await? {
                 sqlx::query(&format!("INSERT INTO {MARKER_TABLE} (marked) VALUES (1)"))
                     .execute(&mut **conn)
                     .await?;
@@ -1005,7 +1005,7 @@ pub async fn mark_migration_write(tx: &mut Tx<'_>) -> Result<(), sqlx::Error> {
 /// committed; PostgreSQL's setting ends with the transaction).
 pub async fn unmark_migration_write(tx: &mut Tx<'_>) -> Result<(), sqlx::Error> {
     if let Tx::Sqlite(conn) = tx {
-        if marker_table_exists(&mut **conn).await? {
+        if marker_table_exists(conn).await? {
             sqlx::query(&format!("DELETE FROM {MARKER_TABLE}"))
                 .execute(&mut **conn)
                 .await?;
