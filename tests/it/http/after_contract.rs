@@ -96,6 +96,10 @@ async fn fixture(db: &Db, state: &AppState) -> Fixture {
     let claimed = insert_session(db, tenant, user).await;
     let first = FlowId::new_v4();
     insert_flow(db, tenant, first, Some(claimed.as_uuid())).await;
+    // `created_at` has millisecond resolution: in the same millisecond the tie-break (the
+    // lower flow id) could make `second` the earliest (a CI run saw it: "1 rows of
+    // data_imports do not have the flow_id the rules give").
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     let second = FlowId::new_v4();
     insert_flow(db, tenant, second, Some(claimed.as_uuid())).await;
     let import = insert_import(db, tenant, user, Some(claimed), Some(first)).await;
