@@ -277,12 +277,7 @@ fn sqlite_sums_in_file(
             })
         }
     };
-    let conn = rusqlite::Connection::open_with_flags(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .map_err(failed("the database"))?;
-    conn.busy_timeout(std::time::Duration::from_secs(10))
+    let conn = open_own_connection(path, OpenFlags::SQLITE_OPEN_READ_ONLY)
         .map_err(failed("the database"))?;
     // Deferred: a read lock at the first read, which in WAL mode never blocks writers.
     conn.execute_batch("BEGIN")
@@ -344,6 +339,21 @@ async fn sqlite_sums_in_pool(
     }
     tx.rollback().await?;
     Ok(sums)
+}
+
+/// A connection of flowkey's own to a SQLite file (`flags` say read-only or read-write),
+/// waiting for a lock as the pool's connections do; for reads that hash rows where SQLite
+/// holds their values (the fingerprints, the write ledger's baseline and comparison).
+pub(crate) fn open_own_connection(
+    path: &str,
+    flags: rusqlite::OpenFlags,
+) -> rusqlite::Result<rusqlite::Connection> {
+    let conn = rusqlite::Connection::open_with_flags(
+        path,
+        flags | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    Ok(conn)
 }
 
 /// V2's row hash of the columns `first..columns` of a row read through a rusqlite

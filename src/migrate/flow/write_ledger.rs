@@ -38,7 +38,8 @@ use sqlx::Row;
 use crate::db::{Db, Engine, Tx};
 use crate::migrate::flow::error::FlowMigrationError;
 use crate::migrate::flow::fingerprint::{
-    hash_text_of_sum, load_baseline, pin_text_settings, rusqlite_row_hash, RowHashes,
+    hash_text_of_sum, load_baseline, open_own_connection, pin_text_settings, rusqlite_row_hash,
+    RowHashes,
 };
 use crate::migrate::flow::verify::OFFENDING_ROWS_CAP;
 use crate::migrate::revisions::legacy::LEGACY_TABLES;
@@ -411,13 +412,7 @@ fn sqlite_baseline_table_in_file(
             reason: err.to_string(),
         })
     };
-    let mut conn = rusqlite::Connection::open_with_flags(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .map_err(failed)?;
-    conn.busy_timeout(std::time::Duration::from_secs(10))
-        .map_err(failed)?;
+    let mut conn = open_own_connection(path, OpenFlags::SQLITE_OPEN_READ_WRITE).map_err(failed)?;
     let read = format!("{select} AND r.id > ?1 ORDER BY r.id LIMIT ?2");
     let (mut rows, mut sum, mut after) = (0i64, 0u64, String::new());
     loop {
@@ -829,13 +824,7 @@ fn compare_sqlite_in_file(
             reason: err.to_string(),
         })
     };
-    let conn = rusqlite::Connection::open_with_flags(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )
-    .map_err(failed)?;
-    conn.busy_timeout(std::time::Duration::from_secs(10))
-        .map_err(failed)?;
+    let conn = open_own_connection(path, OpenFlags::SQLITE_OPEN_READ_ONLY).map_err(failed)?;
     let read_now = format!("{select} AND r.id > ?1 ORDER BY r.id LIMIT ?2");
     let then_sql = |bounded: bool| {
         format!(
