@@ -860,32 +860,18 @@ fn compare_sqlite_in_file(
             let bounded = upper.is_some();
             let mut then_statement = conn.prepare_cached(&then_sql(bounded))?;
             let mut written_statement = conn.prepare_cached(&written_sql(bounded))?;
-            let (then, written) = match &upper {
-                Some(upper) => (
-                    then_statement
-                        .query_map(rusqlite::params![table, after, upper], |row| {
-                            Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?))
-                        })?
-                        .collect::<rusqlite::Result<Vec<_>>>()?,
-                    written_statement
-                        .query_map(rusqlite::params![table, after, upper], |row| {
-                            row.get::<_, String>(0)
-                        })?
-                        .collect::<rusqlite::Result<HashSet<_>>>()?,
-                ),
-                None => (
-                    then_statement
-                        .query_map(rusqlite::params![table, after], |row| {
-                            Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?))
-                        })?
-                        .collect::<rusqlite::Result<Vec<_>>>()?,
-                    written_statement
-                        .query_map(rusqlite::params![table, after], |row| {
-                            row.get::<_, String>(0)
-                        })?
-                        .collect::<rusqlite::Result<HashSet<_>>>()?,
-                ),
+            let bounds: Vec<&dyn rusqlite::ToSql> = match &upper {
+                Some(upper) => vec![&table, &after, upper],
+                None => vec![&table, &after],
             };
+            let then = then_statement
+                .query_map(&*bounds, |row| {
+                    Ok((row.get::<_, String>(0)?, row.get::<_, i64>(1)?))
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            let written = written_statement
+                .query_map(&*bounds, |row| row.get::<_, String>(0))?
+                .collect::<rusqlite::Result<HashSet<_>>>()?;
             Ok((now_rows, then, written, upper))
         };
         let chunk = read();
