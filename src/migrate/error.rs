@@ -21,6 +21,19 @@ pub enum MigrateError {
         direction: &'static str,
         reason: String,
     },
+    /// A run with a relative target (`-1`, `+2`) that stopped after it began: rerunning the
+    /// same command would count again from where it stopped, so the error names the
+    /// revision the target resolved to.
+    #[error(
+        "{source}; `{command} {target}` resolved to {resolved} when it started: to resume, run \
+         `flowkey {command} {resolved}` (`{target}` would count again from where it stopped)"
+    )]
+    RelativeTargetInterrupted {
+        source: Box<MigrateError>,
+        command: &'static str,
+        target: String,
+        resolved: &'static str,
+    },
     #[error("step {step:?} of revision {revision:?} failed: {message}")]
     StepFailed {
         revision: String,

@@ -171,8 +171,13 @@ impl Migrator {
         let session = Session::open(&self.db, &self.options, "upgrade", target)
             .await
             .map_err(connection_lost)?;
-        let result = self.upgrade_locked(&session, target).await;
-        session.close(result).await.map_err(connection_lost)
+        let mut relative = None;
+        let result = self.upgrade_locked(&session, target, &mut relative).await;
+        let result = session.close(result).await.map_err(connection_lost);
+        result.map_err(|err| match relative {
+            Some(relative) => relative.name_in(err),
+            None => err,
+        })
     }
 
     /// Reverts revisions down to `target`: `-N`, `base`, or a revision id (which stays
@@ -185,8 +190,13 @@ impl Migrator {
         let session = Session::open(&self.db, &self.options, "downgrade", target)
             .await
             .map_err(connection_lost)?;
-        let result = self.downgrade_locked(&session, target).await;
-        session.close(result).await.map_err(connection_lost)
+        let mut relative = None;
+        let result = self.downgrade_locked(&session, target, &mut relative).await;
+        let result = session.close(result).await.map_err(connection_lost);
+        result.map_err(|err| match relative {
+            Some(relative) => relative.name_in(err),
+            None => err,
+        })
     }
 
     /// The last fully applied revision; `None` at base (nothing recorded).
@@ -330,6 +340,52 @@ pub fn offline_sql(
     ))
 }
 
+/// A relative target (`-1`, `+2`) counts from wherever the database is when the run starts,
+/// so running the same command again after an interruption that came once the run had
+/// recorded a revision goes further than asked. The revision it resolved to is logged before
+/// anything runs and returned, so that an error can name the target to resume with; `None`
+/// for a target that names a revision.
+fn resolve_relative(
+    revisions: &'static [&'static Revision],
+    command: &'static str,
+    target: &str,
+    resolved: Option<usize>,
+) -> Option<RelativeTarget> {
+    if !target.starts_with(['-', '+']) {
+        return None;
+    }
+    let resolved = resolved.map_or("base", |index| revisions[index].id);
+    tracing::info!(
+        "{command} {target} resolves to {resolved}; to resume an interrupted run, name it: \
+         `flowkey {command} {resolved}`"
+    );
+    Some(RelativeTarget {
+        command,
+        target: target.to_owned(),
+        resolved,
+    })
+}
+
+/// What a run with a relative target resolved it to (see [`resolve_relative`]).
+struct RelativeTarget {
+    command: &'static str,
+    target: String,
+    resolved: &'static str,
+}
+
+impl RelativeTarget {
+    /// The run's error, with the revision to resume with: "rerun the same command" would
+    /// count the relative target again from where the run stopped.
+    fn name_in(self, err: MigrateError) -> MigrateError {
+        MigrateError::RelativeTargetInterrupted {
+            source: Box::new(err),
+            command: self.command,
+            target: self.target,
+            resolved: self.resolved,
+        }
+    }
+}
+
 /// Every command that takes the deploy lock refuses a transaction pooler first, before its
 /// read-only plan: through one, even the plan's named statements collide, and the lock's
 /// session would not be the runner's (see `db::pooler`).
@@ -451,8 +507,12 @@ impl Migrator {
         &self,
         session: &Session,
         target: &str,
+        relative: &mut Option<RelativeTarget>,
     ) -> Result<RunSummary, MigrateError> {
         let planned = self.plan_upgrade(target).await?;
+        if !planned.plan.is_empty() {
+            *relative = resolve_relative(self.revisions, "upgrade", target, planned.target_index);
+        }
         let adopted = if planned.adopt {
             Some(self.record_adoption(session).await?)
         } else {
@@ -522,8 +582,12 @@ impl Migrator {
         &self,
         session: &Session,
         target: &str,
+        relative: &mut Option<RelativeTarget>,
     ) -> Result<RunSummary, MigrateError> {
         let planned = self.plan_downgrade(target).await?;
+        if !planned.plan.is_empty() {
+            *relative = resolve_relative(self.revisions, "downgrade", target, planned.target_index);
+        }
         let revisions = self.run_plan(session, &planned.plan).await?;
         Ok(RunSummary {
             run_id: session.audit.run_id.clone(),

@@ -301,17 +301,20 @@ const CONTRACT: &[&str] = &[
     "120",
 ];
 
-const DOWNGRADE_ONE: &[&str] = &[
-    "downgrade",
-    "-1",
-    "--batch-target-ms",
-    "1",
-    "--initial-batch-size",
-    "3",
-    "--no-progress",
-    "--lock-wait-secs",
-    "120",
-];
+/// `downgrade <target>` with the small batches and patient lock the crash runs use.
+fn downgrade_to(target: &str) -> Vec<&str> {
+    let mut args = vec!["downgrade", target];
+    args.extend_from_slice(&[
+        "--batch-target-ms",
+        "1",
+        "--initial-batch-size",
+        "3",
+        "--no-progress",
+        "--lock-wait-secs",
+        "120",
+    ]);
+    args
+}
 
 /// The contract and its downgrade killed anywhere: each ends like an uninterrupted run on an
 /// identical copy (the contracted schema and every kept value and link; then head again,
@@ -345,7 +348,7 @@ async fn a_contract_and_its_downgrade_killed_anywhere_end_like_uninterrupted_run
 
     let contract_time = run_ok(&clean_db.url, CONTRACT);
     let contracted = snapshot(&clean, FingerprintScope::WithoutMigrationFlows).await;
-    let downgrade_time = run_ok(&clean_db.url, DOWNGRADE_ONE);
+    let downgrade_time = run_ok(&clean_db.url, &downgrade_to("-1"));
     // Back at head with every session key restored; the restored columns come last in their
     // tables (`downgrade legacy` rebuilds the legacy column order), so the reference is the
     // uninterrupted run's, not the head snapshot taken before the contract.
@@ -378,9 +381,15 @@ async fn a_contract_and_its_downgrade_killed_anywhere_end_like_uninterrupted_run
             landing_summary(&up)
         ),
     );
+    // The killed copy names the revision `-1` reached on the clean one: a kill that lands
+    // after the run recorded the contract reverted (but before the process exited) leaves the
+    // database at head, and `-1` run again from there would revert head as well. That is what
+    // a relative target means (the runner logs what it resolved to, for this case); an
+    // operator resuming names the revision, and so does this test.
+    let head = flowkey::migrate::revisions::head().id;
     let down = run_with_kills(
         &killed_db.url,
-        DOWNGRADE_ONE,
+        &downgrade_to(head),
         &mut rng,
         downgrade_time,
         per_direction,

@@ -14,8 +14,8 @@ use crate::both_engines;
 use crate::support::flow_support::{audit_events, error_line, history_of};
 use crate::support::harness::TestDb;
 use crate::support::reliability_support::{
-    assert_same, audit_log, run_ok, run_with_faults, seeded, small_seed, snapshot,
-    DOWNGRADE_LEGACY, UPGRADE_HEAD,
+    assert_same, audit_log, flowkey, run_ok, run_with_faults, seeded, small_seed, snapshot,
+    where_the_runner_stopped, DOWNGRADE_LEGACY, UPGRADE_HEAD,
 };
 
 /// How many steps run in `direction` over the revisions named, in the order they run.
@@ -129,6 +129,105 @@ async fn a_connection_lost_between_steps_leaves_the_revision_dirty_and_a_rerun_f
 both_engines!(
     a_connection_lost_between_steps_leaves_the_revision_dirty_and_a_rerun_finishes_it,
     a_connection_lost_between_steps_leaves_the_revision_dirty_and_a_rerun_finishes_it
+);
+
+/// A `downgrade -1` killed after it recorded its revision reverted (held there by a fault
+/// point that sleeps, so the kill lands in that window every time) leaves the database
+/// exactly at the revision `-1` resolved to, and its log (`-v`) names that revision before
+/// anything ran. Naming it resumes with nothing to do, and the database is what an uninterrupted
+/// `downgrade -1` gives; running `-1` again would revert one revision more, which is why the
+/// runner logs the revision and the crash tests resume by naming it.
+async fn a_downgrade_killed_after_recording_its_target_is_resumed_by_naming_it(test_db: TestDb) {
+    let engine = test_db.engine;
+    let clean_db = TestDb::fresh(engine).await;
+    for copy in [&test_db, &clean_db] {
+        seeded(copy, &small_seed()).await;
+        run_ok(&copy.url, UPGRADE_HEAD);
+    }
+    run_ok(&clean_db.url, &["downgrade", "-1", "--no-progress"]);
+    let clean = clean_db.connect().await;
+    let reference = snapshot(&clean, FingerprintScope::WithoutMigrationFlows).await;
+    let below_head = revisions::all()
+        .iter()
+        .rev()
+        .skip_while(|revision| revisions::is_after_head(revision.id))
+        .nth(1)
+        .expect("a revision before head")
+        .id;
+
+    let mut child = flowkey(&test_db.url, &["downgrade", "-1", "--no-progress", "-v"])
+        .env("FAILPOINTS", "runner::after_delete_version=sleep(60000)")
+        .spawn()
+        .unwrap();
+    let settled = format!("between revisions at {below_head}");
+    let waited = std::time::Instant::now();
+    while where_the_runner_stopped(&test_db.url).await != settled {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the downgrade ended before it reached {below_head}"
+        );
+        assert!(
+            waited.elapsed() < std::time::Duration::from_secs(60),
+            "the downgrade did not reach {below_head} in 60 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    child.kill().unwrap();
+    let killed = child.wait_with_output().unwrap();
+    let log = String::from_utf8_lossy(&killed.stderr);
+    assert!(
+        log.contains(&format!(
+            "downgrade -1 resolves to {below_head}; to resume an interrupted run, name it"
+        )),
+        "the killed run did not log its target: {log}"
+    );
+
+    let (status, stdout) = {
+        let output = flowkey(&test_db.url, &["downgrade", below_head, "--no-progress"])
+            .stdout(std::process::Stdio::piped())
+            .output()
+            .unwrap();
+        (
+            output.status,
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+        )
+    };
+    assert!(status.success(), "resuming by name failed");
+    assert!(
+        stdout.contains(&format!("nothing to do: the database is at {below_head}")),
+        "resuming by name did something: {stdout}"
+    );
+    let db = test_db.connect().await;
+    assert_same(
+        &snapshot(&db, FingerprintScope::WithoutMigrationFlows).await,
+        &reference,
+        "a downgrade killed after recording its target, resumed by naming it",
+    );
+
+    // The same window, failing instead of killed: the error names the revision to resume
+    // with, not "rerun the same command".
+    run_ok(&test_db.url, UPGRADE_HEAD);
+    let (status, stderr) = run_with_faults(
+        &test_db.url,
+        &["downgrade", "-1", "--no-progress"],
+        "runner::after_delete_version=return(connection_lost)",
+    );
+    assert!(!status.success(), "the injected fault did not stop the run");
+    let error = error_line(&stderr);
+    assert!(
+        error.contains(&format!(
+            "`downgrade -1` resolved to {below_head} when it started: to resume, run \
+             `flowkey downgrade {below_head}`"
+        )),
+        "the error does not name the revision to resume with: {error}"
+    );
+    assert!(history_of(&db, below_head).await.is_current);
+    db.close().await;
+    clean.close().await;
+}
+both_engines!(
+    a_downgrade_killed_after_recording_its_target_is_resumed_by_naming_it,
+    a_downgrade_killed_after_recording_its_target_is_resumed_by_naming_it
 );
 
 /// A step's commit that fails: its transaction is rolled back (no table of it exists), the
