@@ -75,6 +75,14 @@ pub enum MigrateError {
          database (wait for it, or raise --lock-wait-secs)"
     )]
     Locked { holder: String, since: String },
+    /// SQLite: no flowkey run holds the deploy lock, but another connection's write
+    /// transaction kept the database locked for the whole wait.
+    #[error(
+        "the database stayed locked by another connection's write transaction for the whole \
+         wait ({waited_secs} s; no flowkey run holds the deploy lock); nothing was changed: \
+         retry when it ends, or raise --lock-wait-secs"
+    )]
+    DatabaseBusy { waited_secs: u64 },
     #[error(
         "the deploy lock was lost: the connection holding it closed ({reason}), as when the \
          database restarts; stopped before the next step: rerun the same command to resume"

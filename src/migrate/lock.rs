@@ -158,9 +158,17 @@ impl DeployLock {
                     )
                     .fetch_optional(pool)
                     .await?;
-                    // The holder released it between our insert and our read: try again.
+                    // The holder released it between our insert and our read: try again. No
+                    // row and a busy database: a write transaction that is not a flowkey run
+                    // (the application's, a backup's) holds SQLite's write lock; wait for it
+                    // no longer than for a holder.
                     let Some((stale_run, holder, pid, host, since)) = row else {
                         if busy {
+                            if Instant::now() >= deadline {
+                                return Err(MigrateError::DatabaseBusy {
+                                    waited_secs: wait.as_secs(),
+                                });
+                            }
                             tokio::time::sleep(POLL_INTERVAL).await;
                         }
                         continue;
@@ -180,7 +188,14 @@ impl DeployLock {
                         .await;
                         let taken = match taken {
                             Ok(result) => result.rows_affected(),
-                            Err(err) if sqlite_busy(&err) => 0,
+                            Err(err) if sqlite_busy(&err) => {
+                                if Instant::now() >= deadline {
+                                    return Err(MigrateError::DatabaseBusy {
+                                        waited_secs: wait.as_secs(),
+                                    });
+                                }
+                                0
+                            }
                             Err(err) => return Err(err.into()),
                         };
                         if taken == 1 {

@@ -469,3 +469,53 @@ both_engines!(
     the_schema_gate_names_what_stands_between_the_database_and_serving,
     the_schema_gate_names_what_stands_between_the_database_and_serving
 );
+
+/// SQLite: a write transaction that is not a flowkey run (the application's, a backup's)
+/// holding the database's write lock for longer than the lock wait stops a run at the
+/// deploy lock with an error that says so, after the wait, instead of polling forever; nothing
+/// changes, and the run goes through once that transaction ends.
+#[tokio::test]
+async fn a_sqlite_write_lock_held_by_another_connection_is_waited_for_only_as_long_as_asked() {
+    use sqlx::Connection;
+
+    let test_db = TestDb::fresh(Engine::Sqlite).await;
+    let db = test_db.connect().await;
+    let migrator = Migrator::new(db.clone(), quick());
+    migrator.upgrade("head").await.unwrap();
+    let before = migrator.history().await.unwrap().len();
+
+    let mut other = sqlx::SqliteConnection::connect(&test_db.url).await.unwrap();
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut other)
+        .await
+        .unwrap();
+    let impatient = Migrator::new(
+        db.clone(),
+        RunOptions {
+            lock_wait: Duration::from_secs(1),
+            ..RunOptions::default()
+        },
+    );
+    let outcome = tokio::time::timeout(Duration::from_secs(90), impatient.downgrade("legacy"))
+        .await
+        .expect("the run kept waiting for the write lock past its lock wait");
+    let err = outcome.expect_err("the database stayed locked");
+    assert!(matches!(err, MigrateError::DatabaseBusy { .. }), "{err}");
+    assert!(
+        err.to_string()
+            .contains("no flowkey run holds the deploy lock"),
+        "{err}"
+    );
+    sqlx::query("ROLLBACK").execute(&mut other).await.unwrap();
+    other.close().await.unwrap();
+
+    let history = migrator.history().await.unwrap();
+    assert_eq!(history.len(), before);
+    assert!(history.iter().all(|entry| entry.dirty.is_none()));
+    assert_eq!(
+        migrator.current().await.unwrap(),
+        Some(flowkey::migrate::revisions::head().id)
+    );
+    impatient.downgrade("legacy").await.unwrap();
+    db.close().await;
+}
