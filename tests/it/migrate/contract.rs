@@ -505,6 +505,48 @@ async fn killed(test_db: TestDb) {
 #[cfg(feature = "failpoints")]
 both_engines!(a_killed_contract_and_downgrade_end_the_same, killed);
 
+/// SQLite: the contract's table rebuild failing just before its commit (every table rebuilt
+/// in the transaction) rolls all of it back: the session columns are still there, the
+/// revision is dirty with the rebuild not done, the error line names the failure, and the
+/// rerun ends with the same schema and archive as an uninterrupted contract.
+#[cfg(feature = "failpoints")]
+#[tokio::test]
+async fn a_sqlite_rebuild_that_fails_before_its_commit_rolls_back_and_resumes() {
+    use crate::support::flow_support::{error_line, history_of};
+    use crate::support::reliability_support::run_with_faults;
+    let test_db = TestDb::fresh(Engine::Sqlite).await;
+    let (db, _) = ready(&test_db).await;
+    let url = test_db.url.as_str();
+    let args = ["contract", "--quiet-period", "0s", "--no-progress"];
+    let (status, stderr) =
+        run_with_faults(url, &args, "contract::rebuild_commit=1*return(disk_full)");
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(
+        error_line(&stderr).contains("injected at contract::rebuild_commit"),
+        "{stderr}"
+    );
+    assert!(
+        has_column(&db, "assets", "session_id").await,
+        "the rebuild was rolled back"
+    );
+    let entry = history_of(&db, CONTRACT_REVISION).await;
+    let dirty = entry.dirty.expect("the contract is dirty");
+    assert_eq!((dirty.direction.as_str(), dirty.steps_done), ("up", 3));
+
+    run_ok(url, &args);
+    assert_eq!(current(&db).await, Some(CONTRACT_REVISION));
+    assert!(!has_column(&db, "assets", "session_id").await);
+    let reference_db = TestDb::fresh(Engine::Sqlite).await;
+    let (reference, _) = ready(&reference_db).await;
+    contract(&reference, quiet("0s")).await.unwrap();
+    assert_eq!(archive(&db).await, archive(&reference).await);
+    let differences = introspect(&db)
+        .await
+        .unwrap()
+        .diff(&introspect(&reference).await.unwrap());
+    assert!(differences.is_empty(), "{differences:#?}");
+}
+
 /// Random mixes of odd session values (free text in any form, an uppercase or prefixed id,
 /// blanks, other scripts, NULL) in `llm_usage_logs`, beside the seed's own oddities (dangling
 /// ids, other tenants, ...): contract, then downgrade legacy, gives every row back exactly.

@@ -17,7 +17,8 @@ use crate::both_engines;
 use crate::support::flow_support::{audit_events, error_line, history_of};
 use crate::support::harness::TestDb;
 use crate::support::reliability_support::{
-    assert_same, flowkey, run_ok, run_with_faults, seeded, small_seed, snapshot, UPGRADE_HEAD,
+    assert_same, flowkey, run_ok, run_with_faults, seeded, small_seed, snapshot, DOWNGRADE_LEGACY,
+    UPGRADE_HEAD,
 };
 
 /// The fault point inside a SQL step's transaction, before its script, on `engine`.
@@ -175,4 +176,148 @@ async fn a_backfill_failing_before_a_batch_commit_or_its_sweep_resumes_to_the_sa
 both_engines!(
     a_backfill_failing_before_a_batch_commit_or_its_sweep_resumes_to_the_same_end,
     a_backfill_failing_before_a_batch_commit_or_its_sweep_resumes_to_the_same_end
+);
+
+/// One fault point of the runner armed for a whole `upgrade head` and then a whole
+/// `downgrade legacy`.
+struct PointCase {
+    /// What `FAILPOINTS` arms: each point fires once (`1*`), then stays off. The first
+    /// point is the one the error line names.
+    failpoints: &'static str,
+    /// Where the point is on the path of a run on each engine.
+    sqlite: bool,
+    postgres: bool,
+    /// Which directions pass it (`mark_applied` is the upgrade's, `delete_version` the
+    /// downgrade's).
+    upgrade: bool,
+    downgrade: bool,
+}
+
+const fn case(failpoints: &'static str, sqlite: bool, postgres: bool) -> PointCase {
+    PointCase {
+        failpoints,
+        sqlite,
+        postgres,
+        upgrade: true,
+        downgrade: true,
+    }
+}
+
+/// A point only one direction passes.
+const fn one_way(case: PointCase, upgrade: bool) -> PointCase {
+    PointCase {
+        upgrade,
+        downgrade: !upgrade,
+        ..case
+    }
+}
+
+/// Every runner fault point no other test arms, and the rollback's `after_` point, which
+/// only a failed step reaches. `disk_full` because no part of the runner retries it: each
+/// point's own error handling is what runs.
+const RUNNER_POINTS: &[PointCase] = &[
+    case("runner::before_lock_acquire=1*return(disk_full)", true, true),
+    case("runner::before_step=1*return(disk_full)", true, true),
+    case("runner::before_mark_dirty=1*return(disk_full)", true, true),
+    case("runner::after_mark_dirty=1*return(disk_full)", true, true),
+    case("runner::after_sqlite_script=1*return(disk_full)", true, false),
+    case("runner::after_postgres_script=1*return(disk_full)", false, true),
+    case("runner::before_online_statement=1*return(disk_full)", false, true),
+    case("runner::after_online_statement=1*return(disk_full)", false, true),
+    case("runner::before_code_step=1*return(disk_full)", true, true),
+    case("runner::after_code_step=1*return(disk_full)", true, true),
+    case("runner::before_set_steps_done=1*return(disk_full)", true, true),
+    case("runner::after_set_steps_done=1*return(disk_full)", true, true),
+    one_way(case("runner::before_mark_applied=1*return(disk_full)", true, true), true),
+    one_way(case("runner::after_mark_applied=1*return(disk_full)", true, true), true),
+    one_way(case("runner::before_delete_version=1*return(disk_full)", true, true), false),
+    case("runner::after_lock_release=1*return(disk_full)", true, true),
+    case(
+        "runner::before_sqlite_script=1*return(disk_full);runner::after_rollback=1*return(connection_lost)",
+        true,
+        false,
+    ),
+    case(
+        "runner::before_postgres_script=1*return(disk_full);runner::after_rollback=1*return(connection_lost)",
+        false,
+        true,
+    ),
+];
+
+/// Runs `args` with `case` armed: where the point is on the path, the run stops with one
+/// `error:` line naming it; then the same command without faults completes.
+fn fail_once_then_complete(url: &str, args: &[&str], case: &PointCase, on_path: bool) {
+    let (status, stderr) = run_with_faults(url, args, case.failpoints);
+    if on_path {
+        assert_eq!(status.code(), Some(1), "{}: {stderr}", case.failpoints);
+        let error = error_line(&stderr);
+        let named = case.failpoints.split('=').next().unwrap();
+        assert!(
+            error.contains(&format!("injected at {named}")),
+            "{}: {error}",
+            case.failpoints
+        );
+    } else {
+        assert!(
+            status.success(),
+            "{} is not on this path, yet the run failed: {stderr}",
+            case.failpoints
+        );
+    }
+    run_ok(url, args);
+}
+
+/// Every runner fault point, one at a time, on a fresh copy: `upgrade head` stopped by it
+/// and rerun ends like an uninterrupted upgrade (schema, schema text, fingerprints, links),
+/// and `downgrade legacy` stopped by it and rerun gives back the seeded legacy database
+/// exactly. A point's error path that left the book or the data half way (a revision
+/// recorded applied that is not, a step recorded done that did not commit, a lock never
+/// given back) ends elsewhere or fails the rerun.
+async fn every_runner_fault_point_stops_the_run_in_one_line_and_a_rerun_ends_the_same(
+    reference_db: TestDb,
+) {
+    let engine = reference_db.engine;
+    let config = small_seed();
+    seeded(&reference_db, &config).await;
+    let reference = reference_db.connect().await;
+    let legacy = snapshot(&reference, FingerprintScope::AllRows).await;
+    run_ok(&reference_db.url, UPGRADE_HEAD);
+    let head = snapshot(&reference, FingerprintScope::WithoutMigrationFlows).await;
+    reference.close().await;
+
+    let mut armed = 0;
+    for case in RUNNER_POINTS {
+        let on_engine = match engine {
+            Engine::Sqlite => case.sqlite,
+            Engine::Postgres => case.postgres,
+        };
+        if !on_engine {
+            continue;
+        }
+        armed += 1;
+        let test_db = TestDb::fresh(engine).await;
+        seeded(&test_db, &config).await;
+        fail_once_then_complete(&test_db.url, UPGRADE_HEAD, case, case.upgrade);
+        let db = test_db.connect().await;
+        assert_same(
+            &snapshot(&db, FingerprintScope::WithoutMigrationFlows).await,
+            &head,
+            &format!("{engine:?}, upgrade head stopped by {}", case.failpoints),
+        );
+        fail_once_then_complete(&test_db.url, DOWNGRADE_LEGACY, case, case.downgrade);
+        assert_same(
+            &snapshot(&db, FingerprintScope::AllRows).await,
+            &legacy,
+            &format!(
+                "{engine:?}, downgrade legacy stopped by {}",
+                case.failpoints
+            ),
+        );
+        db.close().await;
+    }
+    assert!(armed >= 14, "{engine:?}: only {armed} points armed");
+}
+both_engines!(
+    every_runner_fault_point_stops_the_run_in_one_line_and_a_rerun_ends_the_same,
+    every_runner_fault_point_stops_the_run_in_one_line_and_a_rerun_ends_the_same
 );
