@@ -34,7 +34,9 @@
 //!   "lock lost"; SQLite keeps its lock in a row and has nothing to check),
 //!   `runner::before_lock_release` (PostgreSQL: the lock goes with its connection, and the
 //!   run's result stands; SQLite: the row stays, and the next run takes it over from this
-//!   dead process), `runner::after_lock_release`;
+//!   dead process), `runner::after_lock_release`, `lock::before_holder_lookup` (PostgreSQL:
+//!   the try failed, the holder not yet looked up), `lock::before_takeover` (SQLite: a dead
+//!   holder's row read, not yet taken over); tests make these two `sleep` to open a race;
 //! - the versions book: `runner::before_mark_dirty`, `runner::after_mark_dirty`,
 //!   `runner::before_set_steps_done`, `runner::after_set_steps_done` (in the step's
 //!   transaction where it has one), `runner::before_mark_applied`,

@@ -108,6 +108,9 @@ impl DeployLock {
                             taken_over_from: None,
                         });
                     }
+                    // The holder may let go between the try and this lookup (tests pause
+                    // here to make that race happen).
+                    crate::migrate::faults::check("lock::before_holder_lookup")?;
                     let holder = postgres_holder(&mut conn, key).await?;
                     if Instant::now() >= deadline {
                         let _ = conn.close().await;
@@ -174,6 +177,9 @@ impl DeployLock {
                         continue;
                     };
                     if host == identity.host && !process_is_alive(pid) {
+                        // Another runner may take the dead holder's lock over first (tests
+                        // pause here to make that race happen).
+                        crate::migrate::faults::check("lock::before_takeover")?;
                         let taken = sqlx::query(
                             "UPDATE flowkey_deploy_lock SET run_id = $1, holder = $2, pid = $3, \
                              host = $4, acquired_at = $5 WHERE id = 1 AND run_id = $6",

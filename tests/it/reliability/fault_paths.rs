@@ -321,3 +321,123 @@ both_engines!(
     every_runner_fault_point_stops_the_run_in_one_line_and_a_rerun_ends_the_same,
     every_runner_fault_point_stops_the_run_in_one_line_and_a_rerun_ends_the_same
 );
+
+/// SQLite, two runners and a dead one's lock: a runner killed while migrating left its lock
+/// row behind; runner A reads it and is held (a fault point that sleeps) before taking it over;
+/// runner B takes it over meanwhile and holds it past A's wake-up. A's takeover then finds
+/// the row no longer the dead runner's, so it waits for B like for any runner and takes the
+/// free lock after it: one takeover in the audit log, both runs succeed, the database ends at
+/// the target.
+#[tokio::test]
+async fn two_runners_racing_to_take_over_a_dead_runners_lock_take_it_once() {
+    let test_db = TestDb::fresh(Engine::Sqlite).await;
+    seeded(&test_db, &small_seed()).await;
+    let db = test_db.connect().await;
+    let legacy = snapshot(&db, FingerprintScope::AllRows).await;
+    run_ok(&test_db.url, UPGRADE_HEAD);
+    let mut gone = std::process::Command::new("true").spawn().unwrap();
+    let dead_pid = gone.id();
+    gone.wait().unwrap();
+    let host = gethostname::gethostname().to_string_lossy().into_owned();
+    db.execute_plain(&format!(
+        "INSERT INTO flowkey_deploy_lock (id, run_id, holder, pid, host, acquired_at) \
+         VALUES (1, 'dead-run', 'flowkey downgrade (killed)', {dead_pid}, '{host}', \
+         '2026-12-01T00:00:00Z')"
+    ))
+    .await
+    .unwrap();
+
+    let first = flowkey(&test_db.url, DOWNGRADE_LEGACY)
+        .env("FAILPOINTS", "lock::before_takeover=1*sleep(4000)")
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    // B holds the lock it took over past A's wake-up, so that A, had it taken the lock
+    // anyway, would run beside B.
+    let (status, stderr) = run_with_faults(
+        &test_db.url,
+        DOWNGRADE_LEGACY,
+        "runner::before_step=1*sleep(6000)",
+    );
+    assert!(
+        status.success(),
+        "the runner that took over failed: {stderr}"
+    );
+    let first = first.wait_with_output().unwrap();
+    let first_stderr = String::from_utf8_lossy(&first.stderr);
+    assert!(
+        first.status.success(),
+        "the runner that lost the race failed: {first_stderr}"
+    );
+    assert!(
+        first_stderr.contains("waiting for the deploy lock held by"),
+        "the runner that lost the race did not wait for the one that won: {first_stderr}"
+    );
+    let taken_over = audit_events(&db, "lock_taken_over").await;
+    assert_eq!(taken_over.len(), 1, "{taken_over:?}");
+    assert_same(
+        &snapshot(&db, FingerprintScope::AllRows).await,
+        &legacy,
+        "after two runners raced for a dead runner's lock",
+    );
+    let flowkey::db::Db::Sqlite(pool) = &db else {
+        unreachable!("a SQLite test")
+    };
+    let holders: i64 = sqlx::query_scalar("SELECT count(*) FROM flowkey_deploy_lock")
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    assert_eq!(holders, 0, "the lock was not given back");
+}
+
+/// PostgreSQL: the holder lets go of the deploy lock between a runner's failed try and its
+/// lookup of who holds it (held there by a fault point that sleeps). With no wait allowed,
+/// the runner stops with one line that says another session held it, not a lookup error,
+/// and changes nothing; the next run takes the free lock.
+#[tokio::test]
+async fn a_postgres_holder_that_lets_go_before_it_is_looked_up_is_named_another_session() {
+    let test_db = TestDb::fresh(Engine::Postgres).await;
+    seeded(&test_db, &small_seed()).await;
+    let db = test_db.connect().await;
+    let legacy = snapshot(&db, FingerprintScope::AllRows).await;
+    let mut holder = sqlx::PgConnection::connect(&test_db.url).await.unwrap();
+    let key = flowkey::migrate::lock::deploy_lock_key("public");
+    sqlx::query("SELECT pg_advisory_lock($1)")
+        .bind(key)
+        .execute(&mut holder)
+        .await
+        .unwrap();
+    let waiting = flowkey(
+        &test_db.url,
+        &["upgrade", "head", "--no-progress", "--lock-wait-secs", "0"],
+    )
+    .env("FAILPOINTS", "lock::before_holder_lookup=1*sleep(3000)")
+    .spawn()
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    sqlx::query("SELECT pg_advisory_unlock($1)")
+        .bind(key)
+        .execute(&mut holder)
+        .await
+        .unwrap();
+    let waiting = waiting.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&waiting.stderr);
+    assert_eq!(waiting.status.code(), Some(1), "{stderr}");
+    let error = error_line(&stderr);
+    assert!(
+        error.contains("the deploy lock is held by another session since a moment ago"),
+        "{error}"
+    );
+    assert_same(
+        &snapshot(&db, FingerprintScope::AllRows).await,
+        &legacy,
+        "a runner that found the lock held",
+    );
+    holder.close().await.unwrap();
+    run_ok(&test_db.url, UPGRADE_HEAD);
+    assert!(
+        history_of(&db, flowkey::migrate::revisions::head().id)
+            .await
+            .is_current
+    );
+}
