@@ -9,6 +9,7 @@
 
 mod cli {
     mod alembic_revision;
+    mod bench;
     mod commands;
     mod db_connect;
     mod flow_commands;

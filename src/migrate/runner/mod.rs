@@ -422,10 +422,8 @@ impl Migrator {
 
     /// Refuses any recorded revision whose definition changed since it was recorded.
     fn check_checksums(&self, state: &State) -> Result<(), MigrateError> {
-        for row in &state.rows {
-            let Some(index) = self.chain().index_of(&row.revision) else {
-                continue;
-            };
+        for (index, row) in &state.rows {
+            let index = *index;
             // A revision that stopped before finishing its first step up changed nothing
             // (steps are re-runnable), so it may be fixed before the rerun.
             if row.dirty && row.direction == "up" && row.steps_done == 0 {

@@ -127,17 +127,18 @@ impl Chain {
         resume: Option<usize>,
     ) -> Vec<PlannedRevision> {
         let start = current.map_or(0, |at| at + 1);
+        // An empty range where there is nothing to run (the target at or behind the start).
         let indexes: Vec<usize> = match direction {
-            Direction::Up => match target {
-                Some(target) if target >= start => (start..=target).collect(),
-                _ => Vec::new(),
-            },
+            Direction::Up => target
+                .into_iter()
+                .flat_map(|target| start..=target)
+                .collect(),
             Direction::Down => {
                 let stop = target.map_or(0, |at| at + 1);
-                match current {
-                    Some(at) if at >= stop => (stop..=at).rev().collect(),
-                    _ => Vec::new(),
-                }
+                current
+                    .into_iter()
+                    .flat_map(|at| (stop..=at).rev())
+                    .collect()
             }
         };
         indexes

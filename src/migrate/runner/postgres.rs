@@ -316,11 +316,7 @@ fn statement_details(statement: &str, retried: Retried) -> serde_json::Value {
     const MAX_SHOWN: usize = 500;
     let mut shown = statement.to_owned();
     if shown.len() > MAX_SHOWN {
-        let mut end = MAX_SHOWN;
-        while !shown.is_char_boundary(end) {
-            end -= 1;
-        }
-        shown.truncate(end);
+        shown.truncate(shown.floor_char_boundary(MAX_SHOWN));
         shown.push('…');
     }
     serde_json::json!({

@@ -72,7 +72,8 @@ pub(super) struct State {
     pub current: Option<usize>,
     /// The revision that stopped half way, if any.
     pub dirty: Option<DirtyRow>,
-    pub rows: Vec<VersionRow>,
+    /// Every row with its revision's index in the chain.
+    pub rows: Vec<(usize, VersionRow)>,
 }
 
 pub(super) struct DirtyRow {
@@ -86,6 +87,7 @@ impl State {
     pub fn resolve(chain: Chain, rows: &[VersionRow]) -> Result<State, MigrateError> {
         let mut current = None;
         let mut dirty = None;
+        let mut resolved = Vec::with_capacity(rows.len());
         for row in rows {
             let Some(index) = chain.index_of(&row.revision) else {
                 return Err(MigrateError::UnknownAppliedRevision {
@@ -101,11 +103,12 @@ impl State {
             } else if current.is_none_or(|at| index > at) {
                 current = Some(index);
             }
+            resolved.push((index, row.clone()));
         }
         Ok(State {
             current,
             dirty,
-            rows: rows.to_vec(),
+            rows: resolved,
         })
     }
 }

@@ -240,6 +240,48 @@ both_engines!(
     the_revision_catches_up_sessions_created_since_the_mapping_step
 );
 
+/// A session given a stand-in, whose real flow the old application writes while the live
+/// mapping's triggers are down (the database taken back below `live_mapping`): `flowkey
+/// catch-up` refuses there and changes nothing; the upgrade back to head moves the mapping to
+/// the real flow and relinks every row; `flowkey catch-up` at head then has nothing to do.
+async fn a_stand_in_gives_way_to_a_flow_written_while_the_triggers_were_down(test_db: TestDb) {
+    use crate::support::reliability_support::run_to_end;
+    let db = test_db.connect().await;
+    upgrade_to(&db, "service_state").await;
+    let fx = Fx::new(db).await;
+    let tenant = fx.tenant().await;
+    let session = fx.session(tenant, 0).await;
+    let rows = old_code_rows(&fx, tenant, session).await;
+    upgrade_to(&fx.db, "head").await;
+    let (stand_in, rule, _) = fx.mapping_of(session).await.unwrap();
+    assert_eq!(rule, "created");
+    assert_eq!(flows_of(&fx, &rows).await, vec![Some(stand_in); 7]);
+
+    downgrade_to(&fx.db, "service_state").await;
+    let real = fx.flow(tenant, None, Some(session), None, 1).await;
+    let (status, stderr) = run_to_end(&test_db.url, &["catch-up"]);
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("the database is at service_state: a catch-up needs the live mapping"),
+        "{stderr}"
+    );
+    assert_eq!(fx.mapping_of(session).await.unwrap().0, stand_in);
+
+    upgrade_to(&fx.db, "head").await;
+    assert_eq!(fx.mapping_of(session).await.unwrap().0, real);
+    assert_eq!(flows_of(&fx, &rows).await, vec![Some(real); 7]);
+    let events = audit_events(&fx.db, "catch_up").await;
+    assert_eq!(events.last().unwrap()["sessions_moved"], 1, "{events:?}");
+
+    let (status, stderr) = run_to_end(&test_db.url, &["--json", "catch-up"]);
+    assert!(status.success(), "{stderr}");
+    assert_eq!(fx.mapping_of(session).await.unwrap().0, real);
+}
+both_engines!(
+    a_stand_in_gives_way_to_a_flow_written_while_the_triggers_were_down,
+    a_stand_in_gives_way_to_a_flow_written_while_the_triggers_were_down
+);
+
 async fn verify_and_readiness_report_unmapped_sessions(test_db: TestDb) {
     let fx = at_head(&test_db).await;
     let tenant = fx.tenant().await;

@@ -97,8 +97,9 @@ both_engines!(
 /// SQLite only (PostgreSQL's lock is an advisory lock, with no row to write): another
 /// connection holds SQLite's write lock, with no deploy lock row, for longer than the busy
 /// timeout (10 s) when a run tries to take the deploy lock. The run's insert of the lock row
-/// gets SQLITE_BUSY; the run does not fail but waits, and takes the lock once the write lock
-/// is given back.
+/// gets SQLITE_BUSY; the run does not fail but waits (within its lock wait, 30 s here; a
+/// shorter wait stops it, see `migrate::refusals`), and takes the lock once the write lock is
+/// given back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sqlite_run_that_finds_the_database_busy_waits_for_the_deploy_lock() {
     let test_db = TestDb::fresh(Engine::Sqlite).await;
@@ -112,7 +113,7 @@ async fn a_sqlite_run_that_finds_the_database_busy_waits_for_the_deploy_lock() {
     let started = Instant::now();
     let run = flowkey(
         &test_db.url,
-        &["upgrade", "flow_mapping", "--lock-wait-secs", "0"],
+        &["upgrade", "flow_mapping", "--lock-wait-secs", "30"],
     )
     .spawn()
     .unwrap();
