@@ -3,8 +3,12 @@
 //! old code writes, a row is left without a `flow_id`, or the stored result is too old; then
 //! it checks again and stores the new result. Each case of the delta is tested alone.
 
+use std::time::Duration;
+
 use flowkey::flags::{readiness, Readiness};
-use flowkey::migrate::flow::verification_record::verify_and_record;
+use flowkey::migrate::flow::verification_record::{
+    last_standing, verify_and_record, verify_and_record_online, Stored,
+};
 
 use crate::both_engines;
 use crate::support::flow_fixtures::Fx;
@@ -144,4 +148,60 @@ async fn readiness_checks_the_links_without_the_fingerprints(test_db: TestDb) {
 both_engines!(
     readiness_checks_the_links_without_the_fingerprints,
     readiness_checks_the_links_without_the_fingerprints
+);
+
+fn stale_reason(stored: Stored) -> String {
+    match stored {
+        Stored::Stale(reason) => reason,
+        Stored::Fresh(fresh) => panic!("still standing: {fresh:?}"),
+    }
+}
+
+/// Each reason a stored verification stops standing, read directly (`last_standing`): none
+/// stored in the table yet, older than the caller's maximum age, unreadable (written by
+/// another build), and stored below the legacy-write log's revision (no log to see writes
+/// since). `verify --online` stores its result like `verify`.
+async fn every_reason_a_stored_verification_stops_standing_is_named(test_db: TestDb) {
+    let db = test_db.connect().await;
+    upgrade_to(&db, "flow_constraints").await;
+    let fx = Fx::new(db).await;
+    let long = Duration::from_secs(3600);
+
+    // Below the legacy-write log: stored, but nothing can tell writes since.
+    verify_and_record(&fx.db).await.unwrap();
+    let reason = stale_reason(last_standing(&fx.db, long).await.unwrap());
+    assert!(
+        reason.contains("no legacy-write log at this revision"),
+        "{reason}"
+    );
+
+    upgrade_to(&fx.db, "head").await;
+    fx.sql("DELETE FROM flowkey_verifications").await;
+    let reason = stale_reason(last_standing(&fx.db, long).await.unwrap());
+    assert_eq!(reason, "no verification stored yet");
+
+    let report = verify_and_record_online(&fx.db).await.unwrap();
+    assert!(report.is_ok(), "{}", report.summary());
+    assert!(matches!(
+        last_standing(&fx.db, long).await.unwrap(),
+        Stored::Fresh(_)
+    ));
+    let reason = stale_reason(last_standing(&fx.db, Duration::ZERO).await.unwrap());
+    assert!(reason.contains("more than 0 s"), "{reason}");
+
+    fx.sql("UPDATE flowkey_verifications SET report = 'not json'")
+        .await;
+    let reason = stale_reason(last_standing(&fx.db, long).await.unwrap());
+    assert!(reason.contains("unreadable"), "{reason}");
+    // Readiness then checks again and stores a readable result.
+    let checked = readiness(&fx.db).await.unwrap();
+    assert_eq!(checked.checks.from, "checked", "{:?}", checked.checks);
+    assert!(matches!(
+        last_standing(&fx.db, long).await.unwrap(),
+        Stored::Fresh(_)
+    ));
+}
+both_engines!(
+    every_reason_a_stored_verification_stops_standing_is_named,
+    every_reason_a_stored_verification_stops_standing_is_named
 );
