@@ -554,6 +554,92 @@ both_engines!(
     downgrade_after_new_writes_keeps_rows_reachable_and_reupgrade_links_the_same
 );
 
+/// An asset of new code at head: keyed by its flow only.
+async fn flow_keyed_asset(fx: &Fx, client: Uuid, engagement: Uuid, flow: Uuid) -> Uuid {
+    let asset = Uuid::new_v4();
+    fx.sql(&format!(
+        "INSERT INTO assets (id, client_account_id, engagement_id, name, asset_type, flow_id) \
+         VALUES ('{asset}', '{client}', '{engagement}', 'new', 'server', '{flow}')"
+    ))
+    .await;
+    asset
+}
+
+/// Flows new code wrote at head in places the downgrade must think about: in a tenant with
+/// no session at all (its restored session's creator is flowkey's own user, created once
+/// and found again by a later downgrade), with an engagement of another client (no tenant
+/// to create a session in), and with the id of an existing session that maps elsewhere (the
+/// session cannot be created under that id). The last two are named in the audit log with
+/// their reason and their rows stay, without a session; nothing is lost.
+async fn the_downgrade_names_flows_it_cannot_give_a_session_and_keeps_their_rows(test_db: TestDb) {
+    let fx = legacy_db(&test_db).await;
+    upgrade_to(&fx.db, "head").await;
+    let lonely = fx.tenant().await;
+    let lone_flow = fx.flow(lonely, None, None, None, 1).await;
+    let lone_asset = flow_keyed_asset(&fx, lonely.client, lonely.engagement, lone_flow).await;
+    let (a, b) = (fx.tenant().await, fx.tenant().await);
+    let mixed = crate::support::flow_fixtures::Tenant {
+        client: a.client,
+        engagement: b.engagement,
+    };
+    let mixed_flow = fx.flow(mixed, None, None, None, 2).await;
+    let mixed_asset = flow_keyed_asset(&fx, a.client, a.engagement, mixed_flow).await;
+    let session = fx.session(a, 0).await;
+    fx.flow(a, None, Some(session), None, 3).await;
+    let clashing_flow = fx.flow(a, Some(session), None, None, 4).await;
+    let clashing_asset = flow_keyed_asset(&fx, a.client, a.engagement, clashing_flow).await;
+    let assets_before = fx.count("SELECT count(*) FROM assets").await;
+
+    downgrade_to(&fx.db, "legacy").await;
+    let event = &audit_events(&fx.db, "sessions_restored").await[0];
+    let left = event["flows_left_without_session"]
+        .as_array()
+        .expect("a list");
+    let reason_of = |flow: Uuid| {
+        left.iter()
+            .find(|entry| entry["flow_id"] == flow.to_string())
+            .and_then(|entry| entry["reason"].as_str())
+            .unwrap_or_else(|| panic!("{flow} is not named: {event}"))
+            .to_owned()
+    };
+    assert!(
+        reason_of(mixed_flow).contains("no client_accounts/engagements row"),
+        "{event}"
+    );
+    assert!(
+        reason_of(clashing_flow).contains(&clashing_flow.to_string()),
+        "{event}"
+    );
+    assert_eq!(left.len(), 2, "{event}");
+    assert_eq!(fx.count("SELECT count(*) FROM assets").await, assets_before);
+    assert_eq!(
+        fx.session_of("assets", lone_asset).await,
+        Some(lone_flow.to_string())
+    );
+    assert_eq!(fx.session_of("assets", mixed_asset).await, None);
+    assert_eq!(fx.session_of("assets", clashing_asset).await, None);
+    let restored = flow::restored_sessions(&fx.db).await.unwrap();
+    assert_eq!(restored.len(), 1);
+    let flowkey_user = restored[0].created_by.clone();
+
+    // Another tenant with no session, another round: the same user creates its session.
+    upgrade_to(&fx.db, "head").await;
+    let later = fx.tenant().await;
+    let later_flow = fx.flow(later, None, None, None, 5).await;
+    flow_keyed_asset(&fx, later.client, later.engagement, later_flow).await;
+    downgrade_to(&fx.db, "legacy").await;
+    let restored = flow::restored_sessions(&fx.db).await.unwrap();
+    let again = restored
+        .iter()
+        .find(|session| session.flow_id == later_flow.to_string())
+        .expect("the later flow got a session");
+    assert_eq!(again.created_by, flowkey_user);
+}
+both_engines!(
+    the_downgrade_names_flows_it_cannot_give_a_session_and_keeps_their_rows,
+    the_downgrade_names_flows_it_cannot_give_a_session_and_keeps_their_rows
+);
+
 async fn verify_names_rows_linked_against_the_rules(test_db: TestDb) {
     let fx = legacy_db(&test_db).await;
     let s = build_scenario(&fx).await;
