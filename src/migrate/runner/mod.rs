@@ -173,11 +173,7 @@ impl Migrator {
             .map_err(connection_lost)?;
         let mut relative = None;
         let result = self.upgrade_locked(&session, target, &mut relative).await;
-        let result = session.close(result).await.map_err(connection_lost);
-        result.map_err(|err| match relative {
-            Some(relative) => relative.name_in(err),
-            None => err,
-        })
+        RelativeTarget::name_in_error(session.close(result).await, relative)
     }
 
     /// Reverts revisions down to `target`: `-N`, `base`, or a revision id (which stays
@@ -192,11 +188,7 @@ impl Migrator {
             .map_err(connection_lost)?;
         let mut relative = None;
         let result = self.downgrade_locked(&session, target, &mut relative).await;
-        let result = session.close(result).await.map_err(connection_lost);
-        result.map_err(|err| match relative {
-            Some(relative) => relative.name_in(err),
-            None => err,
-        })
+        RelativeTarget::name_in_error(session.close(result).await, relative)
     }
 
     /// The last fully applied revision; `None` at base (nothing recorded).
@@ -374,15 +366,24 @@ struct RelativeTarget {
 }
 
 impl RelativeTarget {
-    /// The run's error, with the revision to resume with: "rerun the same command" would
-    /// count the relative target again from where the run stopped.
-    fn name_in(self, err: MigrateError) -> MigrateError {
-        MigrateError::RelativeTargetInterrupted {
-            source: Box::new(err),
-            command: self.command,
-            target: self.target,
-            resolved: self.resolved,
-        }
+    /// A closed run's outcome; its error, when the target was relative, with the revision to
+    /// resume with: "rerun the same command" would count the target again from where the run
+    /// stopped.
+    fn name_in_error(
+        closed: Result<RunSummary, MigrateError>,
+        relative: Option<RelativeTarget>,
+    ) -> Result<RunSummary, MigrateError> {
+        closed
+            .map_err(connection_lost)
+            .map_err(|err| match relative {
+                Some(relative) => MigrateError::RelativeTargetInterrupted {
+                    source: Box::new(err),
+                    command: relative.command,
+                    target: relative.target,
+                    resolved: relative.resolved,
+                },
+                None => err,
+            })
     }
 }
 

@@ -286,12 +286,9 @@ both_engines!(
     a_downgrade_after_writes_at_head_killed_anywhere_ends_like_an_uninterrupted_one
 );
 
-/// Contract arguments that make many small archive batches and no progress bar; the quiet
-/// period is 0 (the seed's own rows count as legacy writes just made).
-const CONTRACT: &[&str] = &[
-    "contract",
-    "--quiet-period",
-    "0s",
+/// Many small batches, no progress bar, a patient deploy lock: what the contract's crash runs
+/// add to their command.
+const SMALL_BATCHES: [&str; 7] = [
     "--batch-target-ms",
     "1",
     "--initial-batch-size",
@@ -301,19 +298,9 @@ const CONTRACT: &[&str] = &[
     "120",
 ];
 
-/// `downgrade <target>` with the small batches and patient lock the crash runs use.
-fn downgrade_to(target: &str) -> Vec<&str> {
-    let mut args = vec!["downgrade", target];
-    args.extend_from_slice(&[
-        "--batch-target-ms",
-        "1",
-        "--initial-batch-size",
-        "3",
-        "--no-progress",
-        "--lock-wait-secs",
-        "120",
-    ]);
-    args
+/// `command` followed by [`SMALL_BATCHES`].
+fn with_small_batches<'a>(command: &[&'a str]) -> Vec<&'a str> {
+    command.iter().copied().chain(SMALL_BATCHES).collect()
 }
 
 /// The contract and its downgrade killed anywhere: each ends like an uninterrupted run on an
@@ -346,9 +333,11 @@ async fn a_contract_and_its_downgrade_killed_anywhere_end_like_uninterrupted_run
         "the two copies at head",
     );
 
-    let contract_time = run_ok(&clean_db.url, CONTRACT);
+    // The quiet period is 0: the seed's own rows count as legacy writes just made.
+    let contract = with_small_batches(&["contract", "--quiet-period", "0s"]);
+    let contract_time = run_ok(&clean_db.url, &contract);
     let contracted = snapshot(&clean, FingerprintScope::WithoutMigrationFlows).await;
-    let downgrade_time = run_ok(&clean_db.url, &downgrade_to("-1"));
+    let downgrade_time = run_ok(&clean_db.url, &with_small_batches(&["downgrade", "-1"]));
     // Back at head with every session key restored; the restored columns come last in their
     // tables (`downgrade legacy` rebuilds the legacy column order), so the reference is the
     // uninterrupted run's, not the head snapshot taken before the contract.
@@ -366,7 +355,7 @@ async fn a_contract_and_its_downgrade_killed_anywhere_end_like_uninterrupted_run
     let per_direction = wanted.div_ceil(2).max(1);
     let up = run_with_kills(
         &killed_db.url,
-        CONTRACT,
+        &contract,
         &mut rng,
         contract_time,
         per_direction,
@@ -389,7 +378,7 @@ async fn a_contract_and_its_downgrade_killed_anywhere_end_like_uninterrupted_run
     let head = flowkey::migrate::revisions::head().id;
     let down = run_with_kills(
         &killed_db.url,
-        &downgrade_to(head),
+        &with_small_batches(&["downgrade", head]),
         &mut rng,
         downgrade_time,
         per_direction,
