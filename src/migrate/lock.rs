@@ -110,7 +110,7 @@ impl DeployLock {
                     }
                     // The holder may let go between the try and this lookup (tests pause
                     // here to make that race happen).
-                    crate::migrate::faults::check("lock::before_holder_lookup")?;
+                    faults::check("lock::before_holder_lookup")?;
                     let holder = postgres_holder(&mut conn, key).await?;
                     if Instant::now() >= deadline {
                         let _ = conn.close().await;
@@ -167,11 +167,7 @@ impl DeployLock {
                     // no longer than for a holder.
                     let Some((stale_run, holder, pid, host, since)) = row else {
                         if busy {
-                            if Instant::now() >= deadline {
-                                return Err(MigrateError::DatabaseBusy {
-                                    waited_secs: wait.as_secs(),
-                                });
-                            }
+                            still_within(deadline, wait)?;
                             tokio::time::sleep(POLL_INTERVAL).await;
                         }
                         continue;
@@ -179,7 +175,7 @@ impl DeployLock {
                     if host == identity.host && !process_is_alive(pid) {
                         // Another runner may take the dead holder's lock over first (tests
                         // pause here to make that race happen).
-                        crate::migrate::faults::check("lock::before_takeover")?;
+                        faults::check("lock::before_takeover")?;
                         let taken = sqlx::query(
                             "UPDATE flowkey_deploy_lock SET run_id = $1, holder = $2, pid = $3, \
                              host = $4, acquired_at = $5 WHERE id = 1 AND run_id = $6",
@@ -195,11 +191,7 @@ impl DeployLock {
                         let taken = match taken {
                             Ok(result) => result.rows_affected(),
                             Err(err) if sqlite_busy(&err) => {
-                                if Instant::now() >= deadline {
-                                    return Err(MigrateError::DatabaseBusy {
-                                        waited_secs: wait.as_secs(),
-                                    });
-                                }
+                                still_within(deadline, wait)?;
                                 0
                             }
                             Err(err) => return Err(err.into()),
@@ -357,6 +349,17 @@ fn process_is_alive(pid: i64) -> bool {
         return true;
     }
     pid <= 0 || proc.join(pid.to_string()).exists()
+}
+
+/// SQLite: a database kept busy by a connection that is not a flowkey run is waited for no
+/// longer than a holder would be.
+fn still_within(deadline: Instant, wait: Duration) -> Result<(), MigrateError> {
+    if Instant::now() >= deadline {
+        return Err(MigrateError::DatabaseBusy {
+            waited_secs: wait.as_secs(),
+        });
+    }
+    Ok(())
 }
 
 fn truncate(text: &str, max: usize) -> String {

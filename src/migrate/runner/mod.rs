@@ -423,8 +423,7 @@ impl Migrator {
 
     /// Refuses any recorded revision whose definition changed since it was recorded.
     fn check_checksums(&self, state: &State) -> Result<(), MigrateError> {
-        for (index, row) in &state.rows {
-            let index = *index;
+        for &(index, ref row) in &state.rows {
             // A revision that stopped before finishing its first step up changed nothing
             // (steps are re-runnable), so it may be fixed before the rerun.
             if row.dirty && row.direction == "up" && row.steps_done == 0 {
