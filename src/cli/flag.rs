@@ -122,10 +122,18 @@ pub async fn run(db: Db, args: &FlagArgs) -> anyhow::Result<()> {
                     println!("  {reason}");
                 }
             }
-            match (&readiness.checks.verified_at, &readiness.checks.reason) {
-                (Some(at), _) => println!("  (link checks: the verification stored at {at})"),
-                (None, Some(why)) => println!("  (link checks: run now, since {why})"),
-                (None, None) => {}
+            let checks = &readiness.checks;
+            match (
+                &checks.verified_at,
+                &checks.reason,
+                checks.delta_rows_checked,
+            ) {
+                (Some(at), Some(delta), Some(_)) => {
+                    println!("  (link checks: the verification stored at {at}, and {delta})")
+                }
+                (Some(at), _, _) => println!("  (link checks: the verification stored at {at})"),
+                (None, Some(why), _) => println!("  (link checks: run now, since {why})"),
+                (None, None, _) => {}
             }
         }
     }

@@ -1,10 +1,12 @@
 //! Whether `enable_flow_id_primary` may be turned `on`: the backfill has been applied and
 //! every link is what the migration's rules give. The link checks are the migration's own
 //! `verify` (the same checks as `flowkey verify`), so the service and the CLI can never
-//! disagree on what "ready" means. They come from the last stored verification while the
-//! delta since it shows nothing it could have missed (`migrate::flow::verification_record`),
-//! else they run now and are stored: readiness answers in milliseconds on a quiet database
-//! and after every full check, and is never older than [`MAX_STORED_AGE`].
+//! disagree on what "ready" means. They come from the last stored verification while nothing
+//! it could have missed happened since (`migrate::flow::verification_record`), or while the
+//! rows written since, and the rows those writes reach, pass the same checks
+//! (`migrate::flow::verification_delta`); else they run now over every row and are stored.
+//! Readiness answers in milliseconds on a quiet database, in about the time of the delta's
+//! lookups while the application writes, and is never older than [`MAX_STORED_AGE`].
 
 use std::time::Duration;
 
@@ -23,13 +25,17 @@ pub const MAX_STORED_AGE: Duration = Duration::from_secs(15 * 60);
 /// Where the link checks' counts come from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Default, utoipa::ToSchema)]
 pub struct ChecksSource {
-    /// `stored`: the last stored verification still stands; `checked`: the checks ran now
-    /// (and were stored); empty before the backfill.
+    /// `stored`: the last stored verification still stands; `delta`: it stands because
+    /// every row a write since could have changed the checks of was checked now; `checked`:
+    /// the checks ran now over every row (and were stored); empty before the backfill.
     pub from: String,
-    /// Why the stored verification did not stand (`checked` only).
+    /// Why the stored verification alone did not stand (`checked`), or what the delta
+    /// checked (`delta`).
     pub reason: Option<String>,
-    /// When the stored verification's checks started (database clock; `stored` only).
+    /// When the stored verification's checks started (database clock; `stored` and `delta`).
     pub verified_at: Option<String>,
+    /// Rows of the linked tables the delta checked (`delta` only).
+    pub delta_rows_checked: Option<i64>,
 }
 
 /// One check and how many rows fail it.
@@ -111,10 +117,18 @@ pub async fn readiness(db: &Db) -> Result<Readiness, FlagError> {
     }
     let (tables, mut mapping) = match last_standing(db, MAX_STORED_AGE).await? {
         Stored::Fresh(stored) => {
-            result.checks = ChecksSource {
-                from: "stored".into(),
-                reason: None,
-                verified_at: Some(stored.verified_at),
+            result.checks = match &stored.delta {
+                None => ChecksSource {
+                    from: "stored".into(),
+                    verified_at: Some(stored.verified_at),
+                    ..ChecksSource::default()
+                },
+                Some(checked) => ChecksSource {
+                    from: "delta".into(),
+                    reason: Some(checked.describe()),
+                    verified_at: Some(stored.verified_at),
+                    delta_rows_checked: Some(checked.rows_checked),
+                },
             };
             (stored.tables, stored.mapping)
         }
@@ -123,7 +137,7 @@ pub async fn readiness(db: &Db) -> Result<Readiness, FlagError> {
             result.checks = ChecksSource {
                 from: "checked".into(),
                 reason: Some(reason),
-                verified_at: None,
+                ..ChecksSource::default()
             };
             (verified.tables, verified.mapping)
         }

@@ -31,9 +31,12 @@ use serde::Serialize;
 
 use crate::db::{on_pool, Db, Engine};
 use crate::migrate::audit::table_exists;
-use crate::migrate::flow::linked::{LinkedTable, LINKED_TABLES};
+use crate::migrate::flow::linked::LINKED_TABLES;
+use crate::migrate::flow::verification_delta::{
+    check_delta, check_links_with_basis, ledger_records_at, store_basis, Delta, DeltaChecked,
+};
 use crate::migrate::flow::verify::{
-    check_links, links_are_sound, LinkReport, MappingVerification, TableVerification, VerifyReport,
+    links_are_sound, LinkReport, MappingVerification, TableVerification, VerifyReport,
 };
 use crate::migrate::{MigrateError, Migrator, RunOptions};
 
@@ -121,7 +124,7 @@ pub async fn record(
     mark: &Watermark,
     tables: &[TableVerification],
     mapping: &MappingVerification,
-) -> Result<(), MigrateError> {
+) -> Result<i64, MigrateError> {
     let create = match db.engine() {
         Engine::Postgres => CREATE_POSTGRES,
         Engine::Sqlite => CREATE_SQLITE,
@@ -129,27 +132,27 @@ pub async fn record(
     let insert = match db.engine() {
         Engine::Postgres => {
             "INSERT INTO flowkey_verifications (started_at, revision, links_sound, report, unlinked) \
-             VALUES (CAST($1 AS timestamptz), $2, $3, $4, $5)"
+             VALUES (CAST($1 AS timestamptz), $2, $3, $4, $5) RETURNING id"
         }
         Engine::Sqlite => {
             "INSERT INTO flowkey_verifications (started_at, revision, links_sound, report, unlinked) \
-             VALUES ($1, $2, $3, $4, $5)"
+             VALUES ($1, $2, $3, $4, $5) RETURNING id"
         }
     };
     let body = serde_json::json!({ "tables": tables, "mapping": mapping });
     let unlinked = serde_json::to_string(&mark.unlinked).unwrap_or_default();
-    on_pool!(db, pool => {
+    let id: i64 = on_pool!(db, pool => {
         sqlx::query(create).execute(pool).await?;
-        sqlx::query(insert)
+        sqlx::query_scalar(insert)
             .bind(&mark.started_at)
             .bind(mark.revision.as_deref().unwrap_or("base"))
             .bind(links_are_sound(tables, mapping))
             .bind(body.to_string())
             .bind(&unlinked)
-            .execute(pool)
-            .await?;
+            .fetch_one(pool)
+            .await?
     });
-    Ok(())
+    Ok(id)
 }
 
 /// A stored verification that still stands.
@@ -160,6 +163,9 @@ pub struct StoredVerification {
     pub age_secs: f64,
     pub tables: Vec<TableVerification>,
     pub mapping: MappingVerification,
+    /// Set when the stored result stands thanks to the delta, which checked again every row
+    /// a write since could have changed the checks of (what it checked).
+    pub delta: Option<DeltaChecked>,
 }
 
 /// Whether the last stored verification still stands, and if not, why.
@@ -176,19 +182,19 @@ pub async fn last_standing(db: &Db, max_age: Duration) -> Result<Stored, Migrate
     }
     let select = match db.engine() {
         Engine::Postgres => {
-            "SELECT started_at::text, revision, report, unlinked, \
-             extract(epoch FROM clock_timestamp() - started_at)::float8 \
+            "SELECT id, started_at::text, revision, report, unlinked, \
+             extract(epoch FROM clock_timestamp() - started_at)::float8, links_sound \
              FROM flowkey_verifications ORDER BY id DESC LIMIT 1"
         }
         Engine::Sqlite => {
-            "SELECT started_at, revision, report, unlinked, \
-             (julianday('now') - julianday(started_at)) * 86400.0 \
+            "SELECT id, started_at, revision, report, unlinked, \
+             (julianday('now') - julianday(started_at)) * 86400.0, links_sound \
              FROM flowkey_verifications ORDER BY id DESC LIMIT 1"
         }
     };
-    let last: Option<(String, String, String, String, f64)> =
+    let last: Option<(i64, String, String, String, String, f64, bool)> =
         on_pool!(db, pool => sqlx::query_as(select).fetch_optional(pool).await)?;
-    let Some((started_at, revision, report, unlinked, age_secs)) = last else {
+    let Some((id, started_at, revision, report, unlinked, age_secs, links_sound)) = last else {
         return Ok(Stored::Stale("no verification stored yet".into()));
     };
     if age_secs > max_age.as_secs_f64() {
@@ -203,28 +209,6 @@ pub async fn last_standing(db: &Db, max_age: Duration) -> Result<Stored, Migrate
             "a migration ran since the last verification".into(),
         ));
     }
-    let writes = legacy_writes_since(db, &started_at).await?;
-    match writes {
-        None => {
-            return Ok(Stored::Stale(
-                "no legacy-write log at this revision to see writes since the last verification"
-                    .into(),
-            ))
-        }
-        Some(writes) if writes > 0 => {
-            return Ok(Stored::Stale(format!(
-                "{writes} legacy writes since the last verification"
-            )))
-        }
-        Some(_) => {}
-    }
-    let then: Vec<(String, i64)> = serde_json::from_str(&unlinked).unwrap_or_default();
-    let now = unlinked_counts(db).await?;
-    if then != now {
-        return Ok(Stored::Stale(
-            "rows without a flow_id changed since the last verification".into(),
-        ));
-    }
     #[derive(serde::Deserialize)]
     struct Body {
         tables: Vec<TableVerification>,
@@ -235,12 +219,71 @@ pub async fn last_standing(db: &Db, max_age: Duration) -> Result<Stored, Migrate
             "the stored verification is unreadable (written by another build)".into(),
         ));
     };
-    Ok(Stored::Fresh(StoredVerification {
+    let mut stored = StoredVerification {
         verified_at: started_at,
         age_secs,
         tables: body.tables,
         mapping: body.mapping,
-    }))
+        delta: None,
+    };
+    // At the write ledger's revision a sound result stands while every row a write since
+    // could have changed the checks of passes them (`verification_delta`).
+    let delta_unavailable = if links_sound && ledger_records_at(Some(&revision)) {
+        match check_delta(db, id).await? {
+            Delta::Clean(checked) => {
+                if checked.reached_anything() {
+                    stored.mapping = checked.mapping.clone();
+                    stored.delta = Some(checked);
+                }
+                return Ok(Stored::Fresh(stored));
+            }
+            Delta::Failed(why) => return Ok(Stored::Stale(why)),
+            Delta::Unavailable(why) => Some(why),
+        }
+    } else {
+        None
+    };
+    // Otherwise it stands while nothing it could have missed happened since.
+    Ok(
+        match (
+            changed_since(db, &stored.verified_at, &unlinked).await?,
+            delta_unavailable,
+        ) {
+            (None, _) => Stored::Fresh(stored),
+            (Some(changed), None) => Stored::Stale(changed),
+            (Some(changed), Some(why)) => Stored::Stale(format!("{changed} ({why})")),
+        },
+    )
+}
+
+/// What happened since the stored verification that it cannot see, if anything: writes
+/// logged by the legacy-write signal, or a change in the rows without a `flow_id`.
+async fn changed_since(
+    db: &Db,
+    started_at: &str,
+    unlinked: &str,
+) -> Result<Option<String>, MigrateError> {
+    match legacy_writes_since(db, started_at).await? {
+        None => {
+            return Ok(Some(
+                "no legacy-write log at this revision to see writes since the last verification"
+                    .into(),
+            ))
+        }
+        Some(writes) if writes > 0 => {
+            return Ok(Some(format!(
+                "{writes} legacy writes since the last verification"
+            )))
+        }
+        Some(_) => {}
+    }
+    let then: Vec<(String, i64)> = serde_json::from_str(unlinked).unwrap_or_default();
+    if then != unlinked_counts(db).await? {
+        return Ok(Some(
+            "rows without a flow_id changed since the last verification".into(),
+        ));
+    }
+    Ok(None)
 }
 
 /// Legacy writes logged at or after `since` (database clock text); `None` without the log.
@@ -290,12 +333,22 @@ async fn verify_and_record_as(db: &Db, online: bool) -> Result<VerifyReport, Mig
 /// and while the application writes, the fingerprints differ and the ledger's row-by-row
 /// comparison would cost several times the link checks (at 1M raw records on SQLite, 45–55 s
 /// against the link checks' few seconds).
+///
+/// Where the write ledger records, the check also reads the delta's basis in the snapshot of
+/// its link checks and stores it beside the result (`verification_delta`).
 pub async fn check_links_and_record(db: &Db) -> Result<LinkReport, MigrateError> {
     let mark = watermark_if_any(db).await;
-    let tables: Vec<&LinkedTable> = LINKED_TABLES.iter().collect();
-    let report = check_links(db, &tables).await?;
+    let with_basis = mark
+        .as_ref()
+        .is_some_and(|mark| ledger_records_at(mark.revision.as_deref()));
+    let (report, basis) = check_links_with_basis(db, with_basis).await?;
     if let Some(mark) = mark {
-        record_or_warn(db, &mark, &report.tables, &report.mapping).await;
+        let stored = record_or_warn(db, &mark, &report.tables, &report.mapping).await;
+        if let (Some(id), Some(basis)) = (stored, basis) {
+            if let Err(err) = store_basis(db, id, &basis).await {
+                tracing::warn!(error = %err, "cannot store the delta's basis; readiness will check in full");
+            }
+        }
     }
     Ok(report)
 }
@@ -317,8 +370,12 @@ async fn record_or_warn(
     mark: &Watermark,
     tables: &[TableVerification],
     mapping: &MappingVerification,
-) {
-    if let Err(err) = record(db, mark, tables, mapping).await {
-        tracing::warn!(error = %err, "cannot store the verification; readiness will check again");
+) -> Option<i64> {
+    match record(db, mark, tables, mapping).await {
+        Ok(id) => Some(id),
+        Err(err) => {
+            tracing::warn!(error = %err, "cannot store the verification; readiness will check again");
+            None
+        }
     }
 }

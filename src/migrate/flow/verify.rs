@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
 use crate::db::tenancy;
-use crate::db::{Db, Engine};
+use crate::db::{Db, Engine, Tx};
 use crate::migrate::flow::error::FlowMigrationError;
 use crate::migrate::flow::fingerprint::{
     fingerprint_like_baseline, load_baseline, FingerprintScope,
@@ -421,19 +421,38 @@ pub fn links_are_sound(tables: &[TableVerification], mapping: &MappingVerificati
 /// `verification_record::check_links_and_record`).
 pub async fn check_links(db: &Db, linked: &[&LinkedTable]) -> Result<LinkReport, MigrateError> {
     let mut offending_rows = Vec::new();
+    let mut tx = begin_read_check(db).await?;
+    let tables = check_tables_in(&mut tx, linked, &mut offending_rows).await?;
+    tx.rollback().await?;
+    link_report(db, tables, offending_rows).await
+}
+
+/// The link checks of `linked`, each table by one statement, all in the caller's read
+/// transaction (one snapshot, [`begin_read_check`]); offending rows are added to `offending`.
+pub(crate) async fn check_tables_in(
+    tx: &mut Tx<'static>,
+    linked: &[&LinkedTable],
+    offending: &mut Vec<OffendingRow>,
+) -> Result<Vec<TableVerification>, MigrateError> {
     let mut tables = Vec::new();
-    let mut rows_checked = 0i64;
     for table in linked {
-        let checked = verify_table(db, table, &mut offending_rows).await?;
-        rows_checked += checked.rows_checked;
-        tables.push(checked);
+        tables.push(verify_table(tx, table, offending).await?);
     }
+    Ok(tables)
+}
+
+/// The report of checked tables, with the mapping's checks run now.
+pub(crate) async fn link_report(
+    db: &Db,
+    tables: Vec<TableVerification>,
+    mut offending_rows: Vec<OffendingRow>,
+) -> Result<LinkReport, MigrateError> {
     let mapping = verify_mapping(db, db.engine(), &mut offending_rows).await?;
     Ok(LinkReport {
+        rows_checked: tables.iter().map(|t| t.rows_checked).sum(),
         tables,
         mapping,
         offending_rows,
-        rows_checked,
     })
 }
 
@@ -452,7 +471,7 @@ struct LinkChecks {
 const ROW_FLOW: &str = "rf";
 const ROW_IMPORT: &str = "ri";
 
-fn link_checks(engine: Engine, linked: &LinkedTable) -> LinkChecks {
+fn link_checks(engine: Engine, linked: &LinkedTable, only: Option<&str>) -> LinkChecks {
     let JoinedFlow { joins, expected } = linked.joined_expected_flow(engine, "r");
     // Where the rules give a flow, the row must carry that one. A row may carry a flow the
     // rules do not give only when it has no session of its own (written at head by new
@@ -493,9 +512,10 @@ fn link_checks(engine: Engine, linked: &LinkedTable) -> LinkChecks {
                 CASE WHEN {ROW_FLOW}.flow_id IS NOT NULL AND {crosses} THEN 1 ELSE 0 END AS crosses, \
                 CASE WHEN r.flow_id IS NOT NULL AND {orphan} THEN 1 ELSE 0 END AS orphan \
          FROM {table} r{joins} \
-         LEFT JOIN discovery_flows {ROW_FLOW} ON {ROW_FLOW}.flow_id = r.flow_id{import_join}{fence}",
+         LEFT JOIN discovery_flows {ROW_FLOW} ON {ROW_FLOW}.flow_id = r.flow_id{import_join}{only}{fence}",
         id = text_of(engine, "r.id"),
         table = linked.name,
+        only = only.map_or_else(String::new, |only| format!(" WHERE {only}")),
         // Keeps PostgreSQL from inlining the derived table, which would evaluate a path's
         // scalar subquery once per reference to `expected` instead of once per row.
         fence = if engine == Engine::Postgres { " OFFSET 0" } else { "" },
@@ -503,9 +523,10 @@ fn link_checks(engine: Engine, linked: &LinkedTable) -> LinkChecks {
     LinkChecks { rows, wrong }
 }
 
-/// One table's counts: rows, then rows with a wrong, cross-tenant or orphan flow.
-fn link_counts_sql(engine: Engine, linked: &LinkedTable) -> String {
-    let LinkChecks { rows, wrong } = link_checks(engine, linked);
+/// One table's counts: rows, then rows with a wrong, cross-tenant or orphan flow; over the
+/// rows `only` (a condition over the row `r`) keeps, or the whole table.
+pub(crate) fn link_counts_sql(engine: Engine, linked: &LinkedTable, only: Option<&str>) -> String {
+    let LinkChecks { rows, wrong } = link_checks(engine, linked, only);
     format!(
         "SELECT count(*), \
                 coalesce(sum(CASE WHEN {wrong} THEN 1 ELSE 0 END), 0), \
@@ -517,7 +538,7 @@ fn link_counts_sql(engine: Engine, linked: &LinkedTable) -> String {
 
 /// The first offending rows of a table by id (at most `$1`), each with its three flags.
 fn offending_rows_named_sql(engine: Engine, linked: &LinkedTable) -> String {
-    let LinkChecks { rows, wrong } = link_checks(engine, linked);
+    let LinkChecks { rows, wrong } = link_checks(engine, linked, None);
     format!(
         "SELECT x.id_text, CASE WHEN {wrong} THEN 1 ELSE 0 END, x.crosses, x.orphan \
          FROM ({rows}) x \
@@ -529,7 +550,7 @@ fn offending_rows_named_sql(engine: Engine, linked: &LinkedTable) -> String {
 /// How many rows of `linked` fail a link check, as one statement over the whole table (the
 /// offline verify).
 fn offending_rows_sql(engine: Engine, linked: &LinkedTable) -> String {
-    let LinkChecks { rows, wrong } = link_checks(engine, linked);
+    let LinkChecks { rows, wrong } = link_checks(engine, linked, None);
     format!(
         "SELECT count(*) FROM ({rows}) x \
          WHERE ({wrong}) OR x.crosses = 1 OR x.orphan = 1"
@@ -583,24 +604,23 @@ pub fn verify_all_offline_sql(engine: Engine) -> String {
 pub const VERIFY_OFFLINE: StepSql = StepSql::Generated(verify_all_offline_sql);
 
 /// Checks one table with one statement over the whole table, then, only when it found
-/// something and the list has room, names the first offending rows; both read one snapshot
-/// of a read-only transaction (a deferred `BEGIN` on SQLite: a read lock, no write lock).
+/// something and the list has room, names the first offending rows; both read the caller's
+/// read-only transaction (a deferred `BEGIN` on SQLite: a read lock, no write lock).
 async fn verify_table(
-    db: &Db,
+    tx: &mut Tx<'static>,
     linked: &LinkedTable,
     offending: &mut Vec<OffendingRow>,
 ) -> Result<TableVerification, MigrateError> {
-    let engine = db.engine();
+    let engine = tx.engine();
     let table = linked.name;
-    let mut tx = begin_read_check(db).await?;
-    let counts_sql = link_counts_sql(engine, linked);
-    let (rows_checked, wrong_flow, crosses_tenant, orphan_flow): (i64, i64, i64, i64) = crate::on_tx!(&mut tx, conn => {
+    let counts_sql = link_counts_sql(engine, linked, None);
+    let (rows_checked, wrong_flow, crosses_tenant, orphan_flow): (i64, i64, i64, i64) = crate::on_tx!(tx, conn => {
         sqlx::query_as(&counts_sql).fetch_one(&mut **conn).await?
     });
     let room = OFFENDING_ROWS_CAP.saturating_sub(offending.len());
     let found: Vec<Flags> = if wrong_flow + crosses_tenant + orphan_flow > 0 && room > 0 {
         let names_sql = offending_rows_named_sql(engine, linked);
-        crate::on_tx!(&mut tx, conn => {
+        crate::on_tx!(tx, conn => {
             sqlx::query(&names_sql)
                 .bind(room as i64)
                 .fetch_all(&mut **conn)
@@ -612,7 +632,6 @@ async fn verify_table(
     } else {
         Vec::new()
     };
-    tx.rollback().await?;
     for (id, wrong, crosses, orphan) in found {
         for (flag, problem) in [
             (wrong, "flow_id differs from the rules"),
@@ -644,7 +663,7 @@ async fn verify_table(
 /// no nested loops: over a whole table a hash join per lookup is right, and a planner misled
 /// by a lookup table's stale statistics (the mapping is never analyzed before verify runs)
 /// would otherwise probe it once per row.
-async fn begin_read_check(db: &Db) -> Result<crate::db::Tx<'static>, sqlx::Error> {
+pub(crate) async fn begin_read_check(db: &Db) -> Result<Tx<'static>, sqlx::Error> {
     let mut tx = db.begin().await?;
     if let crate::db::Tx::Postgres(conn) = &mut tx {
         sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
@@ -657,7 +676,7 @@ async fn begin_read_check(db: &Db) -> Result<crate::db::Tx<'static>, sqlx::Error
     Ok(tx)
 }
 
-async fn verify_mapping(
+pub(crate) async fn verify_mapping(
     db: &Db,
     engine: Engine,
     offending: &mut Vec<OffendingRow>,

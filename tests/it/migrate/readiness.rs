@@ -1,25 +1,34 @@
 //! Readiness from the last stored verification plus a cheap delta (issue 12, item 4): the
-//! link checks run once and are stored; readiness answers from them until a migration runs,
-//! old code writes, a row is left without a `flow_id`, or the stored result is too old; then
-//! it checks again and stores the new result. Each case of the delta is tested alone.
+//! link checks run once and are stored. Below the write ledger, readiness answers from them
+//! until a migration runs, old code writes, a row is left without a `flow_id`, or the stored
+//! result is too old; then it checks again and stores the new result. At the ledger's
+//! revision, the delta checks again every row a write since could have changed the checks of
+//! (`migrate::flow::verification_delta`), and the stored result stands while they pass. Each
+//! case is tested alone.
 
 use std::time::Duration;
 
 use flowkey::flags::{readiness, Readiness};
 use flowkey::migrate::flow::verification_record::{
-    last_standing, verify_and_record, verify_and_record_online, Stored,
+    check_links_and_record, last_standing, verify_and_record, verify_and_record_online, Stored,
 };
 
+use uuid::Uuid;
+
 use crate::both_engines;
-use crate::support::flow_fixtures::Fx;
+use crate::support::flow_fixtures::{Fx, Tenant};
 use crate::support::flow_support::{downgrade_to, upgrade_to};
 use crate::support::harness::TestDb;
 
-/// The next readiness answers from the stored verification.
+/// The revision below the write ledger: the legacy-write signal, and no delta.
+const SIGNAL: &str = "legacy_write_signal";
+
+/// The next readiness answers from the stored verification (at the write ledger's revision,
+/// with the delta over the rows the application wrote).
 async fn from_storage(fx: &Fx) -> Readiness {
     let next = readiness(&fx.db).await.unwrap();
-    assert_eq!(
-        next.checks.from, "stored",
+    assert!(
+        ["stored", "delta"].contains(&next.checks.from.as_str()),
         "nothing changed, yet the checks ran again: {:?}",
         next.checks
     );
@@ -33,9 +42,11 @@ fn stale_because(readiness: &Readiness, why: &str) {
     assert!(reason.contains(why), "{reason:?} does not say {why:?}");
 }
 
+/// Below the write ledger (the legacy-write signal's revision), where no delta can be
+/// computed: the stored result stands while nothing it could have missed happened.
 async fn readiness_answers_from_the_stored_verification_until_something_changes(test_db: TestDb) {
     let db = test_db.connect().await;
-    upgrade_to(&db, "head").await;
+    upgrade_to(&db, SIGNAL).await;
     let fx = Fx::new(db).await;
     let tenant = fx.tenant().await;
     let session = fx.session(tenant, 0).await;
@@ -67,7 +78,7 @@ async fn readiness_answers_from_the_stored_verification_until_something_changes(
 
     // A downgrade and an upgrade back: the same revision, but a migration ran.
     downgrade_to(&fx.db, "-1").await;
-    upgrade_to(&fx.db, "head").await;
+    upgrade_to(&fx.db, SIGNAL).await;
     stale_because(&readiness(&fx.db).await.unwrap(), "a migration ran");
     from_storage(&fx).await;
 
@@ -109,6 +120,9 @@ async fn a_stored_failure_stays_a_failure(test_db: TestDb) {
         "UPDATE assets SET flow_id = '{foreign}' WHERE id = '{asset}'"
     ))
     .await;
+    // The legacy-write log counts writes at or after the watermark's clock, which on SQLite
+    // ticks in milliseconds: a write in the same millisecond counts as after (on purpose).
+    tokio::time::sleep(Duration::from_millis(5)).await;
     let first = readiness(&fx.db).await.unwrap();
     assert!(!first.is_ready());
     let second = readiness(&fx.db).await.unwrap();
@@ -204,4 +218,271 @@ async fn every_reason_a_stored_verification_stops_standing_is_named(test_db: Tes
 both_engines!(
     every_reason_a_stored_verification_stops_standing_is_named,
     every_reason_a_stored_verification_stops_standing_is_named
+);
+
+/// One legacy session, written before the upgrade: its flow, an import with two raw records
+/// and a field mapping, and an asset.
+struct Legacy {
+    tenant: Tenant,
+    session: Uuid,
+    flow: Uuid,
+    import: Uuid,
+    asset: Uuid,
+}
+
+/// `sessions` legacy sessions written at the legacy schema, then `upgrade head`: the write
+/// ledger starts empty, so what the delta reaches is only what the test writes after.
+async fn legacy_world(test_db: &TestDb, sessions: usize) -> (Fx, Vec<Legacy>) {
+    let db = test_db.connect().await;
+    upgrade_to(&db, "legacy").await;
+    let fx = Fx::new(db).await;
+    let mut world = Vec::new();
+    for n in 0..sessions {
+        let tenant = fx.tenant().await;
+        let session = fx.session(tenant, n as i64).await;
+        let flow = fx.flow(tenant, None, Some(session), None, n as i64).await;
+        let import = fx.import(Some(tenant), Some(session)).await;
+        fx.raw(import, Some(tenant), Some(session)).await;
+        fx.raw(import, Some(tenant), None).await;
+        fx.field_mapping(import).await;
+        let asset = fx.asset(tenant, Some(session)).await;
+        world.push(Legacy {
+            tenant,
+            session,
+            flow,
+            import,
+            asset,
+        });
+    }
+    // An import of the last tenant without a session, named by a flow of its own: linked
+    // to that flow by the backfill.
+    if let Some(last) = world.last() {
+        let import = fx.import(Some(last.tenant), None).await;
+        fx.flow(last.tenant, None, None, Some(import), 10).await;
+    }
+    upgrade_to(&fx.db, "head").await;
+    (fx, world)
+}
+
+/// The import of [`legacy_world`] without a session.
+async fn world_orphan_import(fx: &Fx) -> Option<Uuid> {
+    let sql = format!(
+        "SELECT {} FROM data_imports WHERE session_id IS NULL",
+        match fx.engine() {
+            flowkey::db::Engine::Postgres => "id::text",
+            flowkey::db::Engine::Sqlite => "id",
+        }
+    );
+    let id: String = match &fx.db {
+        flowkey::db::Db::Postgres(pool) => sqlx::query_scalar(&sql).fetch_one(pool).await.unwrap(),
+        flowkey::db::Db::Sqlite(pool) => sqlx::query_scalar(&sql).fetch_one(pool).await.unwrap(),
+    };
+    Some(Uuid::parse_str(&id).unwrap())
+}
+
+fn from_delta(readiness: &Readiness) -> i64 {
+    assert_eq!(readiness.checks.from, "delta", "{:?}", readiness.checks);
+    assert!(readiness.checks.verified_at.is_some());
+    readiness
+        .checks
+        .delta_rows_checked
+        .expect("the delta says what it checked")
+}
+
+/// While the old application writes, readiness answers from the stored verification and a
+/// delta over the rows it wrote and the rows those writes reach, not from the whole tables:
+/// one asset written is one row checked; a new session with its flow, import and raw record
+/// reaches those rows and no others.
+async fn old_code_writes_are_checked_by_the_delta_not_by_the_whole_tables(test_db: TestDb) {
+    let (fx, world) = legacy_world(&test_db, 6).await;
+    let first = readiness(&fx.db).await.unwrap();
+    stale_because(&first, "no verification stored yet");
+    assert!(first.is_ready(), "{:?}", first.reasons());
+    let quiet = from_storage(&fx).await;
+    assert!(quiet.is_ready());
+
+    let one = &world[0];
+    let asset = fx.asset(one.tenant, Some(one.session)).await;
+    assert_eq!(fx.flow_of("assets", asset).await, Some(one.flow));
+    let after_asset = readiness(&fx.db).await.unwrap();
+    assert!(after_asset.is_ready(), "{:?}", after_asset.reasons());
+    assert_eq!(from_delta(&after_asset), 1, "{:?}", after_asset.checks);
+
+    // The old application's new session: session, flow (the live mapping maps it), import
+    // and one raw record, all by session key.
+    let session = fx.session(one.tenant, 100).await;
+    let flow = fx.flow(one.tenant, None, Some(session), None, 100).await;
+    let import = fx.import(Some(one.tenant), Some(session)).await;
+    let raw = fx.raw(import, Some(one.tenant), Some(session)).await;
+    assert_eq!(fx.flow_of("raw_import_records", raw).await, Some(flow));
+    let after_session = readiness(&fx.db).await.unwrap();
+    assert!(after_session.is_ready(), "{:?}", after_session.reasons());
+    // The asset, the import and the raw record: the legacy sessions' rows are not reached.
+    assert_eq!(from_delta(&after_session), 3, "{:?}", after_session.checks);
+    let total = fx.count("SELECT count(*) FROM raw_import_records").await
+        + fx.count("SELECT count(*) FROM assets").await;
+    assert!(total > 3 * 6);
+}
+both_engines!(
+    old_code_writes_are_checked_by_the_delta_not_by_the_whole_tables,
+    old_code_writes_are_checked_by_the_delta_not_by_the_whole_tables
+);
+
+async fn not_ready_naming(fx: &Fx, table: &str) {
+    let answer = readiness(&fx.db).await.unwrap();
+    assert!(
+        !answer.is_ready(),
+        "the delta missed a broken {table}: {:?}",
+        answer.checks
+    );
+    stale_because(&answer, table);
+}
+
+/// The delta reaches a row through every other row its checks read, and catches what a
+/// change there broke: each case breaks links through one path only (the row itself, its
+/// session's mapping row, its import, its flow, a flow naming an import without a session),
+/// on rows written before the upgrade (so the write ledger does not name them), and nothing
+/// else is written: readiness must say not ready and name a table the delta found failing.
+/// The repair is checked in full and stored, and the next case starts from a sound result.
+async fn the_delta_catches_a_link_broken_through_any_row_it_reads(test_db: TestDb) {
+    let (fx, world) = legacy_world(&test_db, 5).await;
+    assert!(readiness(&fx.db).await.unwrap().is_ready());
+    let sound_again = |fx: &Fx| {
+        let db = fx.db.clone();
+        async move {
+            check_links_and_record(&db).await.unwrap();
+            let answer = readiness(&db).await.unwrap();
+            assert!(answer.is_ready(), "repair: {:?}", answer.reasons());
+        }
+    };
+    let other = fx.tenant().await;
+    let foreign = fx.flow(other, None, None, None, 50).await;
+    sound_again(&fx).await;
+
+    // 1. The row itself: the application links an asset to another tenant's flow.
+    let one = &world[0];
+    fx.sql(&format!(
+        "UPDATE assets SET flow_id = '{foreign}' WHERE id = '{}'",
+        one.asset
+    ))
+    .await;
+    not_ready_naming(&fx, "assets").await;
+    fx.sql(&format!(
+        "UPDATE assets SET flow_id = '{}' WHERE id = '{}'",
+        one.flow, one.asset
+    ))
+    .await;
+    sound_again(&fx).await;
+
+    // 2. Its session's mapping row (flowkey's own table, which the ledger does not see),
+    //    moved to another flow of the same tenant: the session's rows no longer match it.
+    let two = &world[1];
+    let elsewhere = fx.flow(two.tenant, None, None, None, 60).await;
+    sound_again(&fx).await;
+    fx.sql(&format!(
+        "UPDATE session_flow_mapping SET flow_id = '{elsewhere}' WHERE session_id = '{}'",
+        two.session
+    ))
+    .await;
+    not_ready_naming(&fx, "raw_import_records").await;
+    fx.sql(&format!(
+        "UPDATE session_flow_mapping SET flow_id = '{}' WHERE session_id = '{}'",
+        two.flow, two.session
+    ))
+    .await;
+    sound_again(&fx).await;
+
+    // 3. Its import: the import loses its session and gets another flow; its field mapping
+    //    (linked through its import only) no longer carries its import's flow.
+    let three = &world[2];
+    let moved = fx.flow(three.tenant, None, None, None, 70).await;
+    sound_again(&fx).await;
+    fx.sql(&format!(
+        "UPDATE data_imports SET session_id = NULL WHERE id = '{}'",
+        three.import
+    ))
+    .await;
+    fx.sql(&format!(
+        "UPDATE data_imports SET flow_id = '{moved}' WHERE id = '{}'",
+        three.import
+    ))
+    .await;
+    not_ready_naming(&fx, "import_field_mappings").await;
+    fx.sql(&format!(
+        "UPDATE data_imports SET flow_id = '{}', session_id = '{}' WHERE id = '{}'",
+        three.flow, three.session, three.import
+    ))
+    .await;
+    sound_again(&fx).await;
+
+    // 4. Its flow: the flow moves to another tenant; the rows linked to it cross tenants.
+    let four = &world[3];
+    fx.sql(&format!(
+        "UPDATE discovery_flows SET client_account_id = '{}', engagement_id = '{}' WHERE flow_id = '{}'",
+        other.client, other.engagement, four.flow
+    ))
+    .await;
+    not_ready_naming(&fx, "assets").await;
+    fx.sql(&format!(
+        "UPDATE discovery_flows SET client_account_id = '{}', engagement_id = '{}' WHERE flow_id = '{}'",
+        four.tenant.client, four.tenant.engagement, four.flow
+    ))
+    .await;
+    sound_again(&fx).await;
+
+    // 5. A flow naming an import without a session (both written before the upgrade): a new
+    //    flow, created earlier, names it too; by the rules (the earliest naming flow) the
+    //    import now belongs to the new flow, and it still carries the old one.
+    let five = &world[4];
+    fx.flow(
+        five.tenant,
+        None,
+        None,
+        world_orphan_import(&fx).await,
+        -500,
+    )
+    .await;
+    not_ready_naming(&fx, "data_imports").await;
+}
+both_engines!(
+    the_delta_catches_a_link_broken_through_any_row_it_reads,
+    the_delta_catches_a_link_broken_through_any_row_it_reads
+);
+
+/// The delta gives way to the full check where it cannot stand in for it: a stored result
+/// without a basis (`flowkey verify` stores none), and a stored failure (never turned into a
+/// pass by a delta).
+async fn the_delta_gives_way_to_the_full_check_where_it_cannot_stand_in(test_db: TestDb) {
+    let (fx, world) = legacy_world(&test_db, 2).await;
+    let one = &world[0];
+    verify_and_record(&fx.db).await.unwrap();
+    fx.asset(one.tenant, Some(one.session)).await;
+    let without_basis = readiness(&fx.db).await.unwrap();
+    stale_because(&without_basis, "no delta basis");
+    assert!(without_basis.is_ready());
+    from_delta(&readiness(&fx.db).await.unwrap());
+
+    let other = fx.tenant().await;
+    let foreign = fx.flow(other, None, None, None, 50).await;
+    fx.sql(&format!(
+        "UPDATE assets SET flow_id = '{foreign}' WHERE id = '{}'",
+        one.asset
+    ))
+    .await;
+    let failed = readiness(&fx.db).await.unwrap();
+    assert!(!failed.is_ready());
+    // Repaired, with a write beside it: the stored failure is checked in full, not by delta.
+    fx.sql(&format!(
+        "UPDATE assets SET flow_id = '{}' WHERE id = '{}'",
+        one.flow, one.asset
+    ))
+    .await;
+    fx.asset(one.tenant, Some(one.session)).await;
+    let repaired = readiness(&fx.db).await.unwrap();
+    assert_eq!(repaired.checks.from, "checked", "{:?}", repaired.checks);
+    assert!(repaired.is_ready(), "{:?}", repaired.reasons());
+}
+both_engines!(
+    the_delta_gives_way_to_the_full_check_where_it_cannot_stand_in,
+    the_delta_gives_way_to_the_full_check_where_it_cannot_stand_in
 );

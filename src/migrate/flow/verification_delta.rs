@@ -1,0 +1,547 @@
+//! Readiness's cheap delta: which rows could the link checks now judge differently from the
+//! stored verification, and do those rows pass? (Issue 12, item 4.)
+//!
+//! A row's link checks read the row itself and three kinds of other rows: its session's
+//! mapping row (`session_flow_mapping`), its import (`data_imports`, by `data_import_id`),
+//! and flows (`discovery_flows`: the row's own flow for the tenant and existence checks, its
+//! import's flow, and, for an import without a session, the flows naming it). A row's checks
+//! can therefore answer differently from the stored verification only if
+//! - the row itself was written: the write ledger names every row of a legacy table the
+//!   application inserted, updated or deleted since its start (flowkey's own row writes are
+//!   its batches: a migration, which changes the revision, or a catch-up, which links only
+//!   rows a mapping change or an earlier failure reaches);
+//! - its import was written (the ledger again, by the import's id);
+//! - its session's mapping row, or a flow it reads, changed. Neither table keeps its old
+//!   values, and the old ones matter (a flow whose `flow_id` or naming columns changed
+//!   affects the rows of its old values and of its new ones), so the full check reads a
+//!   *basis* in the same transaction as its checks: every flow's keys and every mapping row,
+//!   stored beside its result. The delta diffs the basis with the tables now.
+//!
+//! The delta checks those rows with the full check's own statement, restricted to them, in
+//! one read snapshot, and the mapping's checks whole (one row per session). It stands in for
+//! the full check only when the stored result was sound (every count zero): a stored failure
+//! stays a failure until the full check runs again. It is not used when the revision is not
+//! the write ledger's (no ledger, or the contract's archive), when the stored verification
+//! has no basis (`flowkey verify` stores none), or when the ledger and the changes reach more
+//! than [`DELTA_ROWS_CAP`] keys: then the full check is cheaper than the delta's lookups.
+
+use serde::Serialize;
+use sqlx::Row;
+
+use crate::db::{on_pool, on_tx, Db, Engine, Tx};
+use crate::migrate::audit::table_exists;
+use crate::migrate::flow::linked::{
+    Fallback, LinkedTable, SessionKey, TenantColumns, LINKED_TABLES,
+};
+use crate::migrate::flow::tables::text_of;
+use crate::migrate::flow::verify::{
+    begin_read_check, check_tables_in, link_counts_sql, link_report, verify_mapping, LinkReport,
+    MappingVerification,
+};
+use crate::migrate::flow::write_ledger;
+use crate::migrate::MigrateError;
+
+/// Keys (ledger rows, changed flows and mapping rows) above which the delta gives way to the
+/// full check: its lookups by key then cost about what a scan does.
+pub const DELTA_ROWS_CAP: i64 = 50_000;
+/// Flows and mapping rows above which no basis is stored (the delta is then never used).
+const BASIS_ROWS_CAP: usize = 250_000;
+/// Rows per INSERT when the basis is stored (7 values each: within both engines' limits).
+const BASIS_INSERT_CHUNK: usize = 500;
+
+const NO_BASIS: &str = "no delta basis for the stored verification (`flowkey verify` stores \
+                        none; readiness's own full check stores one)";
+
+const CREATE: [&str; 3] = [
+    "CREATE TABLE IF NOT EXISTS flowkey_delta_basis (verification_id bigint NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS flowkey_delta_flows (id text, flow_id text, client_account_id text, \
+     engagement_id text, data_import_id text, import_session_id text, created_at text)",
+    "CREATE TABLE IF NOT EXISTS flowkey_delta_mapping (session_id text, flow_id text, \
+     client_account_id text, engagement_id text)",
+];
+
+/// The rows other rows' links depend on, as the full check saw them (all values as text).
+#[derive(Debug, Clone, Default)]
+pub struct Basis {
+    flows: Vec<Vec<Option<String>>>,
+    mapping: Vec<Vec<Option<String>>>,
+}
+
+/// A column as text, the same on both sides of the diff (SQLite may hold any type).
+fn as_text(engine: Engine, column: &str) -> String {
+    match engine {
+        Engine::Postgres => text_of(engine, column),
+        Engine::Sqlite => format!("CAST({column} AS TEXT)"),
+    }
+}
+
+/// Every flow's keys, as text the same on both sides of the diff.
+fn flows_select(engine: Engine) -> String {
+    let created = match engine {
+        Engine::Postgres => "CAST(extract(epoch FROM created_at) AS text)",
+        Engine::Sqlite => "CAST(created_at AS TEXT)",
+    };
+    format!(
+        "SELECT {id}, {flow}, {client}, {engagement}, {import}, {session}, {created} \
+         FROM discovery_flows",
+        id = as_text(engine, "id"),
+        flow = as_text(engine, "flow_id"),
+        client = as_text(engine, "client_account_id"),
+        engagement = as_text(engine, "engagement_id"),
+        import = as_text(engine, "data_import_id"),
+        session = as_text(engine, "import_session_id"),
+    )
+}
+
+fn mapping_select(engine: Engine) -> String {
+    format!(
+        "SELECT {session}, {flow}, {client}, {engagement} FROM session_flow_mapping",
+        session = as_text(engine, "session_id"),
+        flow = as_text(engine, "flow_id"),
+        client = as_text(engine, "client_account_id"),
+        engagement = as_text(engine, "engagement_id"),
+    )
+}
+
+const BASIS_FLOWS: &str = "SELECT id, flow_id, client_account_id, engagement_id, data_import_id, \
+                           import_session_id, created_at FROM flowkey_delta_flows";
+const BASIS_MAPPING: &str =
+    "SELECT session_id, flow_id, client_account_id, engagement_id FROM flowkey_delta_mapping";
+
+/// Whether readiness can use a delta at `revision` (the watermark's text: the revision, then
+/// the book's stamp): only while the write ledger records.
+pub fn ledger_records_at(revision: Option<&str>) -> bool {
+    revision.and_then(|r| r.split(' ').next()) == Some(write_ledger::REVISION)
+}
+
+/// The full check readiness runs: every linked table's link checks in one read snapshot and,
+/// when `with_basis`, the basis read in that same snapshot; then the mapping's checks.
+pub async fn check_links_with_basis(
+    db: &Db,
+    with_basis: bool,
+) -> Result<(LinkReport, Option<Basis>), MigrateError> {
+    let linked: Vec<&LinkedTable> = LINKED_TABLES.iter().collect();
+    let mut offending = Vec::new();
+    let mut tx = begin_read_check(db).await?;
+    let tables = check_tables_in(&mut tx, &linked, &mut offending).await?;
+    let basis = if with_basis {
+        read_basis(&mut tx).await?
+    } else {
+        None
+    };
+    tx.rollback().await?;
+    Ok((link_report(db, tables, offending).await?, basis))
+}
+
+/// `None` when the tables are too large for a basis to pay.
+async fn read_basis(tx: &mut Tx<'static>) -> Result<Option<Basis>, sqlx::Error> {
+    let engine = tx.engine();
+    let flows = read_text_rows(tx, &flows_select(engine), 7).await?;
+    let mapping = read_text_rows(tx, &mapping_select(engine), 4).await?;
+    if flows.len() + mapping.len() > BASIS_ROWS_CAP {
+        return Ok(None);
+    }
+    Ok(Some(Basis { flows, mapping }))
+}
+
+async fn read_text_rows(
+    tx: &mut Tx<'static>,
+    sql: &str,
+    width: usize,
+) -> Result<Vec<Vec<Option<String>>>, sqlx::Error> {
+    Ok(on_tx!(tx, conn => {
+        sqlx::query(sql)
+            .fetch_all(&mut **conn)
+            .await?
+            .into_iter()
+            .map(|row| (0..width).map(|i| row.try_get::<Option<String>, _>(i)).collect())
+            .collect::<Result<Vec<Vec<Option<String>>>, sqlx::Error>>()?
+    }))
+}
+
+/// Stores `basis` as the one belonging to the stored verification `verification_id`,
+/// replacing the last one (one transaction; on PostgreSQL one storer at a time).
+pub async fn store_basis(db: &Db, verification_id: i64, basis: &Basis) -> Result<(), MigrateError> {
+    on_pool!(db, pool => {
+        for create in CREATE {
+            sqlx::query(create).execute(pool).await?;
+        }
+    });
+    let mut tx = db.begin_write().await?;
+    let engine = tx.engine();
+    on_tx!(&mut tx, conn => {
+        if engine == Engine::Postgres {
+            sqlx::query("LOCK TABLE flowkey_delta_basis IN EXCLUSIVE MODE")
+                .execute(&mut **conn)
+                .await?;
+        }
+        for table in ["flowkey_delta_basis", "flowkey_delta_flows", "flowkey_delta_mapping"] {
+            sqlx::query(&format!("DELETE FROM {table}")).execute(&mut **conn).await?;
+        }
+        for (table, columns, rows) in [
+            (
+                "flowkey_delta_flows",
+                "id, flow_id, client_account_id, engagement_id, data_import_id, import_session_id, created_at",
+                &basis.flows,
+            ),
+            (
+                "flowkey_delta_mapping",
+                "session_id, flow_id, client_account_id, engagement_id",
+                &basis.mapping,
+            ),
+        ] {
+            for chunk in rows.chunks(BASIS_INSERT_CHUNK) {
+                let width = chunk[0].len();
+                let values = (0..chunk.len())
+                    .map(|row| {
+                        let cells = (1..=width)
+                            .map(|col| format!("${}", row * width + col))
+                            .collect::<Vec<_>>()
+                            .join(", ");
+                        format!("({cells})")
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                let sql = format!("INSERT INTO {table} ({columns}) VALUES {values}");
+                let mut insert = sqlx::query(&sql);
+                for cell in chunk.iter().flatten() {
+                    insert = insert.bind(cell.as_deref());
+                }
+                insert.execute(&mut **conn).await?;
+            }
+        }
+        sqlx::query("INSERT INTO flowkey_delta_basis (verification_id) VALUES ($1)")
+            .bind(verification_id)
+            .execute(&mut **conn)
+            .await?;
+    });
+    tx.commit().await?;
+    Ok(())
+}
+
+/// What the delta found.
+#[derive(Debug, Clone)]
+pub enum Delta {
+    /// Every row it reached passes: the stored result stands, with the mapping checked now.
+    Clean(DeltaChecked),
+    /// Rows it reached fail a check (which, per table): the full check must run and name them.
+    Failed(String),
+    /// It cannot stand in for the full check, and why.
+    Unavailable(String),
+}
+
+/// A delta that passed.
+#[derive(Debug, Clone, Serialize)]
+pub struct DeltaChecked {
+    /// Rows of the linked tables checked again.
+    pub rows_checked: i64,
+    /// Rows the write ledger names (written by the application since its start).
+    pub ledger_rows: i64,
+    /// Flows and mapping rows that differ from the basis.
+    pub changed_flows: i64,
+    pub changed_mapping_rows: i64,
+    /// The mapping's checks, run now.
+    #[serde(skip)]
+    pub mapping: MappingVerification,
+}
+
+impl DeltaChecked {
+    /// Whether anything was written or changed since the stored verification.
+    pub fn reached_anything(&self) -> bool {
+        self.ledger_rows + self.changed_flows + self.changed_mapping_rows > 0
+    }
+
+    /// What the delta checked, in a sentence.
+    pub fn describe(&self) -> String {
+        format!(
+            "{} rows checked again by the delta: {} rows written by the application since the \
+             write ledger's start, {} flows and {} mapping rows changed since the last verification",
+            self.rows_checked, self.ledger_rows, self.changed_flows, self.changed_mapping_rows
+        )
+    }
+}
+
+/// The keys a delta reaches.
+#[derive(Debug, Default)]
+struct Reach {
+    /// Per linked table, the ids of its rows the ledger names.
+    written: Vec<(String, Vec<String>)>,
+    ledger_rows: i64,
+    /// Sessions whose mapping row differs from the basis.
+    sessions: Vec<String>,
+    /// Flows that differ from the basis (old and new `flow_id`).
+    flows: Vec<String>,
+    /// Ids named by a changed flow's `data_import_id` or `import_session_id` (old and new).
+    named: Vec<String>,
+    /// Imports written, or whose flow changed.
+    imports: Vec<String>,
+    changed_flows: i64,
+    changed_mapping_rows: i64,
+}
+
+/// Checks the rows that changed since the stored verification `verification_id` could
+/// affect. Reads only.
+pub async fn check_delta(db: &Db, verification_id: i64) -> Result<Delta, MigrateError> {
+    if !table_exists(db, "flowkey_delta_basis").await? {
+        return Ok(Delta::Unavailable(NO_BASIS.into()));
+    }
+    let engine = db.engine();
+    let mut tx = begin_read(db).await?;
+    let basis_of: Option<i64> = on_tx!(&mut tx, conn => {
+        sqlx::query_scalar("SELECT verification_id FROM flowkey_delta_basis")
+            .fetch_optional(&mut **conn)
+            .await?
+    });
+    if basis_of != Some(verification_id) {
+        tx.rollback().await?;
+        return Ok(Delta::Unavailable(NO_BASIS.into()));
+    }
+    let reach = match reach(&mut tx, engine).await? {
+        Ok(reach) => reach,
+        Err(why) => {
+            tx.rollback().await?;
+            return Ok(Delta::Unavailable(why));
+        }
+    };
+    let mut rows_checked = 0;
+    let mut failing = Vec::new();
+    for table in LINKED_TABLES {
+        let Some((only, binds)) = restriction(engine, table, &reach) else {
+            continue;
+        };
+        let sql = link_counts_sql(engine, table, Some(&only));
+        let (rows, wrong, crosses, orphan): (i64, i64, i64, i64) = on_tx!(&mut tx, conn => {
+            let mut query = sqlx::query_as(&sql);
+            for list in &binds {
+                query = query.bind(json_list(list));
+            }
+            query.fetch_one(&mut **conn).await?
+        });
+        rows_checked += rows;
+        if wrong + crosses + orphan > 0 {
+            failing.push(format!(
+                "{} ({wrong} wrong, {crosses} crossing tenants, {orphan} naming no flow)",
+                table.name
+            ));
+        }
+    }
+    tx.rollback().await?;
+    if !failing.is_empty() {
+        return Ok(Delta::Failed(format!(
+            "rows written or reached since the last verification fail a check: {}",
+            failing.join(", ")
+        )));
+    }
+    let mut offending = Vec::new();
+    let mapping = verify_mapping(db, engine, &mut offending).await?;
+    Ok(Delta::Clean(DeltaChecked {
+        rows_checked,
+        ledger_rows: reach.ledger_rows,
+        changed_flows: reach.changed_flows,
+        changed_mapping_rows: reach.changed_mapping_rows,
+        mapping,
+    }))
+}
+
+/// A read-only snapshot for the delta's statements: on PostgreSQL with the planner's own
+/// choices (a handful of keys: index lookups and nested loops are right).
+async fn begin_read(db: &Db) -> Result<Tx<'static>, sqlx::Error> {
+    let mut tx = db.begin().await?;
+    if let Tx::Postgres(conn) = &mut tx {
+        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            .execute(&mut **conn)
+            .await?;
+    }
+    Ok(tx)
+}
+
+/// Reads the ledger and diffs the basis; `Err(why)` when the delta would not pay.
+async fn reach(
+    tx: &mut Tx<'static>,
+    engine: Engine,
+) -> Result<Result<Reach, String>, MigrateError> {
+    let cap = DELTA_ROWS_CAP;
+    let ledger_rows: i64 = on_tx!(&mut *tx, conn => {
+        sqlx::query_scalar(&format!(
+            "SELECT count(*) FROM (SELECT 1 FROM flowkey_write_ledger LIMIT {}) AS ledger",
+            cap + 1
+        ))
+        .fetch_one(&mut **conn)
+        .await?
+    });
+    if ledger_rows > cap {
+        return Ok(Err(format!(
+            "the write ledger names more than {cap} rows: the full check costs less"
+        )));
+    }
+    let flows_diff = format!(
+        "SELECT * FROM ({now} EXCEPT {BASIS_FLOWS}) AS appeared \
+         UNION ALL SELECT * FROM ({BASIS_FLOWS} EXCEPT {now}) AS vanished",
+        now = flows_select(engine)
+    );
+    let mapping_diff = format!(
+        "SELECT * FROM ({now} EXCEPT {BASIS_MAPPING}) AS appeared \
+         UNION ALL SELECT * FROM ({BASIS_MAPPING} EXCEPT {now}) AS vanished",
+        now = mapping_select(engine)
+    );
+    let (ledger, flows, mapping) = on_tx!(&mut *tx, conn => {
+        let ledger: Vec<(String, String)> =
+            sqlx::query_as("SELECT table_name, row_id FROM flowkey_write_ledger")
+                .fetch_all(&mut **conn)
+                .await?;
+        let flows = sqlx::query(&flows_diff)
+            .fetch_all(&mut **conn)
+            .await?
+            .into_iter()
+            .map(|row| {
+                Ok((
+                    row.try_get::<Option<String>, _>(1)?,
+                    row.try_get::<Option<String>, _>(4)?,
+                    row.try_get::<Option<String>, _>(5)?,
+                ))
+            })
+            .collect::<Result<Vec<_>, sqlx::Error>>()?;
+        let mapping: Vec<Option<String>> = sqlx::query(&mapping_diff)
+            .fetch_all(&mut **conn)
+            .await?
+            .into_iter()
+            .map(|row| row.try_get::<Option<String>, _>(0))
+            .collect::<Result<Vec<_>, sqlx::Error>>()?;
+        (ledger, flows, mapping)
+    });
+    let changed = ledger.len() + flows.len() + mapping.len();
+    if changed as i64 > cap {
+        return Ok(Err(format!(
+            "{changed} rows written or changed since the stored verification, more than {cap}: the full check costs less"
+        )));
+    }
+    let mut reach = Reach {
+        ledger_rows: ledger.len() as i64,
+        changed_flows: flows.len() as i64,
+        changed_mapping_rows: mapping.len() as i64,
+        sessions: dedup(mapping.into_iter().flatten()),
+        flows: dedup(flows.iter().filter_map(|(flow, _, _)| flow.clone())),
+        named: dedup(
+            flows
+                .iter()
+                .flat_map(|(_, import, session)| [import.clone(), session.clone()])
+                .flatten(),
+        ),
+        ..Reach::default()
+    };
+    for table in LINKED_TABLES {
+        let ids = dedup(
+            ledger
+                .iter()
+                .filter(|(name, _)| name == table.name)
+                .map(|(_, id)| id.clone()),
+        );
+        reach.written.push((table.name.to_owned(), ids));
+    }
+    // Imports whose rows read them: written ones, and those whose flow changed.
+    let mut imports = reach
+        .written
+        .iter()
+        .find(|(name, _)| name == "data_imports")
+        .map(|(_, ids)| ids.clone())
+        .unwrap_or_default();
+    if !reach.flows.is_empty() {
+        let sql = match engine {
+            Engine::Postgres => "SELECT id::text FROM data_imports WHERE flow_id = ",
+            Engine::Sqlite => "SELECT CAST(id AS TEXT) FROM data_imports WHERE flow_id IN ",
+        };
+        let sql = format!("{sql}{}", any_of(engine, 1));
+        let of_changed_flows: Vec<String> = on_tx!(&mut *tx, conn => {
+            sqlx::query_scalar(&sql)
+                .bind(json_list(&reach.flows))
+                .fetch_all(&mut **conn)
+                .await?
+        });
+        imports.extend(of_changed_flows);
+    }
+    reach.imports = dedup(imports.into_iter());
+    Ok(Ok(reach))
+}
+
+/// A list of keys as the one text parameter both engines read it from.
+fn json_list(list: &[String]) -> String {
+    serde_json::Value::from(list.to_vec()).to_string()
+}
+
+/// The keys of parameter `$n` (a JSON array of UUID texts): on PostgreSQL an array computed
+/// once, which an index scan takes as `= ANY(...)`; on SQLite a table-valued list for `IN`.
+fn any_of(engine: Engine, n: usize) -> String {
+    match engine {
+        Engine::Postgres => {
+            format!(
+                "ANY(CAST(ARRAY(SELECT json_array_elements_text(CAST(${n} AS json))) AS uuid[]))"
+            )
+        }
+        Engine::Sqlite => format!("(SELECT value FROM json_each(${n}))"),
+    }
+}
+
+fn dedup(values: impl Iterator<Item = String>) -> Vec<String> {
+    let mut values: Vec<String> = values.collect();
+    values.sort_unstable();
+    values.dedup();
+    values
+}
+
+/// The condition keeping the rows of `table` the delta reaches, and the lists it binds in
+/// order; `None` when it reaches none.
+fn restriction<'r>(
+    engine: Engine,
+    table: &LinkedTable,
+    reach: &'r Reach,
+) -> Option<(String, Vec<&'r Vec<String>>)> {
+    let rule = table.rule();
+    let written = reach
+        .written
+        .iter()
+        .find(|(name, _)| name == table.name)
+        .map(|(_, ids)| ids);
+    let mut arms: Vec<(String, &'r Vec<String>)> = Vec::new();
+    if let Some(ids) = written {
+        arms.push(("r.id".to_owned(), ids));
+    }
+    match rule.session {
+        Some(SessionKey::Uuid) => arms.push(("r.session_id".to_owned(), &reach.sessions)),
+        Some(SessionKey::FreeText) => arms.push((
+            crate::migrate::flow::linked::parse_session_sql(engine, "r.session_id"),
+            &reach.sessions,
+        )),
+        None => {}
+    }
+    if rule.fallback == Some(Fallback::Import) || table.tenant == TenantColumns::ThroughItsImport {
+        arms.push(("r.data_import_id".to_owned(), &reach.imports));
+    }
+    if rule.fallback == Some(Fallback::NamingFlow) {
+        arms.push(("r.id".to_owned(), &reach.named));
+    }
+    arms.push(("r.flow_id".to_owned(), &reach.flows));
+    let arms: Vec<(String, &'r Vec<String>)> = arms
+        .into_iter()
+        .filter(|(_, list)| !list.is_empty())
+        .collect();
+    if arms.is_empty() {
+        return None;
+    }
+    let condition = arms
+        .iter()
+        .enumerate()
+        .map(|(i, (column, _))| {
+            let n = i + 1;
+            let any = any_of(engine, n);
+            match engine {
+                Engine::Postgres => format!("{column} = {any}"),
+                Engine::Sqlite => format!("{column} IN {any}"),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" OR ");
+    Some((
+        format!("({condition})"),
+        arms.into_iter().map(|(_, list)| list).collect(),
+    ))
+}
