@@ -285,7 +285,14 @@ sys.exit(1 if problems else 0)
 PY
 t0=$(date +%s.%N)
 fk flag get >"$work/flag-get.out" 2>&1 || fail "flag get: $(tail -1 "$work/flag-get.out")"
-readiness_times="flag get $(since "$t0") s ($(grep -o -e 'verification stored at' -e 'run now' "$work/flag-get.out" | head -1))"
+readiness_source() {
+  if grep -q 'checked again by the delta' "$1"; then
+    grep -o '[0-9]* rows checked again by the delta' "$1" | head -1
+  else
+    grep -o -e 'verification stored at' -e 'run now' "$1" | head -1
+  fi
+}
+readiness_times="flag get $(since "$t0") s ($(readiness_source "$work/flag-get.out"))"
 fk report >"$work/report.out" 2>&1 || fail "report: $(tail -1 "$work/report.out")"
 expect_eq "old-code errors during verify" "$(writer_errors)" 0
 

@@ -48,6 +48,19 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 5)]
         rounds: u32,
     },
+    /// Readiness while the old application writes: the full link checks and a `count(*)` of
+    /// the linked tables, then `--sessions` sessions written the old application's way (each
+    /// with its flow, an import and `--records` raw records; they stay: run it on a copy),
+    /// then readiness, which answers from the stored checks and the delta (database at
+    /// write_ledger). Best of --repeats runs each.
+    Readiness {
+        #[arg(long, default_value_t = 20)]
+        sessions: u32,
+        #[arg(long, default_value_t = 10)]
+        records: u32,
+        #[arg(long, default_value_t = 3)]
+        repeats: u32,
+    },
 }
 
 pub async fn run(args: BenchArgs, global: &GlobalArgs) -> anyhow::Result<()> {
@@ -79,6 +92,36 @@ pub async fn run(args: BenchArgs, global: &GlobalArgs) -> anyhow::Result<()> {
             println!(
                 "assets: old-code INSERT {:.1} us without the ledger, {:.1} us with it: {:.2}x ({} rows x {} rounds, best round)",
                 cost.without_ledger_us, cost.with_ledger_us, cost.ratio, cost.rows_per_round, cost.rounds
+            );
+            Ok(())
+        }
+        BenchCommand::Readiness {
+            sessions,
+            records,
+            repeats,
+        } => {
+            let db = connect(global).await?;
+            let cost = flowkey::flags::measure_readiness(&db, sessions, records, repeats).await;
+            db.close().await;
+            let cost = cost?;
+            if global.json {
+                return print_json(&cost);
+            }
+            println!(
+                "{} rows in the linked tables: count(*) {:.3} s, full link checks {:.3} s; after \
+                 {} old-code sessions ({} raw records each), readiness {:.3} s from {:?} ({} rows \
+                 checked again): {:.3}x the full checks, {:.2}x the count (best of {})",
+                cost.rows,
+                cost.count_seconds,
+                cost.full_check_seconds,
+                cost.sessions_written,
+                cost.records_per_session,
+                cost.readiness_seconds,
+                cost.readiness_from,
+                cost.delta_rows_checked.unwrap_or(0),
+                cost.readiness_vs_full_check,
+                cost.readiness_vs_count,
+                cost.repeats
             );
             Ok(())
         }

@@ -12,7 +12,7 @@ mod watcher;
 
 pub use error::FlagError;
 pub use model::{default_from_env, FlagScope, FlowIdPrimary, StoredFlag, ENV_VAR, FLAG_NAME};
-pub use readiness::{readiness, Readiness, ReadinessCount};
+pub use readiness::{measure_readiness, readiness, Readiness, ReadinessCost, ReadinessCount};
 pub use watcher::{
     check_default, set_flag, set_flag_forcing, stored_flags, unset_flag, FlagWatcher,
     DEFAULT_POLL_INTERVAL,

@@ -14,8 +14,10 @@ use serde::Serialize;
 
 use crate::db::Db;
 use crate::flags::FlagError;
+use crate::migrate::flow::verification_delta::{count_linked_rows, write_like_old_code};
 use crate::migrate::flow::verification_record::{check_links_and_record, last_standing, Stored};
 use crate::migrate::flow::verify::sessions_without_mapping;
+use crate::migrate::flow::{write_ledger, FlowMigrationError};
 use crate::migrate::{revisions, Migrator, RunOptions};
 
 /// A stored verification older than this is checked again, whatever the delta says: the
@@ -180,4 +182,83 @@ pub async fn readiness(db: &Db) -> Result<Readiness, FlagError> {
         }
     }
     Ok(result)
+}
+
+/// Readiness while the old application writes, against the full check it replaces, same run
+/// (`flowkey bench readiness`).
+#[derive(Debug, Clone, Serialize)]
+pub struct ReadinessCost {
+    /// Sessions the old application wrote, each with its flow, an import and
+    /// `records_per_session` raw records.
+    pub sessions_written: u32,
+    pub records_per_session: u32,
+    pub repeats: u32,
+    /// Rows of the linked tables.
+    pub rows: i64,
+    /// `SELECT count(*)` of every linked table (touching every row once), best run.
+    pub count_seconds: f64,
+    /// The full link checks, run and stored as readiness does when nothing stands (best run).
+    pub full_check_seconds: f64,
+    /// Readiness after the writes (best run).
+    pub readiness_seconds: f64,
+    /// Where that answer came from (`delta` expected) and the rows the delta checked.
+    pub readiness_from: String,
+    pub delta_rows_checked: Option<i64>,
+    pub readiness_vs_full_check: f64,
+    pub readiness_vs_count: f64,
+}
+
+/// Measures [`ReadinessCost`] on a database at the write ledger's revision: the count and
+/// the full check `repeats` times each, then `sessions` sessions written the old
+/// application's way (committed: they stay), then readiness `repeats` times. Writes to the
+/// database: run it on a copy.
+pub async fn measure_readiness(
+    db: &Db,
+    sessions: u32,
+    records_per_session: u32,
+    repeats: u32,
+) -> Result<ReadinessCost, FlagError> {
+    use std::time::Instant;
+    let repeats = repeats.max(1);
+    let current = Migrator::new(db.clone(), RunOptions::default())
+        .current()
+        .await?;
+    if current != Some(write_ledger::REVISION) {
+        return Err(FlagError::Migration(
+            FlowMigrationError::BenchNeedsLedger {
+                at: current.unwrap_or("base").to_owned(),
+            }
+            .into(),
+        ));
+    }
+    let (mut count_seconds, mut full_check_seconds, mut rows) = (f64::MAX, f64::MAX, 0);
+    for _ in 0..repeats {
+        let started = Instant::now();
+        rows = count_linked_rows(db).await?;
+        count_seconds = count_seconds.min(started.elapsed().as_secs_f64());
+        let started = Instant::now();
+        check_links_and_record(db).await?;
+        full_check_seconds = full_check_seconds.min(started.elapsed().as_secs_f64());
+    }
+    write_like_old_code(db, sessions, records_per_session).await?;
+    let mut readiness_seconds = f64::MAX;
+    let mut checks = ChecksSource::default();
+    for _ in 0..repeats {
+        let started = Instant::now();
+        checks = readiness(db).await?.checks;
+        readiness_seconds = readiness_seconds.min(started.elapsed().as_secs_f64());
+    }
+    Ok(ReadinessCost {
+        sessions_written: sessions,
+        records_per_session,
+        repeats,
+        rows,
+        count_seconds,
+        full_check_seconds,
+        readiness_seconds,
+        readiness_from: checks.from,
+        delta_rows_checked: checks.delta_rows_checked,
+        readiness_vs_full_check: readiness_seconds / full_check_seconds.max(1e-9),
+        readiness_vs_count: readiness_seconds / count_seconds.max(1e-9),
+    })
 }

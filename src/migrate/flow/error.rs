@@ -12,6 +12,11 @@ pub enum FlowMigrationError {
     RebuildBreaksForeignKeys { table: String, violations: usize },
     #[error("the database is at {at}: a catch-up needs the live mapping (revision live_mapping); run `flowkey upgrade head`")]
     LiveMappingNotInstalled { at: String },
+    #[error(
+        "the database is at {at}: `flowkey bench readiness` needs the write ledger's revision \
+         (write_ledger); run `flowkey upgrade head` on the copy first"
+    )]
+    BenchNeedsLedger { at: String },
     #[error("no pre-migration fingerprint is stored; upgrade from legacy first")]
     NoFingerprint,
     #[error(

@@ -22,6 +22,7 @@ pub mod report;
 pub mod sqlite_rebuild;
 pub mod tables;
 pub mod triggers;
+pub mod verification_basis;
 pub mod verification_delta;
 pub mod verification_record;
 pub mod verify;

@@ -22,7 +22,8 @@
 //! the full check only when the stored result was sound (every count zero): a stored failure
 //! stays a failure until the full check runs again. It is not used when the revision is not
 //! the write ledger's (no ledger, or the contract's archive), when the stored verification
-//! has no basis (`flowkey verify` stores none), or when the ledger and the changes reach more
+//! has no basis (stored by an older build, or where it could not be stored), or when the
+//! ledger and the changes reach more
 //! than [`DELTA_ROWS_CAP`] keys: then the full check is cheaper than the delta's lookups.
 
 use serde::Serialize;
@@ -33,191 +34,18 @@ use crate::migrate::audit::table_exists;
 use crate::migrate::flow::linked::{
     Fallback, LinkedTable, SessionKey, TenantColumns, LINKED_TABLES,
 };
-use crate::migrate::flow::tables::text_of;
-use crate::migrate::flow::verify::{
-    begin_read_check, check_tables_in, link_counts_sql, link_report, verify_mapping, LinkReport,
-    MappingVerification,
+use crate::migrate::flow::verification_basis::{
+    as_text, flows_select, mapping_select, BASIS_FLOWS, BASIS_MAPPING,
 };
-use crate::migrate::flow::write_ledger;
+use crate::migrate::flow::verify::{link_counts_sql, verify_mapping, MappingVerification};
 use crate::migrate::MigrateError;
 
 /// Keys (ledger rows, changed flows and mapping rows) above which the delta gives way to the
 /// full check: its lookups by key then cost about what a scan does.
 pub const DELTA_ROWS_CAP: i64 = 50_000;
-/// Flows and mapping rows above which no basis is stored (the delta is then never used).
-const BASIS_ROWS_CAP: usize = 250_000;
-/// Rows per INSERT when the basis is stored (7 values each: within both engines' limits).
-const BASIS_INSERT_CHUNK: usize = 500;
 
-const NO_BASIS: &str = "no delta basis for the stored verification (`flowkey verify` stores \
-                        none; readiness's own full check stores one)";
-
-const CREATE: [&str; 3] = [
-    "CREATE TABLE IF NOT EXISTS flowkey_delta_basis (verification_id bigint NOT NULL)",
-    "CREATE TABLE IF NOT EXISTS flowkey_delta_flows (id text, flow_id text, client_account_id text, \
-     engagement_id text, data_import_id text, import_session_id text, created_at text)",
-    "CREATE TABLE IF NOT EXISTS flowkey_delta_mapping (session_id text, flow_id text, \
-     client_account_id text, engagement_id text)",
-];
-
-/// The rows other rows' links depend on, as the full check saw them (all values as text).
-#[derive(Debug, Clone, Default)]
-pub struct Basis {
-    flows: Vec<Vec<Option<String>>>,
-    mapping: Vec<Vec<Option<String>>>,
-}
-
-/// A column as text, the same on both sides of the diff (SQLite may hold any type).
-fn as_text(engine: Engine, column: &str) -> String {
-    match engine {
-        Engine::Postgres => text_of(engine, column),
-        Engine::Sqlite => format!("CAST({column} AS TEXT)"),
-    }
-}
-
-/// Every flow's keys, as text the same on both sides of the diff.
-fn flows_select(engine: Engine) -> String {
-    let created = match engine {
-        Engine::Postgres => "CAST(extract(epoch FROM created_at) AS text)",
-        Engine::Sqlite => "CAST(created_at AS TEXT)",
-    };
-    format!(
-        "SELECT {id}, {flow}, {client}, {engagement}, {import}, {session}, {created} \
-         FROM discovery_flows",
-        id = as_text(engine, "id"),
-        flow = as_text(engine, "flow_id"),
-        client = as_text(engine, "client_account_id"),
-        engagement = as_text(engine, "engagement_id"),
-        import = as_text(engine, "data_import_id"),
-        session = as_text(engine, "import_session_id"),
-    )
-}
-
-fn mapping_select(engine: Engine) -> String {
-    format!(
-        "SELECT {session}, {flow}, {client}, {engagement} FROM session_flow_mapping",
-        session = as_text(engine, "session_id"),
-        flow = as_text(engine, "flow_id"),
-        client = as_text(engine, "client_account_id"),
-        engagement = as_text(engine, "engagement_id"),
-    )
-}
-
-const BASIS_FLOWS: &str = "SELECT id, flow_id, client_account_id, engagement_id, data_import_id, \
-                           import_session_id, created_at FROM flowkey_delta_flows";
-const BASIS_MAPPING: &str =
-    "SELECT session_id, flow_id, client_account_id, engagement_id FROM flowkey_delta_mapping";
-
-/// Whether readiness can use a delta at `revision` (the watermark's text: the revision, then
-/// the book's stamp): only while the write ledger records.
-pub fn ledger_records_at(revision: Option<&str>) -> bool {
-    revision.and_then(|r| r.split(' ').next()) == Some(write_ledger::REVISION)
-}
-
-/// The full check readiness runs: every linked table's link checks in one read snapshot and,
-/// when `with_basis`, the basis read in that same snapshot; then the mapping's checks.
-pub async fn check_links_with_basis(
-    db: &Db,
-    with_basis: bool,
-) -> Result<(LinkReport, Option<Basis>), MigrateError> {
-    let linked: Vec<&LinkedTable> = LINKED_TABLES.iter().collect();
-    let mut offending = Vec::new();
-    let mut tx = begin_read_check(db).await?;
-    let tables = check_tables_in(&mut tx, &linked, &mut offending).await?;
-    let basis = if with_basis {
-        read_basis(&mut tx).await?
-    } else {
-        None
-    };
-    tx.rollback().await?;
-    Ok((link_report(db, tables, offending).await?, basis))
-}
-
-/// `None` when the tables are too large for a basis to pay.
-async fn read_basis(tx: &mut Tx<'static>) -> Result<Option<Basis>, sqlx::Error> {
-    let engine = tx.engine();
-    let flows = read_text_rows(tx, &flows_select(engine), 7).await?;
-    let mapping = read_text_rows(tx, &mapping_select(engine), 4).await?;
-    if flows.len() + mapping.len() > BASIS_ROWS_CAP {
-        return Ok(None);
-    }
-    Ok(Some(Basis { flows, mapping }))
-}
-
-async fn read_text_rows(
-    tx: &mut Tx<'static>,
-    sql: &str,
-    width: usize,
-) -> Result<Vec<Vec<Option<String>>>, sqlx::Error> {
-    Ok(on_tx!(tx, conn => {
-        sqlx::query(sql)
-            .fetch_all(&mut **conn)
-            .await?
-            .into_iter()
-            .map(|row| (0..width).map(|i| row.try_get::<Option<String>, _>(i)).collect())
-            .collect::<Result<Vec<Vec<Option<String>>>, sqlx::Error>>()?
-    }))
-}
-
-/// Stores `basis` as the one belonging to the stored verification `verification_id`,
-/// replacing the last one (one transaction; on PostgreSQL one storer at a time).
-pub async fn store_basis(db: &Db, verification_id: i64, basis: &Basis) -> Result<(), MigrateError> {
-    on_pool!(db, pool => {
-        for create in CREATE {
-            sqlx::query(create).execute(pool).await?;
-        }
-    });
-    let mut tx = db.begin_write().await?;
-    let engine = tx.engine();
-    on_tx!(&mut tx, conn => {
-        if engine == Engine::Postgres {
-            sqlx::query("LOCK TABLE flowkey_delta_basis IN EXCLUSIVE MODE")
-                .execute(&mut **conn)
-                .await?;
-        }
-        for table in ["flowkey_delta_basis", "flowkey_delta_flows", "flowkey_delta_mapping"] {
-            sqlx::query(&format!("DELETE FROM {table}")).execute(&mut **conn).await?;
-        }
-        for (table, columns, rows) in [
-            (
-                "flowkey_delta_flows",
-                "id, flow_id, client_account_id, engagement_id, data_import_id, import_session_id, created_at",
-                &basis.flows,
-            ),
-            (
-                "flowkey_delta_mapping",
-                "session_id, flow_id, client_account_id, engagement_id",
-                &basis.mapping,
-            ),
-        ] {
-            for chunk in rows.chunks(BASIS_INSERT_CHUNK) {
-                let width = chunk[0].len();
-                let values = (0..chunk.len())
-                    .map(|row| {
-                        let cells = (1..=width)
-                            .map(|col| format!("${}", row * width + col))
-                            .collect::<Vec<_>>()
-                            .join(", ");
-                        format!("({cells})")
-                    })
-                    .collect::<Vec<_>>()
-                    .join(", ");
-                let sql = format!("INSERT INTO {table} ({columns}) VALUES {values}");
-                let mut insert = sqlx::query(&sql);
-                for cell in chunk.iter().flatten() {
-                    insert = insert.bind(cell.as_deref());
-                }
-                insert.execute(&mut **conn).await?;
-            }
-        }
-        sqlx::query("INSERT INTO flowkey_delta_basis (verification_id) VALUES ($1)")
-            .bind(verification_id)
-            .execute(&mut **conn)
-            .await?;
-    });
-    tx.commit().await?;
-    Ok(())
-}
+const NO_BASIS: &str = "no delta basis for the stored verification (stored before this build, \
+                        or by a check that could not store one)";
 
 /// What the delta found.
 #[derive(Debug, Clone)]
@@ -544,4 +372,88 @@ fn restriction<'r>(
         format!("({condition})"),
         arms.into_iter().map(|(_, list)| list).collect(),
     ))
+}
+
+/// `SELECT count(*)` of every linked table: the cost of touching every row once, the
+/// baseline `flowkey bench readiness` measures against.
+pub async fn count_linked_rows(db: &Db) -> Result<i64, MigrateError> {
+    let mut rows = 0;
+    for table in LINKED_TABLES {
+        let sql = format!("SELECT count(*) FROM {}", table.name);
+        let n: i64 = on_pool!(db, pool => sqlx::query_scalar(&sql).fetch_one(pool).await)?;
+        rows += n;
+    }
+    Ok(rows)
+}
+
+/// `sessions` sessions as the old application writes them, one transaction each: the
+/// session, its flow (`import_session_id`), an import and `records` raw records, all by
+/// session key, in the tenant of an existing session.
+/// For `flowkey bench readiness`; the rows stay.
+pub async fn write_like_old_code(db: &Db, sessions: u32, records: u32) -> Result<(), MigrateError> {
+    let engine = db.engine();
+    let uuid = |n: usize| match engine {
+        Engine::Postgres => format!("CAST(${n} AS uuid)"),
+        Engine::Sqlite => format!("${n}"),
+    };
+    let now = match engine {
+        Engine::Postgres => "now()",
+        Engine::Sqlite => "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')",
+    };
+    let template = format!(
+        "SELECT {}, {}, {} FROM data_import_sessions ORDER BY id LIMIT 1",
+        as_text(engine, "client_account_id"),
+        as_text(engine, "engagement_id"),
+        as_text(engine, "created_by")
+    );
+    let (client, engagement, user): (String, String, String) =
+        on_pool!(db, pool => sqlx::query_as(&template).fetch_optional(pool).await)?
+            .ok_or(crate::migrate::flow::contract::ContractError::NothingToMeasure)?;
+    let session_sql = format!(
+        "INSERT INTO data_import_sessions (id, client_account_id, engagement_id, session_name, created_by, created_at) \
+         VALUES ({}, {}, {}, 'bench old code', {}, {now})",
+        uuid(1), uuid(2), uuid(3), uuid(4)
+    );
+    let flow_sql = format!(
+        "INSERT INTO discovery_flows (id, flow_id, client_account_id, engagement_id, import_session_id, flow_name, created_at) \
+         VALUES ({}, {}, {}, {}, {}, 'bench old code', {now})",
+        uuid(1), uuid(2), uuid(3), uuid(4), uuid(5)
+    );
+    let import_sql = format!(
+        "INSERT INTO data_imports (id, client_account_id, engagement_id, session_id, import_name, import_type, source_filename, imported_by) \
+         VALUES ({}, {}, {}, {}, 'bench old code', 'cmdb', 'bench.csv', {})",
+        uuid(1), uuid(2), uuid(3), uuid(4), uuid(5)
+    );
+    let raw_sql = format!(
+        "INSERT INTO raw_import_records (id, data_import_id, client_account_id, engagement_id, session_id, row_number, raw_data) \
+         VALUES ({}, {}, {}, {}, {}, $6, '{{\"hostname\": \"bench\"}}')",
+        uuid(1), uuid(2), uuid(3), uuid(4), uuid(5)
+    );
+    for _ in 0..sessions {
+        let session = uuid::Uuid::new_v4().to_string();
+        let import = uuid::Uuid::new_v4().to_string();
+        on_pool!(db, pool => {
+            let mut tx = pool.begin().await?;
+            sqlx::query(&session_sql)
+                .bind(&session).bind(&client).bind(&engagement).bind(&user)
+                .execute(&mut *tx).await?;
+            sqlx::query(&flow_sql)
+                .bind(uuid::Uuid::new_v4().to_string())
+                .bind(uuid::Uuid::new_v4().to_string())
+                .bind(&client).bind(&engagement).bind(&session)
+                .execute(&mut *tx).await?;
+            sqlx::query(&import_sql)
+                .bind(&import).bind(&client).bind(&engagement).bind(&session).bind(&user)
+                .execute(&mut *tx).await?;
+            for row in 0..records {
+                sqlx::query(&raw_sql)
+                    .bind(uuid::Uuid::new_v4().to_string())
+                    .bind(&import).bind(&client).bind(&engagement).bind(&session)
+                    .bind(i64::from(row) + 1)
+                    .execute(&mut *tx).await?;
+            }
+            tx.commit().await?;
+        });
+    }
+    Ok(())
 }

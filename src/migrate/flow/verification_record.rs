@@ -31,12 +31,13 @@ use serde::Serialize;
 
 use crate::db::{on_pool, Db, Engine};
 use crate::migrate::audit::table_exists;
+use crate::migrate::flow::linked::LinkedTable;
 use crate::migrate::flow::linked::LINKED_TABLES;
-use crate::migrate::flow::verification_delta::{
-    check_delta, check_links_with_basis, ledger_records_at, store_basis, Delta, DeltaChecked,
-};
+use crate::migrate::flow::verification_basis::{ledger_records_at, store_basis, Basis};
+use crate::migrate::flow::verification_delta::{check_delta, Delta, DeltaChecked};
 use crate::migrate::flow::verify::{
-    links_are_sound, LinkReport, MappingVerification, TableVerification, VerifyReport,
+    check_links_with, links_are_sound, verify_with_basis, LinkReport, MappingVerification,
+    TableVerification, VerifyReport,
 };
 use crate::migrate::{MigrateError, Migrator, RunOptions};
 
@@ -317,13 +318,9 @@ pub async fn verify_and_record_online(db: &Db) -> Result<VerifyReport, MigrateEr
 
 async fn verify_and_record_as(db: &Db, online: bool) -> Result<VerifyReport, MigrateError> {
     let mark = watermark_if_any(db).await;
-    let report = if online {
-        crate::migrate::flow::verify::verify_online(db).await?
-    } else {
-        crate::migrate::flow::verify(db).await?
-    };
+    let (report, basis) = verify_with_basis(db, online).await?;
     if let Some(mark) = mark {
-        record_or_warn(db, &mark, &report.tables, &report.mapping).await;
+        record_with_basis_or_warn(db, &mark, &report.tables, &report.mapping, basis).await;
     }
     Ok(report)
 }
@@ -341,16 +338,28 @@ pub async fn check_links_and_record(db: &Db) -> Result<LinkReport, MigrateError>
     let with_basis = mark
         .as_ref()
         .is_some_and(|mark| ledger_records_at(mark.revision.as_deref()));
-    let (report, basis) = check_links_with_basis(db, with_basis).await?;
+    let tables: Vec<&LinkedTable> = LINKED_TABLES.iter().collect();
+    let (report, basis) = check_links_with(db, &tables, with_basis).await?;
     if let Some(mark) = mark {
-        let stored = record_or_warn(db, &mark, &report.tables, &report.mapping).await;
-        if let (Some(id), Some(basis)) = (stored, basis) {
-            if let Err(err) = store_basis(db, id, &basis).await {
-                tracing::warn!(error = %err, "cannot store the delta's basis; readiness will check in full");
-            }
-        }
+        record_with_basis_or_warn(db, &mark, &report.tables, &report.mapping, basis).await;
     }
     Ok(report)
+}
+
+/// Stores the result and, where one was read, the delta's basis beside it.
+async fn record_with_basis_or_warn(
+    db: &Db,
+    mark: &Watermark,
+    tables: &[TableVerification],
+    mapping: &MappingVerification,
+    basis: Option<Basis>,
+) {
+    let stored = record_or_warn(db, mark, tables, mapping).await;
+    if let (Some(id), Some(basis)) = (stored, basis) {
+        if let Err(err) = store_basis(db, id, &basis).await {
+            tracing::warn!(error = %err, "cannot store the delta's basis; readiness will check in full");
+        }
+    }
 }
 
 /// The watermark, or `None` where none can be read (a database before the backfill).

@@ -33,6 +33,7 @@ use crate::migrate::flow::linked::{
     linked_up_to, FlowForeignKey, JoinedFlow, LinkedTable, TenantColumns, LINKED_TABLES,
 };
 use crate::migrate::flow::tables::text_of;
+use crate::migrate::flow::verification_basis::{read_basis, Basis};
 use crate::migrate::flow::write_ledger::{self, LedgerComparison};
 use crate::migrate::{MigrateError, StepContext, StepSql};
 
@@ -316,13 +317,23 @@ pub async fn verify(db: &Db) -> Result<VerifyReport, MigrateError> {
 /// [`VerifyReport::legacy_values_hold`]).
 pub async fn verify_online(db: &Db) -> Result<VerifyReport, MigrateError> {
     let tables: Vec<&LinkedTable> = LINKED_TABLES.iter().collect();
-    verify_with(db, &tables, true).await
+    Ok(verify_with(db, &tables, true, false).await?.0)
+}
+
+/// [`verify`] (or, `online`, [`verify_online`]) and the delta's basis, read in the snapshot
+/// of the link checks (`verification_basis`), for a result that readiness will store.
+pub(crate) async fn verify_with_basis(
+    db: &Db,
+    online: bool,
+) -> Result<(VerifyReport, Option<Basis>), MigrateError> {
+    let tables: Vec<&LinkedTable> = LINKED_TABLES.iter().collect();
+    verify_with(db, &tables, online, true).await
 }
 
 /// Runs every check, the link checks over `tables` (those a database at some revision
 /// has); never writes.
 pub async fn verify_tables(db: &Db, linked: &[&LinkedTable]) -> Result<VerifyReport, MigrateError> {
-    verify_with(db, linked, false).await
+    Ok(verify_with(db, linked, false, false).await?.0)
 }
 
 /// Every check; the write ledger is compared online always, and exactly only when the
@@ -331,7 +342,8 @@ async fn verify_with(
     db: &Db,
     linked: &[&LinkedTable],
     online: bool,
-) -> Result<VerifyReport, MigrateError> {
+    with_basis: bool,
+) -> Result<(VerifyReport, Option<Basis>), MigrateError> {
     let started = Instant::now();
     let engine = db.engine();
     let baseline = load_baseline(db).await?;
@@ -357,12 +369,15 @@ async fn verify_with(
         })
         .collect();
 
-    let LinkReport {
-        tables,
-        mapping,
-        offending_rows: offending,
-        rows_checked,
-    } = check_links(db, linked).await?;
+    let (
+        LinkReport {
+            tables,
+            mapping,
+            offending_rows: offending,
+            rows_checked,
+        },
+        basis,
+    ) = check_links_with(db, linked, with_basis).await?;
     let fingerprints_match = fingerprints.iter().all(|comparison| comparison.same);
     let ledger = if online || !fingerprints_match {
         write_ledger::compare(db).await?
@@ -370,7 +385,7 @@ async fn verify_with(
         None
     };
     let elapsed = started.elapsed();
-    Ok(VerifyReport {
+    let report = VerifyReport {
         engine,
         fingerprints,
         tables,
@@ -385,7 +400,8 @@ async fn verify_with(
         },
         ledger,
         online,
-    })
+    };
+    Ok((report, basis))
 }
 
 /// The link checks alone: every linked table's links and the mapping, without the
@@ -420,40 +436,36 @@ pub fn links_are_sound(tables: &[TableVerification], mapping: &MappingVerificati
 /// the ledger row by row would cost several times the link checks (see
 /// `verification_record::check_links_and_record`).
 pub async fn check_links(db: &Db, linked: &[&LinkedTable]) -> Result<LinkReport, MigrateError> {
+    Ok(check_links_with(db, linked, false).await?.0)
+}
+
+/// [`check_links`], every linked table in one read snapshot ([`begin_read_check`]), and,
+/// `with_basis`, the delta's basis read in that same snapshot (`verification_basis`).
+pub(crate) async fn check_links_with(
+    db: &Db,
+    linked: &[&LinkedTable],
+    with_basis: bool,
+) -> Result<(LinkReport, Option<Basis>), MigrateError> {
     let mut offending_rows = Vec::new();
     let mut tx = begin_read_check(db).await?;
-    let tables = check_tables_in(&mut tx, linked, &mut offending_rows).await?;
-    tx.rollback().await?;
-    link_report(db, tables, offending_rows).await
-}
-
-/// The link checks of `linked`, each table by one statement, all in the caller's read
-/// transaction (one snapshot, [`begin_read_check`]); offending rows are added to `offending`.
-pub(crate) async fn check_tables_in(
-    tx: &mut Tx<'static>,
-    linked: &[&LinkedTable],
-    offending: &mut Vec<OffendingRow>,
-) -> Result<Vec<TableVerification>, MigrateError> {
     let mut tables = Vec::new();
     for table in linked {
-        tables.push(verify_table(tx, table, offending).await?);
+        tables.push(verify_table(&mut tx, table, &mut offending_rows).await?);
     }
-    Ok(tables)
-}
-
-/// The report of checked tables, with the mapping's checks run now.
-pub(crate) async fn link_report(
-    db: &Db,
-    tables: Vec<TableVerification>,
-    mut offending_rows: Vec<OffendingRow>,
-) -> Result<LinkReport, MigrateError> {
+    let basis = if with_basis {
+        read_basis(&mut tx).await?
+    } else {
+        None
+    };
+    tx.rollback().await?;
     let mapping = verify_mapping(db, db.engine(), &mut offending_rows).await?;
-    Ok(LinkReport {
+    let report = LinkReport {
         rows_checked: tables.iter().map(|t| t.rows_checked).sum(),
         tables,
         mapping,
         offending_rows,
-    })
+    };
+    Ok((report, basis))
 }
 
 /// The link checks of one linked table as one derived table `x` over the whole table: each

@@ -132,3 +132,75 @@ both_engines!(
     the_offline_baselines_do_the_work_they_stand_for,
     the_offline_baselines_do_the_work_they_stand_for
 );
+
+/// The readiness bench: refused below the write ledger, changing nothing; at head, the full
+/// checks and a count are timed, the old code's sessions are written (and stay, linked by
+/// the triggers), and readiness answers from the delta over exactly their rows: per session
+/// its import and its raw records.
+async fn the_readiness_bench_times_the_delta_against_the_full_checks(test_db: TestDb) {
+    seeded(&test_db, &small_seed()).await;
+    let url = test_db.url.as_str();
+    run_ok(url, &["upgrade", "flow_constraints", "--no-progress"]);
+    let refused = Command::cargo_bin("flowkey")
+        .expect("binary")
+        .env_remove("DATABASE_URL")
+        .args(["--database-url", url, "bench", "readiness"])
+        .output()
+        .expect("runs");
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("needs the write ledger's revision"),
+        "{stderr}"
+    );
+
+    run_ok(url, &["upgrade", "head", "--no-progress"]);
+    let cost = bench_json(
+        url,
+        &[
+            "readiness",
+            "--sessions",
+            "3",
+            "--records",
+            "4",
+            "--repeats",
+            "2",
+        ],
+    );
+    for timing in ["count_seconds", "full_check_seconds", "readiness_seconds"] {
+        positive(&cost, timing);
+    }
+    assert_eq!(cost["readiness_from"], "delta", "{cost}");
+    assert_eq!(
+        cost["delta_rows_checked"].as_i64(),
+        Some(3 * (1 + 4)),
+        "{cost}"
+    );
+    let db = test_db.connect().await;
+    let written: i64 = match &db {
+        flowkey::db::Db::Postgres(pool) => sqlx::query_scalar(
+            "SELECT count(*) FROM raw_import_records r JOIN data_imports d ON d.id = r.data_import_id \
+             WHERE d.import_name = 'bench old code' AND r.flow_id IS NOT NULL",
+        )
+        .fetch_one(pool)
+        .await
+        .unwrap(),
+        flowkey::db::Db::Sqlite(pool) => sqlx::query_scalar(
+            "SELECT count(*) FROM raw_import_records r JOIN data_imports d ON d.id = r.data_import_id \
+             WHERE d.import_name = 'bench old code' AND r.flow_id IS NOT NULL",
+        )
+        .fetch_one(pool)
+        .await
+        .unwrap(),
+    };
+    assert_eq!(
+        written,
+        3 * 4,
+        "the old code's rows, linked by the triggers"
+    );
+    db.close().await;
+}
+both_engines!(
+    the_readiness_bench_times_the_delta_against_the_full_checks,
+    the_readiness_bench_times_the_delta_against_the_full_checks
+);

@@ -449,18 +449,23 @@ both_engines!(
     the_delta_catches_a_link_broken_through_any_row_it_reads
 );
 
-/// The delta gives way to the full check where it cannot stand in for it: a stored result
-/// without a basis (`flowkey verify` stores none), and a stored failure (never turned into a
+/// `flowkey verify` stores its result with a basis, as readiness's full check does. The
+/// delta gives way to the full check where it cannot stand in for it: a stored result
+/// without a basis (stored by an older build), and a stored failure (never turned into a
 /// pass by a delta).
 async fn the_delta_gives_way_to_the_full_check_where_it_cannot_stand_in(test_db: TestDb) {
     let (fx, world) = legacy_world(&test_db, 2).await;
     let one = &world[0];
     verify_and_record(&fx.db).await.unwrap();
     fx.asset(one.tenant, Some(one.session)).await;
+    assert_eq!(from_delta(&readiness(&fx.db).await.unwrap()), 1);
+
+    fx.sql("DELETE FROM flowkey_delta_basis").await;
+    fx.asset(one.tenant, Some(one.session)).await;
     let without_basis = readiness(&fx.db).await.unwrap();
     stale_because(&without_basis, "no delta basis");
     assert!(without_basis.is_ready());
-    from_delta(&readiness(&fx.db).await.unwrap());
+    assert_eq!(from_delta(&readiness(&fx.db).await.unwrap()), 2);
 
     let other = fx.tenant().await;
     let foreign = fx.flow(other, None, None, None, 50).await;
