@@ -246,6 +246,9 @@ async fn legacy_world(test_db: &TestDb, sessions: usize) -> (Fx, Vec<Legacy>) {
         fx.raw(import, Some(tenant), None).await;
         fx.field_mapping(import).await;
         let asset = fx.asset(tenant, Some(session)).await;
+        // An LLM log naming the session in a spelling of its own (free text).
+        let spelled = format!(" Disc_Session_{} ", session.to_string().to_uppercase());
+        fx.llm(Some(tenant), Some(&spelled)).await;
         world.push(Legacy {
             tenant,
             session,
@@ -328,14 +331,16 @@ both_engines!(
     old_code_writes_are_checked_by_the_delta_not_by_the_whole_tables
 );
 
-async fn not_ready_naming(fx: &Fx, table: &str) {
+async fn not_ready_naming(fx: &Fx, tables: &[&str]) {
     let answer = readiness(&fx.db).await.unwrap();
     assert!(
         !answer.is_ready(),
-        "the delta missed a broken {table}: {:?}",
+        "the delta missed a broken {tables:?}: {:?}",
         answer.checks
     );
-    stale_because(&answer, table);
+    for table in tables {
+        stale_because(&answer, table);
+    }
 }
 
 /// The delta reaches a row through every other row its checks read, and catches what a
@@ -366,7 +371,7 @@ async fn the_delta_catches_a_link_broken_through_any_row_it_reads(test_db: TestD
         one.asset
     ))
     .await;
-    not_ready_naming(&fx, "assets").await;
+    not_ready_naming(&fx, &["assets"]).await;
     fx.sql(&format!(
         "UPDATE assets SET flow_id = '{}' WHERE id = '{}'",
         one.flow, one.asset
@@ -384,7 +389,7 @@ async fn the_delta_catches_a_link_broken_through_any_row_it_reads(test_db: TestD
         two.session
     ))
     .await;
-    not_ready_naming(&fx, "raw_import_records").await;
+    not_ready_naming(&fx, &["raw_import_records", "llm_usage_logs"]).await;
     fx.sql(&format!(
         "UPDATE session_flow_mapping SET flow_id = '{}' WHERE session_id = '{}'",
         two.flow, two.session
@@ -407,7 +412,7 @@ async fn the_delta_catches_a_link_broken_through_any_row_it_reads(test_db: TestD
         three.import
     ))
     .await;
-    not_ready_naming(&fx, "import_field_mappings").await;
+    not_ready_naming(&fx, &["import_field_mappings"]).await;
     fx.sql(&format!(
         "UPDATE data_imports SET flow_id = '{}', session_id = '{}' WHERE id = '{}'",
         three.flow, three.session, three.import
@@ -422,7 +427,7 @@ async fn the_delta_catches_a_link_broken_through_any_row_it_reads(test_db: TestD
         other.client, other.engagement, four.flow
     ))
     .await;
-    not_ready_naming(&fx, "assets").await;
+    not_ready_naming(&fx, &["assets"]).await;
     fx.sql(&format!(
         "UPDATE discovery_flows SET client_account_id = '{}', engagement_id = '{}' WHERE flow_id = '{}'",
         four.tenant.client, four.tenant.engagement, four.flow
@@ -442,7 +447,7 @@ async fn the_delta_catches_a_link_broken_through_any_row_it_reads(test_db: TestD
         -500,
     )
     .await;
-    not_ready_naming(&fx, "data_imports").await;
+    not_ready_naming(&fx, &["data_imports"]).await;
 }
 both_engines!(
     the_delta_catches_a_link_broken_through_any_row_it_reads,
