@@ -14,7 +14,9 @@ use serde::Serialize;
 
 use crate::db::Db;
 use crate::flags::FlagError;
-use crate::migrate::flow::verification_delta::{count_linked_rows, write_like_old_code};
+use crate::migrate::flow::verification_delta::{
+    count_linked_rows, write_like_old_code, DELTA_ROWS_CAP,
+};
 use crate::migrate::flow::verification_record::{check_links_and_record, last_standing, Stored};
 use crate::migrate::flow::verify::sessions_without_mapping;
 use crate::migrate::flow::{write_ledger, FlowMigrationError};
@@ -117,7 +119,7 @@ pub async fn readiness(db: &Db) -> Result<Readiness, FlagError> {
         result.backfill_not_applied = Some(current.unwrap_or("base").to_owned());
         return Ok(result);
     }
-    let (tables, mut mapping) = match last_standing(db, MAX_STORED_AGE).await? {
+    let (tables, mut mapping) = match last_standing(db, MAX_STORED_AGE, DELTA_ROWS_CAP).await? {
         Stored::Fresh(stored) => {
             result.checks = match &stored.delta {
                 None => ChecksSource {

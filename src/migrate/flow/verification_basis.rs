@@ -18,9 +18,10 @@ const BASIS_INSERT_CHUNK: usize = 500;
 
 const CREATE: [&str; 3] = [
     "CREATE TABLE IF NOT EXISTS flowkey_delta_basis (verification_id bigint NOT NULL)",
-    "CREATE TABLE IF NOT EXISTS flowkey_delta_flows (id text, flow_id text, client_account_id text, \
-     engagement_id text, data_import_id text, import_session_id text, created_at text)",
-    "CREATE TABLE IF NOT EXISTS flowkey_delta_mapping (session_id text, flow_id text, \
+    "CREATE TABLE IF NOT EXISTS flowkey_delta_flows (id text PRIMARY KEY, flow_id text, \
+     client_account_id text, engagement_id text, data_import_id text, import_session_id text, \
+     created_at text)",
+    "CREATE TABLE IF NOT EXISTS flowkey_delta_mapping (session_id text PRIMARY KEY, flow_id text, \
      client_account_id text, engagement_id text)",
 ];
 
@@ -67,9 +68,6 @@ pub(crate) fn mapping_select(engine: Engine) -> String {
     )
 }
 
-pub(crate) const BASIS_FLOWS: &str =
-    "SELECT id, flow_id, client_account_id, engagement_id, data_import_id, \
-                           import_session_id, created_at FROM flowkey_delta_flows";
 pub(crate) const BASIS_MAPPING: &str =
     "SELECT session_id, flow_id, client_account_id, engagement_id FROM flowkey_delta_mapping";
 

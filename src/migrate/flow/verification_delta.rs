@@ -34,10 +34,8 @@ use crate::migrate::audit::table_exists;
 use crate::migrate::flow::linked::{
     Fallback, LinkedTable, SessionKey, TenantColumns, LINKED_TABLES,
 };
-use crate::migrate::flow::verification_basis::{
-    as_text, flows_select, mapping_select, BASIS_FLOWS, BASIS_MAPPING,
-};
-use crate::migrate::flow::verify::{link_counts_sql, verify_mapping, MappingVerification};
+use crate::migrate::flow::verification_basis::{as_text, mapping_select, BASIS_MAPPING};
+use crate::migrate::flow::verify::link_counts_sql;
 use crate::migrate::MigrateError;
 
 /// Keys (ledger rows, changed flows and mapping rows) above which the delta gives way to the
@@ -65,12 +63,10 @@ pub struct DeltaChecked {
     pub rows_checked: i64,
     /// Rows the write ledger names (written by the application since its start).
     pub ledger_rows: i64,
-    /// Flows and mapping rows that differ from the basis.
+    /// Flows the application wrote (the ledger names them), and mapping rows that differ
+    /// from the basis.
     pub changed_flows: i64,
     pub changed_mapping_rows: i64,
-    /// The mapping's checks, run now.
-    #[serde(skip)]
-    pub mapping: MappingVerification,
 }
 
 impl DeltaChecked {
@@ -83,7 +79,8 @@ impl DeltaChecked {
     pub fn describe(&self) -> String {
         format!(
             "{} rows checked again by the delta: {} rows written by the application since the \
-             write ledger's start, {} flows and {} mapping rows changed since the last verification",
+             write ledger's start ({} of them flows), {} mapping rows changed since the last \
+             verification",
             self.rows_checked, self.ledger_rows, self.changed_flows, self.changed_mapping_rows
         )
     }
@@ -103,13 +100,21 @@ struct Reach {
     named: Vec<String>,
     /// Imports written, or whose flow changed.
     imports: Vec<String>,
+    /// Sessions whose mapping row's checks may answer differently: a changed mapping row,
+    /// or a written session (its tenant).
+    session_rows: Vec<String>,
     changed_flows: i64,
     changed_mapping_rows: i64,
 }
 
 /// Checks the rows that changed since the stored verification `verification_id` could
-/// affect. Reads only.
-pub async fn check_delta(db: &Db, verification_id: i64) -> Result<Delta, MigrateError> {
+/// affect; unavailable when they are more than `max_keys` keys ([`DELTA_ROWS_CAP`] for
+/// readiness). Reads only.
+pub async fn check_delta(
+    db: &Db,
+    verification_id: i64,
+    max_keys: i64,
+) -> Result<Delta, MigrateError> {
     if !table_exists(db, "flowkey_delta_basis").await? {
         return Ok(Delta::Unavailable(NO_BASIS.into()));
     }
@@ -124,7 +129,7 @@ pub async fn check_delta(db: &Db, verification_id: i64) -> Result<Delta, Migrate
         tx.rollback().await?;
         return Ok(Delta::Unavailable(NO_BASIS.into()));
     }
-    let reach = match reach(&mut tx, engine).await? {
+    let reach = match reach(&mut tx, engine, max_keys).await? {
         Ok(reach) => reach,
         Err(why) => {
             tx.rollback().await?;
@@ -153,6 +158,29 @@ pub async fn check_delta(db: &Db, verification_id: i64) -> Result<Delta, Migrate
             ));
         }
     }
+    if let Some((only, binds)) = mapping_restriction(engine, &reach) {
+        let sql = format!(
+            "SELECT count(*) FROM session_flow_mapping m \
+             LEFT JOIN discovery_flows f ON f.flow_id = m.flow_id \
+             LEFT JOIN data_import_sessions s ON s.id = m.session_id \
+             WHERE ({only}) AND (f.flow_id IS NULL \
+                OR f.client_account_id <> m.client_account_id OR f.engagement_id <> m.engagement_id \
+                OR (s.id IS NOT NULL AND (s.client_account_id <> m.client_account_id \
+                    OR s.engagement_id <> m.engagement_id)))"
+        );
+        let bad: i64 = on_tx!(&mut tx, conn => {
+            let mut query = sqlx::query_scalar(&sql);
+            for list in &binds {
+                query = query.bind(json_list(list));
+            }
+            query.fetch_one(&mut **conn).await?
+        });
+        if bad > 0 {
+            failing.push(format!(
+                "session_flow_mapping ({bad} rows naming no flow or of another tenant than their flow or session)"
+            ));
+        }
+    }
     tx.rollback().await?;
     if !failing.is_empty() {
         return Ok(Delta::Failed(format!(
@@ -160,15 +188,40 @@ pub async fn check_delta(db: &Db, verification_id: i64) -> Result<Delta, Migrate
             failing.join(", ")
         )));
     }
-    let mut offending = Vec::new();
-    let mapping = verify_mapping(db, engine, &mut offending).await?;
     Ok(Delta::Clean(DeltaChecked {
         rows_checked,
         ledger_rows: reach.ledger_rows,
         changed_flows: reach.changed_flows,
         changed_mapping_rows: reach.changed_mapping_rows,
-        mapping,
     }))
+}
+
+/// The mapping rows whose checks may answer differently (their row, their flow or their
+/// session changed), as [`restriction`] gives rows of a linked table.
+fn mapping_restriction<'r>(
+    engine: Engine,
+    reach: &'r Reach,
+) -> Option<(String, Vec<&'r Vec<String>>)> {
+    let arms: Vec<(&str, &'r Vec<String>)> = [
+        ("m.session_id", &reach.session_rows),
+        ("m.flow_id", &reach.flows),
+    ]
+    .into_iter()
+    .filter(|(_, keys)| !keys.is_empty())
+    .collect();
+    if arms.is_empty() {
+        return None;
+    }
+    let condition = arms
+        .iter()
+        .enumerate()
+        .map(|(i, (column, _))| match engine {
+            Engine::Postgres => format!("{column} = {}", any_of(engine, i + 1)),
+            Engine::Sqlite => format!("{column} IN {}", any_of(engine, i + 1)),
+        })
+        .collect::<Vec<_>>()
+        .join(" OR ");
+    Some((condition, arms.into_iter().map(|(_, keys)| keys).collect()))
 }
 
 /// A read-only snapshot for the delta's statements: on PostgreSQL with the planner's own
@@ -187,8 +240,8 @@ async fn begin_read(db: &Db) -> Result<Tx<'static>, sqlx::Error> {
 async fn reach(
     tx: &mut Tx<'static>,
     engine: Engine,
+    cap: i64,
 ) -> Result<Result<Reach, String>, MigrateError> {
-    let cap = DELTA_ROWS_CAP;
     let ledger_rows: i64 = on_tx!(&mut *tx, conn => {
         sqlx::query_scalar(&format!(
             "SELECT count(*) FROM (SELECT 1 FROM flowkey_write_ledger LIMIT {}) AS ledger",
@@ -202,61 +255,92 @@ async fn reach(
             "the write ledger names more than {cap} rows: the full check costs less"
         )));
     }
-    let flows_diff = format!(
-        "SELECT * FROM ({now} EXCEPT {BASIS_FLOWS}) AS appeared \
-         UNION ALL SELECT * FROM ({BASIS_FLOWS} EXCEPT {now}) AS vanished",
-        now = flows_select(engine)
+    // Flows: every write by the application is in the ledger (old and new ids), so the old
+    // and new keys of the flows it names are all that can have changed; flowkey's own flow
+    // writes (stand-ins made and given up by a catch-up) come with a mapping row's change,
+    // whose old and new flows and session the mapping's diff below adds.
+    let ledger: Vec<(String, String)> = on_tx!(&mut *tx, conn => {
+        sqlx::query_as("SELECT table_name, row_id FROM flowkey_write_ledger")
+            .fetch_all(&mut **conn)
+            .await?
+    });
+    let written = |table: &str| {
+        dedup(
+            ledger
+                .iter()
+                .filter(|(name, _)| name == table)
+                .map(|(_, id)| id.clone()),
+        )
+    };
+    let written_flows = written("discovery_flows");
+    let flow_keys = format!(
+        "SELECT flow_id, data_import_id, import_session_id FROM flowkey_delta_flows \
+         WHERE id IN {basis_ids} \
+         UNION ALL SELECT {flow}, {import}, {session} FROM discovery_flows WHERE id {now_ids}",
+        basis_ids = text_list(engine, 1),
+        flow = as_text(engine, "flow_id"),
+        import = as_text(engine, "data_import_id"),
+        session = as_text(engine, "import_session_id"),
+        now_ids = match engine {
+            Engine::Postgres => format!("= {}", any_of(engine, 2)),
+            Engine::Sqlite => format!("IN {}", any_of(engine, 2)),
+        },
     );
     let mapping_diff = format!(
         "SELECT * FROM ({now} EXCEPT {BASIS_MAPPING}) AS appeared \
          UNION ALL SELECT * FROM ({BASIS_MAPPING} EXCEPT {now}) AS vanished",
         now = mapping_select(engine)
     );
-    let (ledger, flows, mapping) = on_tx!(&mut *tx, conn => {
-        let ledger: Vec<(String, String)> =
-            sqlx::query_as("SELECT table_name, row_id FROM flowkey_write_ledger")
+    let (flows, mapping) = on_tx!(&mut *tx, conn => {
+        let flows: Vec<(Option<String>, Option<String>, Option<String>)> = if written_flows.is_empty() {
+            Vec::new()
+        } else {
+            sqlx::query_as(&flow_keys)
+                .bind(json_list(&written_flows))
+                .bind(json_list(&written_flows))
                 .fetch_all(&mut **conn)
-                .await?;
-        let flows = sqlx::query(&flows_diff)
+                .await?
+        };
+        let mapping = sqlx::query(&mapping_diff)
             .fetch_all(&mut **conn)
             .await?
             .into_iter()
-            .map(|row| {
-                Ok((
-                    row.try_get::<Option<String>, _>(1)?,
-                    row.try_get::<Option<String>, _>(4)?,
-                    row.try_get::<Option<String>, _>(5)?,
-                ))
-            })
+            .map(|row| Ok((row.try_get::<Option<String>, _>(0)?, row.try_get::<Option<String>, _>(1)?)))
             .collect::<Result<Vec<_>, sqlx::Error>>()?;
-        let mapping: Vec<Option<String>> = sqlx::query(&mapping_diff)
-            .fetch_all(&mut **conn)
-            .await?
-            .into_iter()
-            .map(|row| row.try_get::<Option<String>, _>(0))
-            .collect::<Result<Vec<_>, sqlx::Error>>()?;
-        (ledger, flows, mapping)
+        (flows, mapping)
     });
-    let changed = ledger.len() + flows.len() + mapping.len();
+    let changed = ledger.len() + mapping.len();
     if changed as i64 > cap {
         return Ok(Err(format!(
             "{changed} rows written or changed since the stored verification, more than {cap}: the full check costs less"
         )));
     }
+    let mapping_sessions: Vec<String> = mapping.iter().filter_map(|(s, _)| s.clone()).collect();
     let mut reach = Reach {
         ledger_rows: ledger.len() as i64,
-        changed_flows: flows.len() as i64,
+        changed_flows: written_flows.len() as i64,
         changed_mapping_rows: mapping.len() as i64,
-        sessions: dedup(mapping.into_iter().flatten()),
-        flows: dedup(flows.iter().filter_map(|(flow, _, _)| flow.clone())),
+        sessions: dedup(mapping_sessions.iter().cloned()),
+        flows: dedup(
+            flows
+                .iter()
+                .filter_map(|(flow, _, _)| flow.clone())
+                .chain(mapping.iter().filter_map(|(_, flow)| flow.clone())),
+        ),
         named: dedup(
             flows
                 .iter()
                 .flat_map(|(_, import, session)| [import.clone(), session.clone()])
-                .flatten(),
+                .flatten()
+                .chain(mapping_sessions.iter().cloned()),
         ),
         ..Reach::default()
     };
+    reach.session_rows = dedup(
+        mapping_sessions
+            .into_iter()
+            .chain(written("data_import_sessions")),
+    );
     for table in LINKED_TABLES {
         let ids = dedup(
             ledger
@@ -308,6 +392,14 @@ fn free_text_session_key(engine: Engine, column: &str) -> String {
         "lower(CASE WHEN lower(substr({t}, 1, 13)) = 'disc_session_' THEN substr({t}, 14) \
          WHEN lower(substr({t}, 1, 8)) = 'session-' THEN substr({t}, 9) ELSE {t} END)"
     )
+}
+
+/// The keys of parameter `$n` as text, for `IN` over a text column.
+fn text_list(engine: Engine, n: usize) -> String {
+    match engine {
+        Engine::Postgres => format!("(SELECT json_array_elements_text(CAST(${n} AS json)))"),
+        Engine::Sqlite => format!("(SELECT value FROM json_each(${n}))"),
+    }
 }
 
 /// A list of keys as the one text parameter both engines read it from.

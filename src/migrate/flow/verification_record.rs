@@ -176,8 +176,13 @@ pub enum Stored {
     Stale(String),
 }
 
-/// Reads the last stored verification and the delta since it. Reads only.
-pub async fn last_standing(db: &Db, max_age: Duration) -> Result<Stored, MigrateError> {
+/// Reads the last stored verification and whether it still stands: as it is, or with a
+/// delta of at most `delta_keys` keys (`verification_delta`). Reads only.
+pub async fn last_standing(
+    db: &Db,
+    max_age: Duration,
+    delta_keys: i64,
+) -> Result<Stored, MigrateError> {
     if !table_exists(db, "flowkey_verifications").await? {
         return Ok(Stored::Stale("no verification stored yet".into()));
     }
@@ -230,10 +235,9 @@ pub async fn last_standing(db: &Db, max_age: Duration) -> Result<Stored, Migrate
     // At the write ledger's revision a sound result stands while every row a write since
     // could have changed the checks of passes them (`verification_delta`).
     let delta_unavailable = if links_sound && ledger_records_at(Some(&revision)) {
-        match check_delta(db, id).await? {
+        match check_delta(db, id, delta_keys).await? {
             Delta::Clean(checked) => {
                 if checked.reached_anything() {
-                    stored.mapping = checked.mapping.clone();
                     stored.delta = Some(checked);
                 }
                 return Ok(Stored::Fresh(stored));

@@ -9,8 +9,10 @@
 use std::time::Duration;
 
 use flowkey::flags::{readiness, Readiness};
+use flowkey::migrate::flow::verification_delta::DELTA_ROWS_CAP;
 use flowkey::migrate::flow::verification_record::{
     check_links_and_record, last_standing, verify_and_record, verify_and_record_online, Stored,
+    StoredVerification,
 };
 
 use uuid::Uuid;
@@ -183,7 +185,7 @@ async fn every_reason_a_stored_verification_stops_standing_is_named(test_db: Tes
 
     // Below the legacy-write log: stored, but nothing can tell writes since.
     verify_and_record(&fx.db).await.unwrap();
-    let reason = stale_reason(last_standing(&fx.db, long).await.unwrap());
+    let reason = stale_reason(last_standing(&fx.db, long, DELTA_ROWS_CAP).await.unwrap());
     assert!(
         reason.contains("no legacy-write log at this revision"),
         "{reason}"
@@ -191,27 +193,31 @@ async fn every_reason_a_stored_verification_stops_standing_is_named(test_db: Tes
 
     upgrade_to(&fx.db, "head").await;
     fx.sql("DELETE FROM flowkey_verifications").await;
-    let reason = stale_reason(last_standing(&fx.db, long).await.unwrap());
+    let reason = stale_reason(last_standing(&fx.db, long, DELTA_ROWS_CAP).await.unwrap());
     assert_eq!(reason, "no verification stored yet");
 
     let report = verify_and_record_online(&fx.db).await.unwrap();
     assert!(report.is_ok(), "{}", report.summary());
     assert!(matches!(
-        last_standing(&fx.db, long).await.unwrap(),
+        last_standing(&fx.db, long, DELTA_ROWS_CAP).await.unwrap(),
         Stored::Fresh(_)
     ));
-    let reason = stale_reason(last_standing(&fx.db, Duration::ZERO).await.unwrap());
+    let reason = stale_reason(
+        last_standing(&fx.db, Duration::ZERO, DELTA_ROWS_CAP)
+            .await
+            .unwrap(),
+    );
     assert!(reason.contains("more than 0 s"), "{reason}");
 
     fx.sql("UPDATE flowkey_verifications SET report = 'not json'")
         .await;
-    let reason = stale_reason(last_standing(&fx.db, long).await.unwrap());
+    let reason = stale_reason(last_standing(&fx.db, long, DELTA_ROWS_CAP).await.unwrap());
     assert!(reason.contains("unreadable"), "{reason}");
     // Readiness then checks again and stores a readable result.
     let checked = readiness(&fx.db).await.unwrap();
     assert_eq!(checked.checks.from, "checked", "{:?}", checked.checks);
     assert!(matches!(
-        last_standing(&fx.db, long).await.unwrap(),
+        last_standing(&fx.db, long, DELTA_ROWS_CAP).await.unwrap(),
         Stored::Fresh(_)
     ));
 }
@@ -420,14 +426,15 @@ async fn the_delta_catches_a_link_broken_through_any_row_it_reads(test_db: TestD
     .await;
     sound_again(&fx).await;
 
-    // 4. Its flow: the flow moves to another tenant; the rows linked to it cross tenants.
+    // 4. Its flow: the flow moves to another tenant; the rows linked to it cross tenants, and
+    //    the session's mapping row is of another tenant than its flow.
     let four = &world[3];
     fx.sql(&format!(
         "UPDATE discovery_flows SET client_account_id = '{}', engagement_id = '{}' WHERE flow_id = '{}'",
         other.client, other.engagement, four.flow
     ))
     .await;
-    not_ready_naming(&fx, &["assets"]).await;
+    not_ready_naming(&fx, &["assets", "session_flow_mapping"]).await;
     fx.sql(&format!(
         "UPDATE discovery_flows SET client_account_id = '{}', engagement_id = '{}' WHERE flow_id = '{}'",
         four.tenant.client, four.tenant.engagement, four.flow
@@ -495,4 +502,58 @@ async fn the_delta_gives_way_to_the_full_check_where_it_cannot_stand_in(test_db:
 both_engines!(
     the_delta_gives_way_to_the_full_check_where_it_cannot_stand_in,
     the_delta_gives_way_to_the_full_check_where_it_cannot_stand_in
+);
+
+/// A delta that would reach more keys than allowed gives way: to the quiet checks (the
+/// stored result stands while nothing was logged) and, once something was, to the full
+/// check, with both reasons named. The ledger's rows alone, and the ledger with the changes
+/// beside it, are each counted against the limit.
+async fn a_delta_past_its_key_limit_gives_way(test_db: TestDb) {
+    let (fx, world) = legacy_world(&test_db, 2).await;
+    let long = Duration::from_secs(3600);
+    assert!(readiness(&fx.db).await.unwrap().is_ready());
+    let one = &world[0];
+    // A row the ledger names that the legacy-write signal does not log (it carries its flow).
+    fx.sql(&format!(
+        "UPDATE assets SET name = 'renamed' WHERE id = '{}'",
+        one.asset
+    ))
+    .await;
+    assert!(matches!(
+        last_standing(&fx.db, long, 0).await.unwrap(),
+        Stored::Fresh(StoredVerification { delta: None, .. })
+    ));
+    // A flow written beside it: two ledger rows (the asset, the flow) fit a limit of two,
+    // not one of one.
+    fx.flow(one.tenant, None, None, None, 5).await;
+    assert!(matches!(
+        last_standing(&fx.db, long, 2).await.unwrap(),
+        Stored::Fresh(StoredVerification { delta: Some(_), .. })
+    ));
+    assert!(matches!(
+        last_standing(&fx.db, long, 1).await.unwrap(),
+        Stored::Fresh(StoredVerification { delta: None, .. })
+    ));
+    // A new session and its flow: two more ledger rows and a mapping row (the live
+    // mapping's): four ledger rows fit a limit of four, with the mapping row five keys do not.
+    let session = fx.session(one.tenant, 6).await;
+    fx.flow(one.tenant, None, Some(session), None, 6).await;
+    assert!(matches!(
+        last_standing(&fx.db, long, 4).await.unwrap(),
+        Stored::Fresh(StoredVerification { delta: None, .. })
+    ));
+    // Old code writes by session key: logged, so past the limit the full check runs.
+    fx.asset(one.tenant, Some(one.session)).await;
+    let reason = stale_reason(last_standing(&fx.db, long, 5).await.unwrap());
+    assert!(reason.contains("legacy writes"), "{reason}");
+    assert!(reason.contains("6 rows written or changed"), "{reason}");
+    let reason = stale_reason(last_standing(&fx.db, long, 0).await.unwrap());
+    assert!(
+        reason.contains("write ledger names more than 0 rows"),
+        "{reason}"
+    );
+}
+both_engines!(
+    a_delta_past_its_key_limit_gives_way,
+    a_delta_past_its_key_limit_gives_way
 );
