@@ -4,27 +4,31 @@
 //! A row's link checks read the row itself and three kinds of other rows: its session's
 //! mapping row (`session_flow_mapping`), its import (`data_imports`, by `data_import_id`),
 //! and flows (`discovery_flows`: the row's own flow for the tenant and existence checks, its
-//! import's flow, and, for an import without a session, the flows naming it). A row's checks
-//! can therefore answer differently from the stored verification only if
+//! import's flow, and, for an import without a session, the flows naming it). A mapping
+//! row's checks read its flow and its session. So a check can answer differently from the
+//! stored verification only if
 //! - the row itself was written: the write ledger names every row of a legacy table the
 //!   application inserted, updated or deleted since its start (flowkey's own row writes are
 //!   its batches: a migration, which changes the revision, or a catch-up, which links only
 //!   rows a mapping change or an earlier failure reaches);
-//! - its import was written (the ledger again, by the import's id);
-//! - its session's mapping row, or a flow it reads, changed. Neither table keeps its old
-//!   values, and the old ones matter (a flow whose `flow_id` or naming columns changed
-//!   affects the rows of its old values and of its new ones), so the full check reads a
-//!   *basis* in the same transaction as its checks: every flow's keys and every mapping row,
-//!   stored beside its result. The delta diffs the basis with the tables now.
+//! - its import or its session was written (the ledger again);
+//! - a flow it reads was written: the ledger names the flow, and the *basis* (every flow's
+//!   keys, read by the full check in the snapshot of its checks and stored beside its
+//!   result, `verification_basis`) gives the keys it had then, so that the rows of its old
+//!   and of its new `flow_id`, import and session are reached. flowkey's own flow writes
+//!   (a catch-up's stand-ins, made and given up) come with a change of a mapping row;
+//! - its session's mapping row changed: the mapping has no ledger, so the delta diffs it
+//!   with the basis (one pass over the mapping), and adds the old and new flows and the
+//!   session of every changed row.
 //!
-//! The delta checks those rows with the full check's own statement, restricted to them, in
-//! one read snapshot, and the mapping's checks whole (one row per session). It stands in for
-//! the full check only when the stored result was sound (every count zero): a stored failure
-//! stays a failure until the full check runs again. It is not used when the revision is not
-//! the write ledger's (no ledger, or the contract's archive), when the stored verification
-//! has no basis (stored by an older build, or where it could not be stored), or when the
-//! ledger and the changes reach more
-//! than [`DELTA_ROWS_CAP`] keys: then the full check is cheaper than the delta's lookups.
+//! The delta checks those rows with the full check's own statement, restricted to them (and
+//! the mapping rows they reach), in one read snapshot. It stands in for the full check only
+//! when the stored result was sound (every count zero): a stored failure stays a failure
+//! until the full check runs again. It is not used when the revision is not the write
+//! ledger's (no ledger, or the contract's archive), when the stored verification has no
+//! basis (stored by an older build, or where it could not be stored), or when the ledger
+//! and the changes reach more than [`DELTA_ROWS_CAP`] keys: then the full check is cheaper
+//! than the delta's lookups.
 
 use serde::Serialize;
 use sqlx::Row;
