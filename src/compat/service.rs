@@ -276,12 +276,7 @@ impl SessionFlowCompatibilityService {
         call: LegacyCall,
         query: &Q,
     ) -> Result<Q::Answer, CompatError> {
-        let LegacyCall {
-            route,
-            tenant,
-            session,
-            mode,
-        } = call;
+        let LegacyCall { session, mode, .. } = call;
         // After the contract the session key is gone: whatever the flag says (`flag set`
         // refuses `off` and `shadow` there, but a tenant's stored value or the server's
         // default may predate it), legacy ids are answered from the mapping, as under `on`.
@@ -293,68 +288,104 @@ impl SessionFlowCompatibilityService {
         let answer = match mode {
             FlowIdPrimary::Off => self.read_by_session(call, query).await?,
             FlowIdPrimary::On => self.read_by_flow(call, query).await?,
-            FlowIdPrimary::Shadow => {
-                let by_session = self.read_by_session(call, query).await?;
-                self.metrics.shadow_reads.with_label_values(&[route]).inc();
-                match self.read_resolved(call, query).await {
-                    Ok((_, by_flow)) if by_flow == by_session => {}
-                    // The legacy key finds nothing where the mapping finds the session's
-                    // flow: a session linked by rule `data_import` or `flow_id`, whose flow
-                    // the legacy platform never found either (its flow's `import_session_id`
-                    // holds an import id, or nothing). `on` will answer 200 where legacy
-                    // answered 404; that is the migration working, not a disagreement to
-                    // fix, so it is counted apart from the mismatches that gate `on`.
-                    Ok((_, Some(_))) if by_session.is_none() => {
-                        self.metrics
-                            .shadow_recovered
-                            .with_label_values(&[route])
-                            .inc();
-                        tracing::info!(route, %tenant, %session, "shadow read: only the flow key finds an answer (legacy answered 404)");
-                    }
-                    Ok((Some(flow_id), Some(_))) => {
-                        match self.explain(call, query, flow_id).await {
-                            Ok(Some(categories)) => {
-                                for category in categories {
-                                    self.metrics
-                                        .shadow_explained
-                                        .with_label_values(&[route, category.as_str()])
-                                        .inc();
-                                }
-                            }
-                            Ok(None) => {
-                                self.mismatch(
-                                    call,
-                                    "flow-keyed answer differs from session-keyed answer",
-                                )
-                                .await;
-                            }
-                            Err(err) => {
-                                self.mismatch(
-                                    call,
-                                    &format!("cannot explain the difference: {err}"),
-                                )
-                                .await;
-                            }
-                        }
-                    }
-                    Ok(_) => {
-                        self.mismatch(
-                            call,
-                            "flow key finds nothing where the session key finds an answer",
-                        )
-                        .await;
-                    }
-                    Err(err) => {
-                        self.mismatch(call, &format!("flow-keyed read failed: {err}"))
-                            .await;
-                    }
-                }
-                by_session
-            }
+            FlowIdPrimary::Shadow => self.shadow_read(call, query).await?,
         };
         answer.ok_or_else(|| CompatError::NotFound {
             id: format!("session {session}"),
         })
+    }
+
+    /// `Shadow`: the session-keyed answer, served, and the flow-keyed one, compared. Both
+    /// (and the explanation of a difference) read one snapshot: read one after the other,
+    /// an old-code write landing between them showed as a mismatch that was none (the
+    /// drill saw one in 1,420 reads while its writers added imports).
+    async fn shadow_read<Q: LegacyQuery>(
+        &self,
+        call: LegacyCall,
+        query: &Q,
+    ) -> Result<Option<Q::Answer>, CompatError> {
+        let route = call.route;
+        let mut tx = self.db.begin().await?;
+        if let crate::db::Tx::Postgres(conn) = &mut tx {
+            sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                .execute(&mut **conn)
+                .await?;
+        }
+        let compared = self.compare_in(&mut tx, call, query).await;
+        tx.rollback().await?;
+        let (by_session, difference) = compared?;
+        self.metrics.shadow_reads.with_label_values(&[route]).inc();
+        match difference {
+            Difference::None => {}
+            Difference::Recovered => {
+                self.metrics
+                    .shadow_recovered
+                    .with_label_values(&[route])
+                    .inc();
+                tracing::info!(route, tenant = %call.tenant, session = %call.session, "shadow read: only the flow key finds an answer (legacy answered 404)");
+            }
+            Difference::Explained(categories) => {
+                for category in categories {
+                    self.metrics
+                        .shadow_explained
+                        .with_label_values(&[route, category.as_str()])
+                        .inc();
+                }
+            }
+            Difference::Mismatch(what) => self.mismatch(call, &what).await,
+        }
+        Ok(by_session)
+    }
+
+    /// Both answers in `tx`, and how they differ.
+    async fn compare_in<Q: LegacyQuery>(
+        &self,
+        tx: &mut crate::db::Tx<'static>,
+        call: LegacyCall,
+        query: &Q,
+    ) -> Result<(Option<Q::Answer>, Difference), CompatError> {
+        let by_session = query.by_session(tx, call.tenant, call.session).await?;
+        let flow_id = match self
+            .resolve(AnyId::Session(call.session), call.tenant)
+            .await
+        {
+            Ok(flow_id) => Some(flow_id),
+            Err(CompatError::NotFound { .. }) => None,
+            Err(err) => {
+                let what = format!("flow-keyed read failed: {err}");
+                return Ok((by_session, Difference::Mismatch(what)));
+            }
+        };
+        let by_flow = match flow_id {
+            Some(flow_id) => query.by_flow(tx, call.tenant, flow_id).await,
+            None => Ok(None),
+        };
+        let difference = match (flow_id, by_flow) {
+            (_, Ok(by_flow)) if by_flow == by_session => Difference::None,
+            // The legacy key finds nothing where the mapping finds the session's flow: a
+            // session linked by rule `data_import` or `flow_id`, whose flow the legacy
+            // platform never found either (its flow's `import_session_id` holds an import
+            // id, or nothing). `on` will answer 200 where legacy answered 404; that is the
+            // migration working, not a disagreement to fix, so it is counted apart from the
+            // mismatches that gate `on`.
+            (_, Ok(Some(_))) if by_session.is_none() => Difference::Recovered,
+            (Some(flow_id), Ok(Some(_))) => {
+                match query.explain(tx, call.tenant, call.session, flow_id).await {
+                    Ok(Some(categories)) => Difference::Explained(categories),
+                    Ok(None) => Difference::Mismatch(
+                        "flow-keyed answer differs from session-keyed answer".into(),
+                    ),
+                    Err(err) => {
+                        Difference::Mismatch(format!("cannot explain the difference: {err}"))
+                    }
+                }
+            }
+            (_, Ok(_)) => Difference::Mismatch(
+                "flow key finds nothing where the session key finds an answer".into(),
+            ),
+            (_, Err(err)) => Difference::Mismatch(format!("flow-keyed read failed: {err}")),
+        };
+        Ok((by_session, difference))
     }
 
     async fn read_by_session<Q: LegacyQuery>(
@@ -396,20 +427,6 @@ impl SessionFlowCompatibilityService {
         Ok((Some(flow_id), answer?))
     }
 
-    async fn explain<Q: LegacyQuery>(
-        &self,
-        call: LegacyCall,
-        query: &Q,
-        flow_id: FlowId,
-    ) -> Result<Option<Vec<ShadowCategory>>, CompatError> {
-        let mut tx = self.db.begin().await?;
-        let explained = query
-            .explain(&mut tx, call.tenant, call.session, flow_id)
-            .await;
-        tx.rollback().await?;
-        explained
-    }
-
     /// Counts a shadow mismatch: the metric, a warning naming the call, and the tenant's
     /// persisted count that `flag set … on` reads. The legacy answer is served whatever
     /// happens here; a count that cannot be stored is logged as an error.
@@ -442,4 +459,15 @@ fn describe(id: AnyId) -> String {
         AnyId::Bare(uuid) => format!("id {uuid}"),
         AnyId::Session(session) => format!("session {session}"),
     }
+}
+
+/// How a shadow read's two answers differ.
+enum Difference {
+    None,
+    /// Only the flow key finds an answer (legacy answered 404).
+    Recovered,
+    /// They differ by the named, documented categories only.
+    Explained(Vec<ShadowCategory>),
+    /// Something is wrong: counted, logged and stored for the `on` gate.
+    Mismatch(String),
 }
