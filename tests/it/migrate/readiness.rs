@@ -38,13 +38,12 @@ async fn from_storage(fx: &Fx) -> Readiness {
     next
 }
 
-/// [`from_storage`] once the database clock has moved on: the legacy-write log counts a
-/// write at or after a verification's start, and SQLite's clock ticks in milliseconds, so a
-/// write logged in the millisecond the next check started counts as after it (on purpose:
-/// the log cannot order two events within one tick).
-async fn from_storage_after_a_tick(fx: &Fx) -> Readiness {
+/// Lets the database clock move on after a write: the legacy-write log counts a write at or
+/// after a verification's start, and SQLite's clock ticks in milliseconds, so a write logged
+/// in the millisecond the next check starts counts as after it (on purpose: the log cannot
+/// order two events within one tick).
+async fn clock_tick() {
     tokio::time::sleep(Duration::from_millis(5)).await;
-    from_storage(fx).await
 }
 
 fn stale_because(readiness: &Readiness, why: &str) {
@@ -76,8 +75,9 @@ async fn readiness_answers_from_the_stored_verification_until_something_changes(
     // Old code writes a row by session key: logged by the signal, the checks run again.
     let asset = fx.asset(tenant, Some(session)).await;
     assert_eq!(fx.flow_of("assets", asset).await, Some(flow));
+    clock_tick().await;
     stale_because(&readiness(&fx.db).await.unwrap(), "legacy writes");
-    assert!(from_storage_after_a_tick(&fx).await.is_ready());
+    assert!(from_storage(&fx).await.is_ready());
 
     // A row no rule links (no session, no flow): one more row without a flow_id.
     fx.llm(Some(tenant), None).await;
@@ -131,9 +131,7 @@ async fn a_stored_failure_stays_a_failure(test_db: TestDb) {
         "UPDATE assets SET flow_id = '{foreign}' WHERE id = '{asset}'"
     ))
     .await;
-    // The legacy-write log counts writes at or after the watermark's clock, which on SQLite
-    // ticks in milliseconds: a write in the same millisecond counts as after (on purpose).
-    tokio::time::sleep(Duration::from_millis(5)).await;
+    clock_tick().await;
     let first = readiness(&fx.db).await.unwrap();
     assert!(!first.is_ready());
     let second = readiness(&fx.db).await.unwrap();
