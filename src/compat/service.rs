@@ -305,12 +305,7 @@ impl SessionFlowCompatibilityService {
         query: &Q,
     ) -> Result<Option<Q::Answer>, CompatError> {
         let route = call.route;
-        let mut tx = self.db.begin().await?;
-        if let crate::db::Tx::Postgres(conn) = &mut tx {
-            sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-                .execute(&mut **conn)
-                .await?;
-        }
+        let mut tx = self.db.begin_read_snapshot().await?;
         let compared = self.compare_in(&mut tx, call, query).await;
         tx.rollback().await?;
         let (by_session, difference) = compared?;
@@ -404,27 +399,18 @@ impl SessionFlowCompatibilityService {
         call: LegacyCall,
         query: &Q,
     ) -> Result<Option<Q::Answer>, CompatError> {
-        Ok(self.read_resolved(call, query).await?.1)
-    }
-
-    /// The flow the session resolves to (`None`: none) and the flow-keyed answer.
-    async fn read_resolved<Q: LegacyQuery>(
-        &self,
-        call: LegacyCall,
-        query: &Q,
-    ) -> Result<(Option<FlowId>, Option<Q::Answer>), CompatError> {
         let flow_id = match self
             .resolve(AnyId::Session(call.session), call.tenant)
             .await
         {
             Ok(flow_id) => flow_id,
-            Err(CompatError::NotFound { .. }) => return Ok((None, None)),
+            Err(CompatError::NotFound { .. }) => return Ok(None),
             Err(err) => return Err(err),
         };
         let mut tx = self.db.begin().await?;
         let answer = query.by_flow(&mut tx, call.tenant, flow_id).await;
         tx.rollback().await?;
-        Ok((Some(flow_id), answer?))
+        answer
     }
 
     /// Counts a shadow mismatch: the metric, a warning naming the call, and the tenant's

@@ -351,6 +351,19 @@ impl Db {
         })
     }
 
+    /// Starts a read-only transaction that reads one snapshot: on PostgreSQL `REPEATABLE
+    /// READ, READ ONLY`; on SQLite a deferred `BEGIN`, whose first read fixes the snapshot
+    /// (WAL) and which takes no write lock.
+    pub async fn begin_read_snapshot(&self) -> Result<Tx<'static>, sqlx::Error> {
+        let mut tx = self.begin().await?;
+        if let Tx::Postgres(conn) = &mut tx {
+            sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+                .execute(&mut **conn)
+                .await?;
+        }
+        Ok(tx)
+    }
+
     /// Starts a transaction that will write. On SQLite it is `BEGIN IMMEDIATE`: a deferred
     /// transaction that reads first and writes later cannot upgrade its read lock while
     /// another connection commits (SQLITE_BUSY without waiting, seen as "database is

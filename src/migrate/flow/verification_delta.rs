@@ -123,7 +123,9 @@ pub async fn check_delta(
         return Ok(Delta::Unavailable(NO_BASIS.into()));
     }
     let engine = db.engine();
-    let mut tx = begin_read(db).await?;
+    // One snapshot, with the planner's own choices (a handful of keys: index lookups and
+    // nested loops are right).
+    let mut tx = db.begin_read_snapshot().await?;
     let basis_of: Option<i64> = on_tx!(&mut tx, conn => {
         sqlx::query_scalar("SELECT verification_id FROM flowkey_delta_basis")
             .fetch_optional(&mut **conn)
@@ -226,18 +228,6 @@ fn mapping_restriction<'r>(
         .collect::<Vec<_>>()
         .join(" OR ");
     Some((condition, arms.into_iter().map(|(_, keys)| keys).collect()))
-}
-
-/// A read-only snapshot for the delta's statements: on PostgreSQL with the planner's own
-/// choices (a handful of keys: index lookups and nested loops are right).
-async fn begin_read(db: &Db) -> Result<Tx<'static>, sqlx::Error> {
-    let mut tx = db.begin().await?;
-    if let Tx::Postgres(conn) = &mut tx {
-        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-            .execute(&mut **conn)
-            .await?;
-    }
-    Ok(tx)
 }
 
 /// Reads the ledger and diffs the basis; `Err(why)` when the delta would not pay.

@@ -684,11 +684,8 @@ async fn verify_table(
 /// by a lookup table's stale statistics (the mapping is never analyzed before verify runs)
 /// would otherwise probe it once per row.
 pub(crate) async fn begin_read_check(db: &Db) -> Result<Tx<'static>, sqlx::Error> {
-    let mut tx = db.begin().await?;
+    let mut tx = db.begin_read_snapshot().await?;
     if let crate::db::Tx::Postgres(conn) = &mut tx {
-        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-            .execute(&mut **conn)
-            .await?;
         sqlx::query("SET LOCAL enable_nestloop = off")
             .execute(&mut **conn)
             .await?;

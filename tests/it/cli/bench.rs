@@ -177,22 +177,13 @@ async fn the_readiness_bench_times_the_delta_against_the_full_checks(test_db: Te
         "{cost}"
     );
     let db = test_db.connect().await;
-    let written: i64 = match &db {
-        flowkey::db::Db::Postgres(pool) => sqlx::query_scalar(
-            "SELECT count(*) FROM raw_import_records r JOIN data_imports d ON d.id = r.data_import_id \
-             WHERE d.import_name = 'bench old code' AND r.flow_id IS NOT NULL",
-        )
-        .fetch_one(pool)
-        .await
-        .unwrap(),
-        flowkey::db::Db::Sqlite(pool) => sqlx::query_scalar(
-            "SELECT count(*) FROM raw_import_records r JOIN data_imports d ON d.id = r.data_import_id \
-             WHERE d.import_name = 'bench old code' AND r.flow_id IS NOT NULL",
-        )
-        .fetch_one(pool)
-        .await
-        .unwrap(),
-    };
+    let written: i64 = flowkey::on_pool!(&db, pool => sqlx::query_scalar(
+        "SELECT count(*) FROM raw_import_records r JOIN data_imports d ON d.id = r.data_import_id \
+         WHERE d.import_name = 'bench old code' AND r.flow_id IS NOT NULL",
+    )
+    .fetch_one(pool)
+    .await
+    .unwrap());
     assert_eq!(
         written,
         3 * 4,
