@@ -35,6 +35,7 @@ mod migrate {
     mod fingerprint;
     mod flow_migration;
     mod flow_runner;
+    mod linking;
     mod live_mapping;
     mod offline_script;
     mod offline_sql;
