@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use flowkey::db::Db;
-use flowkey::migrate::flow::fingerprint::{fingerprint_table, FingerprintScope};
+use flowkey::migrate::flow::fingerprint::{
+    fingerprint_table_as, FingerprintFormat, FingerprintScope,
+};
 use flowkey::migrate::ProgressDisplay;
 use flowkey::seed::{seed, SeedConfig, CMDB_COLUMNS};
 use sha2::{Digest, Sha256};
@@ -33,11 +35,16 @@ fn fingerprinting(c: &mut Criterion) {
         seed(&db, &config).await.expect("seeded database");
         db
     });
+    // The format a new fingerprint gets: what `upgrade head` computes.
+    let format = runtime
+        .block_on(FingerprintFormat::for_new(&db))
+        .expect("fingerprint format");
     let rows = runtime
-        .block_on(fingerprint_table(
+        .block_on(fingerprint_table_as(
             &db,
             "raw_import_records",
             FingerprintScope::AllRows,
+            format,
         ))
         .expect("fingerprint")
         .rows;
@@ -48,7 +55,7 @@ fn fingerprinting(c: &mut Criterion) {
     group.throughput(Throughput::Elements(rows as u64));
     group.bench_function(BenchmarkId::new("sqlite_raw_import_records", rows), |b| {
         b.to_async(&runtime).iter(|| async {
-            fingerprint_table(&db, "raw_import_records", FingerprintScope::AllRows)
+            fingerprint_table_as(&db, "raw_import_records", FingerprintScope::AllRows, format)
                 .await
                 .expect("fingerprint")
         })

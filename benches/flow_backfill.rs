@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use flowkey::db::{Db, Engine};
 use flowkey::migrate::flow::backfill::backfill_table;
+use flowkey::migrate::flow::linked::{linked_table, LinkedTable};
 use flowkey::migrate::{AuditSink, MigrateError, Migrator, RunOptions};
 use flowkey::seed::{seed, SeedConfig};
 use futures::future::BoxFuture;
@@ -26,6 +27,11 @@ impl AuditSink for NoAudit {
     ) -> BoxFuture<'a, Result<(), MigrateError>> {
         Box::pin(async { Ok(()) })
     }
+}
+
+/// The description of a table the bench backfills.
+fn linked(name: &str) -> &'static LinkedTable {
+    linked_table(name).expect("a linked table")
 }
 
 fn options() -> RunOptions {
@@ -95,7 +101,7 @@ async fn measure_existing(url: &str) {
         .await
         .unwrap();
     let clock = Instant::now();
-    let raw = backfill_table(&db, "raw_import_records", &opts, &audit)
+    let raw = backfill_table(&db, linked("raw_import_records"), &opts, &audit)
         .await
         .unwrap();
     let backfill_rate = raw.rows_done as f64 / clock.elapsed().as_secs_f64();
@@ -151,11 +157,11 @@ async fn measure(engine: Engine, raw_rows: u32) {
     migrator.upgrade("flow_expand").await.unwrap();
     let audit = NoAudit;
     let opts = options();
-    let data_imports = backfill_table(&db, "data_imports", &opts, &audit)
+    let data_imports = backfill_table(&db, linked("data_imports"), &opts, &audit)
         .await
         .unwrap();
     let clock = Instant::now();
-    let raw = backfill_table(&db, "raw_import_records", &opts, &audit)
+    let raw = backfill_table(&db, linked("raw_import_records"), &opts, &audit)
         .await
         .unwrap();
     let backfill_time = clock.elapsed();

@@ -287,7 +287,13 @@ fn restore_sessions_offline_sql(engine: Engine) -> String {
 /// [`restore_table_sessions_step`] as SQL that runs as is.
 pub fn restore_table_sessions_offline_sql(engine: Engine, table: &'static str) -> String {
     let tables: Vec<&LinkedTable> = linked_table(table).into_iter().collect();
-    restore_offline_sql(engine, &tables, DeletionAudit::Leave)
+    let sql = restore_offline_sql(engine, &tables, DeletionAudit::Leave);
+    if engine == Engine::Postgres && sql.is_empty() {
+        // A table without a session column has none to give back. Said as a statement, so
+        // that the runnable script goes on where an empty step would stop it.
+        return format!("-- {table} keeps no session: nothing to give back\nSELECT 1;\n");
+    }
+    sql
 }
 
 /// The restore as SQL that runs as is (the runnable `--sql` script), PostgreSQL only (empty

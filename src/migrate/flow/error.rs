@@ -4,8 +4,6 @@
 pub enum FlowMigrationError {
     #[error("step {step:?} works on a linked table but names none it knows")]
     StepWithoutLinkedTable { step: String },
-    #[error("{table} is not a linked table (one of the tables that get a flow_id)")]
-    NotALinkedTable { table: String },
     #[error("the legacy schema text has no CREATE TABLE for {table}")]
     LegacyTableTextMissing { table: String },
     #[error("rebuilding {table} on sqlite would leave {violations} foreign key violations")]

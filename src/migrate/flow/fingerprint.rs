@@ -169,16 +169,6 @@ pub async fn fingerprint_like_baseline(
     fingerprint_tables(db, scope, &plan).await
 }
 
-/// Fingerprints one legacy table in the format new fingerprints get.
-pub async fn fingerprint_table(
-    db: &Db,
-    table: &str,
-    scope: FingerprintScope,
-) -> Result<TableFingerprint, MigrateError> {
-    let format = FingerprintFormat::for_new(db).await?;
-    fingerprint_table_as(db, table, scope, format).await
-}
-
 /// Fingerprints one legacy table in the given format.
 pub async fn fingerprint_table_as(
     db: &Db,

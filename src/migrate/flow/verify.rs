@@ -414,13 +414,6 @@ pub struct LinkReport {
     pub rows_checked: i64,
 }
 
-impl LinkReport {
-    /// See [`VerifyReport::links_are_sound`].
-    pub fn links_are_sound(&self) -> bool {
-        links_are_sound(&self.tables, &self.mapping)
-    }
-}
-
 /// Every link follows the rules, stays in its tenant and names an existing flow.
 pub fn links_are_sound(tables: &[TableVerification], mapping: &MappingVerification) -> bool {
     tables
@@ -431,16 +424,12 @@ pub fn links_are_sound(tables: &[TableVerification], mapping: &MappingVerificati
         && mapping.tenant_differs_from_session == 0
 }
 
-/// Runs the link checks over `linked` and the mapping's checks; never writes. What readiness
-/// needs: while the application writes, the fingerprints differ as they must and comparing
-/// the ledger row by row would cost several times the link checks (see
+/// Runs the link checks over `linked` and the mapping's checks, every linked table in one
+/// read snapshot ([`begin_read_check`]); never writes. With `with_basis`, the delta's basis
+/// is read in that same snapshot (`verification_basis`). What readiness needs: while the
+/// application writes, the fingerprints differ as they must and comparing the ledger row by
+/// row would cost several times the link checks (see
 /// `verification_record::check_links_and_record`).
-pub async fn check_links(db: &Db, linked: &[&LinkedTable]) -> Result<LinkReport, MigrateError> {
-    Ok(check_links_with(db, linked, false).await?.0)
-}
-
-/// [`check_links`], every linked table in one read snapshot ([`begin_read_check`]), and,
-/// `with_basis`, the delta's basis read in that same snapshot (`verification_basis`).
 pub(crate) async fn check_links_with(
     db: &Db,
     linked: &[&LinkedTable],

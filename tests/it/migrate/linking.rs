@@ -9,13 +9,17 @@
 use std::sync::LazyLock;
 use std::time::Duration;
 
+use flowkey::db::Engine;
 use flowkey::migrate::flow::{self, FingerprintScope};
 use flowkey::migrate::revisions::linking::link_revision;
 use flowkey::migrate::revisions::{flow_mapping::FLOW_MAPPING, legacy::LEGACY};
-use flowkey::migrate::{Action, EngineSql, Migrator, Revision, RunOptions, Step, StepSql};
+use flowkey::migrate::{
+    Action, Direction, EngineSql, Migrator, Revision, RunOptions, Step, StepSql,
+};
 use uuid::Uuid;
 
 use super::flow_migration::build_scenario;
+use super::offline_script::psql;
 use crate::both_engines;
 use crate::support::flow_fixtures::Fx;
 use crate::support::flow_support::{audit_events, schema_dump, upgrade_to};
@@ -170,4 +174,97 @@ async fn a_linking_revision_links_each_table_and_gives_the_legacy_database_back(
 both_engines!(
     a_linking_revision_links_each_table_and_gives_the_legacy_database_back,
     a_linking_revision_links_each_table_and_gives_the_legacy_database_back
+);
+
+/// The runnable `--sql` script of the linking revision's way down (`psql`, PostgreSQL)
+/// ends where the runner's does: the legacy schema, and a row new code wrote at head with
+/// its flow's session. SQLite's script describes the code steps it cannot run.
+async fn the_linking_revisions_offline_downgrade_ends_where_the_runners_does(test_db: TestDb) {
+    let db = test_db.connect().await;
+    upgrade_to(&db, "legacy").await;
+    let fx = Fx::new(db).await;
+    let scenario = build_scenario(&fx).await;
+    let legacy_schema = schema_dump(&fx.db).await;
+    let migrator = migrator(&fx);
+    migrator.upgrade("head").await.unwrap();
+    let new_flow = fx.flow(scenario.tenant, None, None, None, 100).await;
+    let new_asset = Uuid::new_v4();
+    fx.sql(&format!(
+        "INSERT INTO assets (id, client_account_id, engagement_id, name, asset_type, flow_id) \
+         VALUES ('{new_asset}', '{}', '{}', 'new', 'server', '{new_flow}')",
+        scenario.tenant.client, scenario.tenant.engagement
+    ))
+    .await;
+
+    let down = migrator
+        .offline_sql(
+            test_db.engine,
+            Some("flow_expand"),
+            "legacy",
+            Direction::Down,
+        )
+        .unwrap();
+    for table in flow::linked::linked_since("flow_expand") {
+        assert!(
+            down.contains(&format!("give rows of {} written at head", table.name)),
+            "{down}"
+        );
+    }
+    match test_db.engine {
+        Engine::Sqlite => {
+            // Nothing run: the script names the rebuilds it leaves to flowkey.
+            assert!(down.contains("rebuild assets (sqlite)"), "{down}");
+        }
+        Engine::Postgres => {
+            let (ok, stderr) = psql(&test_db.url, &down);
+            assert!(ok, "{stderr}");
+            assert_eq!(migrator.current().await.unwrap(), Some("legacy"));
+            assert_eq!(schema_dump(&fx.db).await, legacy_schema);
+            assert_eq!(
+                fx.session_of("assets", new_asset).await,
+                Some(new_flow.to_string())
+            );
+        }
+    }
+}
+both_engines!(
+    the_linking_revisions_offline_downgrade_ends_where_the_runners_does,
+    the_linking_revisions_offline_downgrade_ends_where_the_runners_does
+);
+
+/// A revision whose per-table step names no table: the step stops with an error naming it,
+/// and nothing of the revision is recorded as applied.
+static TABLELESS: Revision = Revision {
+    id: "tableless",
+    description: "a per-table step without its table",
+    up: &[Step {
+        name: "backfill nothing in particular",
+        action: Action::Code {
+            run: flow::backfill::backfill_step,
+            sql: StepSql::Fixed(EngineSql {
+                sqlite: "SELECT 1;\n",
+                postgres: "SELECT 1;\n",
+            }),
+            offline: None,
+        },
+    }],
+    down: &[],
+    earlier_checksums: &[],
+};
+
+static TABLELESS_CHAIN: [&Revision; 2] = [&LEGACY, &TABLELESS];
+
+async fn a_per_table_step_that_names_no_table_is_refused(test_db: TestDb) {
+    let db = test_db.connect().await;
+    let migrator = Migrator::with_revisions(db.clone(), RunOptions::default(), &TABLELESS_CHAIN);
+    let err = migrator.upgrade("head").await.unwrap_err().to_string();
+    assert!(
+        err.contains("\"backfill nothing in particular\" works on a linked table but names none"),
+        "{err}"
+    );
+    assert_eq!(migrator.current().await.unwrap(), Some("legacy"));
+}
+both_engines!(
+    a_per_table_step_that_names_no_table_is_refused,
+    a_per_table_step_that_names_no_table_is_refused
 );

@@ -19,7 +19,7 @@ use crate::support::reliability_support::{assert_same, snapshot};
 
 /// Runs `script` as a DBA would, `psql -v ON_ERROR_STOP=1 -f <file>` on `url`:
 /// (success, stderr).
-fn psql(url: &str, script: &str) -> (bool, String) {
+pub fn psql(url: &str, script: &str) -> (bool, String) {
     psql_with(url, script, &["-v", "ON_ERROR_STOP=1"])
 }
 
