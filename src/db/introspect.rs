@@ -1068,4 +1068,62 @@ mod tests {
             "table data_imports: column flow_id exists only in the database"
         );
     }
+
+    /// What flowkey tolerates on a migrated table and what it refuses, for the kinds of
+    /// object a platform adds most: unique constraints, checks, keys and views. The
+    /// platform's own additions stay; what flowkey relies on or creates itself is named.
+    #[test]
+    fn incompatibilities_name_what_flowkey_needs_and_tolerate_the_platforms_own() {
+        let columns = |names: &[&str]| names.iter().map(|name| (*name).to_owned()).collect();
+        let check = |definition: &str| Check {
+            definition: definition.to_owned(),
+            validated: true,
+        };
+        let schema = |table: Table, views: &[&str]| Schema {
+            engine: Engine::Postgres,
+            tables: BTreeMap::from([("data_imports".to_owned(), table)]),
+            views: views.iter().map(|view| (*view).to_owned()).collect(),
+            functions: BTreeSet::new(),
+        };
+        let expected_table = Table {
+            primary_key: columns(&["id"]),
+            unique_constraints: BTreeSet::from([columns(&["import_name"])]),
+            checks: BTreeMap::from([("ck_rows".to_owned(), check("total_rows >= 0"))]),
+            ..Table::default()
+        };
+        let expected = schema(expected_table.clone(), &[]);
+        let scope = schema(expected_table.clone(), &["flowkey_imports_by_flow"]);
+
+        // The platform's own unique constraint, check and view: tolerated.
+        let mut platform = expected_table.clone();
+        platform
+            .unique_constraints
+            .insert(columns(&["source_filename"]));
+        platform
+            .checks
+            .insert("ck_platform".to_owned(), check("import_type <> ''"));
+        let database = schema(platform, &["platform_report"]);
+        assert_eq!(database.incompatibilities(&expected, &scope), vec![]);
+
+        // What flowkey relies on, missing; a key it does not know; a view it creates itself.
+        let broken = Table {
+            primary_key: columns(&["id", "import_name"]),
+            ..Table::default()
+        };
+        let database = schema(broken, &["flowkey_imports_by_flow"]);
+        let refused: Vec<String> = database
+            .incompatibilities(&expected, &scope)
+            .iter()
+            .map(SchemaDifference::as_requirement)
+            .collect();
+        assert_eq!(
+            refused,
+            [
+                "table data_imports: primary key is (id, import_name), flowkey needs (id)",
+                "table data_imports: unique (import_name) is missing; flowkey needs it",
+                "table data_imports: check ck_rows is missing; flowkey needs it",
+                "view flowkey_imports_by_flow already exists; flowkey creates it itself",
+            ]
+        );
+    }
 }

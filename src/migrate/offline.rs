@@ -371,6 +371,56 @@ fn render_described(from: Option<&str>, to: Option<&str>, plan: &[PlannedRevisio
 mod tests {
     use super::*;
 
+    /// The steps that compute in the process on SQLite (hashes, rebuilds from the legacy
+    /// text, bound per-session statements) have no plain-SQL form there: their runnable form
+    /// is empty on SQLite, in the released chain and in a linking revision alike. The SQLite
+    /// script describes every code step by what it runs; this list is what a plain-SQL
+    /// SQLite script would have to learn to write.
+    #[test]
+    fn steps_without_a_plain_sqlite_form_are_the_ones_that_compute_in_the_process() {
+        let linking =
+            crate::migrate::revisions::linking::link_revision("flow_expand", "one by one");
+        let chain = crate::migrate::revisions::all().iter().copied();
+        let mut without = Vec::new();
+        for revision in chain.chain([&linking]) {
+            for step in revision.up.iter().chain(revision.down) {
+                if let Action::Code {
+                    offline: Some(offline),
+                    ..
+                }
+                | Action::Check {
+                    offline: Some(offline),
+                    ..
+                } = &step.action
+                {
+                    if offline.for_engine(Engine::Sqlite).is_empty() {
+                        without.push(format!("{} {}", revision.id, step.name));
+                    }
+                }
+            }
+        }
+        let mut expected: Vec<String> = [
+            "flow_mapping fingerprint legacy tables",
+            "flow_expand rebuild legacy tables (sqlite)",
+            "flow_backfill give rows written at head a legacy session",
+            "flow_constraints verify",
+            "live_mapping catch up sessions created since the mapping step",
+            "write_ledger store every legacy row's hash (the ledger's baseline)",
+            "flow_expand verify",
+        ]
+        .map(str::to_owned)
+        .to_vec();
+        let linked: Vec<_> = crate::migrate::flow::linked::linked_since("flow_expand").collect();
+        for table in linked.iter().rev() {
+            let t = table.name;
+            expected.push(format!(
+                "flow_expand give rows of {t} written at head a legacy session"
+            ));
+            expected.push(format!("flow_expand rebuild {t} (sqlite)"));
+        }
+        assert_eq!(without, expected);
+    }
+
     #[test]
     fn statements_split_at_line_ending_semicolons() {
         let script = "-- a comment\nCREATE TABLE a (x int);\nCREATE INDEX CONCURRENTLY ix\n  ON a (x);\n-- trailing\n";

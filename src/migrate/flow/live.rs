@@ -44,7 +44,7 @@ use futures::future::BoxFuture;
 use serde::Serialize;
 use sqlx::Row;
 
-use crate::db::{Db, Engine};
+use crate::db::{Db, Engine, Tx};
 use crate::migrate::flow::error::FlowMigrationError;
 use crate::migrate::flow::linked::{linked_up_to, Fallback, LinkedTable, SessionKey};
 use crate::migrate::flow::mapping::{compute_mapping, MappingSummary};
@@ -352,21 +352,22 @@ pub async fn catch_up(db: &Db) -> Result<CatchUpSummary, MigrateError> {
     let statements = map_session_statements(engine, "$1");
     for session in sessions {
         let mut tx = begin_batch(db).await?;
-        crate::on_tx!(&mut tx, conn => {
-            match engine {
-                Engine::Postgres => {
-                    sqlx::query("SELECT flowkey_live_map_session($1)")
+        match &mut tx {
+            Tx::Postgres(conn) => {
+                sqlx::query("SELECT flowkey_live_map_session($1)")
+                    .bind(session)
+                    .execute(&mut **conn)
+                    .await?;
+            }
+            Tx::Sqlite(conn) => {
+                for statement in &statements {
+                    sqlx::query(statement)
                         .bind(session)
                         .execute(&mut **conn)
                         .await?;
                 }
-                Engine::Sqlite => {
-                    for statement in &statements {
-                        sqlx::query(statement).bind(session).execute(&mut **conn).await?;
-                    }
-                }
             }
-        });
+        }
         commit_batch(tx).await?;
         summary.sessions_moved += 1;
     }

@@ -220,7 +220,7 @@ fn baseline_sql(engine: Engine) -> String {
 /// the legacy script declares them). SQLite hashes in the process and has no plain form.
 fn baseline_offline_sql(engine: Engine) -> String {
     match engine {
-        Engine::Sqlite => baseline_sql(engine),
+        Engine::Sqlite => String::new(),
         Engine::Postgres => {
             let mut out = String::from("DELETE FROM flowkey_row_baseline;\n");
             for t in LEGACY_TABLES {
