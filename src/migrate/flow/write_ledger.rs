@@ -326,7 +326,7 @@ pub async fn take_baseline(db: &Db) -> Result<LedgerStart, MigrateError> {
                 let hashes = RowHashes::of(db, table).await?;
                 let (rows, sum) = if path.is_empty() {
                     // An in-memory database lives in the pool's one connection only.
-                    sqlite_baseline_table(db, &hashes).await?
+                    sqlite_baseline_table(pool, &hashes).await?
                 } else {
                     let (path, select) = (path.clone(), hashes.select.clone());
                     let table = hashes.table;
@@ -361,10 +361,10 @@ pub async fn take_baseline(db: &Db) -> Result<LedgerStart, MigrateError> {
 
 /// One table's baseline on SQLite, in chunks of the primary key, each read, hashed and
 /// written in one short write transaction. Returns the table's row count and hash sum.
-async fn sqlite_baseline_table(db: &Db, hashes: &RowHashes) -> Result<(i64, u64), MigrateError> {
-    let Db::Sqlite(pool) = db else {
-        unreachable!("called for SQLite only")
-    };
+async fn sqlite_baseline_table(
+    pool: &sqlx::SqlitePool,
+    hashes: &RowHashes,
+) -> Result<(i64, u64), MigrateError> {
     let read = format!("{} AND r.id > $1 ORDER BY r.id LIMIT $2", hashes.select);
     let (mut rows, mut sum, mut after) = (0i64, 0u64, String::new());
     loop {
@@ -615,12 +615,12 @@ pub async fn compare(db: &Db) -> Result<Option<LedgerComparison>, MigrateError> 
             ..LedgerTable::default()
         };
         match db {
-            Db::Postgres(_) => {
-                compare_postgres(db, &hashes, &mut counts, &mut unexplained_rows).await?
+            Db::Postgres(pool) => {
+                compare_postgres(pool, &hashes, &mut counts, &mut unexplained_rows).await?
             }
-            Db::Sqlite(_) if sqlite_file.is_empty() => {
+            Db::Sqlite(pool) if sqlite_file.is_empty() => {
                 // An in-memory database lives in the pool's one connection only.
-                compare_sqlite(db, &hashes, &mut counts, &mut unexplained_rows).await?
+                compare_sqlite(pool, &hashes, &mut counts, &mut unexplained_rows).await?
             }
             Db::Sqlite(_) => {
                 let (path, select) = (sqlite_file.clone(), hashes.select.clone());
@@ -670,14 +670,11 @@ async fn contracted(db: &Db) -> Result<bool, MigrateError> {
 }
 
 async fn compare_postgres(
-    db: &Db,
+    pool: &sqlx::PgPool,
     hashes: &RowHashes,
     counts: &mut LedgerTable,
     named: &mut Vec<UnexplainedRow>,
 ) -> Result<(), MigrateError> {
-    let Db::Postgres(pool) = db else {
-        unreachable!("called for PostgreSQL only")
-    };
     // One snapshot for the table, its baseline and the ledger.
     let mut tx = pool
         .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
@@ -744,14 +741,11 @@ fn count_kind(counts: &mut LedgerTable, what: &str, count: i64) {
 /// transaction, so a row the application writes is either in the chunk's ledger or not yet
 /// written when the chunk is read.
 async fn compare_sqlite(
-    db: &Db,
+    pool: &sqlx::SqlitePool,
     hashes: &RowHashes,
     counts: &mut LedgerTable,
     named: &mut Vec<UnexplainedRow>,
 ) -> Result<(), MigrateError> {
-    let Db::Sqlite(pool) = db else {
-        unreachable!("called for SQLite only")
-    };
     let t = hashes.table;
     let read_now = format!("{} AND r.id > $1 ORDER BY r.id LIMIT $2", hashes.select);
     let mut after = String::new();
@@ -899,7 +893,7 @@ fn merge_chunk(
     counts.baseline_rows += then.len() as i64;
     counts.written_by_application += written.len() as i64;
     let (mut i, mut j) = (0, 0);
-    while i < now_rows.len() || j < then.len() {
+    loop {
         let (id, what) = match (now_rows.get(i), then.get(j)) {
             (Some((now_id, now_hash)), Some((then_id, then_hash))) if now_id == then_id => {
                 i += 1;

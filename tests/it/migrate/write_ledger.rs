@@ -318,9 +318,32 @@ async fn an_in_memory_sqlite_database_takes_its_baseline_through_the_pool() {
     fx.flow(tenant, None, Some(session), None, 1).await;
     let import = fx.import(Some(tenant), Some(session)).await;
     fx.raw(import, Some(tenant), Some(session)).await;
+    // More raw records than one chunk of the comparison (5,000), ids in random order.
+    fx.sql(&format!(
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 12000) \
+         INSERT INTO raw_import_records (id, data_import_id, client_account_id, engagement_id, session_id, row_number, raw_data) \
+         SELECT lower(hex(randomblob(16))), '{import}', '{}', '{}', '{session}', i, '{{}}' FROM n",
+        tenant.client, tenant.engagement
+    ))
+    .await;
     upgrade_to(&fx.db, "head").await;
     let online = verify_online(&fx.db).await.unwrap();
     assert!(online.is_ok(), "{}", online.summary());
     let ledger = online.ledger.as_ref().expect("the database has a ledger");
     assert!(ledger.start.continuous, "{}", ledger.start.detail);
+
+    // Old code writes rows of every chunk: each is the application's, none unexplained.
+    fx.sql("UPDATE raw_import_records SET processing_notes = 'app' WHERE row_number % 1000 = 0")
+        .await;
+    let online = verify_online(&fx.db).await.unwrap();
+    assert!(online.is_ok(), "{}", online.summary());
+    let ledger = online.ledger.as_ref().expect("the database has a ledger");
+    let raw = ledger
+        .tables
+        .iter()
+        .find(|table| table.table == "raw_import_records")
+        .unwrap();
+    assert_eq!(raw.baseline_rows, 12_001);
+    assert_eq!(raw.written_by_application, 12);
+    assert!(ledger.unexplained_rows.is_empty());
 }
