@@ -9,10 +9,12 @@ use uuid::Uuid;
 
 use crate::both_engines;
 use crate::support::flow_fixtures::{Fx, Tenant};
-use crate::support::flow_support::{audit_events, downgrade_to, schema_dump, upgrade_to};
+use crate::support::flow_support::{
+    audit_events, downgrade_to, history_of, schema_dump, upgrade_to,
+};
 #[cfg(feature = "failpoints")]
 use crate::support::flow_support::{
-    error_line, history_of, one_row_batches, upgrade_binary_with_faults, upgrade_with,
+    error_line, one_row_batches, upgrade_binary_with_faults, upgrade_with,
 };
 use crate::support::harness::TestDb;
 
@@ -638,6 +640,47 @@ async fn the_downgrade_names_flows_it_cannot_give_a_session_and_keeps_their_rows
 both_engines!(
     the_downgrade_names_flows_it_cannot_give_a_session_and_keeps_their_rows,
     the_downgrade_names_flows_it_cannot_give_a_session_and_keeps_their_rows
+);
+
+/// A link broken between the backfill and the constraints (behind the triggers' back): the
+/// upgrade stops at `flow_constraints`' verify with one error that names the table, leaves the
+/// revision dirty at that step, and once the link is mended the rerun finishes from there.
+async fn the_upgrade_stops_at_verify_when_a_link_is_wrong(test_db: TestDb) {
+    let fx = legacy_db(&test_db).await;
+    let s = build_scenario(&fx).await;
+    upgrade_to(&fx.db, "flow_backfill").await;
+    let right = fx.flow_of("assets", s.asset).await;
+    fx.sql(&format!(
+        "UPDATE assets SET flow_id = '{}' WHERE id = '{}'",
+        s.f_rule3, s.asset
+    ))
+    .await;
+    let migrator =
+        flowkey::migrate::Migrator::new(fx.db.clone(), flowkey::migrate::RunOptions::default());
+    let err = migrator.upgrade("head").await.unwrap_err().to_string();
+    assert!(err.contains("verification failed"), "{err}");
+    assert!(err.contains("assets"), "{err}");
+    assert_eq!(migrator.current().await.unwrap(), Some("flow_backfill"));
+    let constraints = history_of(&fx.db, "flow_constraints").await;
+    let dirty = constraints.dirty.expect("stopped half way");
+    assert_eq!(
+        (dirty.direction.as_str(), dirty.steps_done, dirty.steps),
+        ("up", 3, 4)
+    );
+
+    fx.sql(&format!(
+        "UPDATE assets SET flow_id = '{}' WHERE id = '{}'",
+        right.unwrap(),
+        s.asset
+    ))
+    .await;
+    migrator.upgrade("head").await.unwrap();
+    let verified = flow::verify(&fx.db).await.unwrap();
+    assert!(verified.is_ok(), "{}", verified.summary());
+}
+both_engines!(
+    the_upgrade_stops_at_verify_when_a_link_is_wrong,
+    the_upgrade_stops_at_verify_when_a_link_is_wrong
 );
 
 async fn verify_names_rows_linked_against_the_rules(test_db: TestDb) {
