@@ -164,86 +164,48 @@ impl Copy {
     async fn make(source_url: &str) -> Result<Copy, MigrateError> {
         let copy_error = |reason: String| FlowMigrationError::RehearsalCopy { reason };
         let parsed = DbUrl::parse(source_url).map_err(|err| copy_error(err.to_string()))?;
+        match &parsed {
+            DbUrl::Sqlite { memory: true, .. } => {
+                return Err(copy_error(
+                    "an in-memory sqlite database cannot be copied; use a file".into(),
+                )
+                .into());
+            }
+            // Connecting would create the file: a mistyped path would rehearse on an empty
+            // database instead of saying so.
+            DbUrl::Sqlite { path, .. } if !path.exists() => {
+                return Err(copy_error(format!("{} does not exist", path.display())).into());
+            }
+            DbUrl::Sqlite { .. } | DbUrl::Postgres { .. } => {}
+        }
         let source = Db::connect(source_url)
             .await
             .map_err(|err| copy_error(err.to_string()))?;
         let name = format!("flowkey_rehearsal_{}", uuid::Uuid::new_v4().simple());
-        let made = match (&parsed, &source) {
-            (DbUrl::Sqlite { memory: true, .. }, _) => Err(copy_error(
-                "an in-memory sqlite database cannot be copied; use a file".into(),
-            )),
-            (DbUrl::Sqlite { .. }, Db::Sqlite(pool)) => {
+        match &source {
+            Db::Sqlite(pool) => {
                 let path = std::env::temp_dir().join(format!("{name}.db"));
                 let target = path.to_string_lossy().into_owned();
                 // VACUUM INTO writes a consistent snapshot without blocking writers for long.
-                sqlx::query("VACUUM INTO $1")
+                let copied = sqlx::query("VACUUM INTO $1")
                     .bind(&target)
                     .execute(pool)
-                    .await
-                    .map_err(|err| copy_error(format!("vacuum into {target}: {err}")))?;
+                    .await;
+                source.close().await;
+                copied.map_err(|err| copy_error(format!("vacuum into {target}: {err}")))?;
                 Ok(Copy {
                     url: format!("sqlite://{target}"),
                     kind: CopyKind::SqliteFile(path),
                 })
             }
-            (DbUrl::Postgres { url }, Db::Postgres(pool)) => {
+            Db::Postgres(pool) => {
                 let source_name: String = sqlx::query_scalar("SELECT current_database()::text")
                     .fetch_one(pool)
                     .await?;
                 source.close().await;
-                let admin_url = with_database(url, "postgres")?;
-                let admin = Db::connect(&admin_url)
-                    .await
-                    .map_err(|err| copy_error(err.to_string()))?;
-                // Sessions that just closed (ours included) linger a moment in pg_stat_activity.
-                let mut others = 0i64;
-                for _ in 0..100 {
-                    others = crate::on_pool!(&admin, pool => {
-                        sqlx::query_scalar("SELECT count(*) FROM pg_stat_activity WHERE datname = $1")
-                            .bind(&source_name)
-                            .fetch_one(pool)
-                            .await?
-                    });
-                    if others == 0 {
-                        break;
-                    }
-                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                }
-                if others > 0 {
-                    admin.close().await;
-                    return Err(copy_error(format!(
-                        "{others} other sessions are connected to {source_name}, and a template copy \
-                         needs none; copy it with `pg_dump -Fc {source_name} | pg_restore -d <new database>` \
-                         and rehearse on the new database"
-                    ))
-                    .into());
-                }
-                let create = format!(
-                    "CREATE DATABASE {} TEMPLATE {}",
-                    quote_identifier(&name),
-                    quote_identifier(&source_name)
-                );
-                let created = admin.execute_plain(&create).await;
-                admin.close().await;
-                created
-                    .map_err(|err| copy_error(format!("create database from template: {err}")))?;
-                Ok(Copy {
-                    url: with_database(url, &name)?,
-                    kind: CopyKind::PostgresDatabase { admin_url, name },
-                })
+                template_copy(source_url.trim(), &source_name, &name).await
             }
-            _ => Err(copy_error(
-                "the url and the connection disagree on the engine".into(),
-            )),
-        };
-        if let Ok(Copy {
-            kind: CopyKind::SqliteFile(_),
-            ..
-        }) = &made
-        {
-            source.close().await;
         }
-        Ok(made?)
     }
 
     /// Removes the copy; best effort (a leftover is named in the temp dir / server).
@@ -268,6 +230,53 @@ impl Copy {
             }
         }
     }
+}
+
+/// `CREATE DATABASE name TEMPLATE source`, once no other session is connected to the source.
+async fn template_copy(url: &str, source_name: &str, name: &str) -> Result<Copy, MigrateError> {
+    let copy_error = |reason: String| FlowMigrationError::RehearsalCopy { reason };
+    let admin_url = with_database(url, "postgres")?;
+    let admin = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .connect(&admin_url)
+        .await
+        .map_err(|err| copy_error(err.to_string()))?;
+    // Sessions that just closed (ours included) linger a moment in pg_stat_activity.
+    let mut others = 0i64;
+    for _ in 0..100 {
+        others = sqlx::query_scalar("SELECT count(*) FROM pg_stat_activity WHERE datname = $1")
+            .bind(source_name)
+            .fetch_one(&admin)
+            .await?;
+        if others == 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    if others > 0 {
+        admin.close().await;
+        return Err(copy_error(format!(
+            "{others} other sessions are connected to {source_name}, and a template copy \
+             needs none; copy it with `pg_dump -Fc {source_name} | pg_restore -d <new database>` \
+             and rehearse on the new database"
+        ))
+        .into());
+    }
+    let create = format!(
+        "CREATE DATABASE {} TEMPLATE {}",
+        quote_identifier(name),
+        quote_identifier(source_name)
+    );
+    let created = sqlx::raw_sql(&create).execute(&admin).await;
+    admin.close().await;
+    created.map_err(|err| copy_error(format!("create database from template: {err}")))?;
+    Ok(Copy {
+        url: with_database(url, name)?,
+        kind: CopyKind::PostgresDatabase {
+            admin_url,
+            name: name.to_owned(),
+        },
+    })
 }
 
 fn with_database(url: &str, database: &str) -> Result<String, FlowMigrationError> {

@@ -157,6 +157,53 @@ async fn a_rehearsal_refuses_sources_it_cannot_copy() {
     }
 }
 
+/// A SQLite source that does not exist is named, and not created: connecting would make an
+/// empty file and rehearse on it.
+#[tokio::test]
+async fn a_rehearsal_of_a_missing_sqlite_file_names_it_and_creates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("typo.db");
+    let url = format!("sqlite://{}", missing.display());
+    let err = rehearse(&url, &quick()).await.expect_err("no such file");
+    assert!(
+        err.to_string()
+            .contains(&format!("{} does not exist", missing.display())),
+        "{err}"
+    );
+    assert!(!missing.exists());
+}
+
+/// A copy that cannot be written (the temporary directory is gone) is one error naming the
+/// copy, and the source is left as it was.
+#[tokio::test]
+async fn a_sqlite_rehearsal_whose_copy_cannot_be_written_says_so() {
+    let test_db = TestDb::fresh(Engine::Sqlite).await;
+    let db = test_db.connect().await;
+    crate::support::flow_support::upgrade_to(&db, "legacy").await;
+    db.close().await;
+    let output = std::process::Command::new(crate::support::reliability_support::flowkey_binary())
+        .args(["--database-url", &test_db.url, "rehearse", "--no-progress"])
+        .env("TMPDIR", "/nonexistent/flowkey-rehearsal")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(
+            "cannot copy the database for a rehearsal: vacuum into /nonexistent/flowkey-rehearsal/"
+        ),
+        "{stderr}"
+    );
+    let db = test_db.connect().await;
+    assert_eq!(
+        flowkey::migrate::Migrator::new(db.clone(), quick())
+            .current()
+            .await
+            .unwrap(),
+        Some("legacy")
+    );
+}
+
 #[tokio::test]
 async fn a_postgres_rehearsal_refuses_a_source_with_other_sessions() {
     let test_db = TestDb::fresh(Engine::Postgres).await;
