@@ -72,7 +72,8 @@ pub struct TuningArgs {
     #[arg(long, default_value_t = 10)]
     pub long_transaction_secs: u64,
     /// How long to wait for those transactions to end before stopping with their names,
-    /// in seconds.
+    /// in seconds; also how long the backfill's closing sweep waits for rows the
+    /// application holds before stopping (resumable).
     #[arg(long, default_value_t = 120)]
     pub long_transaction_wait_secs: u64,
 }

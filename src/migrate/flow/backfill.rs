@@ -145,7 +145,7 @@ pub async fn backfill_table(
             fail::fail_point!("backfill::before_sweep", |kind| Err(
                 crate::migrate::faults::injected("backfill::before_sweep", kind)
             ));
-            sweep(db, linked, audit).await?;
+            sweep(db, linked, options.long_transaction_wait, audit).await?;
             let mut tx = begin_batch(db).await?;
             // Batches count rows by estimate; a finished walk has seen them all.
             rows_done = total;
@@ -204,9 +204,9 @@ pub async fn backfill_table(
     Ok(done)
 }
 
-/// How often the closing sweep runs again while rows it could link are held by other
-/// transactions, and how long it waits between passes.
-const SWEEP_PASSES: u32 = 600;
+/// How long the closing sweep waits between passes while rows it could link are held by
+/// other transactions. It gives up after the run's `long_transaction_wait`, the same wait
+/// online DDL gives the application's long transactions.
 const SWEEP_PAUSE: Duration = Duration::from_millis(100);
 
 /// The closing sweep of a page walk: the batch statement once over the whole table, in one
@@ -216,7 +216,12 @@ const SWEEP_PAUSE: Duration = Duration::from_millis(100);
 /// the application holds (`SKIP LOCKED`), so it never waits on the application; the
 /// dual-write trigger links a row the application writes, and a row it only locked is
 /// linked by the next pass.
-async fn sweep(db: &Db, linked: &LinkedTable, audit: &dyn AuditSink) -> Result<(), MigrateError> {
+async fn sweep(
+    db: &Db,
+    linked: &LinkedTable,
+    wait: Duration,
+    audit: &dyn AuditSink,
+) -> Result<(), MigrateError> {
     let table = linked.name;
     let started = Instant::now();
     let mut rows_linked = 0;
@@ -230,7 +235,7 @@ async fn sweep(db: &Db, linked: &LinkedTable, audit: &dyn AuditSink) -> Result<(
         }
         commit_batch(tx).await?;
         let left = linkable_left(db, linked).await?;
-        if left == 0 || passes >= SWEEP_PASSES {
+        if left == 0 || started.elapsed() >= wait {
             break left;
         }
         tokio::time::sleep(SWEEP_PAUSE).await;

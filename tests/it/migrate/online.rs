@@ -15,7 +15,7 @@ use flowkey::seed::{seed, Oddities, SeedConfig};
 use sqlx::Connection;
 
 use crate::both_engines;
-use crate::support::flow_support::upgrade_to;
+use crate::support::flow_support::{audit_events, history_of, upgrade_to};
 use crate::support::harness::TestDb;
 
 fn small_seed() -> SeedConfig {
@@ -188,6 +188,61 @@ async fn the_backfill_skips_rows_the_application_holds() {
     .await
     .unwrap();
     assert_eq!(unlinked, 0);
+    db.close().await;
+}
+
+/// A row the application holds for longer than the run waits: the closing sweep passes over
+/// it until `long_transaction_wait`, then stops with one error that names the table and the
+/// rows, leaving `flow_backfill` dirty; once the application's transaction ends, the rerun
+/// links the row and finishes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sweep_behind_a_row_held_past_the_wait_stops_and_resumes() {
+    let test_db = TestDb::fresh(Engine::Postgres).await;
+    let db = test_db.connect().await;
+    seed(&db, &small_seed()).await.unwrap();
+    upgrade_to(&db, "flow_expand").await;
+    let mut app = sqlx::PgConnection::connect(&test_db.url).await.unwrap();
+    let mut app_tx = app.begin().await.unwrap();
+    let held: uuid::Uuid = sqlx::query_scalar(
+        "SELECT id FROM raw_import_records WHERE session_id IS NOT NULL \
+         ORDER BY id LIMIT 1 FOR UPDATE",
+    )
+    .fetch_one(&mut *app_tx)
+    .await
+    .unwrap();
+    let options = RunOptions {
+        long_transaction_wait: Duration::from_secs(1),
+        ..RunOptions::default()
+    };
+    let migrator = Migrator::new(db.clone(), options);
+    let err = migrator
+        .upgrade("flow_backfill")
+        .await
+        .expect_err("the sweep cannot link the held row")
+        .to_string();
+    assert!(
+        err.contains("1 rows of raw_import_records that the backfill could link stayed locked by other transactions for 1 s"),
+        "{err}"
+    );
+    let dirty = history_of(&db, "flow_backfill").await.dirty.expect("dirty");
+    assert_eq!(dirty.direction, "up");
+    let sweeps = audit_events(&db, "sweep").await;
+    let blocked = sweeps.last().unwrap();
+    assert_eq!(blocked["table"], "raw_import_records");
+    assert_eq!(blocked["rows_left_locked"], 1);
+
+    app_tx.rollback().await.unwrap();
+    migrator.upgrade("flow_backfill").await.unwrap();
+    let Db::Postgres(pool) = &db else {
+        unreachable!()
+    };
+    let flow: Option<uuid::Uuid> =
+        sqlx::query_scalar("SELECT flow_id FROM raw_import_records WHERE id = $1")
+            .bind(held)
+            .fetch_one(pool)
+            .await
+            .unwrap();
+    assert!(flow.is_some());
     db.close().await;
 }
 

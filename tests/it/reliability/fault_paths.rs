@@ -132,7 +132,8 @@ async fn a_sqlite_run_that_finds_the_database_busy_waits_for_the_deploy_lock() {
 }
 
 /// A backfill batch that fails before its commit (a serialization failure), then, on the
-/// rerun, a sweep that fails before it starts (a lost connection): each run stops with the
+/// rerun, a sweep that fails before it starts (a lost connection), then a table's step that
+/// finishes but is not recorded (a lost connection right after it): each run stops with the
 /// one line naming the fault and leaves `flow_backfill` dirty; the last rerun ends like an
 /// uninterrupted run.
 async fn a_backfill_failing_before_a_batch_commit_or_its_sweep_resumes_to_the_same_end(
@@ -153,6 +154,9 @@ async fn a_backfill_failing_before_a_batch_commit_or_its_sweep_resumes_to_the_sa
             "2*off->return(serialization_failure)",
         ),
         ("backfill::before_sweep", "return(connection_lost)"),
+        // A table finished and its step not recorded: the rerun runs the step again, which
+        // finds the table's progress finished and does nothing more.
+        ("runner::after_code_step", "1*return(connection_lost)"),
     ] {
         let (status, stderr) =
             run_with_faults(&test_db.url, UPGRADE_HEAD, &format!("{point}={kind}"));
