@@ -564,3 +564,35 @@ both_engines!(
     a_delta_past_its_key_limit_gives_way,
     a_delta_past_its_key_limit_gives_way
 );
+
+/// On a read-only connection (a hot standby, a read-only role), storing the result is an
+/// optimisation that cannot happen: `verify` and readiness's full check still answer, in
+/// full, and nothing is stored; the next answer checks again rather than trusting a result
+/// that is not there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checks_on_a_read_only_connection_answer_and_store_nothing() {
+    let test_db = TestDb::fresh(flowkey::db::Engine::Postgres).await;
+    let db = test_db.connect().await;
+    upgrade_to(&db, "head").await;
+    let separator = if test_db.url.contains('?') { '&' } else { '?' };
+    let read_only_url = format!(
+        "{}{separator}options=-c%20default_transaction_read_only%3Don",
+        test_db.url
+    );
+    let read_only = flowkey::db::Db::connect(&read_only_url).await.unwrap();
+
+    let report = verify_and_record(&read_only).await.unwrap();
+    assert!(report.is_ok(), "{}", report.summary());
+    let links = check_links_and_record(&read_only).await.unwrap();
+    assert!(links.tables.iter().all(|table| table.wrong_flow == 0));
+    let answer = readiness(&read_only).await.unwrap();
+    assert_eq!(answer.checks.from, "checked", "{:?}", answer.checks);
+    // flowkey creates its verifications table when it first stores one: none was stored.
+    let fx = Fx::new(db).await;
+    assert_eq!(
+        fx.count("SELECT count(*) FROM pg_tables WHERE tablename = 'flowkey_verifications'")
+            .await,
+        0
+    );
+    read_only.close().await;
+}
