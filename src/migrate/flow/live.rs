@@ -318,8 +318,10 @@ pub struct CatchUpSummary {
 }
 
 /// Mapped sessions whose claiming flow is another flow than their mapping's (a stand-in
-/// whose real flow arrived, or a flow written before the live mapping existed).
-fn sessions_to_move_sql() -> String {
+/// whose real flow arrived, or a flow written before the live mapping existed). One lookup
+/// of the claiming flow per mapped session, which must go through
+/// `ix_discovery_flows_import_session_id` (see [`catch_up`]'s statistics).
+pub fn sessions_to_move_sql() -> String {
     let claimant = claiming_flow("m.session_id");
     format!(
         "SELECT m.session_id FROM session_flow_mapping m \

@@ -121,6 +121,51 @@ async fn every_batch_plan_stays_on_index_lookups_after_a_misleading_analyze() {
     db.close().await;
 }
 
+/// Issue 13: on a server without autovacuum, `upgrade head` on 100k small imports took
+/// 7.5 min instead of 86 s, because the live mapping's catch-up looked up each session's
+/// claiming flow through a bitmap AND of the two tenant indexes (thousands of flows per
+/// session) instead of `import_session_id`: neither the mapping (filled earlier in the same
+/// run) nor the flows had statistics. The catch-up now analyzes them first. After the
+/// revision's catch-up, the lookup must be an index probe by `import_session_id`; before it,
+/// on the same data, the plan is the one that crawled (the check can fail).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_catch_ups_claiming_flow_lookup_probes_import_session_id_after_its_analyze() {
+    let test_db = TestDb::fresh(Engine::Postgres).await;
+    let db = test_db.connect().await;
+    let config = SeedConfig {
+        seed: 42,
+        tenants: 8,
+        imports_per_tenant: 2500,
+        rows_per_import: 2,
+        field_mappings_per_import: 2,
+        access_logs_per_import: 0,
+        llm_logs_per_import: 0,
+        ..SeedConfig::default()
+    };
+    seed(&db, &config).await.unwrap();
+    upgrade_to(&db, "service_state").await;
+    let lookup = flowkey::migrate::flow::live::sessions_to_move_sql();
+    let tenant_indexes_anded = |plan: &str| plan.contains("BitmapAnd");
+    let probes_session = |plan: &str| {
+        plan.contains("Index Scan using ix_discovery_flows_import_session_id")
+            || plan.contains("Bitmap Index Scan on ix_discovery_flows_import_session_id")
+    };
+
+    let before = explain(&db, &lookup).await;
+    assert!(
+        tenant_indexes_anded(&before),
+        "without statistics:\n{before}"
+    );
+
+    upgrade_to(&db, "live_mapping").await;
+    let after = explain(&db, &lookup).await;
+    assert!(
+        probes_session(&after) && !tenant_indexes_anded(&after),
+        "after the catch-up:\n{after}"
+    );
+    db.close().await;
+}
+
 /// Issue 12 item 5: a backfill batch never waits for a row the application holds. The
 /// application keeps one raw record locked (an open transaction, as a slow request does);
 /// the backfill links every other row meanwhile, and the row itself once the application
