@@ -7,6 +7,7 @@
 //! they really differ.
 
 pub mod errors;
+pub mod foreign_keys;
 pub mod introspect;
 pub mod keys;
 pub mod listen;

@@ -28,6 +28,7 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use serde::Serialize;
 
+use crate::db::foreign_keys::{describe, ForeignKeyViolations};
 use crate::db::{on_pool, Db, Engine, KeyColumns};
 use crate::migrate::flow::legacy_signal::{self, legacy_writes};
 use crate::migrate::flow::linked::{linked_table, SessionKey};
@@ -59,11 +60,11 @@ pub enum ContractError {
     NothingToMeasure,
     #[error("the SQLite table {table} has no column definition of {column} to drop")]
     ColumnTextMissing { table: String, column: String },
-    #[error("rebuilding {table} without {column} would leave {violations} foreign key violations")]
+    #[error("rebuilding {table} without {column} would add {violations} foreign key violations")]
     RebuildBreaksForeignKeys {
         table: String,
         column: String,
-        violations: usize,
+        violations: i64,
     },
 }
 
@@ -1066,6 +1067,8 @@ async fn rebuild_all(
     conn: &mut sqlx::pool::PoolConnection<sqlx::Sqlite>,
 ) -> Result<(), MigrateError> {
     sqlx::query("BEGIN IMMEDIATE").execute(&mut **conn).await?;
+    // Only violations the rebuilds add count (see `db::foreign_keys`).
+    let before = ForeignKeyViolations::read(conn).await?;
     for column in SESSION_COLUMNS {
         let (t, c) = (column.table, column.column);
         let columns: Vec<String> =
@@ -1109,14 +1112,13 @@ async fn rebuild_all(
         for statement in statements.iter().chain(dependents.iter()) {
             sqlx::query(statement).execute(&mut **conn).await?;
         }
-        let violations = sqlx::query("PRAGMA foreign_key_check")
-            .fetch_all(&mut **conn)
-            .await?;
-        if !violations.is_empty() {
+        let added = ForeignKeyViolations::read(conn).await?.added_since(&before);
+        if !added.is_empty() {
+            let (rows, _) = describe(&added);
             return Err(ContractError::RebuildBreaksForeignKeys {
                 table: t.to_owned(),
                 column: c.to_owned(),
-                violations: violations.len(),
+                violations: rows,
             }
             .into());
         }

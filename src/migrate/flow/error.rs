@@ -6,8 +6,8 @@ pub enum FlowMigrationError {
     StepWithoutLinkedTable { step: String },
     #[error("the legacy schema text has no CREATE TABLE for {table}")]
     LegacyTableTextMissing { table: String },
-    #[error("rebuilding {table} on sqlite would leave {violations} foreign key violations")]
-    RebuildBreaksForeignKeys { table: String, violations: usize },
+    #[error("rebuilding {table} on sqlite would add {violations} foreign key violations")]
+    RebuildBreaksForeignKeys { table: String, violations: i64 },
     #[error("the database is at {at}: a catch-up needs the live mapping (revision live_mapping); run `flowkey upgrade head`")]
     LiveMappingNotInstalled { at: String },
     #[error(

@@ -11,6 +11,8 @@
 
 use futures::future::BoxFuture;
 
+use crate::db::foreign_keys::{describe, ForeignKeyViolations};
+
 use crate::migrate::flow::error::FlowMigrationError;
 use crate::migrate::revisions::legacy::LEGACY_SQL;
 use crate::migrate::MigrateError;
@@ -33,9 +35,7 @@ pub async fn rebuild_as_legacy(
             plans.push(plan(table)?);
         }
     }
-    if !in_place.is_empty() {
-        drop_added_columns(&pool, &in_place).await?;
-    }
+    drop_added_columns(&pool, &in_place).await?;
     if plans.is_empty() {
         return Ok(());
     }
@@ -143,6 +143,7 @@ async fn rebuild_in_transaction(
     plans: Vec<Plan>,
 ) -> Result<(), MigrateError> {
     sqlx::query("BEGIN IMMEDIATE").execute(&mut **conn).await?;
+    let before = ForeignKeyViolations::read(conn).await?;
     let mut rebuilt = Vec::new();
     for plan in plans {
         let table = plan.table;
@@ -158,9 +159,6 @@ async fn rebuild_in_transaction(
                 legacy.push(column);
             }
         }
-        if legacy.is_empty() {
-            continue;
-        }
         let list = legacy.join(", ");
         let statements = [
             format!("ALTER TABLE {table} RENAME TO {old}"),
@@ -173,14 +171,15 @@ async fn rebuild_in_transaction(
         }
         rebuilt.push(table);
     }
-    let violations = sqlx::query("PRAGMA foreign_key_check")
-        .fetch_all(&mut **conn)
-        .await?;
-    if !violations.is_empty() {
+    // Only violations the rebuild adds count: dangling references the application left
+    // (SQLite enforces foreign keys only where a connection asks) are the platform's.
+    let added = ForeignKeyViolations::read(conn).await?.added_since(&before);
+    if !added.is_empty() {
+        let (rows, _) = describe(&added);
         sqlx::query("ROLLBACK").execute(&mut **conn).await?;
         return Err(FlowMigrationError::RebuildBreaksForeignKeys {
             table: rebuilt.join(", "),
-            violations: violations.len(),
+            violations: rows,
         }
         .into());
     }

@@ -1,6 +1,7 @@
 //! How a SQL step runs on SQLite: `Sql` and `OnlineDdl` alike, the whole script in one
 //! transaction with the step recorded done in it.
 
+use crate::db::foreign_keys::{describe, ForeignKeyViolations};
 use crate::migrate::faults;
 use crate::migrate::runner::steps::end_transaction;
 use crate::migrate::runner::versions::set_steps_done;
@@ -35,23 +36,28 @@ pub(super) async fn run_sqlite_script(
             sqlx::query("SELECT count(*) FROM sqlite_master")
                 .execute(&mut *tx)
                 .await?;
+            // Dangling references the application left (it may never have turned foreign
+            // keys on) are the platform's: only violations the script adds stop it.
+            let before = if foreign_keys_off {
+                ForeignKeyViolations::read(&mut tx).await?
+            } else {
+                ForeignKeyViolations::default()
+            };
             faults::check("runner::before_sqlite_script")?;
             sqlx::raw_sql(script).execute(&mut *tx).await?;
             faults::check("runner::after_sqlite_script")?;
             if foreign_keys_off {
-                let violations: Vec<(String, Option<i64>, String, i64)> =
-                    sqlx::query_as("PRAGMA foreign_key_check")
-                        .fetch_all(&mut *tx)
-                        .await?;
-                if let Some((table, rowid, parent, _)) = violations.first() {
+                let added = ForeignKeyViolations::read(&mut tx)
+                    .await?
+                    .added_since(&before);
+                if !added.is_empty() {
+                    let (rows, first) = describe(&added);
                     return Err(MigrateError::StepFailed {
                         revision: revision.id.into(),
                         step: step.name.into(),
                         message: format!(
-                            "the step would leave {} rows violating foreign keys (first: {table} row {} \
-                             references a missing {parent} row); rolled back",
-                            violations.len(),
-                            rowid.map_or("?".to_owned(), |rowid| rowid.to_string())
+                            "the step would leave {rows} more rows violating foreign keys \
+                             (first: {first}); rolled back"
                         ),
                     });
                 }

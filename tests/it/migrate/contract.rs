@@ -611,3 +611,53 @@ mod odd_values {
         }
     }
 }
+
+/// A SQLite database whose application never turned foreign keys on, with dangling
+/// references in migrated tables (an asset of an engagement that is gone, a raw record of a
+/// deleted import, a field mapping of none): they are the platform's. The whole way — head,
+/// the contract and back, legacy — runs, leaves them as they were, and gives back every
+/// legacy row byte for byte; the rebuilds still refuse violations of their own (runner test).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dangling_references_the_application_left_survive_every_sqlite_rebuild() {
+    let test_db = TestDb::fresh(Engine::Sqlite).await;
+    let db = test_db.connect().await;
+    seed(&db, &SeedConfig::default()).await.expect("seed");
+    db.execute_plain(
+        "PRAGMA foreign_keys = OFF;
+         INSERT INTO assets (id, client_account_id, engagement_id, name, asset_type, session_id)
+         SELECT 'dangling-asset', client_account_id, 'no-such-engagement', 'gone', 'server', id
+         FROM data_import_sessions ORDER BY id LIMIT 1;
+         UPDATE raw_import_records SET data_import_id = 'no-such-import'
+         WHERE id = (SELECT min(id) FROM raw_import_records);
+         UPDATE import_field_mappings SET data_import_id = 'no-such-import'
+         WHERE id = (SELECT min(id) FROM import_field_mappings);
+         PRAGMA foreign_keys = ON;",
+    )
+    .await
+    .unwrap();
+    let dangling = |db: &Db| {
+        let db = db.clone();
+        async move { scalar(&db, "SELECT count(*) FROM pragma_foreign_key_check").await }
+    };
+    let found = dangling(&db).await;
+    assert!(found >= 3, "{found}");
+    let before = fingerprint_database(&db, FingerprintScope::AllRows)
+        .await
+        .unwrap();
+
+    upgrade_to(&db, "head").await;
+    let verified = flowkey::migrate::flow::verify(&db).await.unwrap();
+    assert!(verified.is_ok(), "{}", verified.summary());
+    set_flag(&db, FlagScope::Global, FlowIdPrimary::On, "test")
+        .await
+        .unwrap();
+    contract(&db, quiet("0s")).await.unwrap();
+    assert_eq!(dangling(&db).await, found);
+    downgrade_to(&db, "-1").await;
+    downgrade_to(&db, "legacy").await;
+    assert_eq!(dangling(&db).await, found);
+    let after = fingerprint_database(&db, FingerprintScope::AllRows)
+        .await
+        .unwrap();
+    assert_eq!(after, before, "every legacy row byte-identical");
+}

@@ -403,7 +403,7 @@ fn every_refusal_names_its_diagnosis_and_the_way_out() {
                 violations: 2,
             }
             .into(),
-            "rebuilding assets on sqlite would leave 2 foreign key violations",
+            "rebuilding assets on sqlite would add 2 foreign key violations",
         ),
         (
             FlowMigrationError::NoFingerprint.into(),
