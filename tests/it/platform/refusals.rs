@@ -151,7 +151,7 @@ async fn an_unknown_target_in_a_schema_creates_nothing_anywhere() {
     db.close().await;
 }
 
-/// A view, an index and (PostgreSQL) a foreign key created by the platform after the upgrade
+/// A view, an index and a foreign key created by the platform after the upgrade
 /// on a `flow_id` flowkey added: the downgrade refuses before its first step, naming each;
 /// once they are gone it runs.
 async fn a_downgrade_refuses_while_platform_objects_depend_on_flow_id(test_db: TestDb) {
@@ -164,11 +164,17 @@ async fn a_downgrade_refuses_while_platform_objects_depend_on_flow_id(test_db: T
         "CREATE VIEW imports_by_flow AS SELECT flow_id, count(*) AS n FROM data_imports GROUP BY flow_id;\n\
          CREATE INDEX ix_platform_assets_flow ON assets (flow_id);\n",
     );
-    if engine == Engine::Postgres {
-        created.push_str(
+    match engine {
+        Engine::Postgres => created.push_str(
             "ALTER TABLE raw_import_records ADD CONSTRAINT fk_platform_records_flow \
              FOREIGN KEY (flow_id) REFERENCES discovery_flows (flow_id);\n",
-        );
+        ),
+        // SQLite keeps a foreign key with the referencing table: one of the platform's
+        // that points at a flow_id flowkey added.
+        Engine::Sqlite => created.push_str(
+            "CREATE TABLE platform_record_links (id TEXT PRIMARY KEY, \
+             record_flow TEXT REFERENCES raw_import_records (flow_id));\n",
+        ),
     }
     db.execute_plain(&created).await.unwrap();
     let before = snapshot(&test_db.url, &BTreeSet::new()).await;
@@ -183,9 +189,10 @@ async fn a_downgrade_refuses_while_platform_objects_depend_on_flow_id(test_db: T
         "view imports_by_flow depends on data_imports.flow_id",
         "index ix_platform_assets_flow depends on assets.flow_id",
     ];
-    if engine == Engine::Postgres {
-        wanted.push("constraint fk_platform_records_flow on raw_import_records depends on raw_import_records.flow_id");
-    }
+    wanted.push(match engine {
+        Engine::Postgres => "constraint fk_platform_records_flow on raw_import_records depends on raw_import_records.flow_id",
+        Engine::Sqlite => "foreign key of platform_record_links depends on raw_import_records.flow_id",
+    });
     for words in wanted {
         assert!(text.contains(words), "{words:?} not in {text}");
     }
@@ -207,10 +214,12 @@ async fn a_downgrade_refuses_while_platform_objects_depend_on_flow_id(test_db: T
 
     let mut dropped =
         String::from("DROP VIEW imports_by_flow;\nDROP INDEX ix_platform_assets_flow;\n");
-    if engine == Engine::Postgres {
-        dropped
-            .push_str("ALTER TABLE raw_import_records DROP CONSTRAINT fk_platform_records_flow;\n");
-    }
+    dropped.push_str(match engine {
+        Engine::Postgres => {
+            "ALTER TABLE raw_import_records DROP CONSTRAINT fk_platform_records_flow;\n"
+        }
+        Engine::Sqlite => "DROP TABLE platform_record_links;\n",
+    });
     db.execute_plain(&dropped).await.unwrap();
     migrator
         .downgrade("legacy")

@@ -25,8 +25,22 @@ pub struct TestDb {
     pg_name: Option<String>,
 }
 
+/// Every log statement of flowkey is formatted, as under `RUST_LOG=flowkey=trace`, and
+/// thrown away: without a subscriber, `tracing` never evaluates a statement's arguments, and
+/// an argument that panics (a text cut inside a character) would first show in production.
+fn format_every_log_statement() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new("flowkey=trace,warn"))
+            .with_writer(std::io::sink)
+            .try_init();
+    });
+}
+
 impl TestDb {
     pub async fn fresh(engine: Engine) -> TestDb {
+        format_every_log_statement();
         let dir = tempfile::tempdir().expect("temp dir");
         match engine {
             Engine::Sqlite => {
