@@ -87,7 +87,24 @@ pub async fn dependents_on_added_columns(
                 .bind(table.name)
                 .fetch_all(pool)
                 .await?;
-                for index in indexes.into_iter().filter(|i| !is_flowkeys(table, i)) {
+                // An index on an expression of flow_id, or partial on it, lists no column
+                // named flow_id: its text does (and DROP COLUMN refuses it all the same).
+                let written: Vec<(String, String)> = sqlx::query_as(
+                    "SELECT name, lower(coalesce(sql, '')) FROM sqlite_master \
+                     WHERE type = 'index' AND tbl_name = $1",
+                )
+                .bind(table.name)
+                .fetch_all(pool)
+                .await?;
+                let by_text = written
+                    .into_iter()
+                    .filter(|(_, sql)| names_word(sql, "flow_id"))
+                    .map(|(name, _)| name);
+                for index in indexes
+                    .into_iter()
+                    .chain(by_text)
+                    .filter(|i| !is_flowkeys(table, i))
+                {
                     found.insert(format!("index {index} depends on {}.flow_id", table.name));
                 }
                 let referencing: Vec<String> = sqlx::query_scalar(

@@ -170,10 +170,13 @@ async fn a_downgrade_refuses_while_platform_objects_depend_on_flow_id(test_db: T
              FOREIGN KEY (flow_id) REFERENCES discovery_flows (flow_id);\n",
         ),
         // SQLite keeps a foreign key with the referencing table: one of the platform's
-        // that points at a flow_id flowkey added.
+        // that points at a flow_id flowkey added. And indexes that list no flow_id column
+        // but name it: on an expression of it, or partial on it.
         Engine::Sqlite => created.push_str(
             "CREATE TABLE platform_record_links (id TEXT PRIMARY KEY, \
-             record_flow TEXT REFERENCES raw_import_records (flow_id));\n",
+             record_flow TEXT REFERENCES raw_import_records (flow_id));\n\
+             CREATE INDEX ix_platform_assets_flow_text ON assets (lower(flow_id));\n\
+             CREATE INDEX ix_platform_linked_imports ON data_imports (id) WHERE flow_id IS NOT NULL;\n",
         ),
     }
     db.execute_plain(&created).await.unwrap();
@@ -193,6 +196,10 @@ async fn a_downgrade_refuses_while_platform_objects_depend_on_flow_id(test_db: T
         Engine::Postgres => "constraint fk_platform_records_flow on raw_import_records depends on raw_import_records.flow_id",
         Engine::Sqlite => "foreign key of platform_record_links depends on raw_import_records.flow_id",
     });
+    if engine == Engine::Sqlite {
+        wanted.push("index ix_platform_assets_flow_text depends on assets.flow_id");
+        wanted.push("index ix_platform_linked_imports depends on data_imports.flow_id");
+    }
     for words in wanted {
         assert!(text.contains(words), "{words:?} not in {text}");
     }
@@ -218,7 +225,7 @@ async fn a_downgrade_refuses_while_platform_objects_depend_on_flow_id(test_db: T
         Engine::Postgres => {
             "ALTER TABLE raw_import_records DROP CONSTRAINT fk_platform_records_flow;\n"
         }
-        Engine::Sqlite => "DROP TABLE platform_record_links;\n",
+        Engine::Sqlite => "DROP TABLE platform_record_links;\nDROP INDEX ix_platform_assets_flow_text;\nDROP INDEX ix_platform_linked_imports;\n",
     });
     db.execute_plain(&dropped).await.unwrap();
     migrator
