@@ -371,6 +371,53 @@ fn render_described(from: Option<&str>, to: Option<&str>, plan: &[PlannedRevisio
 mod tests {
     use super::*;
 
+    /// A way down through a step that only flowkey runs: the PostgreSQL script stops there
+    /// and says to go on with `flowkey downgrade` (an upgrade's says `flowkey upgrade`).
+    #[test]
+    fn a_script_stopped_on_the_way_down_names_the_downgrade() {
+        use crate::migrate::{EngineSql, Step, StepSql};
+        static UNDONE_IN_CODE: Revision = Revision {
+            id: "undone_in_code",
+            description: "a revision undone by code only",
+            up: &[Step {
+                name: "nothing",
+                action: Action::Sql(StepSql::Fixed(EngineSql {
+                    sqlite: "SELECT 1;\n",
+                    postgres: "SELECT 1;\n",
+                })),
+            }],
+            down: &[Step {
+                name: "undo in code",
+                action: Action::Code {
+                    run: crate::migrate::flow::verify::verify_step,
+                    sql: StepSql::Fixed(EngineSql {
+                        sqlite: "SELECT 2;\n",
+                        postgres: "SELECT 2;\n",
+                    }),
+                    offline: None,
+                },
+            }],
+            earlier_checksums: &[],
+        };
+        static CHAIN: [&Revision; 2] =
+            [&crate::migrate::revisions::legacy::LEGACY, &UNDONE_IN_CODE];
+        let down = crate::migrate::runner::offline_sql(
+            &CHAIN,
+            Engine::Postgres,
+            Some("undone_in_code"),
+            "legacy",
+            Direction::Down,
+        )
+        .unwrap();
+        assert!(
+            down.contains(
+                "step \"undo in code\" of revision undone_in_code runs only in flowkey: run flowkey downgrade to go on"
+            ),
+            "{down}"
+        );
+        assert!(down.contains("--   SELECT 2;"), "{down}");
+    }
+
     /// The steps that compute in the process on SQLite (hashes, rebuilds from the legacy
     /// text, bound per-session statements) have no plain-SQL form there: their runnable form
     /// is empty on SQLite, in the released chain and in a linking revision alike. The SQLite

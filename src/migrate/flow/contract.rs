@@ -58,6 +58,8 @@ pub enum ContractError {
     InvalidDuration { text: String },
     #[error("no mapped session to write legacy rows for: seed the database first")]
     NothingToMeasure,
+    #[error("the database is at {at}, and the contract's gate reads what head adds (the flag, the legacy-write log): run `flowkey upgrade head` first; nothing was changed")]
+    NotAtHead { at: String },
     #[error("the SQLite table {table} has no column definition of {column} to drop")]
     ColumnTextMissing { table: String, column: String },
     #[error("rebuilding {table} without {column} would add {violations} foreign key violations")]
@@ -159,14 +161,24 @@ impl GateVerdict {
 
 /// Evaluates the gate. Reads only.
 pub async fn gate(db: &Db, options: GateOptions) -> Result<GateVerdict, MigrateError> {
+    let at = crate::migrate::Migrator::new(db.clone(), crate::migrate::RunOptions::default())
+        .current()
+        .await?;
+    if at != Some(crate::migrate::revisions::head().id) && at != Some(CONTRACT_REVISION) {
+        return Err(ContractError::NotAtHead {
+            at: at.unwrap_or("base").to_owned(),
+        }
+        .into());
+    }
     let mut reasons = Vec::new();
     reasons.extend(link_check_reasons(db).await?);
     reasons.extend(flag_reasons(db).await?);
     let seen = legacy_writes(db).await?;
     let quiet = options.quiet_period.0.as_secs();
     match &seen {
+        // At head the log exists; gone, it was dropped by hand.
         None => reasons.push(
-            "the legacy-write signal is not installed (revision legacy_write_signal): \
+            "the legacy-write log is missing (revision legacy_write_signal made it): \
              legacy writes cannot be ruled out"
                 .to_owned(),
         ),

@@ -278,6 +278,14 @@ async fn gate_reasons(test_db: TestDb) {
     )
     .await
     .unwrap();
+    // And a mapping row moved to another tenant.
+    db.execute_plain(
+        "UPDATE session_flow_mapping SET client_account_id = \
+         (SELECT c.id FROM client_accounts c WHERE c.id <> session_flow_mapping.client_account_id ORDER BY c.id LIMIT 1) \
+         WHERE session_id = (SELECT session_id FROM session_flow_mapping ORDER BY session_id LIMIT 1)",
+    )
+    .await
+    .unwrap();
     let verdict = gate(&db, quiet("0s")).await.unwrap();
     assert!(!verdict.reasons.is_empty());
     assert!(
@@ -285,6 +293,12 @@ async fn gate_reasons(test_db: TestDb) {
             .reasons
             .iter()
             .all(|reason| reason.starts_with("verify:")),
+        "{:?}",
+        verdict.reasons
+    );
+    assert!(
+        verdict.reasons.iter().any(|reason| reason
+            == "verify: 1 session_flow_mapping rows of another tenant than their flow"),
         "{:?}",
         verdict.reasons
     );
@@ -313,6 +327,43 @@ async fn gate_reasons(test_db: TestDb) {
     assert!(err.contains("import_session_summary"), "{err}");
     assert!(has_column(&db, "data_imports", "session_id").await);
     assert!(scalar(&db, "SELECT count(*) FROM import_session_summary").await > 0);
+    db.close().await;
+
+    // Below head the gate has nothing to read: one clear refusal, nothing changed.
+    let fresh = TestDb::fresh(engine).await;
+    let db = fresh.connect().await;
+    seed(&db, &SeedConfig::default()).await.expect("seed");
+    upgrade_to(&db, "flow_constraints").await;
+    let err = gate(&db, quiet("0s")).await.unwrap_err().to_string();
+    assert_eq!(
+        err,
+        "the database is at flow_constraints, and the contract's gate reads what head adds \
+         (the flag, the legacy-write log): run `flowkey upgrade head` first; nothing was changed"
+    );
+    let (status, stderr) = run_to_end(&fresh.url, &["contract", "--dry-run"]);
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("run `flowkey upgrade head` first"),
+        "{stderr}"
+    );
+    assert_eq!(current(&db).await, Some("flow_constraints"));
+
+    // At head without the legacy-write log (dropped by hand), writes cannot be ruled out.
+    upgrade_to(&db, "head").await;
+    set_flag(&db, FlagScope::Global, FlowIdPrimary::On, "test")
+        .await
+        .unwrap();
+    db.execute_plain("DROP TABLE flowkey_legacy_writes")
+        .await
+        .unwrap();
+    let verdict = gate(&db, quiet("0s")).await.unwrap();
+    assert_eq!(
+        verdict.reasons,
+        [
+            "the legacy-write log is missing (revision legacy_write_signal made it): \
+          legacy writes cannot be ruled out"
+        ]
+    );
 }
 both_engines!(the_gate_refuses_for_each_reason_alone, gate_reasons);
 
