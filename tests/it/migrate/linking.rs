@@ -61,6 +61,19 @@ fn migrator(fx: &Fx) -> Migrator {
     Migrator::with_revisions(fx.db.clone(), options, &*CHAIN)
 }
 
+/// New code at head: a flow of no session, and an asset keyed by it only; (flow, asset).
+async fn new_code_asset(fx: &Fx, tenant: crate::support::flow_fixtures::Tenant) -> (Uuid, Uuid) {
+    let flow = fx.flow(tenant, None, None, None, 100).await;
+    let asset = Uuid::new_v4();
+    fx.sql(&format!(
+        "INSERT INTO assets (id, client_account_id, engagement_id, name, asset_type, flow_id) \
+         VALUES ('{asset}', '{}', '{}', 'new', 'server', '{flow}')",
+        tenant.client, tenant.engagement
+    ))
+    .await;
+    (flow, asset)
+}
+
 async fn a_linking_revision_links_each_table_and_gives_the_legacy_database_back(test_db: TestDb) {
     let db = test_db.connect().await;
     upgrade_to(&db, "legacy").await;
@@ -120,15 +133,7 @@ async fn a_linking_revision_links_each_table_and_gives_the_legacy_database_back(
         fx.flow_of("assets", old_asset).await,
         Some(scenario.f_rule1)
     );
-    // New code at head: a flow of no session, and an asset keyed by it only.
-    let new_flow = fx.flow(scenario.tenant, None, None, None, 100).await;
-    let new_asset = Uuid::new_v4();
-    fx.sql(&format!(
-        "INSERT INTO assets (id, client_account_id, engagement_id, name, asset_type, flow_id) \
-         VALUES ('{new_asset}', '{}', '{}', 'new', 'server', '{new_flow}')",
-        scenario.tenant.client, scenario.tenant.engagement
-    ))
-    .await;
+    let (new_flow, new_asset) = new_code_asset(&fx, scenario.tenant).await;
 
     migrator.downgrade("legacy").await.unwrap();
     assert_eq!(migrator.current().await.unwrap(), Some("legacy"));
@@ -187,14 +192,7 @@ async fn the_linking_revisions_offline_downgrade_ends_where_the_runners_does(tes
     let legacy_schema = schema_dump(&fx.db).await;
     let migrator = migrator(&fx);
     migrator.upgrade("head").await.unwrap();
-    let new_flow = fx.flow(scenario.tenant, None, None, None, 100).await;
-    let new_asset = Uuid::new_v4();
-    fx.sql(&format!(
-        "INSERT INTO assets (id, client_account_id, engagement_id, name, asset_type, flow_id) \
-         VALUES ('{new_asset}', '{}', '{}', 'new', 'server', '{new_flow}')",
-        scenario.tenant.client, scenario.tenant.engagement
-    ))
-    .await;
+    let (new_flow, new_asset) = new_code_asset(&fx, scenario.tenant).await;
 
     let down = migrator
         .offline_sql(
