@@ -30,13 +30,7 @@ echo "|---|---:|---|---:|---:|---:|---:|---:|---:|" >> "$OUT/table.md"
 for engine in ${ENGINES//,/ }; do
     for size in ${SIZES//,/ }; do
         name="fkc_${engine}_${size}"
-        case "$engine" in
-            postgres)
-                psql -X -q "$PG/postgres" -c "DROP DATABASE IF EXISTS $name WITH (FORCE)" -c "CREATE DATABASE $name" 2>/dev/null
-                url="$PG/$name" ;;
-            sqlite)
-                rm -f "$OUT/$name.db"*; url="sqlite://$OUT/$name.db" ;;
-        esac
+        url=$(fresh_database "$engine" "$name")
         log "$engine $size: seed"
         "$FLOWKEY" --database-url "$url" seed --tenants 4 --imports 25 --rows-per-import $(( size / 100 )) --no-progress > /dev/null
         log "$engine $size: upgrade head"
@@ -55,10 +49,7 @@ for engine in ${ENGINES//,/ }; do
         log "$engine $size: downgrade -1"
         read -r d_s d_rss < <(timed "$name.downgrade" "$url" downgrade -1 --no-progress)
         echo "| $engine | $size | $signal | $c_s | $c_rss | $a_rows | ${a_bytes:-?} | $wait_ms | $d_s | $d_rss |" >> "$OUT/table.md"
-        case "$engine" in
-            postgres) psql -X -q "$PG/postgres" -c "DROP DATABASE IF EXISTS $name WITH (FORCE)" ;;
-            sqlite) rm -f "$OUT/$name.db"* ;;
-        esac
+        drop_database "$engine" "$name"
     done
 done
 cat "$OUT/table.md"

@@ -1,5 +1,6 @@
-# What the per-issue bench scripts share (sourced by bench/contract.sh and
-# bench/write-ledger.sh): their options, a log line, and a timed flowkey command.
+# What the per-issue bench scripts share (sourced by bench/contract.sh, bench/readiness.sh and
+# bench/write-ledger.sh): their options, a log line, a timed flowkey command, and the
+# databases they seed (fresh_database, drop_database).
 #
 # The sourcing script sets ROOT and the default OUT directory's prefix before calling
 # `bench_options "$@"`; it gets SIZES, ENGINES, OUT, PG and FLOWKEY.
@@ -38,4 +39,25 @@ timed() {
     rss=$(awk -F': ' '/Maximum resident set size/ {print $2}' "$OUT/$name.time")
     python3 -c "print(f'{$end - $start:.2f} {$rss / 1024:.1f}')"
     return "$status"
+}
+
+# ENGINE NAME: an empty database of that name (dropped first if it exists); prints its URL.
+fresh_database() {
+    local engine=$1 name=$2
+    case "$engine" in
+        postgres)
+            psql -X -q "$PG/postgres" -c "DROP DATABASE IF EXISTS $name WITH (FORCE)" -c "CREATE DATABASE $name" 2>/dev/null
+            echo "$PG/$name" ;;
+        sqlite)
+            rm -f "$OUT/$name.db"*
+            echo "sqlite://$OUT/$name.db" ;;
+    esac
+}
+
+# ENGINE NAME: drops the database fresh_database made.
+drop_database() {
+    case "$1" in
+        postgres) psql -X -q "$PG/postgres" -c "DROP DATABASE IF EXISTS $2 WITH (FORCE)" 2>/dev/null ;;
+        sqlite) rm -f "$OUT/$2.db"* ;;
+    esac
 }

@@ -35,13 +35,7 @@ for engine in ${ENGINES//,/ }; do
     for size in ${SIZES//,/ }; do
         for shape in issue13 small-imports; do
             name="fkr_${engine}_${size}_${shape//-/_}"
-            case "$engine" in
-                postgres)
-                    psql -X -q "$PG/postgres" -c "DROP DATABASE IF EXISTS $name WITH (FORCE)" -c "CREATE DATABASE $name" 2>/dev/null
-                    url="$PG/$name" ;;
-                sqlite)
-                    rm -f "$OUT/$name.db"*; url="sqlite://$OUT/$name.db" ;;
-            esac
+            url=$(fresh_database "$engine" "$name")
             log "$engine $size $shape: seed"
             # shellcheck disable=SC2046 # the shape's options are words
             timed "$name.seed" "$url" seed --no-progress --seed 42 $(seed_args "$shape" "$size") > /dev/null
@@ -58,10 +52,7 @@ print(f"| {engine} | {shape} | {c['rows']} | {c['count_seconds']:.3f} | {c['full
       f"{c['sessions_written']} x {c['records_per_session']} | {c['readiness_seconds']:.3f} | {c['readiness_from']} | "
       f"{c['delta_rows_checked']} | {c['readiness_vs_full_check']:.3f} | {c['readiness_vs_count']:.2f} |")
 EOF
-            case "$engine" in
-                postgres) psql -X -q "$PG/postgres" -c "DROP DATABASE IF EXISTS $name WITH (FORCE)" 2>/dev/null ;;
-                sqlite) rm -f "$OUT/$name.db"* ;;
-            esac
+            drop_database "$engine" "$name"
         done
     done
 done

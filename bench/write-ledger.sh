@@ -49,14 +49,9 @@ echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|" >> "$OUT/table.md"
 for engine in ${ENGINES//,/ }; do
     for size in ${SIZES//,/ }; do
         name="fkl_${engine}_${size}"
+        url=$(fresh_database "$engine" "$name")
         file=""
-        case "$engine" in
-            postgres)
-                psql -X -q "$PG/postgres" -c "DROP DATABASE IF EXISTS $name WITH (FORCE)" -c "CREATE DATABASE $name" 2>/dev/null
-                url="$PG/$name" ;;
-            sqlite)
-                rm -f "$OUT/$name.db"*; file="$OUT/$name.db"; url="sqlite://$file" ;;
-        esac
+        if [ "$engine" = sqlite ]; then file="$OUT/$name.db"; fi
         log "$engine $size: seed"
         "$FLOWKEY" --database-url "$url" seed --tenants 4 --imports 25 --rows-per-import $(( size / 100 )) --no-progress > /dev/null
         log "$engine $size: upgrade legacy_write_signal"
@@ -73,10 +68,7 @@ for engine in ${ENGINES//,/ }; do
             python3 -c 'import json,sys; c=json.load(sys.stdin); print("%.1f / %.1f, %.2fx" % (c["without_ledger_us"], c["with_ledger_us"], c["ratio"]))')
         ratio() { python3 -c "print(f'{$1:.2f} ({$1 / max($2, 1e-9):.0f}x)')"; }
         echo "| $engine | $size | $up1_s | $up2_s | $base_s | $up2_rss | $scan_s | $(ratio "$v_s" "$scan_s") | $(ratio "$o_s" "$scan_s") | $o_rss | $cost |" >> "$OUT/table.md"
-        case "$engine" in
-            postgres) psql -X -q "$PG/postgres" -c "DROP DATABASE IF EXISTS $name WITH (FORCE)" ;;
-            sqlite) rm -f "$OUT/$name.db"* ;;
-        esac
+        drop_database "$engine" "$name"
     done
 done
 cat "$OUT/table.md"

@@ -173,18 +173,7 @@ async fn the_catch_ups_claiming_flow_lookup_probes_import_session_id_after_its_a
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_backfill_skips_rows_the_application_holds() {
     let test_db = TestDb::fresh(Engine::Postgres).await;
-    let db = test_db.connect().await;
-    seed(&db, &small_seed()).await.unwrap();
-    upgrade_to(&db, "flow_expand").await;
-    let mut app = sqlx::PgConnection::connect(&test_db.url).await.unwrap();
-    let mut app_tx = app.begin().await.unwrap();
-    let held: uuid::Uuid = sqlx::query_scalar(
-        "SELECT id FROM raw_import_records WHERE session_id IS NOT NULL \
-         ORDER BY id LIMIT 1 FOR UPDATE",
-    )
-    .fetch_one(&mut *app_tx)
-    .await
-    .unwrap();
+    let (db, mut app_tx, held) = at_expand_with_a_raw_record_held(&test_db).await;
     let Db::Postgres(pool) = &db else {
         unreachable!()
     };
@@ -243,18 +232,7 @@ async fn the_backfill_skips_rows_the_application_holds() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sweep_behind_a_row_held_past_the_wait_stops_and_resumes() {
     let test_db = TestDb::fresh(Engine::Postgres).await;
-    let db = test_db.connect().await;
-    seed(&db, &small_seed()).await.unwrap();
-    upgrade_to(&db, "flow_expand").await;
-    let mut app = sqlx::PgConnection::connect(&test_db.url).await.unwrap();
-    let mut app_tx = app.begin().await.unwrap();
-    let held: uuid::Uuid = sqlx::query_scalar(
-        "SELECT id FROM raw_import_records WHERE session_id IS NOT NULL \
-         ORDER BY id LIMIT 1 FOR UPDATE",
-    )
-    .fetch_one(&mut *app_tx)
-    .await
-    .unwrap();
+    let (db, app_tx, held) = at_expand_with_a_raw_record_held(&test_db).await;
     let options = RunOptions {
         long_transaction_wait: Duration::from_secs(1),
         ..RunOptions::default()
@@ -549,4 +527,25 @@ async fn the_downgrade_sets_not_null_through_a_validated_check() {
     .unwrap();
     assert_eq!((nullable.as_str(), checks), ("NO", 0));
     db.close().await;
+}
+
+/// A PostgreSQL database at `flow_expand` where the application holds one raw record with a
+/// session (an open transaction with the row locked, as a slow request does): the
+/// transaction and the row's id.
+async fn at_expand_with_a_raw_record_held(
+    test_db: &TestDb,
+) -> (Db, sqlx::Transaction<'static, sqlx::Postgres>, uuid::Uuid) {
+    let db = test_db.connect().await;
+    seed(&db, &small_seed()).await.unwrap();
+    upgrade_to(&db, "flow_expand").await;
+    let app = sqlx::PgPool::connect(&test_db.url).await.unwrap();
+    let mut app_tx = app.begin().await.unwrap();
+    let held: uuid::Uuid = sqlx::query_scalar(
+        "SELECT id FROM raw_import_records WHERE session_id IS NOT NULL \
+         ORDER BY id LIMIT 1 FOR UPDATE",
+    )
+    .fetch_one(&mut *app_tx)
+    .await
+    .unwrap();
+    (db, app_tx, held)
 }
