@@ -11,6 +11,7 @@ pub mod http;
 pub mod identity;
 pub mod ids;
 pub mod imports;
+pub mod measure;
 pub mod migrate;
 pub mod paging;
 pub mod seed;

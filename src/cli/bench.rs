@@ -2,6 +2,7 @@
 //! own code. The script does the timing, copying and load; these commands run the baselines.
 
 use clap::{Args, Subcommand};
+use flowkey::measure::ratio;
 use flowkey::migrate::flow::baseline::{naive_offline_migration, offline_backfill};
 use flowkey::migrate::flow::fingerprint::fingerprint_against_scan;
 
@@ -150,8 +151,8 @@ pub async fn run(args: BenchArgs, global: &GlobalArgs) -> anyhow::Result<()> {
             let line = |name: &str, rows: i64, count: f64, scan: f64, fingerprint: f64| {
                 println!(
                     "{name:<24} {rows:>10} {count:>9.3} {scan:>9.3} {fingerprint:>13.3} {:>7.1} {:>7.1}",
-                    fingerprint / count.max(1e-9),
-                    fingerprint / scan.max(1e-9)
+                    ratio(fingerprint, count),
+                    ratio(fingerprint, scan)
                 );
             };
             for table in &speed.tables {

@@ -260,7 +260,7 @@ pub async fn measure_readiness(
         readiness_seconds,
         readiness_from: checks.from,
         delta_rows_checked: checks.delta_rows_checked,
-        readiness_vs_full_check: readiness_seconds / full_check_seconds.max(1e-9),
-        readiness_vs_count: readiness_seconds / count_seconds.max(1e-9),
+        readiness_vs_full_check: crate::measure::ratio(readiness_seconds, full_check_seconds),
+        readiness_vs_count: crate::measure::ratio(readiness_seconds, count_seconds),
     })
 }

@@ -106,12 +106,7 @@ impl SeedSummary {
 }
 
 fn per_second(rows: u64, elapsed: Duration) -> f64 {
-    let seconds = elapsed.as_secs_f64();
-    if seconds > 0.0 {
-        rows as f64 / seconds
-    } else {
-        0.0
-    }
+    crate::measure::per_second(rows as f64, elapsed)
 }
 
 fn seconds<S: serde::Serializer>(elapsed: &Duration, serializer: S) -> Result<S::Ok, S::Error> {

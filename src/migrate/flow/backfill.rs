@@ -294,12 +294,7 @@ pub fn next_batch_size(current: i64, took: Duration, target: Duration) -> i64 {
 }
 
 fn rate(rows: i64, elapsed: Duration) -> f64 {
-    let seconds = elapsed.as_secs_f64();
-    if seconds > 0.0 {
-        rows as f64 / seconds
-    } else {
-        0.0
-    }
+    crate::measure::per_second(rows as f64, elapsed)
 }
 
 fn progress_bar(display: ProgressDisplay, table: &str, total: i64, done: i64) -> ProgressBar {

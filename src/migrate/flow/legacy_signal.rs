@@ -242,7 +242,7 @@ pub async fn measure_signal_cost(
         rounds,
         dual_write_only_us: best[0],
         with_signal_us: best[1],
-        ratio: best[1] / best[0].max(1e-9),
+        ratio: crate::measure::ratio(best[1], best[0]),
     })
 }
 
