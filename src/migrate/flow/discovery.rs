@@ -6,6 +6,7 @@
 
 use std::collections::BTreeSet;
 use std::fmt;
+use std::fmt::Write as _;
 
 use serde::Serialize;
 
@@ -71,31 +72,33 @@ impl fmt::Display for NotMigrated {
         if self.is_empty() {
             return writeln!(f, "not migrated: nothing else looks like a session id");
         }
-        writeln!(
-            f,
+        // Written to a String, which never fails, then to the formatter once.
+        let mut out = String::new();
+        let _ =
+            writeln!(out,
             "not migrated (session ids flowkey leaves as they are; sample of {} rows per table):",
             self.sample_rows
-        )?;
+        );
         for column in &self.columns {
             let sample = if column.sampled {
                 format!("{} of the sampled rows", column.sampled_matches)
             } else {
                 "a view, not read".to_owned()
             };
-            writeln!(
-                f,
+            let _ = writeln!(
+                out,
                 "  {}.{} ({}): {}; {sample}",
                 column.table, column.column, column.data_type, column.why
-            )?;
+            );
         }
         for key in self.json_keys.iter().filter(|key| key.rows > 0) {
-            writeln!(
-                f,
+            let _ = writeln!(
+                out,
                 "  {}.{} -> '{}': {} rows embed a session id in JSON (not rewritten)",
                 key.table, key.column, key.key, key.rows
-            )?;
+            );
         }
-        Ok(())
+        f.write_str(&out)
     }
 }
 

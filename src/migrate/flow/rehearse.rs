@@ -6,6 +6,7 @@
 //! its own state before the upgrade (introspected schema and fingerprints of every legacy
 //! table). The copy is removed at the end.
 
+use std::fmt::Write as _;
 use std::time::Instant;
 
 use serde::Serialize;
@@ -50,28 +51,31 @@ impl RehearsalReport {
 
 impl std::fmt::Display for RehearsalReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        writeln!(
-            f,
+        // Written to a String, which never fails, then to the formatter once.
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
             "rehearsal on a copy of {} ({})",
             self.source, self.engine
-        )?;
-        write!(f, "{}", self.report)?;
-        writeln!(f, "verify: {}", self.verify.summary())?;
+        );
+        let _ = write!(out, "{}", self.report);
+        let _ = writeln!(out, "verify: {}", self.verify.summary());
         let t = &self.timings_ms;
-        writeln!(
-            f,
+        let _ =
+            writeln!(out,
             "timings: copy {} ms, upgrade {} ms, verify {} ms, downgrade {} ms, final check {} ms",
             t.copy, t.upgrade, t.verify, t.downgrade, t.final_check
-        )?;
+        );
         if self.downgrade_exact {
-            writeln!(f, "downgrade: legacy schema and data identical")
+            let _ = writeln!(out, "downgrade: legacy schema and data identical");
         } else {
-            writeln!(
-                f,
+            let _ = writeln!(
+                out,
                 "downgrade: DIFFERS: {}",
                 self.downgrade_differences.join("; ")
-            )
+            );
         }
+        f.write_str(&out)
     }
 }
 

@@ -3,6 +3,7 @@
 
 use serde::Serialize;
 use sqlx::Row;
+use std::fmt::Write as _;
 
 use crate::db::{Db, Engine};
 use crate::migrate::flow::linked::{Applies, LinkedTable, SessionKey, Unlinked, LINKED_TABLES};
@@ -179,14 +180,16 @@ fn join_and(conditions: &[String], last: &str) -> String {
 
 impl std::fmt::Display for MigrationReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        writeln!(
-            f,
+        // Written to a String, which never fails, then to the formatter once.
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
             "{:<22} {:>9} {:>9} {:>11} {:>9} {:>9} {:>12}",
             "table", "rows", "linked", "no session", "dangling", "tenant", "unparseable"
-        )?;
+        );
         for t in &self.tables {
-            writeln!(
-                f,
+            let _ = writeln!(
+                out,
                 "{:<22} {:>9} {:>9} {:>11} {:>9} {:>9} {:>12}",
                 t.table,
                 t.rows,
@@ -195,13 +198,13 @@ impl std::fmt::Display for MigrationReport {
                 t.unlinked.dangling_session,
                 t.unlinked.tenant_mismatch,
                 t.unlinked.unparseable_id
-            )?;
+            );
         }
-        writeln!(
-            f,
+        let _ = writeln!(out,
             "sessions mapped: {}  ambiguous sessions: {}  cross-tenant conflicts: {}  flows created: {}",
             self.sessions_mapped, self.ambiguous_sessions, self.cross_tenant_conflicts, self.flows_created
-        )?;
-        write!(f, "{}", self.not_migrated)
+        );
+        let _ = write!(out, "{}", self.not_migrated);
+        f.write_str(&out)
     }
 }

@@ -18,6 +18,7 @@
 //! Each table is checked by one statement over the whole table (every lookup a join on a
 //! key); offending rows are named (capped list).
 
+use std::fmt::Write as _;
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
@@ -208,15 +209,17 @@ impl VerifyReport {
 
 impl std::fmt::Display for VerifyReport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        writeln!(
-            f,
+        // Written to a String, which never fails, then to the formatter once.
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
             "{:<24} {:>10} {:>10} {:>8} {:>8} {:>11}",
             "table", "rows", "wrong flow", "tenant", "orphan", "fingerprint"
-        )?;
+        );
         for comparison in &self.fingerprints {
             let links = self.tables.iter().find(|t| t.table == comparison.table);
-            writeln!(
-                f,
+            let _ = writeln!(
+                out,
                 "{:<24} {:>10} {:>10} {:>8} {:>8} {:>11}",
                 comparison.table,
                 comparison.current_rows,
@@ -224,29 +227,30 @@ impl std::fmt::Display for VerifyReport {
                 links.map_or("-".to_owned(), |t| t.crosses_tenant.to_string()),
                 links.map_or("-".to_owned(), |t| t.orphan_flow.to_string()),
                 if comparison.same { "same" } else { "CHANGED" },
-            )?;
+            );
         }
         for row in &self.offending_rows {
-            writeln!(f, "  {} {}: {}", row.table, row.id, row.problem)?;
+            let _ = writeln!(out, "  {} {}: {}", row.table, row.id, row.problem);
         }
         if let Some(ledger) = &self.ledger {
-            writeln!(f, "write ledger: {}", ledger.summary())?;
+            let _ = writeln!(out, "write ledger: {}", ledger.summary());
             for row in &ledger.unexplained_rows {
-                writeln!(
-                    f,
+                let _ = writeln!(
+                    out,
                     "  {} {}: {} without an application write",
                     row.table, row.id, row.what
-                )?;
+                );
             }
         }
-        writeln!(
-            f,
+        let _ = writeln!(
+            out,
             "{} rows checked in {} ms ({:.0} rows/s): {}",
             self.rows_checked,
             self.elapsed_ms,
             self.rows_per_second,
             self.summary()
-        )
+        );
+        f.write_str(&out)
     }
 }
 
@@ -393,11 +397,7 @@ async fn verify_with(
         offending_rows: offending,
         rows_checked,
         elapsed_ms: elapsed.as_millis(),
-        rows_per_second: if elapsed.as_secs_f64() > 0.0 {
-            rows_checked as f64 / elapsed.as_secs_f64()
-        } else {
-            0.0
-        },
+        rows_per_second: crate::measure::per_second(rows_checked as f64, elapsed),
         ledger,
         online,
     };
