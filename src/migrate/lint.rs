@@ -9,7 +9,7 @@
 //! comments are added to the printed script only, never inside a dollar-quoted body.
 
 use crate::migrate::flow::contract::SESSION_COLUMNS;
-use crate::migrate::offline::dollar_tags;
+use crate::migrate::offline::DollarQuotes;
 use crate::migrate::revisions::legacy::LEGACY_TABLES;
 
 /// Excused for the whole script (the reason, then the rule).
@@ -157,11 +157,11 @@ pub(crate) fn annotate(script: &str) -> String {
     for (reason, rule) in FILE_EXCEPTIONS {
         out.push_str(&format!("-- {reason}\n-- squawk-ignore-file {rule}\n"));
     }
-    let mut open_tag: Option<String> = None;
+    let mut quotes = DollarQuotes::default();
     let mut table: Option<String> = None;
     for line in script.lines() {
         let trimmed = line.trim();
-        if open_tag.is_none() {
+        if !quotes.is_open() {
             if let Some(rest) = trimmed.strip_prefix("CREATE TABLE ") {
                 let name = rest
                     .trim_start_matches("IF NOT EXISTS ")
@@ -186,13 +186,7 @@ pub(crate) fn annotate(script: &str) -> String {
                 table = None;
             }
         }
-        for tag in dollar_tags(line) {
-            match &open_tag {
-                Some(open) if *open == tag => open_tag = None,
-                Some(_) => {}
-                None => open_tag = Some(tag),
-            }
-        }
+        quotes.read(line);
         out.push_str(line);
         out.push('\n');
     }

@@ -13,18 +13,12 @@ use crate::migrate::{Action, Direction, Revision};
 pub fn split_statements(script: &str) -> Vec<String> {
     let mut statements = Vec::new();
     let mut current = String::new();
-    let mut open_tag: Option<String> = None;
+    let mut quotes = DollarQuotes::default();
     for line in script.lines() {
         current.push_str(line);
         current.push('\n');
-        for tag in dollar_tags(line) {
-            match &open_tag {
-                Some(open) if *open == tag => open_tag = None,
-                Some(_) => {}
-                None => open_tag = Some(tag),
-            }
-        }
-        if open_tag.is_none() && line.trim_end().ends_with(';') {
+        quotes.read(line);
+        if !quotes.is_open() && line.trim_end().ends_with(';') {
             push_statement(&mut statements, &current);
             current.clear();
         }
@@ -43,8 +37,34 @@ fn push_statement(statements: &mut Vec<String>, text: &str) {
     }
 }
 
+/// Whether a script read line by line is inside a dollar-quoted body (`$$ … $$`,
+/// `$tag$ … $tag$`), where a `;` ends no statement. Inside a body only its own tag closes
+/// it: another tag there is text (`$body$ … $$ … $body$`).
+#[derive(Default)]
+pub(crate) struct DollarQuotes {
+    open: Option<String>,
+}
+
+impl DollarQuotes {
+    /// Reads the next line of the script.
+    pub(crate) fn read(&mut self, line: &str) {
+        for tag in dollar_tags(line) {
+            match &self.open {
+                None => self.open = Some(tag),
+                Some(open) if *open == tag => self.open = None,
+                Some(_) => {}
+            }
+        }
+    }
+
+    /// Whether the lines read so far end inside a body.
+    pub(crate) fn is_open(&self) -> bool {
+        self.open.is_some()
+    }
+}
+
 /// The dollar-quote tags (`$$`, `$body$`) on a line, in order.
-pub(crate) fn dollar_tags(line: &str) -> Vec<String> {
+fn dollar_tags(line: &str) -> Vec<String> {
     let bytes = line.as_bytes();
     let mut tags = Vec::new();
     let mut index = 0;
@@ -488,5 +508,10 @@ mod tests {
         assert!(statements[0].ends_with("LANGUAGE plpgsql;"));
         let tagged = "DO $body$ BEGIN\n PERFORM 1;\nEND $body$;\nSELECT $1;\n";
         assert_eq!(split_statements(tagged).len(), 2);
+        // Inside a tagged body, another tag is text: only the body's own tag closes it.
+        let nested = "DO $body$ BEGIN\n EXECUTE $$SELECT 1;$$;\nEND $body$;\nSELECT 2;\n";
+        let statements = split_statements(nested);
+        assert_eq!(statements.len(), 2, "{statements:?}");
+        assert!(statements[0].ends_with("END $body$;"));
     }
 }
