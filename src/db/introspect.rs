@@ -1045,6 +1045,9 @@ mod tests {
         assert_eq!(normalize_expression("(a) + (b)"), "(a) + (b)");
         assert_eq!(normalize_expression("  now( )  "), "now( )");
         assert_eq!(normalize_expression("')('"), "')('");
+        // A quote left open (text SQLite would not store, but the comparison must not guess):
+        // the parentheses are kept.
+        assert_eq!(normalize_expression("('a)"), "('a)");
     }
 
     #[test]
@@ -1054,6 +1057,7 @@ mod tests {
             Some("a IS NOT NULL")
         );
         assert_eq!(partial_predicate("CREATE INDEX ix ON t(a)"), None);
+        assert_eq!(partial_predicate("CREATE INDEX ix ON t(a"), None);
     }
 
     #[test]

@@ -1195,5 +1195,11 @@ mod tests {
             "CREATE TABLE t (\n    id TEXT\n, flow_id TEXT)"
         );
         assert!(without_column("CREATE TABLE t (\n    id TEXT\n)", &assets).is_none());
+        // The last definition: the one before it loses its comma.
+        let last = "CREATE TABLE t (\n    id TEXT PRIMARY KEY,\n    session_id TEXT\n)";
+        assert_eq!(
+            without_column(last, &assets).unwrap(),
+            "CREATE TABLE t (\n    id TEXT PRIMARY KEY\n)"
+        );
     }
 }

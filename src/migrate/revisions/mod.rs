@@ -137,4 +137,42 @@ mod tests {
             "every revision is listed, in chain order: {now:?}"
         );
     }
+
+    /// `--sql` prints a step's SQL for the database's engine, and a code step's described SQL
+    /// where it has no runnable form: every step has its SQL written for both engines (a
+    /// step whose text for one engine was left empty would print nothing there), and every
+    /// runnable PostgreSQL form says something (the psql script must do the step's work).
+    #[test]
+    fn every_step_has_its_sql_for_both_engines() {
+        use crate::db::Engine;
+        use crate::migrate::Action;
+        for revision in all() {
+            for step in revision.up.iter().chain(revision.down) {
+                let (described, runnable) = match &step.action {
+                    Action::Sql(sql) | Action::OnlineDdl(sql) => (sql, None),
+                    Action::Code { sql, offline, .. } | Action::Check { sql, offline, .. } => {
+                        (sql, offline.as_ref())
+                    }
+                };
+                for engine in [Engine::Sqlite, Engine::Postgres] {
+                    assert!(
+                        !described.for_engine(engine).trim().is_empty(),
+                        "{} / {}: no SQL for {engine:?}",
+                        revision.id,
+                        step.name
+                    );
+                }
+                if let Some(runnable) = runnable {
+                    assert!(
+                        !runnable.for_engine(Engine::Postgres).trim().is_empty(),
+                        "{} / {}: an empty runnable form",
+                        revision.id,
+                        step.name
+                    );
+                    // SQLite's runnable forms may be empty: its script describes code steps.
+                    runnable.for_engine(Engine::Sqlite);
+                }
+            }
+        }
+    }
 }

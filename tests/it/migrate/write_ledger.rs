@@ -347,3 +347,37 @@ async fn an_in_memory_sqlite_database_takes_its_baseline_through_the_pool() {
     assert_eq!(raw.written_by_application, 12);
     assert!(ledger.unexplained_rows.is_empty());
 }
+
+/// Below `write_ledger` there is no baseline: `verify --online` has nothing to compare, and
+/// a legacy row changed since the fingerprints fails it with that reason named instead of
+/// passing unexplained.
+async fn below_the_ledger_the_online_check_says_it_has_nothing_to_compare(test_db: TestDb) {
+    let db = test_db.connect().await;
+    upgrade_to(&db, "legacy").await;
+    let fx = Fx::new(db).await;
+    let tenant = fx.tenant().await;
+    let session = fx.session(tenant, 0).await;
+    fx.flow(tenant, None, Some(session), None, 1).await;
+    let import = fx.import(Some(tenant), Some(session)).await;
+    fx.raw(import, Some(tenant), Some(session)).await;
+    upgrade_to(&fx.db, "legacy_write_signal").await;
+    fx.db
+        .execute_plain("UPDATE users SET email = 'changed@example.com';")
+        .await
+        .unwrap();
+    let online = verify_online(&fx.db).await.unwrap();
+    assert!(online.ledger.is_none());
+    assert!(!online.is_ok());
+    assert!(
+        online
+            .summary()
+            .contains("no write ledger (revision write_ledger not applied, or after the contract)"),
+        "{}",
+        online.summary()
+    );
+    fx.db.close().await;
+}
+both_engines!(
+    below_the_ledger_the_online_check_says_it_has_nothing_to_compare,
+    below_the_ledger_the_online_check_says_it_has_nothing_to_compare
+);

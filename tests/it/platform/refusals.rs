@@ -239,25 +239,35 @@ both_engines!(
     a_downgrade_refuses_while_platform_objects_depend_on_flow_id
 );
 
-/// On SQLite the deletion audit is rebuilt from its contract text: a column the platform
-/// added to it is refused at adoption, before anything is changed, rather than lost.
+/// On SQLite the deletion audit is rebuilt from its contract text: a column, an index or a
+/// trigger the platform added to it is refused at adoption, before anything is changed,
+/// rather than lost.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_refuses_extra_columns_on_the_rebuilt_deletion_audit() {
     let test_db = platform_db(Engine::Sqlite, Placement::Public).await;
     let db = test_db.connect().await;
-    db.execute_plain("ALTER TABLE flow_deletion_audit ADD COLUMN platform_note TEXT;")
-        .await
-        .unwrap();
+    db.execute_plain(
+        "ALTER TABLE flow_deletion_audit ADD COLUMN platform_note TEXT;\n\
+         CREATE INDEX platform_audit_by_note ON flow_deletion_audit (platform_note);\n\
+         CREATE TABLE platform_audit_copies (id TEXT);\n\
+         CREATE TRIGGER platform_audit_copy AFTER INSERT ON flow_deletion_audit \
+         BEGIN INSERT INTO platform_audit_copies (id) VALUES (NEW.id); END;",
+    )
+    .await
+    .unwrap();
     let before = everything(&test_db).await;
     let err = Migrator::new(db.clone(), quick())
         .upgrade("head")
         .await
-        .expect_err("cannot keep the column");
-    assert!(
-        err.to_string()
-            .contains("table flow_deletion_audit: column platform_note cannot be kept"),
-        "{err}"
-    );
+        .expect_err("cannot keep the column")
+        .to_string();
+    for what in [
+        "table flow_deletion_audit: column platform_note cannot be kept",
+        "table flow_deletion_audit: column (index platform_audit_by_note) cannot be kept",
+        "table flow_deletion_audit: column (trigger platform_audit_copy) cannot be kept",
+    ] {
+        assert!(err.contains(what), "{what}: {err}");
+    }
     assert_same(&before, &everything(&test_db).await, "refused adoption");
     db.close().await;
 }
