@@ -46,6 +46,11 @@
 //! The backfill (`migrate::flow::backfill`): `backfill::before_batch_commit`,
 //! `backfill::batch_committed`, `backfill::before_sweep`.
 //!
+//! SQLite reads through a connection of flowkey's own ([`check_own_sqlite`]: a row read
+//! fails with an I/O error): `fingerprint::sqlite_row` (the fingerprints),
+//! `write_ledger::sqlite_baseline_row` (the ledger's baseline), `write_ledger::sqlite_compare_row`
+//! (its comparison, `verify --online`).
+//!
 //! The contract (`migrate::flow::contract`): `contract::archive_batch` (an archive batch and
 //! its cursor written, not committed), `contract::rebuild_commit` (SQLite: every table
 //! rebuilt, not committed), `contract::restore_batch` (a downgrade's restore batch written,
@@ -59,6 +64,18 @@ use crate::migrate::MigrateError;
 #[cfg_attr(not(feature = "failpoints"), allow(unused_variables))]
 pub fn check(point: &'static str) -> Result<(), MigrateError> {
     fail::fail_point!(point, |kind| Err(injected(point, kind)));
+    Ok(())
+}
+
+/// [`check`] for the reads flowkey makes through a SQLite connection of its own (rusqlite:
+/// the fingerprint, the write ledger's baseline and comparison): an I/O error, as a failing
+/// disk gives, whatever the armed argument.
+#[cfg_attr(not(feature = "failpoints"), allow(unused_variables))]
+pub fn check_own_sqlite(point: &'static str) -> rusqlite::Result<()> {
+    fail::fail_point!(point, |_| Err(rusqlite::Error::SqliteFailure(
+        rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_IOERR),
+        Some(format!("disk I/O error (injected at {point})")),
+    )));
     Ok(())
 }
 

@@ -211,12 +211,7 @@ async fn fingerprint_tables(
                     .iter()
                     .map(|(table, format, sql)| ((*table).to_owned(), *format, sql.clone()))
                     .collect();
-                tokio::task::spawn_blocking(move || sqlite_sums_in_file(&path, &owned))
-                    .await
-                    .map_err(|err| FlowMigrationError::FingerprintRead {
-                        table: "every legacy table".to_owned(),
-                        reason: err.to_string(),
-                    })??
+                run_blocking(move || sqlite_sums_in_file(&path, &owned)).await?
             }
         }
     };
@@ -252,55 +247,51 @@ async fn postgres_sums(
 
 /// Each statement's `(rows, sum)` on a SQLite file, read through a connection of its own in
 /// one deferred (read) transaction: values are borrowed where SQLite holds them, where the
-/// pool's driver would copy every value of every row.
+/// pool's driver would copy every value of every row. A failed read names the table it was
+/// reading.
 fn sqlite_sums_in_file(
     path: &str,
     statements: &[(String, FingerprintFormat, String)],
 ) -> Result<Vec<(i64, u64)>, MigrateError> {
+    let mut reading = "the database";
+    read_sqlite_sums(path, statements, &mut reading).map_err(|err| {
+        MigrateError::from(FlowMigrationError::FingerprintRead {
+            table: reading.to_owned(),
+            reason: err.to_string(),
+        })
+    })
+}
+
+/// [`sqlite_sums_in_file`]'s reads; `reading` is left at the table being read.
+fn read_sqlite_sums<'s>(
+    path: &str,
+    statements: &'s [(String, FingerprintFormat, String)],
+    reading: &mut &'s str,
+) -> rusqlite::Result<Vec<(i64, u64)>> {
     use rusqlite::OpenFlags;
-    let failed = |table: &str| {
-        let table = table.to_owned();
-        move |err: rusqlite::Error| {
-            MigrateError::from(FlowMigrationError::FingerprintRead {
-                table: table.clone(),
-                reason: err.to_string(),
-            })
-        }
-    };
-    let conn = open_own_connection(path, OpenFlags::SQLITE_OPEN_READ_ONLY)
-        .map_err(failed("the database"))?;
+    let conn = open_own_connection(path, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
     // Deferred: a read lock at the first read, which in WAL mode never blocks writers.
-    conn.execute_batch("BEGIN")
-        .map_err(failed("the database"))?;
+    conn.execute_batch("BEGIN")?;
     let mut sums = Vec::with_capacity(statements.len());
     for (table, format, sql) in statements {
-        let mut statement = conn.prepare(sql).map_err(failed(table))?;
+        *reading = table;
+        let mut statement = conn.prepare(sql)?;
         let columns = statement.column_count();
-        let mut rows = statement.query([]).map_err(failed(table))?;
+        let mut rows = statement.query([])?;
         let (mut count, mut sum) = (0i64, 0u64);
-        while let Some(row) = rows.next().map_err(failed(table))? {
+        while let Some(row) = rows.next()? {
+            crate::migrate::faults::check_own_sqlite("fingerprint::sqlite_row")?;
             let hash = match format {
-                FingerprintFormat::V1 => {
-                    let text = row.get_ref(0).map_err(failed(table))?;
-                    let text = text.as_str().map_err(|err| {
-                        MigrateError::from(FlowMigrationError::FingerprintRead {
-                            table: table.clone(),
-                            reason: err.to_string(),
-                        })
-                    })?;
-                    sha256_le64(text)
-                }
-                FingerprintFormat::V2 => {
-                    rusqlite_row_hash(row, 0, columns).map_err(failed(table))?
-                }
+                FingerprintFormat::V1 => sha256_le64(row.get_ref(0)?.as_str()?),
+                FingerprintFormat::V2 => rusqlite_row_hash(row, 0, columns)?,
             };
             sum = sum.wrapping_add(hash);
             count += 1;
         }
         sums.push((count, sum));
     }
-    conn.execute_batch("ROLLBACK")
-        .map_err(failed("the database"))?;
+    *reading = "the database";
+    conn.execute_batch("ROLLBACK")?;
     Ok(sums)
 }
 
@@ -329,6 +320,18 @@ async fn sqlite_sums_in_pool(
     }
     tx.rollback().await?;
     Ok(sums)
+}
+
+/// Runs `work` (reads through a connection of flowkey's own, which block) on tokio's
+/// blocking threads. A panic inside it is the caller's panic, as if it ran inline; nothing
+/// aborts the task, so it is never cancelled.
+pub(crate) async fn run_blocking<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> T {
+    match tokio::task::spawn_blocking(work).await {
+        Ok(value) => value,
+        Err(err) => std::panic::resume_unwind(err.into_panic()),
+    }
 }
 
 /// A connection of flowkey's own to a SQLite file (`flags` say read-only or read-write),
@@ -537,13 +540,7 @@ pub async fn fingerprint_against_scan(
     let count_seconds: f64 = tables.iter().map(|t| t.count_seconds).sum();
     let table_scan_seconds: f64 = tables.iter().map(|t| t.table_scan_seconds).sum();
     let fingerprint_seconds: f64 = tables.iter().map(|t| t.fingerprint_seconds).sum();
-    let ratio = |base: f64| {
-        if base > 0.0 {
-            fingerprint_seconds / base
-        } else {
-            0.0
-        }
-    };
+    let ratio = |base: f64| crate::measure::ratio(fingerprint_seconds, base);
     Ok(FingerprintSpeed {
         format,
         tables,
@@ -1088,6 +1085,24 @@ mod tests {
     fn the_row_hash_is_stable_and_spreads() {
         assert_eq!(sha256_le64("a"), sha256_le64("a"));
         assert_ne!(sha256_le64("a"), sha256_le64("b"));
+    }
+
+    /// A SQLite file is fingerprinted through a connection of its own (rusqlite), an
+    /// in-memory database through the pool (sqlx): both must hash every storage class alike,
+    /// or the same data would fingerprint two ways. The same bytes as text and as a blob (which
+    /// SQLite keeps apart in any column) differ.
+    #[tokio::test]
+    async fn both_sqlite_readers_hash_every_storage_class_alike() {
+        let values = "SELECT NULL, 7, 0.5, 'ab', X'6162'";
+        let conn = rusqlite::Connection::open_in_memory().unwrap();
+        let own = conn
+            .query_row(values, [], |row| rusqlite_row_hash(row, 0, 5))
+            .unwrap();
+        let pool = sqlx::SqlitePool::connect("sqlite::memory:").await.unwrap();
+        let row = sqlx::query(values).fetch_one(&pool).await.unwrap();
+        assert_eq!(sqlite_row_hash(&row).unwrap(), own);
+        let one = |sql: &str| conn.query_row(sql, [], |row| rusqlite_row_hash(row, 0, 1));
+        assert_ne!(one("SELECT 'ab'").unwrap(), one("SELECT X'6162'").unwrap());
     }
 
     fn column(name: &str, udt: &str) -> Column {

@@ -38,12 +38,12 @@ use sqlx::Row;
 use crate::db::{Db, Engine, Tx};
 use crate::migrate::flow::error::FlowMigrationError;
 use crate::migrate::flow::fingerprint::{
-    hash_text_of_sum, load_baseline, open_own_connection, pin_text_settings, rusqlite_row_hash,
-    RowHashes,
+    hash_text_of_sum, load_baseline, open_own_connection, pin_text_settings, run_blocking,
+    rusqlite_row_hash, RowHashes,
 };
 use crate::migrate::flow::verify::OFFENDING_ROWS_CAP;
 use crate::migrate::revisions::legacy::LEGACY_TABLES;
-use crate::migrate::{MigrateError, StepContext, StepSql};
+use crate::migrate::{faults, MigrateError, StepContext, StepSql};
 
 /// The revision that starts the ledger.
 pub const REVISION: &str = "write_ledger";
@@ -330,16 +330,8 @@ pub async fn take_baseline(db: &Db) -> Result<LedgerStart, MigrateError> {
                 } else {
                     let (path, select) = (path.clone(), hashes.select.clone());
                     let table = hashes.table;
-                    tokio::task::spawn_blocking(move || {
-                        sqlite_baseline_table_in_file(&path, table, &select)
-                    })
-                    .await
-                    .map_err(|err| {
-                        FlowMigrationError::FingerprintRead {
-                            table: table.to_owned(),
-                            reason: err.to_string(),
-                        }
-                    })??
+                    run_blocking(move || sqlite_baseline_table_in_file(&path, table, &select))
+                        .await?
                 };
                 sums.push((table, rows, sum));
             }
@@ -433,6 +425,7 @@ fn sqlite_baseline_table_in_file(
                 .query(rusqlite::params![after, CHUNK])
                 .map_err(failed)?;
             while let Some(row) = chunk.next().map_err(failed)? {
+                faults::check_own_sqlite("write_ledger::sqlite_baseline_row").map_err(failed)?;
                 let id: String = row.get(0).map_err(failed)?;
                 let hash = rusqlite_row_hash(row, 1, columns).map_err(failed)?;
                 // The stored value is the same 64 bits, signed.
@@ -488,16 +481,16 @@ pub async fn load_start(db: &Db) -> Result<Option<LedgerStart>, MigrateError> {
     if !crate::migrate::audit::table_exists(db, "flowkey_write_ledger_start").await? {
         return Ok(None);
     }
+    // Chosen outside `on_pool!`, whose body is compiled once per engine.
+    let started_at = match db.engine() {
+        Engine::Postgres => {
+            "to_char(started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
+        }
+        Engine::Sqlite => "started_at",
+    };
+    let sql = format!("SELECT {started_at}, continuous, detail FROM flowkey_write_ledger_start");
     let row: Option<(String, bool, String)> = crate::on_pool!(db, pool => {
-        sqlx::query_as(&format!(
-            "SELECT {}, continuous, detail FROM flowkey_write_ledger_start",
-            match db.engine() {
-                Engine::Postgres => "to_char(started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')",
-                Engine::Sqlite => "started_at",
-            }
-        ))
-        .fetch_optional(pool)
-        .await?
+        sqlx::query_as(&sql).fetch_optional(pool).await?
     });
     Ok(row.map(|(started_at, continuous, detail)| LedgerStart {
         started_at,
@@ -626,14 +619,10 @@ pub async fn compare(db: &Db) -> Result<Option<LedgerComparison>, MigrateError> 
                 let (path, select) = (sqlite_file.clone(), hashes.select.clone());
                 let table = hashes.table;
                 let named = std::mem::take(&mut unexplained_rows);
-                (counts, unexplained_rows) = tokio::task::spawn_blocking(move || {
+                (counts, unexplained_rows) = run_blocking(move || {
                     compare_sqlite_in_file(&path, table, &select, counts, named)
                 })
-                .await
-                .map_err(|err| FlowMigrationError::FingerprintRead {
-                    table: table.to_owned(),
-                    reason: err.to_string(),
-                })??;
+                .await?;
             }
         }
         tables.push(counts);
@@ -842,6 +831,7 @@ fn compare_sqlite_in_file(
             let mut now_rows = Vec::with_capacity(CHUNK as usize);
             let mut rows = now.query(rusqlite::params![after, CHUNK])?;
             while let Some(row) = rows.next()? {
+                faults::check_own_sqlite("write_ledger::sqlite_compare_row")?;
                 let id: String = row.get(0)?;
                 // The stored value is the same 64 bits, signed.
                 now_rows.push((id, rusqlite_row_hash(row, 1, columns)? as i64));
@@ -1030,6 +1020,6 @@ pub async fn measure_ledger_cost(
         rounds,
         without_ledger_us: without,
         with_ledger_us: with,
-        ratio: with / without.max(1e-9),
+        ratio: crate::measure::ratio(with, without),
     })
 }

@@ -237,6 +237,12 @@ const RUNNER_POINTS: &[PointCase] = &[
     one_way(case("runner::after_mark_applied=1*return(disk_full)", true, true), true),
     one_way(case("runner::before_delete_version=1*return(disk_full)", true, true), false),
     case("runner::after_lock_release=1*return(disk_full)", true, true),
+    // Not the runner's, but on the same path: a SQLite read failing in the middle of the
+    // pre-migration fingerprint (its own connection, which no other point reaches) names the
+    // table and leaves `flow_mapping` dirty. Only the upgrade fingerprints.
+    one_way(case("fingerprint::sqlite_row=1*return", true, false), true),
+    // Likewise the write ledger's baseline, read and hashed through that connection.
+    one_way(case("write_ledger::sqlite_baseline_row=1*return", true, false), true),
     case(
         "runner::before_sqlite_script=1*return(disk_full);runner::after_rollback=1*return(connection_lost)",
         true,
@@ -445,4 +451,34 @@ async fn a_postgres_holder_that_lets_go_before_it_is_looked_up_is_named_another_
             .await
             .is_current
     );
+}
+
+/// SQLite: a row read failing in the middle of the write ledger's comparison (`verify
+/// --online`, read through a connection of flowkey's own) stops it with one `error:` line
+/// naming the table being read, and changes nothing: run again, it passes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ledger_comparison_whose_read_fails_names_the_table_and_passes_when_run_again() {
+    let test_db = TestDb::fresh(Engine::Sqlite).await;
+    seeded(&test_db, &small_seed()).await;
+    run_ok(&test_db.url, UPGRADE_HEAD);
+    let db = test_db.connect().await;
+    let before = snapshot(&db, FingerprintScope::AllRows).await;
+    let (status, stderr) = run_with_faults(
+        &test_db.url,
+        &["verify", "--online"],
+        "write_ledger::sqlite_compare_row=1*return",
+    );
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    let error = error_line(&stderr);
+    assert!(
+        error.contains("cannot fingerprint client_accounts: disk I/O error (injected at write_ledger::sqlite_compare_row)"),
+        "{error}"
+    );
+    assert_same(
+        &snapshot(&db, FingerprintScope::AllRows).await,
+        &before,
+        "a failed comparison",
+    );
+    run_ok(&test_db.url, &["verify", "--online"]);
+    db.close().await;
 }
