@@ -469,6 +469,20 @@ mod tests {
     use super::*;
     use crate::migrate::flow::linked::LINKED_TABLES;
 
+    /// The bar a run shows (stderr) starts at the rows a resumed run had done, out of the
+    /// table's rows, named by the table; the hidden one (`--no-progress`) keeps the position.
+    #[test]
+    fn a_resumed_backfill_shows_its_progress_from_where_it_stopped() {
+        let bar = progress_bar(ProgressDisplay::Bar, "raw_import_records", 1_000, 400);
+        assert_eq!(
+            (bar.position(), bar.length(), bar.message().as_str()),
+            (400, Some(1_000), "raw_import_records")
+        );
+        bar.finish_and_clear();
+        let hidden = progress_bar(ProgressDisplay::Hidden, "raw_import_records", 1_000, 400);
+        assert_eq!(hidden.position(), 400);
+    }
+
     #[test]
     fn batch_size_moves_toward_the_target_within_bounds() {
         let target = Duration::from_millis(200);

@@ -121,12 +121,13 @@ pub async fn store_basis(db: &Db, verification_id: i64, basis: &Basis) -> Result
     });
     let mut tx = db.begin_write().await?;
     let engine = tx.engine();
+    // SQLite's write transaction excludes every other writer already.
+    if let Tx::Postgres(conn) = &mut tx {
+        sqlx::query("LOCK TABLE flowkey_delta_basis IN EXCLUSIVE MODE")
+            .execute(&mut **conn)
+            .await?;
+    }
     on_tx!(&mut tx, conn => {
-        if engine == Engine::Postgres {
-            sqlx::query("LOCK TABLE flowkey_delta_basis IN EXCLUSIVE MODE")
-                .execute(&mut **conn)
-                .await?;
-        }
         for table in ["flowkey_delta_basis", "flowkey_delta_flows", "flowkey_delta_mapping"] {
             sqlx::query(&format!("DELETE FROM {table}")).execute(&mut **conn).await?;
         }

@@ -485,6 +485,12 @@ async fn the_delta_gives_way_to_the_full_check_where_it_cannot_stand_in(test_db:
     stale_because(&without_basis, "no delta basis");
     assert!(without_basis.is_ready());
     assert_eq!(from_delta(&readiness(&fx.db).await.unwrap()), 2);
+    // A build before the delta kept no basis tables at all: the same, and the full check
+    // creates them.
+    fx.sql("DROP TABLE flowkey_delta_basis").await;
+    fx.asset(one.tenant, Some(one.session)).await;
+    stale_because(&readiness(&fx.db).await.unwrap(), "no delta basis");
+    assert!(from_delta(&readiness(&fx.db).await.unwrap()) > 0);
 
     let other = fx.tenant().await;
     let foreign = fx.flow(other, None, None, None, 50).await;
