@@ -120,7 +120,6 @@ pub async fn store_basis(db: &Db, verification_id: i64, basis: &Basis) -> Result
         }
     });
     let mut tx = db.begin_write().await?;
-    let engine = tx.engine();
     // SQLite's write transaction excludes every other writer already.
     if let Tx::Postgres(conn) = &mut tx {
         sqlx::query("LOCK TABLE flowkey_delta_basis IN EXCLUSIVE MODE")
