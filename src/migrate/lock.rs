@@ -284,10 +284,8 @@ impl DeployLock {
 
 /// SQLITE_BUSY or SQLITE_LOCKED (any extended code): another connection holds the write lock.
 fn sqlite_busy(err: &sqlx::Error) -> bool {
-    let sqlx::Error::Database(db) = err else {
-        return false;
-    };
-    db.code()
+    err.as_database_error()
+        .and_then(|db| db.code())
         .and_then(|code| code.parse::<i32>().ok())
         .is_some_and(|code| matches!(code & 0xff, 5 | 6))
 }
@@ -345,10 +343,7 @@ async fn postgres_holder(conn: &mut PgConnection, key: i64) -> Result<Holder, sq
 /// as alive, so a lock is never taken from a live runner.
 fn process_is_alive(pid: i64) -> bool {
     let proc = std::path::Path::new("/proc");
-    if !proc.join("self").exists() {
-        return true;
-    }
-    pid <= 0 || proc.join(pid.to_string()).exists()
+    !proc.join("self").exists() || pid <= 0 || proc.join(pid.to_string()).exists()
 }
 
 /// SQLite: a database kept busy by a connection that is not a flowkey run is waited for no

@@ -47,7 +47,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use sqlx::Row;
 
-use crate::db::{Db, Engine, Tx};
+use crate::db::{Db, Engine};
 use crate::migrate::flow::error::FlowMigrationError;
 use crate::migrate::flow::tables::legacy_columns;
 use crate::migrate::revisions::legacy::{LEGACY_SQL, LEGACY_TABLES};
@@ -197,7 +197,7 @@ async fn fingerprint_tables(
         ));
     }
     let sums = match db {
-        Db::Postgres(_) => postgres_sums(db, &statements).await?,
+        Db::Postgres(pool) => postgres_sums(pool, &statements).await?,
         Db::Sqlite(pool) => {
             let path: String =
                 sqlx::query_scalar("SELECT file FROM pragma_database_list WHERE name = 'main'")
@@ -205,7 +205,7 @@ async fn fingerprint_tables(
                     .await?;
             if path.is_empty() {
                 // An in-memory database lives in the pool's one connection only.
-                sqlite_sums_in_pool(db, &statements).await?
+                sqlite_sums_in_pool(pool, &statements).await?
             } else {
                 let owned: Vec<(String, FingerprintFormat, String)> = statements
                     .iter()
@@ -228,18 +228,16 @@ async fn fingerprint_tables(
 
 /// Each statement's `(rows, sum)` on PostgreSQL, in one read-only snapshot.
 async fn postgres_sums(
-    db: &Db,
+    pool: &sqlx::PgPool,
     statements: &[(&str, FingerprintFormat, String)],
 ) -> Result<Vec<(i64, u64)>, MigrateError> {
-    let mut tx = begin_read(db).await?;
+    let mut tx = begin_postgres_read(pool).await?;
     let mut sums = Vec::with_capacity(statements.len());
     for (table, _, sql) in statements {
-        if let Tx::Postgres(conn) = &mut tx {
-            let row = sqlx::query(sql).fetch_one(&mut **conn).await?;
-            let rows: i64 = row.try_get(0)?;
-            let sum: String = row.try_get(1)?;
-            sums.push((rows, wrap_decimal_sum(&sum, table)?));
-        }
+        let row = sqlx::query(sql).fetch_one(&mut *tx).await?;
+        let rows: i64 = row.try_get(0)?;
+        let sum: String = row.try_get(1)?;
+        sums.push((rows, wrap_decimal_sum(&sum, table)?));
     }
     tx.rollback().await?;
     Ok(sums)
@@ -298,25 +296,25 @@ fn read_sqlite_sums<'s>(
 /// The same as [`sqlite_sums_in_file`] through the pool (an in-memory database, which no
 /// other connection can open), slower: the driver copies every value.
 async fn sqlite_sums_in_pool(
-    db: &Db,
+    pool: &sqlx::SqlitePool,
     statements: &[(&str, FingerprintFormat, String)],
 ) -> Result<Vec<(i64, u64)>, MigrateError> {
-    let mut tx = begin_read(db).await?;
+    // A deferred BEGIN takes no lock until the first read, and then only a read lock, which
+    // in WAL mode never blocks writers.
+    let mut tx = pool.begin().await?;
     let mut sums = Vec::with_capacity(statements.len());
     for (_, format, sql) in statements {
-        if let Tx::Sqlite(conn) = &mut tx {
-            let mut stream = sqlx::query(sql).fetch(&mut **conn);
-            let (mut rows, mut sum) = (0i64, 0u64);
-            while let Some(row) = stream.try_next().await? {
-                let hash = match format {
-                    FingerprintFormat::V1 => sha256_le64(row.try_get::<&str, _>(0)?),
-                    FingerprintFormat::V2 => sqlite_row_hash(&row)?,
-                };
-                sum = sum.wrapping_add(hash);
-                rows += 1;
-            }
-            sums.push((rows, sum));
+        let mut stream = sqlx::query(sql).fetch(&mut *tx);
+        let (mut rows, mut sum) = (0i64, 0u64);
+        while let Some(row) = stream.try_next().await? {
+            let hash = match format {
+                FingerprintFormat::V1 => sha256_le64(row.try_get::<&str, _>(0)?),
+                FingerprintFormat::V2 => sqlite_row_hash(&row)?,
+            };
+            sum = sum.wrapping_add(hash);
+            rows += 1;
         }
+        sums.push((rows, sum));
     }
     tx.rollback().await?;
     Ok(sums)
@@ -792,19 +790,14 @@ const PG_PINNED_SETTINGS: [&str; 5] = [
     "SET LOCAL bytea_output = 'hex'",
 ];
 
-async fn begin_read(db: &Db) -> Result<Tx<'static>, sqlx::Error> {
-    match db {
-        // A deferred BEGIN takes no lock until the first read, and then only a read lock,
-        // which in WAL mode never blocks writers.
-        Db::Sqlite(_) => db.begin().await,
-        Db::Postgres(pool) => {
-            let mut tx = pool.begin_with(PG_BEGIN_READ).await?;
-            for setting in PG_PINNED_SETTINGS {
-                sqlx::query(setting).execute(&mut *tx).await?;
-            }
-            Ok(Tx::Postgres(tx))
-        }
+async fn begin_postgres_read(
+    pool: &sqlx::PgPool,
+) -> Result<sqlx::Transaction<'static, sqlx::Postgres>, sqlx::Error> {
+    let mut tx = pool.begin_with(PG_BEGIN_READ).await?;
+    for setting in PG_PINNED_SETTINGS {
+        sqlx::query(setting).execute(&mut *tx).await?;
     }
+    Ok(tx)
 }
 
 /// The statement that fingerprints one table: on PostgreSQL `(count, sum)` as `(int8, text)`;
@@ -1080,6 +1073,18 @@ fn declared_legacy_columns(script: &str) -> Vec<(String, Vec<Column>)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// V1's row text of a table whose legacy columns are all gone is still a value (the
+    /// empty string literal), so that each row still counts and hashes.
+    #[test]
+    fn a_v1_row_without_columns_is_the_empty_text() {
+        for engine in [Engine::Sqlite, Engine::Postgres] {
+            assert_eq!(v1_row_text(engine, &[]), "''");
+        }
+        assert!(
+            v1_row_text(Engine::Postgres, &[column("id", "uuid")]).contains("quote_nullable(id)")
+        );
+    }
 
     #[test]
     fn the_row_hash_is_stable_and_spreads() {

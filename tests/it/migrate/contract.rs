@@ -151,6 +151,12 @@ async fn round_trip(test_db: TestDb) {
     }
     assert!(has_column(&db, "session_flow_mapping", "session_id").await);
     assert!(has_column(&db, "data_import_sessions", "id").await);
+    // The ledger's baseline hashed the session values the archive now holds: after the
+    // contract it has nothing to compare, and says so instead of naming every row.
+    assert!(flowkey::migrate::flow::write_ledger::compare(&db)
+        .await
+        .unwrap()
+        .is_none());
     for value in [FlowIdPrimary::Off, FlowIdPrimary::Shadow] {
         let err = set_flag(&db, FlagScope::Global, value, "test")
             .await

@@ -133,6 +133,15 @@ async fn the_online_check_passes_while_the_application_writes_and_names_what_els
             && summary.contains("raw_import_records: 1 changed"),
         "{summary}"
     );
+    // The printed report (`flowkey verify --online`) names each row the application did
+    // not write.
+    let printed = online.to_string().to_lowercase();
+    assert!(
+        printed.contains(&format!(
+            "  assets {lost}: lost without an application write"
+        )),
+        "{printed}"
+    );
 
     // The way down removes the triggers and empties the ledger (flowkey's own tables stay);
     // the online check then says it has nothing to compare.
