@@ -8,8 +8,8 @@
 //! by accident. The revisions' text is left as released (their checksums cover it): the
 //! comments are added to the printed script only, never inside a dollar-quoted body.
 
+use crate::migrate::dollar_quotes::DollarQuotes;
 use crate::migrate::flow::contract::SESSION_COLUMNS;
-use crate::migrate::offline::DollarQuotes;
 use crate::migrate::revisions::legacy::LEGACY_TABLES;
 
 /// Excused for the whole script (the reason, then the rule).

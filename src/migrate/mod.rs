@@ -4,6 +4,7 @@
 pub mod adopt;
 pub mod audit;
 pub mod checksum;
+mod dollar_quotes;
 mod error;
 pub mod faults;
 pub mod flow;
