@@ -51,6 +51,9 @@
 //! `write_ledger::sqlite_baseline_row` (the ledger's baseline), `write_ledger::sqlite_compare_row`
 //! (its comparison, `verify --online`).
 //!
+//! The downgrade (`migrate::flow::sqlite_rebuild`): `downgrade::before_drop_column` (SQLite:
+//! one of the added columns about to be dropped, in the transaction that drops them all).
+//!
 //! The contract (`migrate::flow::contract`): `contract::archive_batch` (an archive batch and
 //! its cursor written, not committed), `contract::rebuild_commit` (SQLite: every table
 //! rebuilt, not committed), `contract::restore_batch` (a downgrade's restore batch written,

@@ -104,6 +104,7 @@ async fn drop_added_columns(pool: &sqlx::SqlitePool, tables: &[&str]) -> Result<
                 if !crate::migrate::flow::linked::is_added_column(table, &column) {
                     continue;
                 }
+                crate::migrate::faults::check("downgrade::before_drop_column")?;
                 sqlx::query(&format!("ALTER TABLE {table} DROP COLUMN {column}"))
                     .execute(&mut *conn)
                     .await?;
