@@ -163,6 +163,30 @@ pub(crate) async fn ensure_table(db: &Db) -> Result<(), MigrateError> {
     Ok(())
 }
 
+/// Whether `table` has `column` (in the current schema on PostgreSQL). Reads only.
+pub(crate) async fn column_exists(db: &Db, table: &str, column: &str) -> Result<bool, sqlx::Error> {
+    let count: i64 = match db {
+        Db::Sqlite(pool) => {
+            sqlx::query_scalar("SELECT count(*) FROM pragma_table_info($1) WHERE name = $2")
+                .bind(table)
+                .bind(column)
+                .fetch_one(pool)
+                .await?
+        }
+        Db::Postgres(pool) => {
+            sqlx::query_scalar(
+                "SELECT count(*) FROM information_schema.columns \
+                 WHERE table_schema = current_schema() AND table_name = $1 AND column_name = $2",
+            )
+            .bind(table)
+            .bind(column)
+            .fetch_one(pool)
+            .await?
+        }
+    };
+    Ok(count > 0)
+}
+
 /// Whether one of flowkey's tables exists, without creating it (a read never writes).
 pub(crate) async fn table_exists(db: &Db, table: &str) -> Result<bool, sqlx::Error> {
     match db {

@@ -18,6 +18,11 @@ pub enum FlowMigrationError {
     #[error("no pre-migration fingerprint is stored; upgrade from legacy first")]
     NoFingerprint,
     #[error(
+        "{table} has no flow_id yet (the database is below flow_expand): there is no link to \
+         verify; run `flowkey upgrade head` first"
+    )]
+    NoLinksYet { table: String },
+    #[error(
         "the write ledger has no baseline: revision write_ledger did not finish; run `flowkey upgrade head`"
     )]
     LedgerNotStarted,

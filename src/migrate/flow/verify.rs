@@ -354,6 +354,15 @@ async fn verify_with(
     if baseline.is_empty() {
         return Err(FlowMigrationError::NoFingerprint.into());
     }
+    // Below flow_expand the link checks would fail on a missing column, in SQL's words.
+    for table in linked {
+        if !crate::migrate::audit::column_exists(db, table.name, "flow_id").await? {
+            return Err(FlowMigrationError::NoLinksYet {
+                table: table.name.to_owned(),
+            }
+            .into());
+        }
+    }
     // Each table is recomputed in the format its baseline was stored in (an upgrade started
     // by an earlier build is verified by this one).
     let current =

@@ -121,6 +121,13 @@ async fn verify_without_a_baseline_says_to_upgrade_first(test_db: TestDb) {
     let db = test_db.connect().await;
     let migrator = Migrator::new(db.clone(), quick());
     migrator.upgrade("flow_mapping").await.unwrap();
+    // Fingerprinted, but no flow_id yet: no link to verify (it was "no such column: r.flow_id").
+    let err = verify(&db).await.expect_err("no links yet");
+    assert_eq!(
+        err.to_string(),
+        "data_imports has no flow_id yet (the database is below flow_expand): there is no link \
+         to verify; run `flowkey upgrade head` first"
+    );
     db.execute_plain("DELETE FROM flowkey_fingerprints")
         .await
         .unwrap();
