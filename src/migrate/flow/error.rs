@@ -19,7 +19,7 @@ pub enum FlowMigrationError {
     NoFingerprint,
     #[error(
         "{table} has no flow_id yet (the database is below flow_expand): there is no link to \
-         verify; run `flowkey upgrade head` first"
+         verify or report; run `flowkey upgrade head` first"
     )]
     NoLinksYet { table: String },
     #[error(

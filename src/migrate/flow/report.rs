@@ -47,6 +47,8 @@ pub struct UnlinkedReasons {
 
 /// Computes the report.
 pub async fn report(db: &Db) -> Result<MigrationReport, MigrateError> {
+    let all: Vec<&LinkedTable> = LINKED_TABLES.iter().collect();
+    crate::migrate::flow::verify::require_flow_ids(db, &all).await?;
     let engine = db.engine();
     let mut tables = Vec::with_capacity(LINKED_TABLES.len());
     for table in LINKED_TABLES {

@@ -340,6 +340,21 @@ pub async fn verify_tables(db: &Db, linked: &[&LinkedTable]) -> Result<VerifyRep
     Ok(verify_with(db, linked, false, false).await?.0)
 }
 
+/// Refuses, naming the first table, where a linked table has no `flow_id` yet (below
+/// `flow_expand`): the link checks and the report would fail on the missing column, in
+/// SQL's words. Reads only.
+pub(crate) async fn require_flow_ids(db: &Db, tables: &[&LinkedTable]) -> Result<(), MigrateError> {
+    for table in tables {
+        if !crate::migrate::audit::column_exists(db, table.name, "flow_id").await? {
+            return Err(FlowMigrationError::NoLinksYet {
+                table: table.name.to_owned(),
+            }
+            .into());
+        }
+    }
+    Ok(())
+}
+
 /// Every check; the write ledger is compared online always, and exactly only when the
 /// fingerprints differ (to name the rows: when they match nothing changed at all).
 async fn verify_with(
@@ -354,15 +369,7 @@ async fn verify_with(
     if baseline.is_empty() {
         return Err(FlowMigrationError::NoFingerprint.into());
     }
-    // Below flow_expand the link checks would fail on a missing column, in SQL's words.
-    for table in linked {
-        if !crate::migrate::audit::column_exists(db, table.name, "flow_id").await? {
-            return Err(FlowMigrationError::NoLinksYet {
-                table: table.name.to_owned(),
-            }
-            .into());
-        }
-    }
+    require_flow_ids(db, linked).await?;
     // Each table is recomputed in the format its baseline was stored in (an upgrade started
     // by an earlier build is verified by this one).
     let current =

@@ -121,13 +121,16 @@ async fn verify_without_a_baseline_says_to_upgrade_first(test_db: TestDb) {
     let db = test_db.connect().await;
     let migrator = Migrator::new(db.clone(), quick());
     migrator.upgrade("flow_mapping").await.unwrap();
-    // Fingerprinted, but no flow_id yet: no link to verify (it was "no such column: r.flow_id").
+    // Fingerprinted, but no flow_id yet: no link to verify or report (both said "no such
+    // column: r.flow_id").
+    let wanted = "data_imports has no flow_id yet (the database is below flow_expand): there is \
+                  no link to verify or report; run `flowkey upgrade head` first";
     let err = verify(&db).await.expect_err("no links yet");
-    assert_eq!(
-        err.to_string(),
-        "data_imports has no flow_id yet (the database is below flow_expand): there is no link \
-         to verify; run `flowkey upgrade head` first"
-    );
+    assert_eq!(err.to_string(), wanted);
+    let err = flowkey::migrate::flow::report::report(&db)
+        .await
+        .expect_err("no links yet");
+    assert_eq!(err.to_string(), wanted);
     db.execute_plain("DELETE FROM flowkey_fingerprints")
         .await
         .unwrap();
