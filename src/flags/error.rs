@@ -24,6 +24,11 @@ pub enum FlagError {
          or pass --force (recorded in flowkey_flag_changes)"
     )]
     ShadowMismatches { scope: String, mismatches: i64 },
+    #[error(
+        "this database has no flag table yet (revision service_state creates flowkey_flags): \
+         run `flowkey upgrade head`"
+    )]
+    NotInstalled,
     #[error("cannot check readiness: {0}")]
     Migration(#[from] crate::migrate::MigrateError),
     #[error(transparent)]

@@ -234,6 +234,10 @@ async fn ensure_allowed(db: &Db, value: FlowIdPrimary) -> Result<(), FlagError> 
 
 /// Every stored value of the flag.
 pub async fn stored_flags(db: &Db) -> Result<Vec<StoredFlag>, FlagError> {
+    // Below service_state: said as such, not as SQL's "no such table".
+    if !crate::migrate::audit::table_exists(db, "flowkey_flags").await? {
+        return Err(FlagError::NotInstalled);
+    }
     let mut tx = db.begin().await?;
     let rows = store::list(&mut tx).await;
     tx.rollback().await?;

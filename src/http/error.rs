@@ -308,6 +308,8 @@ impl From<FlagError> for ApiError {
                 ApiError::new(StatusCode::CONFLICT, "shadow_mismatches", message)
                     .with_details(json!({ "mismatches": mismatches }))
             }
+            // The database lost its flag table under a running server (a downgrade).
+            FlagError::NotInstalled => ApiError::unavailable("schema_not_at_head", message),
             FlagError::Migration(crate::migrate::MigrateError::Sql(inner)) => inner.into(),
             FlagError::Migration(inner) => ApiError::internal(inner),
             FlagError::Database(inner) => inner.into(),

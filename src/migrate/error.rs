@@ -112,6 +112,12 @@ pub enum MigrateError {
     )]
     DependentObjects { objects: Vec<String> },
     #[error(
+        "a downgrade below legacy would drop the platform's legacy tables, and {why}: flowkey \
+         never deletes the platform's data, so `downgrade legacy` is as far down as it goes \
+         (drop the tables yourself if that is what you want); nothing was changed"
+    )]
+    WouldDropPlatformTables { why: String },
+    #[error(
         "online DDL is blocked by transactions open longer than {threshold_secs} s, still \
          there after waiting {waited_secs} s: {transactions}; end them (or wait) and rerun \
          the same command"

@@ -599,6 +599,10 @@ pub async fn store_baseline(
 
 /// The stored pre-migration baseline, table by table.
 pub async fn load_baseline(db: &Db) -> Result<Vec<TableFingerprint>, MigrateError> {
+    // Below flow_mapping there is no table yet, so no baseline (a read never creates it).
+    if !crate::migrate::audit::table_exists(db, "flowkey_fingerprints").await? {
+        return Ok(Vec::new());
+    }
     let rows = crate::on_pool!(db, pool => {
         sqlx::query("SELECT table_name, row_count, hash FROM flowkey_fingerprints ORDER BY table_name")
             .fetch_all(pool)

@@ -569,6 +569,10 @@ impl Migrator {
                 return Err(MigrateError::DependentObjects { objects });
             }
         }
+        let legacy = revisions::legacy::LEGACY.id;
+        if plan.iter().any(|planned| planned.revision.id == legacy) {
+            self.refuse_dropping_the_platforms_tables(legacy).await?;
+        }
         Ok(DowngradePlan {
             position,
             target_index,
@@ -596,6 +600,40 @@ impl Migrator {
             revisions,
             duration_ms: 0,
         })
+    }
+
+    /// Reverting `legacy` drops the platform's tables: refused when flowkey adopted them (the
+    /// platform made them) or when they hold a row. `downgrade legacy` is as far down as a
+    /// migration goes; below it only empty tables flowkey created itself (a seeded test
+    /// database, `upgrade legacy` on an empty one) are dropped. Reads only.
+    async fn refuse_dropping_the_platforms_tables(
+        &self,
+        legacy: &'static str,
+    ) -> Result<(), MigrateError> {
+        let adopted = read_versions(&self.db)
+            .await?
+            .iter()
+            .any(|row| row.revision == legacy && row.recorded_by == "adopted");
+        if adopted {
+            return Err(MigrateError::WouldDropPlatformTables {
+                why: "flowkey adopted them: the platform created them".to_owned(),
+            });
+        }
+        let mut rows = 0i64;
+        for table in revisions::legacy::LEGACY_TABLES {
+            let count: i64 = crate::on_pool!(&self.db, pool => {
+                sqlx::query_scalar(&format!("SELECT count(*) FROM {table}"))
+                    .fetch_one(pool)
+                    .await?
+            });
+            rows += count;
+        }
+        if rows > 0 {
+            return Err(MigrateError::WouldDropPlatformTables {
+                why: format!("they hold {rows} rows"),
+            });
+        }
+        Ok(())
     }
 
     async fn stamp_locked(

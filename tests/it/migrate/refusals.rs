@@ -120,6 +120,22 @@ both_engines!(
 async fn verify_without_a_baseline_says_to_upgrade_first(test_db: TestDb) {
     let db = test_db.connect().await;
     let migrator = Migrator::new(db.clone(), quick());
+    migrator.upgrade("legacy").await.unwrap();
+    // At legacy there is no fingerprint table yet (it was "no such table:
+    // flowkey_fingerprints").
+    let err = verify(&db).await.expect_err("no baseline");
+    assert!(
+        matches!(err, MigrateError::Flow(FlowMigrationError::NoFingerprint)),
+        "{err}"
+    );
+    // Nor a flag table: reading the flag says so (it was "no such table: flowkey_flags").
+    let err = flowkey::flags::stored_flags(&db)
+        .await
+        .expect_err("no flag table");
+    assert!(
+        matches!(err, flowkey::flags::FlagError::NotInstalled),
+        "{err}"
+    );
     migrator.upgrade("flow_mapping").await.unwrap();
     // Fingerprinted, but no flow_id yet: no link to verify or report (both said "no such
     // column: r.flow_id").
@@ -576,3 +592,73 @@ async fn a_sqlite_write_lock_held_by_another_connection_is_waited_for_only_as_lo
     impatient.downgrade("legacy").await.unwrap();
     db.close().await;
 }
+
+/// Below legacy is base: reverting `legacy` drops the twelve tables. flowkey refuses when
+/// they hold a row (a seeded database, recorded as applied by flowkey) or when it adopted
+/// them (the platform's own, even empty), before any step: the tables and their rows stay,
+/// and the database stays at legacy. Empty tables flowkey created itself still go.
+async fn a_downgrade_below_legacy_never_drops_the_platforms_tables(test_db: TestDb) {
+    let engine = test_db.engine;
+    let db = test_db.connect().await;
+    flowkey::seed::seed(&db, &flowkey::seed::SeedConfig::default())
+        .await
+        .unwrap();
+    let migrator = Migrator::new(db.clone(), quick());
+    let rows = |db: Db| async move {
+        flowkey::on_pool!(&db, pool => {
+            sqlx::query_scalar::<_, i64>("SELECT count(*) FROM raw_import_records")
+                .fetch_one(pool)
+                .await
+                .unwrap()
+        })
+    };
+    let before = rows(db.clone()).await;
+    for target in ["base", "-1"] {
+        let err = migrator
+            .downgrade(target)
+            .await
+            .expect_err("data")
+            .to_string();
+        assert!(
+            err.starts_with(
+                "a downgrade below legacy would drop the platform's legacy tables, and they hold "
+            ) && err.ends_with("nothing was changed"),
+            "{err}"
+        );
+    }
+    assert_eq!(migrator.current().await.unwrap(), Some("legacy"));
+    assert_eq!(rows(db.clone()).await, before);
+    db.close().await;
+
+    // The platform's own tables, adopted by flowkey: refused even once emptied.
+    let platform =
+        crate::support::platform::platform_db(engine, crate::support::platform::Placement::Public)
+            .await;
+    let db = platform.connect().await;
+    let migrator = Migrator::new(db.clone(), quick());
+    migrator.upgrade("legacy").await.unwrap();
+    let err = migrator
+        .downgrade("base")
+        .await
+        .expect_err("adopted")
+        .to_string();
+    assert!(
+        err.contains("and flowkey adopted them: the platform created them"),
+        "{err}"
+    );
+    assert_eq!(migrator.current().await.unwrap(), Some("legacy"));
+    db.close().await;
+
+    // Empty tables flowkey created itself go, as `upgrade legacy` made them.
+    let empty = TestDb::fresh(engine).await;
+    let db = empty.connect().await;
+    let migrator = Migrator::new(db.clone(), quick());
+    migrator.upgrade("legacy").await.unwrap();
+    migrator.downgrade("base").await.unwrap();
+    assert_eq!(migrator.current().await.unwrap(), None);
+    db.close().await;
+}
+both_engines!(
+    a_downgrade_below_legacy_never_drops_the_platforms_tables,
+    a_downgrade_below_legacy_never_drops_the_platforms_tables
+);
