@@ -10,7 +10,7 @@ use flowkey::migrate::flow::write_ledger::{self, UnexplainedRow};
 use uuid::Uuid;
 
 use crate::both_engines;
-use crate::support::flow_fixtures::Fx;
+use crate::support::flow_fixtures::{Fx, Tenant};
 use crate::support::flow_support::{downgrade_to, upgrade_to};
 use crate::support::harness::TestDb;
 
@@ -21,6 +21,28 @@ async fn written_by_flowkey(db: &Db, sql: &str) {
         sqlx::query(sql).execute(&mut **conn).await.unwrap_or_else(|err| panic!("{sql}: {err}"));
     });
     commit_batch(tx).await.unwrap();
+}
+/// A legacy database holding one tenant, one session with its flow, and one import of it.
+struct LegacyImport {
+    fx: Fx,
+    tenant: Tenant,
+    session: Uuid,
+    import: Uuid,
+}
+
+async fn legacy_import(db: Db) -> LegacyImport {
+    upgrade_to(&db, "legacy").await;
+    let fx = Fx::new(db).await;
+    let tenant = fx.tenant().await;
+    let session = fx.session(tenant, 0).await;
+    fx.flow(tenant, None, Some(session), None, 1).await;
+    let import = fx.import(Some(tenant), Some(session)).await;
+    LegacyImport {
+        fx,
+        tenant,
+        session,
+        import,
+    }
 }
 
 fn unexplained(report: &VerifyReport) -> Vec<(String, String, String)> {
@@ -47,13 +69,12 @@ async fn marker_rows(fx: &Fx) -> i64 {
 async fn the_online_check_passes_while_the_application_writes_and_names_what_else_changed(
     test_db: TestDb,
 ) {
-    let db = test_db.connect().await;
-    upgrade_to(&db, "legacy").await;
-    let fx = Fx::new(db).await;
-    let tenant = fx.tenant().await;
-    let session = fx.session(tenant, 0).await;
-    fx.flow(tenant, None, Some(session), None, 1).await;
-    let import = fx.import(Some(tenant), Some(session)).await;
+    let LegacyImport {
+        fx,
+        tenant,
+        session,
+        import,
+    } = legacy_import(test_db.connect().await).await;
     let edited = fx.raw(import, Some(tenant), Some(session)).await;
     let broken = fx.raw(import, Some(tenant), Some(session)).await;
     let deleted = fx.asset(tenant, Some(session)).await;
@@ -171,13 +192,12 @@ both_engines!(
 );
 
 async fn a_ledger_started_on_a_quiet_database_is_continuous_with_the_fingerprints(test_db: TestDb) {
-    let db = test_db.connect().await;
-    upgrade_to(&db, "legacy").await;
-    let fx = Fx::new(db).await;
-    let tenant = fx.tenant().await;
-    let session = fx.session(tenant, 0).await;
-    fx.flow(tenant, None, Some(session), None, 1).await;
-    let import = fx.import(Some(tenant), Some(session)).await;
+    let LegacyImport {
+        fx,
+        tenant,
+        session,
+        import,
+    } = legacy_import(test_db.connect().await).await;
     let raw = fx.raw(import, Some(tenant), Some(session)).await;
     fx.field_mapping(import).await;
     fx.llm(Some(tenant), Some(&session.to_string())).await;
@@ -320,12 +340,12 @@ async fn a_committed_marker_row_fails_the_online_check_on_sqlite() {
 #[tokio::test]
 async fn an_in_memory_sqlite_database_takes_its_baseline_through_the_pool() {
     let db = Db::connect("sqlite://:memory:").await.expect("in-memory");
-    upgrade_to(&db, "legacy").await;
-    let fx = Fx::new(db).await;
-    let tenant = fx.tenant().await;
-    let session = fx.session(tenant, 0).await;
-    fx.flow(tenant, None, Some(session), None, 1).await;
-    let import = fx.import(Some(tenant), Some(session)).await;
+    let LegacyImport {
+        fx,
+        tenant,
+        session,
+        import,
+    } = legacy_import(db).await;
     fx.raw(import, Some(tenant), Some(session)).await;
     // More raw records than one chunk of the comparison (5,000), ids in random order.
     fx.sql(&format!(
@@ -361,13 +381,12 @@ async fn an_in_memory_sqlite_database_takes_its_baseline_through_the_pool() {
 /// a legacy row changed since the fingerprints fails it with that reason named instead of
 /// passing unexplained.
 async fn below_the_ledger_the_online_check_says_it_has_nothing_to_compare(test_db: TestDb) {
-    let db = test_db.connect().await;
-    upgrade_to(&db, "legacy").await;
-    let fx = Fx::new(db).await;
-    let tenant = fx.tenant().await;
-    let session = fx.session(tenant, 0).await;
-    fx.flow(tenant, None, Some(session), None, 1).await;
-    let import = fx.import(Some(tenant), Some(session)).await;
+    let LegacyImport {
+        fx,
+        tenant,
+        session,
+        import,
+    } = legacy_import(test_db.connect().await).await;
     fx.raw(import, Some(tenant), Some(session)).await;
     upgrade_to(&fx.db, "legacy_write_signal").await;
     fx.db
