@@ -409,6 +409,27 @@ fn now_sql(engine: Engine) -> &'static str {
     }
 }
 
+/// The tables of `linked` whose backfill is not recorded finished in
+/// `flowkey_backfill_progress` (which `flow_mapping` creates, below every revision that adds
+/// a `flow_id`). Reads only.
+pub async fn unfinished_tables(
+    db: &Db,
+    linked: &[&LinkedTable],
+) -> Result<Vec<String>, MigrateError> {
+    let finished: Vec<String> = crate::on_pool!(db, pool => {
+        sqlx::query_scalar(
+            "SELECT table_name FROM flowkey_backfill_progress WHERE finished_at IS NOT NULL",
+        )
+        .fetch_all(pool)
+        .await?
+    });
+    Ok(linked
+        .iter()
+        .filter(|table| !finished.iter().any(|name| name == table.name))
+        .map(|table| table.name.to_owned())
+        .collect())
+}
+
 async fn load_progress(db: &Db, table: &str) -> Result<(Option<String>, i64, bool), MigrateError> {
     let row = crate::on_pool!(db, pool => {
         sqlx::query(

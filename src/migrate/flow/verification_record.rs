@@ -36,8 +36,8 @@ use crate::migrate::flow::linked::LINKED_TABLES;
 use crate::migrate::flow::verification_basis::{ledger_records_at, store_basis, Basis};
 use crate::migrate::flow::verification_delta::{check_delta, Delta, DeltaChecked};
 use crate::migrate::flow::verify::{
-    check_links_with, links_are_sound, verify_with_basis, LinkReport, MappingVerification,
-    TableVerification, VerifyReport,
+    check_links_with, links_are_sound, require_verifiable, verify_with_basis, LinkReport,
+    MappingVerification, TableVerification, VerifyReport,
 };
 use crate::migrate::{MigrateError, Migrator, RunOptions};
 
@@ -90,21 +90,19 @@ pub async fn watermark(db: &Db) -> Result<Watermark, MigrateError> {
 /// downgrade and upgrade back (while the signal's triggers were gone, legacy writes went
 /// unlogged), the book's row count and latest start do.
 async fn current_revision(db: &Db) -> Result<Option<String>, MigrateError> {
-    let Some(revision) = Migrator::new(db.clone(), RunOptions::default())
+    let revision = Migrator::new(db.clone(), RunOptions::default())
         .current()
-        .await?
-    else {
-        return Ok(None);
-    };
+        .await?;
+    // Read even without a revision (a book emptied by `stamp base`): one row, cheap.
     let stamp: String = on_pool!(db, pool => {
         sqlx::query_scalar(
             "SELECT CAST(count(*) AS TEXT) || ' ' || COALESCE(CAST(max(started_at) AS TEXT), '') \
              FROM flowkey_versions",
         )
         .fetch_one(pool)
-        .await
-    })?;
-    Ok(Some(format!("{revision} {stamp}")))
+        .await?
+    });
+    Ok(revision.map(|revision| format!("{revision} {stamp}")))
 }
 
 /// Rows without a `flow_id` per linked table (the `ix_*_flow_id` indexes answer it).
@@ -321,11 +319,13 @@ pub async fn verify_and_record_online(db: &Db) -> Result<VerifyReport, MigrateEr
 }
 
 async fn verify_and_record_as(db: &Db, online: bool) -> Result<VerifyReport, MigrateError> {
-    let mark = watermark_if_any(db).await;
+    // What verify refuses (no baseline, no flow_id yet) it refuses before the watermark,
+    // which counts rows without a flow_id, so the refusal is in words, not SQL's.
+    let tables: Vec<&LinkedTable> = LINKED_TABLES.iter().collect();
+    require_verifiable(db, &tables).await?;
+    let mark = watermark(db).await?;
     let (report, basis) = verify_with_basis(db, online).await?;
-    if let Some(mark) = mark {
-        record_with_basis_or_warn(db, &mark, &report.tables, &report.mapping, basis).await;
-    }
+    record_with_basis_or_warn(db, &mark, &report.tables, &report.mapping, basis).await;
     Ok(report)
 }
 
@@ -338,15 +338,11 @@ async fn verify_and_record_as(db: &Db, online: bool) -> Result<VerifyReport, Mig
 /// Where the write ledger records, the check also reads the delta's basis in the snapshot of
 /// its link checks and stores it beside the result (`verification_delta`).
 pub async fn check_links_and_record(db: &Db) -> Result<LinkReport, MigrateError> {
-    let mark = watermark_if_any(db).await;
-    let with_basis = mark
-        .as_ref()
-        .is_some_and(|mark| ledger_records_at(mark.revision.as_deref()));
+    let mark = watermark(db).await?;
+    let with_basis = ledger_records_at(mark.revision.as_deref());
     let tables: Vec<&LinkedTable> = LINKED_TABLES.iter().collect();
     let (report, basis) = check_links_with(db, &tables, with_basis).await?;
-    if let Some(mark) = mark {
-        record_with_basis_or_warn(db, &mark, &report.tables, &report.mapping, basis).await;
-    }
+    record_with_basis_or_warn(db, &mark, &report.tables, &report.mapping, basis).await;
     Ok(report)
 }
 
@@ -362,17 +358,6 @@ async fn record_with_basis_or_warn(
     if let (Some(id), Some(basis)) = (stored, basis) {
         if let Err(err) = store_basis(db, id, &basis).await {
             tracing::warn!(error = %err, "cannot store the delta's basis; readiness will check in full");
-        }
-    }
-}
-
-/// The watermark, or `None` where none can be read (a database before the backfill).
-async fn watermark_if_any(db: &Db) -> Option<Watermark> {
-    match watermark(db).await {
-        Ok(mark) => Some(mark),
-        Err(err) => {
-            tracing::debug!(error = %err, "verification not stored: no watermark at this revision");
-            None
         }
     }
 }

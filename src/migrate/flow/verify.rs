@@ -61,6 +61,9 @@ pub struct VerifyReport {
     /// Asked as the online go/no-go (`verify --online`): the ledger may stand in for the
     /// fingerprints even when it started after them.
     pub online: bool,
+    /// Linked tables whose backfill has not finished (an upgrade stopped or still running
+    /// in `flow_backfill`): their rows without a flow are work not done yet, not damage.
+    pub backfill_unfinished: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -165,8 +168,21 @@ impl VerifyReport {
             }
         }
         for table in &self.tables {
+            if table.wrong_flow > 0 && self.backfill_unfinished.contains(&table.table) {
+                // Counted by the same rule, but these rows are the backfill's work still to
+                // do, not links gone wrong.
+                problems.push(format!(
+                    "{}: {} rows not backfilled yet (its backfill has not finished: run \
+                     `flowkey upgrade head`)",
+                    table.table, table.wrong_flow
+                ));
+            } else if table.wrong_flow > 0 {
+                problems.push(format!(
+                    "{}: {} rows with wrong flow",
+                    table.table, table.wrong_flow
+                ));
+            }
             for (count, what) in [
-                (table.wrong_flow, "wrong flow"),
                 (table.crosses_tenant, "crossing tenants"),
                 (table.orphan_flow, "orphan flow"),
             ] {
@@ -340,6 +356,21 @@ pub async fn verify_tables(db: &Db, linked: &[&LinkedTable]) -> Result<VerifyRep
     Ok(verify_with(db, linked, false, false).await?.0)
 }
 
+/// The stored baseline, or the refusal of a database `verify` cannot check: no baseline
+/// (below `flow_mapping`), or a linked table without its `flow_id` ([`require_flow_ids`]).
+/// Reads only.
+pub(crate) async fn require_verifiable(
+    db: &Db,
+    linked: &[&LinkedTable],
+) -> Result<Vec<crate::migrate::flow::fingerprint::TableFingerprint>, MigrateError> {
+    let baseline = load_baseline(db).await?;
+    if baseline.is_empty() {
+        return Err(FlowMigrationError::NoFingerprint.into());
+    }
+    require_flow_ids(db, linked).await?;
+    Ok(baseline)
+}
+
 /// Refuses, naming the first table, where a linked table has no `flow_id` yet (below
 /// `flow_expand`): the link checks and the report would fail on the missing column, in
 /// SQL's words. Reads only.
@@ -365,11 +396,8 @@ async fn verify_with(
 ) -> Result<(VerifyReport, Option<Basis>), MigrateError> {
     let started = Instant::now();
     let engine = db.engine();
-    let baseline = load_baseline(db).await?;
-    if baseline.is_empty() {
-        return Err(FlowMigrationError::NoFingerprint.into());
-    }
-    require_flow_ids(db, linked).await?;
+    let baseline = require_verifiable(db, linked).await?;
+    let backfill_unfinished = crate::migrate::flow::backfill::unfinished_tables(db, linked).await?;
     // Each table is recomputed in the format its baseline was stored in (an upgrade started
     // by an earlier build is verified by this one).
     let current =
@@ -416,6 +444,7 @@ async fn verify_with(
         rows_per_second: crate::measure::per_second(rows_checked as f64, elapsed),
         ledger,
         online,
+        backfill_unfinished,
     };
     Ok((report, basis))
 }

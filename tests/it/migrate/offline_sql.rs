@@ -488,6 +488,7 @@ fn failing_verify_report() -> VerifyReport {
         rows_per_second: 1285.7,
         ledger: None,
         online: false,
+        backfill_unfinished: Vec::new(),
     }
 }
 

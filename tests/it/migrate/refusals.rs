@@ -662,3 +662,69 @@ both_engines!(
     a_downgrade_below_legacy_never_drops_the_platforms_tables,
     a_downgrade_below_legacy_never_drops_the_platforms_tables
 );
+
+/// Between `flow_expand` and the end of the backfill, the rows the backfill has not reached
+/// are named as work still to do, with the command that does it; after the backfill the same
+/// count means a link gone wrong and says so (it said "wrong flow" in both cases).
+async fn verify_before_the_backfill_ends_says_not_backfilled_yet(test_db: TestDb) {
+    crate::support::reliability_support::seeded(
+        &test_db,
+        &crate::support::reliability_support::small_seed(),
+    )
+    .await;
+    let db = test_db.connect().await;
+    let migrator = Migrator::new(db.clone(), quick());
+    migrator.upgrade("flow_expand").await.unwrap();
+    let report = verify(&db).await.unwrap();
+    assert!(!report.is_ok());
+    let summary = report.summary();
+    let unlinked: i64 = flowkey::on_pool!(&db, pool => {
+        sqlx::query_scalar("SELECT count(*) FROM raw_import_records WHERE flow_id IS NULL")
+            .fetch_one(pool)
+            .await
+            .unwrap()
+    });
+    let raw = report
+        .tables
+        .iter()
+        .find(|table| table.table == "raw_import_records")
+        .unwrap();
+    assert!(raw.wrong_flow > 0 && raw.wrong_flow <= unlinked, "{raw:?}");
+    assert!(
+        summary.contains(&format!(
+            "raw_import_records: {} rows not backfilled yet (its backfill has not finished: \
+             run `flowkey upgrade head`)",
+            raw.wrong_flow
+        )),
+        "{summary}"
+    );
+    assert!(!summary.contains("wrong flow"), "{summary}");
+
+    migrator.upgrade("flow_backfill").await.unwrap();
+    // What `flowkey verify` runs: it also stores the result for readiness.
+    let report = flowkey::migrate::flow::verification_record::verify_and_record(&db)
+        .await
+        .unwrap();
+    assert!(report.links_are_sound(), "{}", report.summary());
+    db.execute_plain(
+        // Another row's flow (a NULL would be filled again by the dual-write trigger).
+        "UPDATE raw_import_records SET flow_id = (SELECT r2.flow_id FROM raw_import_records r2 \
+         WHERE r2.flow_id IS NOT NULL AND r2.flow_id <> raw_import_records.flow_id \
+         ORDER BY r2.id LIMIT 1) \
+         WHERE id = (SELECT id FROM raw_import_records WHERE flow_id IS NOT NULL \
+         ORDER BY id LIMIT 1)",
+    )
+    .await
+    .unwrap();
+    let summary = verify(&db).await.unwrap().summary();
+    assert!(
+        summary.contains("raw_import_records: 1 rows with wrong flow"),
+        "{summary}"
+    );
+    assert!(!summary.contains("not backfilled"), "{summary}");
+    db.close().await;
+}
+both_engines!(
+    verify_before_the_backfill_ends_says_not_backfilled_yet,
+    verify_before_the_backfill_ends_says_not_backfilled_yet
+);
