@@ -835,21 +835,16 @@ async fn read_sqlite_table(
 /// The `WHERE` clause of a partial index's `CREATE INDEX` text: what follows the column list.
 fn partial_predicate(sql: &str) -> Option<String> {
     let open = sql.find('(')?;
+    // The column list ends at the parenthesis that closes the first one.
     let mut depth = 0usize;
-    let mut end = None;
-    for (position, ch) in sql[open..].char_indices() {
+    let end = sql[open..].char_indices().find_map(|(position, ch)| {
         match ch {
             '(' => depth += 1,
-            ')' => {
-                depth = depth.saturating_sub(1);
-                if depth == 0 {
-                    end = Some(open + position + 1);
-                    break;
-                }
-            }
-            _ => {}
+            ')' => depth = depth.saturating_sub(1),
+            _ => return None,
         }
-    }
+        (depth == 0).then_some(open + position + 1)
+    });
     let rest = sql[end?..].trim();
     let upper = rest.to_uppercase();
     upper

@@ -28,12 +28,13 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use serde::Serialize;
 
-use crate::db::foreign_keys::{describe, ForeignKeyViolations};
+use crate::db::foreign_keys::ForeignKeyViolations;
 use crate::db::{on_pool, Db, Engine, KeyColumns};
 use crate::migrate::flow::legacy_signal::{self, legacy_writes};
 use crate::migrate::flow::linked::{linked_table, SessionKey};
 use crate::migrate::flow::live;
 use crate::migrate::flow::sqlite_rebuild::on_rebuild_connection;
+use crate::migrate::flow::sqlite_rebuild::refuse_added_violations;
 use crate::migrate::flow::tables::{
     begin_batch, commit_batch, execute_keyed, next_bound, KeyRange,
 };
@@ -62,12 +63,6 @@ pub enum ContractError {
     NotAtHead { at: String },
     #[error("the SQLite table {table} has no column definition of {column} to drop")]
     ColumnTextMissing { table: String, column: String },
-    #[error("rebuilding {table} without {column} would add {violations} foreign key violations")]
-    RebuildBreaksForeignKeys {
-        table: String,
-        column: String,
-        violations: i64,
-    },
 }
 
 /// A quiet period: how long no legacy write may have been seen (`7d`, `0s`, `12h`, `30m`).
@@ -1007,9 +1002,8 @@ async fn set_progress(
             .bind(column.column)
             .bind(last_id)
             .execute(&mut **conn)
-            .await
-            .map(|_| ())
-    })?;
+            .await?;
+    });
     Ok(())
 }
 
@@ -1124,16 +1118,7 @@ async fn rebuild_all(
         for statement in statements.iter().chain(dependents.iter()) {
             sqlx::query(statement).execute(&mut **conn).await?;
         }
-        let added = ForeignKeyViolations::read(conn).await?.added_since(&before);
-        if !added.is_empty() {
-            let (rows, _) = describe(&added);
-            return Err(ContractError::RebuildBreaksForeignKeys {
-                table: t.to_owned(),
-                column: c.to_owned(),
-                violations: rows,
-            }
-            .into());
-        }
+        refuse_added_violations(conn, &before, &format!("{t} without {c}")).await?;
     }
     crate::migrate::faults::check("contract::rebuild_commit")?;
     sqlx::query("COMMIT").execute(&mut **conn).await?;

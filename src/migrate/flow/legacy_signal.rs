@@ -189,8 +189,8 @@ pub async fn legacy_writes(db: &Db) -> Result<Option<Vec<LegacyWrites>>, Migrate
             .await?
             .iter()
             .map(|row| Ok((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?, row.try_get(3)?)))
-            .collect::<Result<Vec<_>, sqlx::Error>>()
-    })?;
+            .collect::<Result<Vec<_>, sqlx::Error>>()?
+    });
     Ok(Some(
         session_tables()
             .map(|table| {
@@ -288,8 +288,8 @@ pub(crate) async fn old_code_insert_cost(
                 }
                 let elapsed = started.elapsed();
                 tx.rollback().await?;
-                Ok::<_, sqlx::Error>(elapsed)
-            })?;
+                elapsed
+            });
             let per_row = elapsed.as_secs_f64() * 1e6 / f64::from(rows_per_round.max(1));
             *slot = slot.min(per_row);
         }

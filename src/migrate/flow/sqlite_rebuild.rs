@@ -172,20 +172,30 @@ async fn rebuild_in_transaction(
         }
         rebuilt.push(table);
     }
-    // Only violations the rebuild adds count: dangling references the application left
-    // (SQLite enforces foreign keys only where a connection asks) are the platform's.
-    let added = ForeignKeyViolations::read(conn).await?.added_since(&before);
-    if !added.is_empty() {
-        let (rows, _) = describe(&added);
-        sqlx::query("ROLLBACK").execute(&mut **conn).await?;
-        return Err(FlowMigrationError::RebuildBreaksForeignKeys {
-            table: rebuilt.join(", "),
-            violations: rows,
-        }
-        .into());
-    }
+    refuse_added_violations(conn, &before, &rebuilt.join(", ")).await?;
     sqlx::query("COMMIT").execute(&mut **conn).await?;
     Ok(())
+}
+
+/// Refuses, naming `rebuilt`, when the database has more foreign key violations than
+/// `before`: what both SQLite rebuilds (the downgrade's and the contract's) check before they
+/// commit; the caller's transaction is then rolled back. Only violations the rebuild adds
+/// count: dangling references the application left (SQLite enforces foreign keys only where a
+/// connection asks) are the platform's.
+pub(crate) async fn refuse_added_violations(
+    conn: &mut sqlx::SqliteConnection,
+    before: &ForeignKeyViolations,
+    rebuilt: &str,
+) -> Result<(), MigrateError> {
+    let added = ForeignKeyViolations::read(conn).await?.added_since(before);
+    if added.is_empty() {
+        return Ok(());
+    }
+    Err(FlowMigrationError::RebuildBreaksForeignKeys {
+        table: rebuilt.to_owned(),
+        violations: describe(&added).0,
+    }
+    .into())
 }
 
 /// The legacy `CREATE TABLE` statement of `table`, as SQLite stores it (no semicolon).
@@ -230,5 +240,40 @@ mod tests {
             ]
         );
         assert!(legacy_create_table("nope").is_err());
+    }
+
+    /// The guard both rebuilds commit behind: a row the rebuild left dangling refuses it,
+    /// naming the tables and counting the rows; dangling rows that were there before do not.
+    #[tokio::test]
+    async fn a_rebuild_that_leaves_a_row_dangling_is_refused_and_old_ones_are_not() {
+        use sqlx::Connection as _;
+        let mut conn = sqlx::SqliteConnection::connect("sqlite::memory:")
+            .await
+            .unwrap();
+        for statement in [
+            "PRAGMA foreign_keys = OFF",
+            "CREATE TABLE parent (id INTEGER PRIMARY KEY)",
+            "CREATE TABLE child (id INTEGER PRIMARY KEY, parent_id INTEGER REFERENCES parent(id))",
+            "INSERT INTO parent (id) VALUES (1), (2)",
+            // Dangling before the rebuild: the platform's, never counted against it.
+            "INSERT INTO child (id, parent_id) VALUES (1, 1), (2, 2), (3, 9)",
+        ] {
+            sqlx::query(statement).execute(&mut conn).await.unwrap();
+        }
+        let before = ForeignKeyViolations::read(&mut conn).await.unwrap();
+        refuse_added_violations(&mut conn, &before, "parent")
+            .await
+            .expect("nothing added");
+        sqlx::query("DELETE FROM parent")
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        let err = refuse_added_violations(&mut conn, &before, "parent, child")
+            .await
+            .expect_err("two rows left dangling");
+        assert_eq!(
+            err.to_string(),
+            "rebuilding parent, child on sqlite would add 2 foreign key violations"
+        );
     }
 }
