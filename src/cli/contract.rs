@@ -2,7 +2,9 @@
 //! head` never runs. `--dry-run` prints the verdict and the SQL and changes nothing.
 
 use clap::Args;
-use flowkey::migrate::flow::contract::{gate, GateOptions, QuietPeriod, CONTRACT_REVISION};
+use flowkey::migrate::flow::contract::{
+    gate, resuming_past_the_gate, GateOptions, GateVerdict, QuietPeriod, CONTRACT_REVISION,
+};
 use flowkey::migrate::{Direction, Migrator};
 
 use crate::cli::migrate::{print_summary, TuningArgs};
@@ -32,36 +34,48 @@ pub async fn run(args: ContractArgs, global: &GlobalArgs) -> anyhow::Result<()> 
         quiet_period: args.quiet_period,
         force: args.force,
     };
-    let verdict = match gate(&db, options).await {
-        Ok(verdict) => verdict,
+    let mut run_options = args.tuning.options(global);
+    run_options.contract = options;
+    let migrator = Migrator::new(db.clone(), run_options);
+    let resuming = match resuming_past_the_gate(&migrator).await {
+        Ok(resuming) => resuming,
         Err(err) => {
             db.close().await;
             return Err(err.into());
         }
     };
-    let mut run_options = args.tuning.options(global);
-    run_options.contract = options;
-    let migrator = Migrator::new(db.clone(), run_options);
+    let verdict = match resuming {
+        // The gate passed when this contract started; it reads the session columns, which
+        // the steps done may have dropped already.
+        Some((done, steps)) => Gate::PassedAtStart { done, steps },
+        None => match gate(&db, options).await {
+            Ok(verdict) => Gate::Asked(verdict),
+            Err(err) => {
+                db.close().await;
+                return Err(err.into());
+            }
+        },
+    };
     if args.dry_run {
         let current = migrator.current().await;
         db.close().await;
         let sql = migrator.offline_sql(db.engine(), current?, CONTRACT_REVISION, Direction::Up)?;
         if global.json {
-            print_json(&serde_json::json!({ "gate": verdict, "sql": sql }))?;
+            print_json(&serde_json::json!({ "gate": verdict.asked(), "sql": sql }))?;
         } else {
-            print_verdict(&verdict);
+            verdict.print();
             println!("-- the SQL the contract would run:");
             print!("{sql}");
         }
-        if !verdict.allows() {
+        if verdict.asked().is_some_and(|verdict| !verdict.allows()) {
             anyhow::bail!("the gate refuses the contract (dry run: nothing was changed)");
         }
         return Ok(());
     }
     if !global.json {
-        print_verdict(&verdict);
+        verdict.print();
     }
-    if let Err(err) = verdict.clone().into_result() {
+    if let Some(Err(err)) = verdict.asked().map(|verdict| verdict.clone().into_result()) {
         db.close().await;
         return Err(err.into());
     }
@@ -70,7 +84,32 @@ pub async fn run(args: ContractArgs, global: &GlobalArgs) -> anyhow::Result<()> 
     print_summary(&summary?, global)
 }
 
-fn print_verdict(verdict: &flowkey::migrate::flow::contract::GateVerdict) {
+/// The gate's verdict for this run: asked now, or passed when a contract that stopped half
+/// way started.
+enum Gate {
+    Asked(GateVerdict),
+    PassedAtStart { done: i64, steps: usize },
+}
+
+impl Gate {
+    fn asked(&self) -> Option<&GateVerdict> {
+        match self {
+            Gate::Asked(verdict) => Some(verdict),
+            Gate::PassedAtStart { .. } => None,
+        }
+    }
+
+    fn print(&self) {
+        match self {
+            Gate::Asked(verdict) => print_verdict(verdict),
+            Gate::PassedAtStart { done, steps } => println!(
+                "gate: passed when this contract started; resuming after step {done} of {steps}"
+            ),
+        }
+    }
+}
+
+fn print_verdict(verdict: &GateVerdict) {
     if verdict.reasons.is_empty() && verdict.blockers.is_empty() {
         println!(
             "gate: passes (quiet period {} s, no legacy write within it, flag on everywhere, verify clean)",

@@ -154,6 +154,22 @@ impl GateVerdict {
     }
 }
 
+/// Where a contract stopped half way past its gate (its revision dirty going up, the gate
+/// recorded done): the steps done and the steps in all. `flowkey contract` then resumes
+/// without asking the gate again, as the runner does: the gate passed when the run
+/// started, and the session columns it reads may be gone already. Reads only.
+pub async fn resuming_past_the_gate(
+    migrator: &crate::migrate::Migrator,
+) -> Result<Option<(i64, usize)>, MigrateError> {
+    let history = migrator.history().await?;
+    Ok(history
+        .into_iter()
+        .find(|entry| entry.id == CONTRACT_REVISION)
+        .and_then(|entry| entry.dirty)
+        .filter(|dirty| dirty.direction == "up" && dirty.steps_done >= 1)
+        .map(|dirty| (dirty.steps_done, dirty.steps)))
+}
+
 /// Evaluates the gate. Reads only.
 pub async fn gate(db: &Db, options: GateOptions) -> Result<GateVerdict, MigrateError> {
     let at = crate::migrate::Migrator::new(db.clone(), crate::migrate::RunOptions::default())

@@ -604,6 +604,66 @@ async fn a_sqlite_rebuild_that_fails_before_its_commit_rolls_back_and_resumes() 
     assert!(differences.is_empty(), "{differences:#?}");
 }
 
+/// The contract's last step (the SQLite rebuild; nothing on PostgreSQL, whose columns went
+/// in the step before) done and committed, then the run lost its connection before the step
+/// was recorded done. `flowkey contract` run again resumes without asking the gate (which
+/// reads the session columns now gone: it stopped with "no such column: r.session_id"),
+/// runs the step again, finds every session column gone and ends like an uninterrupted
+/// contract.
+#[cfg(feature = "failpoints")]
+async fn rebuilt_not_recorded(test_db: TestDb) {
+    use crate::support::flow_support::{error_line, history_of};
+    use crate::support::reliability_support::run_with_faults;
+    let engine = test_db.engine;
+    let (db, _) = ready(&test_db).await;
+    let url = test_db.url.as_str();
+    let args = ["contract", "--quiet-period", "0s", "--no-progress"];
+    // The gate, the archive, then the rebuild: the third step that runs a function.
+    let (status, stderr) = run_with_faults(
+        url,
+        &args,
+        "runner::after_code_step=2*off->return(connection_lost)",
+    );
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(
+        error_line(&stderr).contains("injected at runner::after_code_step"),
+        "{stderr}"
+    );
+    assert!(
+        !has_column(&db, "assets", "session_id").await,
+        "the rebuild was committed"
+    );
+    let entry = history_of(&db, CONTRACT_REVISION).await;
+    let dirty = entry.dirty.expect("the contract is dirty");
+    assert_eq!((dirty.direction.as_str(), dirty.steps_done), ("up", 3));
+
+    let output = crate::support::reliability_support::flowkey(url, &args)
+        .stdout(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{output:?}");
+    assert!(
+        stdout.contains("gate: passed when this contract started; resuming after step 3 of 4"),
+        "{stdout}"
+    );
+    assert_eq!(current(&db).await, Some(CONTRACT_REVISION));
+    let reference_db = TestDb::fresh(engine).await;
+    let (reference, _) = ready(&reference_db).await;
+    contract(&reference, quiet("0s")).await.unwrap();
+    assert_eq!(archive(&db).await, archive(&reference).await);
+    let differences = introspect(&db)
+        .await
+        .unwrap()
+        .diff(&introspect(&reference).await.unwrap());
+    assert!(differences.is_empty(), "{differences:#?}");
+}
+#[cfg(feature = "failpoints")]
+both_engines!(
+    a_last_step_committed_but_not_recorded_is_resumed_without_the_gate,
+    rebuilt_not_recorded
+);
+
 /// Random mixes of odd session values (free text in any form, an uppercase or prefixed id,
 /// blanks, other scripts, NULL) in `llm_usage_logs`, beside the seed's own oddities (dangling
 /// ids, other tenants, ...): contract, then downgrade legacy, gives every row back exactly.
