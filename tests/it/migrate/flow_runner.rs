@@ -228,6 +228,63 @@ both_engines!(
     rehearsal_runs_on_a_copy_and_leaves_the_source_untouched
 );
 
+/// A platform trigger on a migrated table that stamps `updated_at` on every UPDATE fires on
+/// the backfill's UPDATE of `flow_id`, so the legacy bytes change and no downgrade can give
+/// the old stamps back. The rehearsal exists to find that before production: the copy's
+/// verify names the table, and the downgrade is reported not exact, naming it with its row
+/// counts; the source is untouched.
+async fn a_rehearsal_names_a_table_a_platform_trigger_changed(test_db: TestDb) {
+    let db = test_db.connect().await;
+    seed(&db, &SeedConfig::default()).await.unwrap();
+    let trigger: &[&str] = match test_db.engine {
+        Engine::Postgres => &[
+            "CREATE FUNCTION platform_touch() RETURNS trigger LANGUAGE plpgsql AS \
+             $$BEGIN NEW.updated_at = now(); RETURN NEW; END$$",
+            "CREATE TRIGGER platform_touch_assets BEFORE UPDATE ON assets \
+             FOR EACH ROW EXECUTE FUNCTION platform_touch()",
+        ],
+        Engine::Sqlite => &[
+            "CREATE TRIGGER platform_touch_assets AFTER UPDATE ON assets \
+             BEGIN UPDATE assets SET updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') \
+             WHERE id = NEW.id; END",
+        ],
+    };
+    for statement in trigger {
+        db.execute_plain(statement).await.unwrap();
+    }
+    let before = flow::fingerprint_database(&db, FingerprintScope::AllRows)
+        .await
+        .unwrap();
+    db.close().await;
+    let rehearsal = flow::rehearse(&test_db.url, &quick()).await.unwrap();
+    assert!(!rehearsal.is_ok(), "{rehearsal}");
+    assert!(!rehearsal.downgrade_exact, "{rehearsal}");
+    let assets_rows = before.iter().find(|t| t.table == "assets").unwrap().rows;
+    assert_eq!(
+        rehearsal.downgrade_differences,
+        vec![format!(
+            "assets: {assets_rows} rows before, {assets_rows} after, or different bytes"
+        )]
+    );
+    assert!(
+        rehearsal.verify.summary().contains(&format!(
+            "assets changed since the fingerprint ({assets_rows} rows then"
+        )),
+        "{rehearsal}"
+    );
+    let db = test_db.connect().await;
+    assert_eq!(
+        flow::fingerprint_database(&db, FingerprintScope::AllRows)
+            .await
+            .unwrap(),
+        before
+    );
+}
+both_engines!(
+    a_rehearsal_names_a_table_a_platform_trigger_changed,
+    a_rehearsal_names_a_table_a_platform_trigger_changed
+);
+
 mod random_shapes {
     use proptest::prelude::*;
 
