@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use sqlx::Row;
 
 use crate::db::Db;
-use crate::migrate::flow::linked::{linked_table, LinkedTable};
+use crate::migrate::flow::linked::LinkedTable;
 use crate::migrate::MigrateError;
 
 /// The names flowkey itself gives objects on `table`'s `flow_id`: they go with the
@@ -28,18 +28,14 @@ fn is_flowkeys(table: &LinkedTable, name: &str) -> bool {
     name.starts_with("flowkey_") || flowkey_owned(table).contains(name)
 }
 
-/// Every object not flowkey's that depends on the `flow_id` column of `tables` (linked
-/// tables; others are skipped), described as "view v reads data_imports.flow_id" and the
+/// Every object not flowkey's that depends on the `flow_id` column of `tables`, described as "view v reads data_imports.flow_id" and the
 /// like, in name order. Read-only.
 pub async fn dependents_on_added_columns(
     db: &Db,
-    tables: &[&str],
+    tables: &[&LinkedTable],
 ) -> Result<Vec<String>, MigrateError> {
     let mut found = BTreeSet::new();
-    for name in tables {
-        let Some(table) = linked_table(name) else {
-            continue;
-        };
+    for &table in tables {
         match db {
             Db::Postgres(pool) => {
                 // pg_depend records what a DROP COLUMN would take with it (indexes, foreign

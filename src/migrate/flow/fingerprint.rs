@@ -996,15 +996,16 @@ async fn typed_legacy_columns(db: &Db, table: &str) -> Result<Vec<Column>, sqlx:
     // values must give the same fingerprint. Wherever the catalog keeps the legacy order this
     // changes nothing.
     let declared = declared_legacy_columns(LEGACY_SQL.for_engine(db.engine()));
-    if let Some((_, order)) = declared.iter().find(|(name, _)| name == table) {
-        let position = |name: &str| {
-            order
-                .iter()
-                .position(|c| c.name == name)
-                .unwrap_or(usize::MAX)
-        };
-        columns.sort_by_key(|column| position(&column.name));
-    }
+    let order: &[Column] = declared
+        .iter()
+        .find(|(name, _)| name == table)
+        .map_or(&[], |(_, order)| order.as_slice());
+    columns.sort_by_key(|column| {
+        order
+            .iter()
+            .position(|c| c.name == column.name)
+            .unwrap_or(usize::MAX)
+    });
     Ok(columns)
 }
 
@@ -1050,7 +1051,7 @@ fn declared_legacy_columns(script: &str) -> Vec<(String, Vec<Column>)> {
                 && word
                     .chars()
                     .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
-            if is_column {
+            columns.extend(is_column.then(|| {
                 // The type runs to the first constraint keyword or the line's end.
                 let rest = trimmed[word.len()..].trim().trim_end_matches(',');
                 let declared = [
@@ -1064,11 +1065,11 @@ fn declared_legacy_columns(script: &str) -> Vec<(String, Vec<Column>)> {
                 .fold(rest, |text, keyword| {
                     text.split(keyword).next().unwrap_or(text)
                 });
-                columns.push(Column {
+                Column {
                     name: word.to_owned(),
                     udt: udt_of_declared(declared),
-                });
-            }
+                }
+            }));
         }
     }
     tables
@@ -1077,6 +1078,28 @@ fn declared_legacy_columns(script: &str) -> Vec<(String, Vec<Column>)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A panic in blocking work is the caller's panic, with its message: a defect, never
+    /// turned into "cannot fingerprint".
+    #[tokio::test]
+    #[should_panic(expected = "the blocking work's own panic")]
+    async fn a_panic_in_blocking_work_is_the_callers() {
+        run_blocking(|| panic!("the blocking work's own panic")).await
+    }
+
+    /// A file flowkey cannot open for its own reads is the engine's error, returned.
+    #[test]
+    fn an_own_connection_to_a_missing_file_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("missing.db");
+        let err = open_own_connection(
+            missing.to_str().unwrap(),
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )
+        .expect_err("read-only open of a missing file");
+        assert!(err.to_string().contains("unable to open"), "{err}");
+        assert!(!missing.exists());
+    }
 
     /// V1's row text of a table whose legacy columns are all gone is still a value (the
     /// empty string literal), so that each row still counts and hashes.

@@ -294,3 +294,36 @@ fn with_database(url: &str, database: &str) -> Result<String, FlowMigrationError
 fn quote_identifier(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A copy that cannot be opened is a copy failure, named as such (not a migration error).
+    #[tokio::test]
+    async fn a_copy_that_cannot_be_opened_is_a_copy_failure() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/missing-dir/copy.db", dir.path().display());
+        let err = rehearse_on(&url, &RunOptions::default())
+            .await
+            .expect_err("no such directory");
+        assert!(
+            err.to_string()
+                .starts_with("cannot copy the database for a rehearsal: "),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_postgres_url_gets_the_copys_database_or_is_refused() {
+        assert_eq!(
+            with_database("postgres://u@h:5432/platform?sslmode=disable", "copy_1").unwrap(),
+            "postgres://u@h:5432/copy_1?sslmode=disable"
+        );
+        let err = with_database("not a url", "copy_1").expect_err("unreadable");
+        assert!(
+            err.to_string().contains("unreadable postgres url: "),
+            "{err}"
+        );
+    }
+}

@@ -80,6 +80,14 @@ pub fn ledger_records_at(revision: Option<&str>) -> bool {
 /// The basis, read in the caller's snapshot; `None` when the tables are too large for one to
 /// pay (counted first, so a large table is never read whole).
 pub(crate) async fn read_basis(tx: &mut Tx<'static>) -> Result<Option<Basis>, sqlx::Error> {
+    read_basis_within(tx, BASIS_ROWS_CAP).await
+}
+
+/// [`read_basis`] with the cap given (tests give a small one).
+async fn read_basis_within(
+    tx: &mut Tx<'static>,
+    rows_cap: i64,
+) -> Result<Option<Basis>, sqlx::Error> {
     let engine = tx.engine();
     let rows: i64 = on_tx!(&mut *tx, conn => {
         sqlx::query_scalar(
@@ -88,7 +96,7 @@ pub(crate) async fn read_basis(tx: &mut Tx<'static>) -> Result<Option<Basis>, sq
         .fetch_one(&mut **conn)
         .await?
     });
-    if rows > BASIS_ROWS_CAP {
+    if rows > rows_cap {
         return Ok(None);
     }
     let flows = read_text_rows(tx, &flows_select(engine), 7).await?;
@@ -169,4 +177,27 @@ pub async fn store_basis(db: &Db, verification_id: i64, basis: &Basis) -> Result
     });
     tx.commit().await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Above the cap the basis is not read at all (the count alone decides): a large
+    /// database stores no basis, and its readiness checks in full.
+    #[tokio::test]
+    async fn above_the_cap_no_basis_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/basis.db", dir.path().display());
+        let db = Db::connect(&url).await.unwrap();
+        db.execute_plain(
+            "CREATE TABLE discovery_flows (id TEXT); CREATE TABLE session_flow_mapping (id TEXT); \
+             INSERT INTO discovery_flows VALUES ('a'), ('b'); INSERT INTO session_flow_mapping VALUES ('c');",
+        )
+        .await
+        .unwrap();
+        let mut tx = db.begin_read_snapshot().await.unwrap();
+        assert!(read_basis_within(&mut tx, 2).await.unwrap().is_none());
+        db.close().await;
+    }
 }

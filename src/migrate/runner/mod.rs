@@ -556,10 +556,9 @@ impl Migrator {
             .plan_path(position, target_index, Direction::Down, resume);
         // The flow_id columns the reverted revisions added go with them: anything of the
         // platform's that depends on one stops the downgrade here, before its first step.
-        let dropped: Vec<&str> = plan
+        let dropped: Vec<&crate::migrate::flow::linked::LinkedTable> = plan
             .iter()
             .flat_map(|planned| crate::migrate::flow::linked::linked_since(planned.revision.id))
-            .map(|table| table.name)
             .collect();
         if !dropped.is_empty() {
             let objects =

@@ -13,7 +13,9 @@ async fn session_ids_left_behind_are_listed(test_db: TestDb) {
     db.execute_plain(
         "CREATE TABLE platform_notes (id INTEGER PRIMARY KEY, body TEXT);\n\
          INSERT INTO platform_notes VALUES (1, 'see disc_session_40000000-0000-4000-8000-000000000001');\n\
-         INSERT INTO platform_notes VALUES (2, 'nothing here');",
+         INSERT INTO platform_notes VALUES (2, 'nothing here');\n\
+         CREATE TABLE platform_chats (id INTEGER PRIMARY KEY, chat_session_id TEXT);\n\
+         INSERT INTO platform_chats VALUES (1, 'c-1'), (2, NULL), (3, 'c-3');",
     )
     .await
     .unwrap();
@@ -30,6 +32,12 @@ async fn session_ids_left_behind_are_listed(test_db: TestDb) {
     assert_eq!(
         named("import_session_summary", "session_id").why,
         "named like a session key"
+    );
+    // A table's column named like a session key: its set values in the sample are counted.
+    let chats = named("platform_chats", "chat_session_id");
+    assert_eq!(
+        (chats.why, chats.sampled_matches),
+        ("named like a session key", 2)
     );
     let notes = named("platform_notes", "body");
     assert_eq!(
