@@ -66,6 +66,13 @@ pub struct TuningArgs {
     /// Show no progress bar.
     #[arg(long)]
     pub no_progress: bool,
+    /// Let the platform's UPDATE triggers on migrated tables fire on the backfill's UPDATE
+    /// of flow_id. Without it such a trigger stops the upgrade before it changes anything:
+    /// one that stamps a legacy column (updated_at) would change legacy values that no
+    /// downgrade gives back. Give it for triggers that only write elsewhere (audit copies);
+    /// `flowkey verify` reports any legacy value they change.
+    #[arg(long)]
+    pub allow_update_triggers: bool,
     /// PostgreSQL: a transaction open longer than this many seconds would block online DDL
     /// (CREATE INDEX CONCURRENTLY, VALIDATE); such transactions are named before each
     /// online statement (progress output and audit log) and waited for.
@@ -166,6 +173,7 @@ impl TuningArgs {
             contract: Default::default(),
             long_transaction_threshold: Duration::from_secs(self.long_transaction_secs),
             long_transaction_wait: Duration::from_secs(self.long_transaction_wait_secs),
+            allow_update_triggers: self.allow_update_triggers,
         }
     }
 }

@@ -11,6 +11,14 @@ pub enum MigrateError {
          nothing was changed"
     )]
     BehindTransactionPooler,
+    #[error(
+        "the platform's UPDATE triggers on migrated tables would fire on the backfill's UPDATE \
+         of flow_id, and one that stamps a legacy column (updated_at) changes legacy values no \
+         downgrade gives back: {triggers}; make each fire only on the columns it watches \
+         (UPDATE OF ...), drop it for the upgrade, or pass --allow-update-triggers if it only \
+         writes elsewhere; nothing was changed"
+    )]
+    PlatformUpdateTriggers { triggers: String },
     #[error("unknown revision {target:?}; known: {known}")]
     UnknownTarget { target: String, known: String },
     /// A target that names a known revision (or `+N`/`-N`) but cannot be reached in the

@@ -196,6 +196,11 @@ pub struct RunOptions {
     /// How long an online statement waits for such transactions to end before the run stops
     /// naming them.
     pub long_transaction_wait: Duration,
+    /// Let the platform's UPDATE triggers on migrated tables fire on the backfill's UPDATE
+    /// of `flow_id` (an audit trigger that writes elsewhere); otherwise such a trigger stops
+    /// the upgrade before it changes anything, since one that stamps a legacy column would
+    /// change legacy values no downgrade gives back.
+    pub allow_update_triggers: bool,
 }
 
 impl Default for RunOptions {
@@ -211,6 +216,7 @@ impl Default for RunOptions {
             contract: Default::default(),
             long_transaction_threshold: Duration::from_secs(10),
             long_transaction_wait: Duration::from_secs(120),
+            allow_update_triggers: false,
         }
     }
 }

@@ -37,6 +37,19 @@ pub struct TableBackfill {
     pub rows_per_second: f64,
 }
 
+/// How a backfill step's name starts ("backfill assets"): the revisions that UPDATE
+/// `flow_id` in existing rows are those with such a step (see
+/// [`updates_flow_ids`]).
+pub const STEP_NAME_PREFIX: &str = "backfill ";
+
+/// Whether `revision` UPDATEs `flow_id` in existing rows (it has a backfill step).
+pub fn updates_flow_ids(revision: &crate::migrate::Revision) -> bool {
+    revision
+        .up
+        .iter()
+        .any(|step| step.name.starts_with(STEP_NAME_PREFIX))
+}
+
 /// The `Action::Code` body of `flow_backfill`'s step for one linked table (the runner gives
 /// the step's table in [`StepContext::table`]).
 pub fn backfill_step<'a, 'b>(

@@ -145,9 +145,87 @@ fn names_word(text: &str, word: &str) -> bool {
     })
 }
 
+/// The platform's triggers on linked tables that fire when a row's `flow_id` is updated
+/// (on UPDATE of any column, or of a list naming `flow_id`; on PostgreSQL row and statement
+/// triggers alike), described as "trigger t on assets"; flowkey's own (`flowkey_*`) are
+/// not. The backfill and the catch-up UPDATE `flow_id` in every row they link. Read-only.
+pub async fn platform_update_triggers(db: &Db) -> Result<Vec<String>, MigrateError> {
+    let tables: Vec<String> = crate::migrate::flow::linked::LINKED_TABLES
+        .iter()
+        .map(|table| table.name.to_owned())
+        .collect();
+    let found: Vec<(String, String)> = match db {
+        Db::Postgres(pool) => {
+            // tgtype bit 16: UPDATE. tgattr: the UPDATE OF columns, empty for any column.
+            sqlx::query_as(
+                "SELECT t.tgname::text, c.relname::text FROM pg_trigger t \
+                 JOIN pg_class c ON c.oid = t.tgrelid \
+                 WHERE c.relnamespace = (SELECT oid FROM pg_namespace WHERE nspname = current_schema()) \
+                   AND c.relname = ANY($1) AND NOT t.tgisinternal AND (t.tgtype & 16) <> 0 \
+                   AND t.tgname NOT LIKE 'flowkey\\_%' \
+                   AND (cardinality(t.tgattr::int2[]) = 0 OR EXISTS ( \
+                        SELECT 1 FROM pg_attribute a WHERE a.attrelid = c.oid \
+                        AND a.attname = 'flow_id' AND a.attnum = ANY (t.tgattr::int2[]))) \
+                 ORDER BY 2, 1",
+            )
+            .bind(&tables)
+            .fetch_all(pool)
+            .await?
+        }
+        Db::Sqlite(pool) => {
+            let rows: Vec<(String, String, String)> = sqlx::query_as(
+                "SELECT name, tbl_name, sql FROM sqlite_master WHERE type = 'trigger' \
+                 AND sql IS NOT NULL AND name NOT LIKE 'flowkey\\_%' ESCAPE '\\' \
+                 ORDER BY tbl_name, name",
+            )
+            .fetch_all(pool)
+            .await?;
+            rows.into_iter()
+                .filter(|(_, table, sql)| {
+                    tables.contains(table) && sqlite_fires_on_flow_id_update(sql)
+                })
+                .map(|(name, table, _)| (name, table))
+                .collect()
+        }
+    };
+    Ok(found
+        .into_iter()
+        .map(|(name, table)| format!("trigger {name} on {table}"))
+        .collect())
+}
+
+/// Whether a SQLite `CREATE TRIGGER` text fires on an UPDATE of `flow_id`: `UPDATE ON`
+/// (any column) or `UPDATE OF` a list naming it.
+fn sqlite_fires_on_flow_id_update(sql: &str) -> bool {
+    let words: Vec<String> = sql
+        .split(|c: char| {
+            c.is_whitespace() || c == ',' || c == '"' || c == '`' || c == '[' || c == ']'
+        })
+        .filter(|word| !word.is_empty())
+        .map(str::to_ascii_lowercase)
+        .collect();
+    // The event is in the header, before the body's BEGIN (the body's own UPDATEs do not
+    // count; a trigger may be named `update`).
+    let header = words
+        .iter()
+        .position(|word| word == "begin")
+        .map_or(&words[..], |begin| &words[..begin]);
+    header.iter().enumerate().any(|(at, word)| {
+        word == "update"
+            && match header.get(at + 1).map(String::as_str) {
+                Some("on") => true,
+                Some("of") => header[at + 2..]
+                    .iter()
+                    .take_while(|word| *word != "on")
+                    .any(|word| word == "flow_id"),
+                _ => false,
+            }
+    })
+}
+
 #[cfg(test)]
 mod tests {
-    use super::names_word;
+    use super::{names_word, sqlite_fires_on_flow_id_update};
 
     #[test]
     fn words_are_found_whole() {
@@ -158,5 +236,22 @@ mod tests {
         assert!(!names_word("select master_flow_id from x", "flow_id"));
         assert!(!names_word("select flow_ids from x", "flow_id"));
         assert!(names_word("\"data_imports\".flow_id", "data_imports"));
+    }
+
+    #[test]
+    fn a_sqlite_trigger_fires_on_flow_id_updates_when_its_columns_allow() {
+        for (sql, fires) in [
+            ("CREATE TRIGGER t AFTER UPDATE ON assets BEGIN SELECT 1; END", true),
+            ("create trigger t before update\non assets begin select 1; end", true),
+            ("CREATE TRIGGER t AFTER UPDATE OF name, flow_id ON assets BEGIN SELECT 1; END", true),
+            ("CREATE TRIGGER t AFTER UPDATE OF \"flow_id\" ON assets BEGIN SELECT 1; END", true),
+            ("CREATE TRIGGER t AFTER UPDATE OF name ON assets BEGIN UPDATE x SET flow_id = 1; END", false),
+            ("CREATE TRIGGER t AFTER INSERT ON assets BEGIN UPDATE assets SET name = 1; END", false),
+            ("CREATE TRIGGER t AFTER DELETE ON assets BEGIN SELECT 1; END", false),
+            ("CREATE TRIGGER update BEFORE UPDATE ON assets BEGIN SELECT 1; END", true),
+            ("CREATE TRIGGER update AFTER INSERT ON assets BEGIN SELECT 1; END", false),
+        ] {
+            assert_eq!(sqlite_fires_on_flow_id_update(sql), fires, "{sql}");
+        }
     }
 }

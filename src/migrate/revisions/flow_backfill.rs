@@ -15,7 +15,11 @@ pub static FLOW_BACKFILL: LazyLock<Revision> = LazyLock::new(|| Revision {
     up: leak_steps(
         linked_since("flow_expand")
             .map(|table| Step {
-                name: crate::migrate::revision::leak_name(format!("backfill {}", table.name)),
+                name: crate::migrate::revision::leak_name(format!(
+                    "{}{}",
+                    backfill::STEP_NAME_PREFIX,
+                    table.name
+                )),
                 action: Action::Code {
                     run: backfill::backfill_step,
                     sql: StepSql::ForTable {

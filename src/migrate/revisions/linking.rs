@@ -24,7 +24,7 @@ pub fn link_revision(id: &'static str, description: &'static str) -> Revision {
             action: Action::OnlineDdl(for_table(expand::link_table_sql)),
         });
         up.push(Step {
-            name: leak_name(format!("backfill {t}")),
+            name: leak_name(format!("{}{t}", backfill::STEP_NAME_PREFIX)),
             action: Action::Code {
                 run: backfill::backfill_step,
                 sql: for_table(backfill::whole_table_sql),

@@ -493,6 +493,18 @@ impl Migrator {
                 self.refuse_drift(current).await?;
             }
         }
+        let backfills = plan
+            .iter()
+            .any(|planned| crate::migrate::flow::backfill::updates_flow_ids(planned.revision));
+        if backfills && !self.options.allow_update_triggers {
+            let triggers =
+                crate::migrate::flow::dependents::platform_update_triggers(&self.db).await?;
+            if !triggers.is_empty() {
+                return Err(MigrateError::PlatformUpdateTriggers {
+                    triggers: triggers.join(", "),
+                });
+            }
+        }
         Ok(UpgradePlan {
             from: if adopt { Some(0) } else { from },
             adopt,

@@ -228,35 +228,125 @@ both_engines!(
     rehearsal_runs_on_a_copy_and_leaves_the_source_untouched
 );
 
-/// A platform trigger on a migrated table that stamps `updated_at` on every UPDATE fires on
-/// the backfill's UPDATE of `flow_id`, so the legacy bytes change and no downgrade can give
-/// the old stamps back. The rehearsal exists to find that before production: the copy's
-/// verify names the table, and the downgrade is reported not exact, naming it with its row
-/// counts; the source is untouched.
+/// A platform trigger on `assets` that stamps `updated_at` on every UPDATE (the platform's
+/// `set_timestamp` pattern), or only on an UPDATE of `name`.
+fn platform_touch_trigger(engine: Engine, every_column: bool) -> Vec<String> {
+    let event = if every_column {
+        "UPDATE"
+    } else {
+        "UPDATE OF name"
+    };
+    match engine {
+        Engine::Postgres => vec![
+            "CREATE FUNCTION platform_touch() RETURNS trigger LANGUAGE plpgsql AS \
+             $$BEGIN NEW.updated_at = now(); RETURN NEW; END$$"
+                .to_owned(),
+            format!(
+                "CREATE TRIGGER platform_touch_assets BEFORE {event} ON assets \
+                 FOR EACH ROW EXECUTE FUNCTION platform_touch()"
+            ),
+        ],
+        Engine::Sqlite => vec![format!(
+            "CREATE TRIGGER platform_touch_assets AFTER {event} ON assets \
+             BEGIN UPDATE assets SET updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') \
+             WHERE id = NEW.id; END"
+        )],
+    }
+}
+
+/// Such a trigger fires on the backfill's UPDATE of `flow_id` and would change legacy values
+/// no downgrade gives back (it did, silently: only a later `verify` said so). The upgrade
+/// stops before it changes anything, naming the trigger; one restricted to the columns it
+/// watches passes; `--allow-update-triggers` lets the run go on (an audit trigger).
+async fn a_platform_update_trigger_stops_the_upgrade_before_it_changes_anything(test_db: TestDb) {
+    let db = test_db.connect().await;
+    seed(&db, &SeedConfig::default()).await.unwrap();
+    for statement in platform_touch_trigger(test_db.engine, true) {
+        db.execute_plain(&statement).await.unwrap();
+    }
+    let schema_before = introspect(&db).await.unwrap();
+    let at = Migrator::new(db.clone(), quick()).current().await.unwrap();
+    let err = Migrator::new(db.clone(), quick())
+        .upgrade("head")
+        .await
+        .expect_err("refused");
+    let text = err.to_string();
+    assert!(
+        text.contains("would fire on the backfill's UPDATE of flow_id")
+            && text.contains(": trigger platform_touch_assets on assets;")
+            && text.ends_with(
+                "--allow-update-triggers if it only writes elsewhere; nothing was changed"
+            ),
+        "{text}"
+    );
+    assert_eq!(introspect(&db).await.unwrap(), schema_before);
+    assert_eq!(
+        Migrator::new(db.clone(), quick()).current().await.unwrap(),
+        at
+    );
+
+    // Through the command line, with the flag: the run goes on (and verify would report
+    // what the trigger changed).
+    let (status, stderr) = crate::support::reliability_support::run_to_end(
+        &test_db.url,
+        &[
+            "upgrade",
+            "flow_backfill",
+            "--no-progress",
+            "--allow-update-triggers",
+        ],
+    );
+    assert!(status.success(), "{stderr}");
+    let summary = flow::verify(&db).await.unwrap().summary();
+    assert!(
+        summary.contains("assets changed since the fingerprint"),
+        "{summary}"
+    );
+}
+both_engines!(
+    a_platform_update_trigger_stops_the_upgrade_before_it_changes_anything,
+    a_platform_update_trigger_stops_the_upgrade_before_it_changes_anything
+);
+
+/// A trigger that fires only on the columns it watches is not refused, and the upgrade
+/// changes no legacy value.
+async fn a_platform_trigger_on_other_columns_lets_the_upgrade_run(test_db: TestDb) {
+    let db = test_db.connect().await;
+    seed(&db, &SeedConfig::default()).await.unwrap();
+    for statement in platform_touch_trigger(test_db.engine, false) {
+        db.execute_plain(&statement).await.unwrap();
+    }
+    Migrator::new(db.clone(), quick())
+        .upgrade("head")
+        .await
+        .unwrap();
+    assert!(flow::verify(&db).await.unwrap().is_ok());
+}
+both_engines!(
+    a_platform_trigger_on_other_columns_lets_the_upgrade_run,
+    a_platform_trigger_on_other_columns_lets_the_upgrade_run
+);
+
+/// Let through (`--allow-update-triggers`), a platform trigger that stamps `updated_at`
+/// changes the legacy bytes, and no downgrade can give the old stamps back. The rehearsal
+/// finds that before production: the copy's verify names the table, and the downgrade is
+/// reported not exact, naming it with its row counts; the source is untouched.
 async fn a_rehearsal_names_a_table_a_platform_trigger_changed(test_db: TestDb) {
     let db = test_db.connect().await;
     seed(&db, &SeedConfig::default()).await.unwrap();
-    let trigger: &[&str] = match test_db.engine {
-        Engine::Postgres => &[
-            "CREATE FUNCTION platform_touch() RETURNS trigger LANGUAGE plpgsql AS \
-             $$BEGIN NEW.updated_at = now(); RETURN NEW; END$$",
-            "CREATE TRIGGER platform_touch_assets BEFORE UPDATE ON assets \
-             FOR EACH ROW EXECUTE FUNCTION platform_touch()",
-        ],
-        Engine::Sqlite => &[
-            "CREATE TRIGGER platform_touch_assets AFTER UPDATE ON assets \
-             BEGIN UPDATE assets SET updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') \
-             WHERE id = NEW.id; END",
-        ],
-    };
-    for statement in trigger {
+    let trigger = platform_touch_trigger(test_db.engine, true);
+    for statement in &trigger {
         db.execute_plain(statement).await.unwrap();
     }
     let before = flow::fingerprint_database(&db, FingerprintScope::AllRows)
         .await
         .unwrap();
     db.close().await;
-    let rehearsal = flow::rehearse(&test_db.url, &quick()).await.unwrap();
+    let options = RunOptions {
+        allow_update_triggers: true,
+        ..quick()
+    };
+    let rehearsal = flow::rehearse(&test_db.url, &options).await.unwrap();
     assert!(!rehearsal.is_ok(), "{rehearsal}");
     assert!(!rehearsal.downgrade_exact, "{rehearsal}");
     let assets_rows = before.iter().find(|t| t.table == "assets").unwrap().rows;
