@@ -562,6 +562,21 @@ async fn killed(test_db: TestDb) {
 #[cfg(feature = "failpoints")]
 both_engines!(a_killed_contract_and_downgrade_end_the_same, killed);
 
+/// The same archive and schema as an uninterrupted contract of the same seed, on a fresh
+/// database of `engine`.
+#[cfg(feature = "failpoints")]
+async fn ends_like_an_uninterrupted_contract(db: &Db, engine: Engine) {
+    let reference_db = TestDb::fresh(engine).await;
+    let (reference, _) = ready(&reference_db).await;
+    contract(&reference, quiet("0s")).await.unwrap();
+    assert_eq!(archive(db).await, archive(&reference).await);
+    let differences = introspect(db)
+        .await
+        .unwrap()
+        .diff(&introspect(&reference).await.unwrap());
+    assert!(differences.is_empty(), "{differences:#?}");
+}
+
 /// SQLite: the contract's table rebuild failing just before its commit (every table rebuilt
 /// in the transaction) rolls all of it back: the session columns are still there, the
 /// revision is dirty with the rebuild not done, the error line names the failure, and the
@@ -593,15 +608,7 @@ async fn a_sqlite_rebuild_that_fails_before_its_commit_rolls_back_and_resumes() 
     run_ok(url, &args);
     assert_eq!(current(&db).await, Some(CONTRACT_REVISION));
     assert!(!has_column(&db, "assets", "session_id").await);
-    let reference_db = TestDb::fresh(Engine::Sqlite).await;
-    let (reference, _) = ready(&reference_db).await;
-    contract(&reference, quiet("0s")).await.unwrap();
-    assert_eq!(archive(&db).await, archive(&reference).await);
-    let differences = introspect(&db)
-        .await
-        .unwrap()
-        .diff(&introspect(&reference).await.unwrap());
-    assert!(differences.is_empty(), "{differences:#?}");
+    ends_like_an_uninterrupted_contract(&db, Engine::Sqlite).await;
 }
 
 /// The contract's last step (the SQLite rebuild; nothing on PostgreSQL, whose columns went
@@ -648,15 +655,7 @@ async fn rebuilt_not_recorded(test_db: TestDb) {
         "{stdout}"
     );
     assert_eq!(current(&db).await, Some(CONTRACT_REVISION));
-    let reference_db = TestDb::fresh(engine).await;
-    let (reference, _) = ready(&reference_db).await;
-    contract(&reference, quiet("0s")).await.unwrap();
-    assert_eq!(archive(&db).await, archive(&reference).await);
-    let differences = introspect(&db)
-        .await
-        .unwrap()
-        .diff(&introspect(&reference).await.unwrap());
-    assert!(differences.is_empty(), "{differences:#?}");
+    ends_like_an_uninterrupted_contract(&db, engine).await;
 }
 #[cfg(feature = "failpoints")]
 both_engines!(
