@@ -3,7 +3,8 @@
 
 use clap::Args;
 use flowkey::migrate::flow::contract::{
-    gate, resuming_past_the_gate, GateOptions, GateVerdict, QuietPeriod, CONTRACT_REVISION,
+    contract_progress, gate, ContractProgress, GateOptions, GateVerdict, QuietPeriod,
+    CONTRACT_REVISION,
 };
 use flowkey::migrate::{Direction, Migrator};
 
@@ -37,18 +38,18 @@ pub async fn run(args: ContractArgs, global: &GlobalArgs) -> anyhow::Result<()> 
     let mut run_options = args.tuning.options(global);
     run_options.contract = options;
     let migrator = Migrator::new(db.clone(), run_options);
-    let resuming = match resuming_past_the_gate(&migrator).await {
-        Ok(resuming) => resuming,
+    let progress = match contract_progress(&migrator).await {
+        Ok(progress) => progress,
         Err(err) => {
             db.close().await;
             return Err(err.into());
         }
     };
-    let verdict = match resuming {
-        // The gate passed when this contract started; it reads the session columns, which
-        // the steps done may have dropped already.
-        Some((done, steps)) => Gate::PassedAtStart { done, steps },
-        None => match gate(&db, options).await {
+    let verdict = match progress {
+        // The gate reads the session columns, which the steps done may have dropped.
+        ContractProgress::Resuming { done, steps } => Gate::PassedAtStart { done, steps },
+        ContractProgress::Applied => Gate::NotNeeded,
+        ContractProgress::NotPastTheGate => match gate(&db, options).await {
             Ok(verdict) => Gate::Asked(verdict),
             Err(err) => {
                 db.close().await;
@@ -84,18 +85,23 @@ pub async fn run(args: ContractArgs, global: &GlobalArgs) -> anyhow::Result<()> 
     print_summary(&summary?, global)
 }
 
-/// The gate's verdict for this run: asked now, or passed when a contract that stopped half
-/// way started.
+/// The gate's verdict for this run: asked now, passed when a contract that stopped half way
+/// started, or not needed (applied already).
 enum Gate {
     Asked(GateVerdict),
-    PassedAtStart { done: i64, steps: usize },
+    PassedAtStart {
+        done: i64,
+        steps: usize,
+    },
+    /// The contract is applied already.
+    NotNeeded,
 }
 
 impl Gate {
     fn asked(&self) -> Option<&GateVerdict> {
         match self {
             Gate::Asked(verdict) => Some(verdict),
-            Gate::PassedAtStart { .. } => None,
+            Gate::PassedAtStart { .. } | Gate::NotNeeded => None,
         }
     }
 
@@ -105,6 +111,7 @@ impl Gate {
             Gate::PassedAtStart { done, steps } => println!(
                 "gate: passed when this contract started; resuming after step {done} of {steps}"
             ),
+            Gate::NotNeeded => println!("gate: not asked, the contract is applied already"),
         }
     }
 }

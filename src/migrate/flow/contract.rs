@@ -154,20 +154,37 @@ impl GateVerdict {
     }
 }
 
-/// Where a contract stopped half way past its gate (its revision dirty going up, the gate
-/// recorded done): the steps done and the steps in all. `flowkey contract` then resumes
-/// without asking the gate again, as the runner does: the gate passed when the run
-/// started, and the session columns it reads may be gone already. Reads only.
-pub async fn resuming_past_the_gate(
+/// Where the contract stands before `flowkey contract` runs it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContractProgress {
+    /// Not started, or stopped before its gate was recorded done: the gate is asked.
+    NotPastTheGate,
+    /// Stopped half way past its gate (its revision dirty going up): `done` of `steps`
+    /// steps done. The gate is not asked again, as the runner does not: it passed when the
+    /// run started, and the session columns it reads may be gone already.
+    Resuming { done: i64, steps: usize },
+    /// Applied: the session columns are gone and there is nothing to ask or do.
+    Applied,
+}
+
+/// Where the contract stands, from the runner's book. Reads only.
+pub async fn contract_progress(
     migrator: &crate::migrate::Migrator,
-) -> Result<Option<(i64, usize)>, MigrateError> {
+) -> Result<ContractProgress, MigrateError> {
     let history = migrator.history().await?;
-    Ok(history
+    let entry = history
         .into_iter()
-        .find(|entry| entry.id == CONTRACT_REVISION)
-        .and_then(|entry| entry.dirty)
-        .filter(|dirty| dirty.direction == "up" && dirty.steps_done >= 1)
-        .map(|dirty| (dirty.steps_done, dirty.steps)))
+        .find(|entry| entry.id == CONTRACT_REVISION);
+    Ok(match entry {
+        Some(entry) if entry.applied => ContractProgress::Applied,
+        Some(crate::migrate::HistoryEntry {
+            dirty: Some(dirty), ..
+        }) if dirty.direction == "up" && dirty.steps_done >= 1 => ContractProgress::Resuming {
+            done: dirty.steps_done,
+            steps: dirty.steps,
+        },
+        _ => ContractProgress::NotPastTheGate,
+    })
 }
 
 /// Evaluates the gate. Reads only.
