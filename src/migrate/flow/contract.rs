@@ -1158,21 +1158,27 @@ async fn rebuild_all(
     Ok(())
 }
 
-/// `CREATE TABLE` text without the definition of `column` (one line, as the legacy script
-/// and `ADD COLUMN` write them), or `None` if it has no such line.
+/// `CREATE TABLE` text without the definition of `column`, or `None` if it has none.
 fn without_column(create: &str, column: &SessionColumn) -> Option<String> {
     // Added back by a downgrade: `ADD COLUMN` appended `, <column> <declaration>`.
     let appended = format!(", {} {}", column.column, column.sqlite_declaration());
     if create.contains(&appended) {
         return Some(create.replacen(&appended, "", 1));
     }
-    let column = column.column;
+    cut_line(create, column.column).or_else(|| cut_definition(create, column.column))
+}
+
+/// The text without the line that holds `column`'s definition alone (as the legacy script
+/// writes it, one definition per line), keeping the other lines as they are.
+fn cut_line(create: &str, column: &str) -> Option<String> {
     let lines: Vec<&str> = create.lines().collect();
     let at = lines.iter().position(|line| {
         let trimmed = line.trim_start();
-        trimmed
-            .strip_prefix(column)
-            .is_some_and(|rest| rest.starts_with(char::is_whitespace))
+        let alone = !trimmed.trim_end().trim_end_matches(',').contains(',');
+        alone
+            && trimmed
+                .strip_prefix(column)
+                .is_some_and(|rest| rest.starts_with(char::is_whitespace))
     })?;
     let mut kept: Vec<String> = lines.iter().map(|line| (*line).to_owned()).collect();
     let removed = kept.remove(at);
@@ -1182,6 +1188,61 @@ fn without_column(create: &str, column: &SessionColumn) -> Option<String> {
         kept[at - 1] = previous;
     }
     Some(kept.join("\n"))
+}
+
+/// The text without `column`'s definition wherever it sits (several definitions on a line,
+/// any spacing, written by another tool than the legacy script): the column list is split at
+/// its top-level commas, outside parentheses and quotes, and the definition goes with one
+/// of the commas beside it.
+fn cut_definition(create: &str, column: &str) -> Option<String> {
+    let open = create.find('(')?;
+    let mut depth = 0usize;
+    let mut quote: Option<char> = None;
+    let mut commas = Vec::new();
+    let mut close = None;
+    for (offset, ch) in create[open..].char_indices() {
+        let at = open + offset;
+        if let Some(end) = quote {
+            if ch == end {
+                quote = None;
+            }
+            continue;
+        }
+        match ch {
+            '\'' | '"' | '`' => quote = Some(ch),
+            '[' => quote = Some(']'),
+            '(' => depth += 1,
+            ')' => {
+                depth -= 1;
+                if depth == 0 {
+                    close = Some(at);
+                    break;
+                }
+            }
+            ',' if depth == 1 => commas.push(at),
+            _ => {}
+        }
+    }
+    let close = close?;
+    let starts: Vec<usize> = std::iter::once(open + 1)
+        .chain(commas.iter().map(|comma| comma + 1))
+        .collect();
+    let ends: Vec<usize> = commas
+        .iter()
+        .copied()
+        .chain(std::iter::once(close))
+        .collect();
+    let index = starts.iter().zip(&ends).position(|(&start, &end)| {
+        let first = create[start..end].split_whitespace().next().unwrap_or("");
+        first
+            .trim_matches(|c| matches!(c, '"' | '`' | '[' | ']'))
+            .eq_ignore_ascii_case(column)
+    })?;
+    let (from, to) = match index {
+        0 => (starts[0], *commas.first()? + 1),
+        _ => (commas[index - 1], ends[index]),
+    };
+    Some(format!("{}{}", &create[..from], &create[to..]))
 }
 
 #[cfg(test)]
@@ -1213,6 +1274,26 @@ mod tests {
             "CREATE TABLE t (\n    id TEXT\n, flow_id TEXT)"
         );
         assert!(without_column("CREATE TABLE t (\n    id TEXT\n)", &assets).is_none());
+        // Written by another tool: several definitions on a line, other spacing, quotes, a
+        // comma inside a type.
+        let one_line = "CREATE TABLE t (id TEXT, size NUMERIC(10, 2), session_id  TEXT  REFERENCES s(id), name TEXT)";
+        assert_eq!(
+            without_column(one_line, &assets).unwrap(),
+            "CREATE TABLE t (id TEXT, size NUMERIC(10, 2), name TEXT)"
+        );
+        let first = "CREATE TABLE t (\"session_id\" TEXT, id TEXT)";
+        assert_eq!(
+            without_column(first, &assets).unwrap(),
+            "CREATE TABLE t ( id TEXT)"
+        );
+        let two_on_a_line =
+            "CREATE TABLE t (\n    id TEXT,\n    session_id TEXT, name TEXT DEFAULT 'a,b'\n)";
+        assert_eq!(
+            without_column(two_on_a_line, &assets).unwrap(),
+            "CREATE TABLE t (\n    id TEXT, name TEXT DEFAULT 'a,b'\n)"
+        );
+        // Alone in the list: nothing to keep, left to the caller's refusal.
+        assert!(without_column("CREATE TABLE t (session_id TEXT)", &assets).is_none());
         // The last definition: the one before it loses its comma.
         let last = "CREATE TABLE t (\n    id TEXT PRIMARY KEY,\n    session_id TEXT\n)";
         assert_eq!(

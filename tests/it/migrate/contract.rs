@@ -677,6 +677,44 @@ both_engines!(
     rebuilt_not_recorded
 );
 
+/// SQLite: a platform whose `assets` was created by another tool than the legacy script, its
+/// definitions on one line with other spacing. The contract's rebuild cut the session column
+/// by its line and stopped half way ("no column definition of session_id to drop"); it now
+/// cuts the definition wherever it sits, and the downgrade gives every legacy value back.
+#[tokio::test]
+async fn a_sqlite_table_written_on_one_line_is_contracted_and_given_back() {
+    let test_db = TestDb::fresh(Engine::Sqlite).await;
+    let db = test_db.connect().await;
+    let script = flowkey::migrate::revisions::legacy::LEGACY_SQL.sqlite;
+    let start = script.find("CREATE TABLE assets (").unwrap();
+    let end = start + script[start..].find("\n);").unwrap() + 3;
+    let one_line = script[start..end]
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .replace("( ", "(")
+        .replace(" )", ")")
+        .replace("session_id TEXT REFERENCES", "session_id  TEXT  REFERENCES");
+    assert!(!one_line.contains('\n') && one_line.contains("session_id  TEXT"));
+    let legacy = format!("{}{}{}", &script[..start], one_line, &script[end..]);
+    db.execute_plain(&legacy).await.unwrap();
+    seed(&db, &SeedConfig::default()).await.expect("seed");
+    let before = fingerprint_database(&db, FingerprintScope::AllRows)
+        .await
+        .unwrap();
+    upgrade_to(&db, "head").await;
+    set_flag(&db, FlagScope::Global, FlowIdPrimary::On, "test")
+        .await
+        .unwrap();
+    contract(&db, quiet("0s")).await.unwrap();
+    assert!(!has_column(&db, "assets", "session_id").await);
+    downgrade_to(&db, "legacy").await;
+    let after = fingerprint_database(&db, FingerprintScope::AllRows)
+        .await
+        .unwrap();
+    assert_eq!(after, before);
+}
+
 /// Random mixes of odd session values (free text in any form, an uppercase or prefixed id,
 /// blanks, other scripts, NULL) in `llm_usage_logs`, beside the seed's own oddities (dangling
 /// ids, other tenants, ...): contract, then downgrade legacy, gives every row back exactly.
