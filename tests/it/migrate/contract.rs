@@ -702,6 +702,7 @@ async fn a_sqlite_table_written_on_one_line_is_contracted_and_given_back() {
     let before = fingerprint_database(&db, FingerprintScope::AllRows)
         .await
         .unwrap();
+    let schema_before = introspect(&db).await.unwrap();
     upgrade_to(&db, "head").await;
     set_flag(&db, FlagScope::Global, FlowIdPrimary::On, "test")
         .await
@@ -713,6 +714,8 @@ async fn a_sqlite_table_written_on_one_line_is_contracted_and_given_back() {
         .await
         .unwrap();
     assert_eq!(after, before);
+    let differences = introspect(&db).await.unwrap().diff(&schema_before);
+    assert!(differences.is_empty(), "{differences:#?}");
 }
 
 /// Random mixes of odd session values (free text in any form, an uppercase or prefixed id,
