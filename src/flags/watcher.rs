@@ -22,6 +22,10 @@ pub struct FlagWatcher {
     db: Db,
     default: FlowIdPrimary,
     snapshot: RwLock<Snapshot>,
+    /// One refresh at a time, each reading and applying in turn: a poll that read before an
+    /// admin change committed could otherwise apply its older values after the admin's
+    /// refresh applied the new ones (seen once in CI: `on` set, `off` served).
+    refreshing: tokio::sync::Mutex<()>,
 }
 
 impl FlagWatcher {
@@ -31,6 +35,7 @@ impl FlagWatcher {
             db,
             default,
             snapshot: RwLock::new(Snapshot::default()),
+            refreshing: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -51,6 +56,7 @@ impl FlagWatcher {
     /// Re-reads the stored values. A value that does not parse is skipped and logged, so a
     /// bad row cannot take a server down.
     pub async fn refresh(&self) -> Result<(), FlagError> {
+        let _one_at_a_time = self.refreshing.lock().await;
         let rows = stored_flags(&self.db).await?;
         let mut next = Snapshot::default();
         for row in rows {
