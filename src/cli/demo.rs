@@ -194,7 +194,7 @@ fn heading(text: &str) {
 
 /// Removes a SQLite database file and its WAL companions; refuses any other URL.
 fn reset_sqlite_file(url: &str) -> anyhow::Result<()> {
-    let DbUrl::Sqlite { path, memory } = DbUrl::parse(url)? else {
+    let DbUrl::Sqlite { path, memory, .. } = DbUrl::parse(url)? else {
         anyhow::bail!("--reset only deletes SQLite files; drop a PostgreSQL database yourself");
     };
     if memory {

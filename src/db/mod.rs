@@ -107,8 +107,57 @@ pub fn url_in_schema(url: &str, schema: &str) -> Result<String, DbError> {
 /// A parsed database URL, password hidden when displayed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DbUrl {
-    Sqlite { path: PathBuf, memory: bool },
-    Postgres { url: String },
+    Sqlite {
+        path: PathBuf,
+        memory: bool,
+        mode: SqliteMode,
+    },
+    Postgres {
+        url: String,
+    },
+}
+
+/// How a SQLite file is opened, from the URL's `mode` parameter (SQLite's own URI names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SqliteMode {
+    /// `mode=rwc` (or no `mode`): read-write, the file created if missing, WAL.
+    #[default]
+    ReadWriteCreate,
+    /// `mode=rw`: read-write, a missing file is an error, WAL.
+    ReadWrite,
+    /// `mode=ro`: read-only, a missing file is an error, the journal mode left as it is
+    /// (changing it writes). Commands that write fail before they change anything.
+    ReadOnly,
+}
+
+impl SqliteMode {
+    /// The mode a SQLite URL's query asks for. Any other parameter is refused: a URL option
+    /// flowkey would not honour (a read-only mode above all) must not be dropped silently.
+    fn from_query(query: &str) -> Result<Self, String> {
+        let mut mode = SqliteMode::default();
+        for pair in query.split('&').filter(|pair| !pair.is_empty()) {
+            mode = match pair {
+                "mode=rwc" => SqliteMode::ReadWriteCreate,
+                "mode=rw" => SqliteMode::ReadWrite,
+                "mode=ro" => SqliteMode::ReadOnly,
+                other => {
+                    return Err(format!(
+                        "unsupported SQLite URL parameter {other:?}: flowkey reads only \
+                         mode=ro, mode=rw or mode=rwc (the default)"
+                    ))
+                }
+            };
+        }
+        Ok(mode)
+    }
+
+    fn as_query(self) -> &'static str {
+        match self {
+            SqliteMode::ReadWriteCreate => "",
+            SqliteMode::ReadWrite => "?mode=rw",
+            SqliteMode::ReadOnly => "?mode=ro",
+        }
+    }
 }
 
 impl DbUrl {
@@ -123,17 +172,22 @@ impl DbUrl {
         match scheme.to_ascii_lowercase().as_str() {
             "sqlite" => {
                 let path = rest.strip_prefix("//").unwrap_or(rest);
-                let path = path.split('?').next().unwrap_or(path);
+                let (path, query) = path.split_once('?').unwrap_or((path, ""));
                 if path.is_empty() {
                     return Err(DbError::InvalidUrl {
                         url: url.into(),
                         reason: "no file path after sqlite://".into(),
                     });
                 }
+                let mode = SqliteMode::from_query(query).map_err(|reason| DbError::InvalidUrl {
+                    url: url.into(),
+                    reason,
+                })?;
                 let memory = path == ":memory:";
                 Ok(DbUrl::Sqlite {
                     path: PathBuf::from(path),
                     memory,
+                    mode,
                 })
             }
             "postgres" | "postgresql" => {
@@ -160,7 +214,9 @@ impl DbUrl {
 impl std::fmt::Display for DbUrl {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            DbUrl::Sqlite { path, .. } => write!(f, "sqlite://{}", path.display()),
+            DbUrl::Sqlite { path, mode, .. } => {
+                write!(f, "sqlite://{}{}", path.display(), mode.as_query())
+            }
             DbUrl::Postgres { url } => f.write_str(&redact(url)),
         }
     }
@@ -221,17 +277,18 @@ impl Db {
             reason: describe_connect_error(&err),
         };
         match parsed {
-            DbUrl::Sqlite { path, memory } => {
+            DbUrl::Sqlite { path, memory, mode } => {
                 let mut opts = SqliteConnectOptions::new()
                     .foreign_keys(true)
                     .busy_timeout(Duration::from_secs(10));
-                opts = if memory {
-                    opts.in_memory(true)
-                } else {
-                    opts.filename(&path)
-                        .create_if_missing(true)
+                opts = match (memory, mode) {
+                    (true, _) => opts.in_memory(true),
+                    (false, SqliteMode::ReadOnly) => opts.filename(&path).read_only(true),
+                    (false, SqliteMode::ReadWrite | SqliteMode::ReadWriteCreate) => opts
+                        .filename(&path)
+                        .create_if_missing(mode == SqliteMode::ReadWriteCreate)
                         .journal_mode(SqliteJournalMode::Wal)
-                        .synchronous(SqliteSynchronous::Normal)
+                        .synchronous(SqliteSynchronous::Normal),
                 };
                 let pool = SqlitePoolOptions::new()
                     // An in-memory database lives in one connection only.
@@ -495,6 +552,41 @@ mod tests {
             DbUrl::parse("flowkey.db"),
             Err(DbError::InvalidUrl { .. })
         ));
+    }
+
+    /// A SQLite URL's `mode` is honoured and shown; any other parameter is refused rather
+    /// than dropped (a `?mode=ro` once opened the file read-write).
+    #[test]
+    fn a_sqlite_url_keeps_its_mode_and_refuses_other_parameters() {
+        let mode = |url: &str| match DbUrl::parse(url) {
+            Ok(DbUrl::Sqlite { mode, .. }) => Ok(mode),
+            Ok(other) => panic!("{other:?}"),
+            Err(err) => Err(err.to_string()),
+        };
+        assert_eq!(mode("sqlite://f.db"), Ok(SqliteMode::ReadWriteCreate));
+        assert_eq!(
+            mode("sqlite://f.db?mode=rwc"),
+            Ok(SqliteMode::ReadWriteCreate)
+        );
+        assert_eq!(mode("sqlite://f.db?mode=rw"), Ok(SqliteMode::ReadWrite));
+        assert_eq!(mode("sqlite:///tmp/f.db?mode=ro"), Ok(SqliteMode::ReadOnly));
+        assert_eq!(
+            DbUrl::parse("sqlite:///tmp/f.db?mode=ro")
+                .unwrap()
+                .to_string(),
+            "sqlite:///tmp/f.db?mode=ro"
+        );
+        for url in [
+            "sqlite://f.db?cache=shared",
+            "sqlite://f.db?mode=memory",
+            "sqlite://f.db?mode=ro&x=1",
+        ] {
+            let err = mode(url).unwrap_err();
+            assert!(
+                err.contains("unsupported SQLite URL parameter"),
+                "{url}: {err}"
+            );
+        }
     }
 
     #[test]

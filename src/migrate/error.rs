@@ -91,6 +91,13 @@ pub enum MigrateError {
          retry when it ends, or raise --lock-wait-secs"
     )]
     DatabaseBusy { waited_secs: u64 },
+    /// SQLite: the deploy lock's row cannot be written (a `?mode=ro` URL, a read-only file or
+    /// mount), so no command that writes can run.
+    #[error(
+        "the database is read-only here ({reason}): this command writes, and nothing was \
+         changed; open it read-write (without ?mode=ro, on a writable file)"
+    )]
+    ReadOnly { reason: String },
     #[error(
         "the deploy lock was lost: the connection holding it closed ({reason}), as when the \
          database restarts; stopped before the next step: rerun the same command to resume"

@@ -144,6 +144,13 @@ impl DeployLock {
                     let inserted = match inserted {
                         Ok(result) => result.rows_affected(),
                         Err(_) if busy => 0,
+                        Err(err) if sqlite_read_only(&err) => {
+                            return Err(MigrateError::ReadOnly {
+                                reason: err
+                                    .as_database_error()
+                                    .map_or_else(|| err.to_string(), |db| db.message().to_owned()),
+                            })
+                        }
                         Err(err) => return Err(err.into()),
                     };
                     let held = Held::Sqlite {
@@ -288,6 +295,14 @@ fn sqlite_busy(err: &sqlx::Error) -> bool {
         .and_then(|db| db.code())
         .and_then(|code| code.parse::<i32>().ok())
         .is_some_and(|code| matches!(code & 0xff, 5 | 6))
+}
+
+/// SQLITE_READONLY and its extended codes: the connection or the file cannot be written.
+fn sqlite_read_only(err: &sqlx::Error) -> bool {
+    err.as_database_error()
+        .and_then(|db| db.code())
+        .and_then(|code| code.parse::<i32>().ok())
+        .is_some_and(|code| code & 0xff == 8)
 }
 
 fn announce(announced: &mut bool, holder: &Holder) {

@@ -47,3 +47,66 @@ async fn unreachable_postgres_is_a_one_line_error() {
     assert!(!err.contains('\n'), "{err}");
     assert!(err.contains("cannot connect"), "{err}");
 }
+
+/// The bytes of a SQLite database: the file and its write-ahead log.
+fn sqlite_bytes(path: &std::path::Path) -> (Vec<u8>, Vec<u8>) {
+    let mut wal = path.as_os_str().to_owned();
+    wal.push("-wal");
+    (
+        std::fs::read(path).unwrap(),
+        std::fs::read(wal).unwrap_or_default(),
+    )
+}
+
+/// `?mode=ro` opens a SQLite file read-only: read commands answer, and every command that
+/// writes is refused in one line before it changes a byte; a missing file is not created.
+/// Any other URL parameter is refused. (Until 2026-12-05 the query was dropped, and a
+/// `?mode=ro` URL opened the file read-write: `upgrade head` migrated it.)
+#[tokio::test]
+async fn a_read_only_sqlite_url_answers_reads_and_refuses_every_write() {
+    use crate::support::reliability_support::{run_ok, run_to_end, seeded, small_seed};
+    let test_db = TestDb::fresh(Engine::Sqlite).await;
+    seeded(&test_db, &small_seed()).await;
+    run_ok(&test_db.url, &["upgrade", "flow_mapping", "--no-progress"]);
+    let path = test_db.dir.path().join("test.db");
+    let before = sqlite_bytes(&path);
+    let read_only = format!("{}?mode=ro", test_db.url);
+
+    let (status, stderr) = run_to_end(&read_only, &["history"]);
+    assert!(status.success(), "{stderr}");
+    for args in [
+        &["upgrade", "head", "--no-progress"][..],
+        &["downgrade", "legacy", "--no-progress"],
+        &["stamp", "head"],
+    ] {
+        let (status, stderr) = run_to_end(&read_only, args);
+        assert!(!status.success(), "{args:?} succeeded read-only");
+        assert!(
+            stderr.contains("the database is read-only here")
+                && stderr.contains("nothing was changed"),
+            "{args:?}: {stderr}"
+        );
+    }
+    assert!(
+        before == sqlite_bytes(&path),
+        "a read-only run changed the file"
+    );
+    let (status, stderr) = run_to_end(&test_db.url, &["current"]);
+    assert!(status.success() && stderr.is_empty(), "{stderr}");
+
+    let missing = test_db.dir.path().join("missing.db");
+    let (status, stderr) = run_to_end(
+        &format!("sqlite://{}?mode=ro", missing.display()),
+        &["current"],
+    );
+    assert!(
+        !status.success() && stderr.contains("cannot connect"),
+        "{stderr}"
+    );
+    assert!(!missing.exists());
+    let (status, stderr) = run_to_end(&format!("{}?cache=shared", test_db.url), &["current"]);
+    assert!(
+        !status.success() && stderr.contains("unsupported SQLite URL parameter \"cache=shared\""),
+        "{stderr}"
+    );
+}
