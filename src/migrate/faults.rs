@@ -54,6 +54,11 @@
 //! The downgrade (`migrate::flow::sqlite_rebuild`): `downgrade::before_drop_column` (SQLite:
 //! one of the added columns about to be dropped, in the transaction that drops them all).
 //!
+//! The server's schema check (`migrate::serving`, errors as the driver gives them, see
+//! [`check_sql`]): `serving::before_revision_read` (the recorded revision about to be read),
+//! `serving::before_probe` (a head table about to be probed): the database going away in
+//! the middle of a check.
+//!
 //! The contract (`migrate::flow::contract`): `contract::archive_batch` (an archive batch and
 //! its cursor written, not committed), `contract::rebuild_commit` (SQLite: every table
 //! rebuilt, not committed), `contract::restore_batch` (a downgrade's restore batch written,
@@ -82,6 +87,14 @@ pub fn check_own_sqlite(point: &'static str) -> rusqlite::Result<()> {
     Ok(())
 }
 
+/// [`check`] for code whose errors are the driver's own (`sqlx::Error`): the error
+/// [`injected`] wraps.
+#[cfg_attr(not(feature = "failpoints"), allow(unused_variables))]
+pub fn check_sql(point: &'static str) -> Result<(), sqlx::Error> {
+    fail::fail_point!(point, |kind| Err(injected_sql(point, kind)));
+    Ok(())
+}
+
 /// The error a fault point returns: the one the database would give for `kind` (`None`: a
 /// lost connection, the commonest failure).
 ///
@@ -89,6 +102,11 @@ pub fn check_own_sqlite(point: &'static str) -> rusqlite::Result<()> {
 /// `serialization_failure` (40001), `deadlock` (40P01), `busy` (SQLite 5), `disk_full`
 /// (PostgreSQL 53100, SQLite 13), `admin_shutdown` (57P01), `pool_timeout`.
 pub fn injected(point: &str, kind: Option<String>) -> MigrateError {
+    MigrateError::Sql(injected_sql(point, kind))
+}
+
+/// [`injected`]'s driver error.
+fn injected_sql(point: &str, kind: Option<String>) -> sqlx::Error {
     let kind = kind.unwrap_or_else(|| "connection_lost".to_owned());
     let database = |code: &'static str, message: &'static str| {
         sqlx::Error::Database(Box::new(InjectedDatabaseError {
@@ -96,7 +114,7 @@ pub fn injected(point: &str, kind: Option<String>) -> MigrateError {
             message: format!("{message} (injected at {point})"),
         }))
     };
-    MigrateError::Sql(match kind.as_str() {
+    match kind.as_str() {
         "lock_timeout" => database("55P03", "canceling statement due to lock timeout"),
         "serialization_failure" => database(
             "40001",
@@ -115,7 +133,7 @@ pub fn injected(point: &str, kind: Option<String>) -> MigrateError {
             std::io::ErrorKind::ConnectionReset,
             format!("connection reset by peer (injected at {point})"),
         )),
-    })
+    }
 }
 
 /// A driver error with a code, as PostgreSQL (a SQLSTATE) or SQLite (a result code) reports it.

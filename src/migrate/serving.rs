@@ -10,7 +10,7 @@ use crate::db::errors::{database_unavailable, schema_object_missing};
 use crate::db::{Db, KeyColumns};
 use crate::migrate::flow::contract::CONTRACT_REVISION;
 use crate::migrate::flow::linked::LINKED_TABLES;
-use crate::migrate::{revisions, MigrateError, Migrator, RunOptions};
+use crate::migrate::{faults, revisions, MigrateError, Migrator, RunOptions};
 
 /// The head tables and columns the service needs, each with a statement that fails with
 /// "no such table or column" when it is missing (named as the check reports it): the
@@ -128,20 +128,22 @@ impl SchemaCheck {
 pub async fn check_schema(db: &Db) -> Result<SchemaCheck, sqlx::Error> {
     db.execute_plain("SELECT 1").await?;
     let head = revisions::head().id;
-    let (recorded_revision, unreadable_record) =
-        match Migrator::new(db.clone(), RunOptions::default())
+    let recorded = async {
+        faults::check("serving::before_revision_read")?;
+        Migrator::new(db.clone(), RunOptions::default())
             .current()
             .await
-        {
-            Ok(revision) => (revision.map(str::to_owned), None),
-            // The database went away in the middle of the check: that says nothing of the schema.
-            Err(MigrateError::Sql(err)) if database_unavailable(&err) => return Err(err),
-            // An unreadable or unknown record (a newer build's): not servable, and said.
-            Err(err) => {
-                tracing::warn!(error = %err, "cannot read the recorded revision");
-                (None, Some(err.to_string()))
-            }
-        };
+    };
+    let (recorded_revision, unreadable_record) = match recorded.await {
+        Ok(revision) => (revision.map(str::to_owned), None),
+        // The database went away in the middle of the check: that says nothing of the schema.
+        Err(MigrateError::Sql(err)) if database_unavailable(&err) => return Err(err),
+        // An unreadable or unknown record (a newer build's): not servable, and said.
+        Err(err) => {
+            tracing::warn!(error = %err, "cannot read the recorded revision");
+            (None, Some(err.to_string()))
+        }
+    };
     let mut probes = probes();
     if recorded_revision.as_deref() == Some(CONTRACT_REVISION) {
         // Contracted, the stores read the sessions the mapping cannot give back from here.
@@ -154,7 +156,11 @@ pub async fn check_schema(db: &Db) -> Result<SchemaCheck, sqlx::Error> {
     }
     let mut missing = Vec::new();
     for (name, probe) in probes {
-        match db.execute_plain(&probe).await {
+        let probed = async {
+            faults::check_sql("serving::before_probe")?;
+            db.execute_plain(&probe).await
+        };
+        match probed.await {
             Ok(_) => {}
             Err(err) if schema_object_missing(&err) => missing.push(name),
             // Any other failure (the connection cut by a restart, above all) is not a missing

@@ -225,3 +225,70 @@ both_engines!(
     the_api_serves_over_a_real_socket_and_shuts_down_gracefully,
     real_socket
 );
+
+/// The database going away in the middle of the server's schema check (faults injected in
+/// the real `flowkey serve`) is not a schema below head. A running server whose checks lose
+/// the database at the recorded revision's read answers `/ready` with 503
+/// `database_unavailable` and keeps its verdict, so the API goes on serving; a check that
+/// took the failure for "no revision recorded" would close a healthy server. At start, a
+/// probe of a head table that loses the database stops `serve` with "cannot read the
+/// database schema", not "refusing to serve" a schema it never saw.
+async fn a_check_losing_its_database_keeps_the_verdict(test_db: TestDb) {
+    use crate::support::reliability_support::run_with_faults;
+    use crate::support::served::serve_with_env;
+    let (keep, db) = head_db(test_db.engine).await;
+    let tenant = insert_tenant(&db).await;
+    let migrated = migrated_session(&db, tenant).await;
+    let client = reqwest::Client::new();
+    // The first check (at start) reads the revision; every later one loses the database.
+    let server = serve_with_env(
+        &keep.url,
+        &[],
+        &[(
+            "FAILPOINTS",
+            "serving::before_revision_read=1*off->return(connection_lost)",
+        )],
+    )
+    .await;
+    let ready = client
+        .get(format!("{}/ready", server.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status().as_u16(), 503);
+    let body: serde_json::Value = ready.json().await.unwrap();
+    assert_eq!(
+        body["error"]["code"],
+        serde_json::json!("database_unavailable"),
+        "{body}"
+    );
+    let v1 = client
+        .get(format!(
+            "{}/api/v1/data-import/import/{}",
+            server.base, migrated.session
+        ))
+        .header("x-client-account-id", tenant.client_account_id.to_string())
+        .header("x-engagement-id", tenant.engagement_id.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(v1.status().as_u16(), 200);
+    drop(server);
+
+    let (status, stderr) = run_with_faults(
+        &keep.url,
+        &["serve", "--bind", "127.0.0.1:0"],
+        "serving::before_probe=return(connection_lost)",
+    );
+    assert!(!status.success());
+    assert!(
+        stderr.contains("cannot read the database schema")
+            && stderr.contains("connection reset by peer (injected at serving::before_probe)")
+            && !stderr.contains("refusing to serve"),
+        "{stderr}"
+    );
+}
+both_engines!(
+    a_schema_check_that_loses_its_database_keeps_the_server_serving,
+    a_check_losing_its_database_keeps_the_verdict
+);
