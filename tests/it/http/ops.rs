@@ -273,7 +273,8 @@ async fn a_check_losing_its_database_keeps_the_verdict(test_db: TestDb) {
         .await
         .unwrap();
     assert_eq!(v1.status().as_u16(), 200);
-    drop(server);
+    // Stopped, not killed: a killed process writes no coverage profile.
+    server.stop_gracefully();
 
     let (status, stderr) = run_with_faults(
         &keep.url,
