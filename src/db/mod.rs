@@ -294,6 +294,14 @@ impl Db {
                     // An in-memory database lives in one connection only.
                     .max_connections(if memory { 1 } else { options.max_connections })
                     .acquire_timeout(options.connect_timeout)
+                    // No idle or lifetime reaping, hence no pool maintenance task: a SQLite
+                    // connection holds no server's resources, reaping the one connection of
+                    // an in-memory database (after 30 min by default) would lose the
+                    // database, and sqlx 0.8.6's maintenance task can spin at 100% CPU
+                    // forever after a race in its idle count (sqlx issue 3645, fixed by
+                    // PR 4289 after 0.8.6): a CI run hung 20 min on an in-memory test.
+                    .idle_timeout(None)
+                    .max_lifetime(None)
                     .connect_with(opts)
                     .await
                     .map_err(connect_error)?;
@@ -586,6 +594,21 @@ mod tests {
                 err.contains("unsupported SQLite URL parameter"),
                 "{url}: {err}"
             );
+        }
+    }
+
+    /// SQLite pools run no maintenance task (see `connect_with`): nothing reaps a connection.
+    #[tokio::test]
+    async fn sqlite_pools_never_reap_their_connections() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = format!("sqlite://{}", dir.path().join("f.db").display());
+        for url in ["sqlite://:memory:", file.as_str()] {
+            let Db::Sqlite(pool) = Db::connect(url).await.unwrap() else {
+                panic!("{url} is not SQLite")
+            };
+            assert_eq!(pool.options().get_idle_timeout(), None, "{url}");
+            assert_eq!(pool.options().get_max_lifetime(), None, "{url}");
+            pool.close().await;
         }
     }
 
