@@ -78,10 +78,10 @@ pub fn classify_code(engine: Engine, code: &str, message: &str) -> DbFailure {
             _ => DbFailure::Other,
         },
         Engine::Sqlite => {
-            let Ok(number) = code.parse::<i32>() else {
+            let Some(primary) = sqlite_primary(code) else {
                 return DbFailure::Other;
             };
-            match number & 0xff {
+            match primary {
                 // SQLITE_BUSY, SQLITE_LOCKED (with their extended codes).
                 5 | 6 => DbFailure::Unavailable,
                 // SQLITE_CONSTRAINT, SQLITE_TOOBIG, SQLITE_MISMATCH, SQLITE_RANGE.
@@ -100,6 +100,24 @@ pub fn classify_code(engine: Engine, code: &str, message: &str) -> DbFailure {
             }
         }
     }
+}
+
+/// SQLite's primary result code (the low byte of its extended code) of a driver error raised
+/// by SQLite; `None` for any other error, a PostgreSQL one included (its SQLSTATE is not a
+/// SQLite number even when it parses as one).
+pub fn sqlite_primary_code(err: &sqlx::Error) -> Option<i32> {
+    let db = err.as_database_error()?;
+    if db
+        .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+        .is_some()
+    {
+        return None;
+    }
+    sqlite_primary(&db.code()?)
+}
+
+fn sqlite_primary(code: &str) -> Option<i32> {
+    code.parse::<i32>().ok().map(|extended| extended & 0xff)
 }
 
 /// The database cannot be reached or is busy right now (not "this request is wrong").

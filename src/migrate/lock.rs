@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{Connection, PgConnection, SqlitePool};
 
+use crate::db::errors::sqlite_primary_code;
 use crate::db::types::DbTime;
 use crate::db::Db;
 use crate::migrate::audit::Identity;
@@ -291,18 +292,12 @@ impl DeployLock {
 
 /// SQLITE_BUSY or SQLITE_LOCKED (any extended code): another connection holds the write lock.
 fn sqlite_busy(err: &sqlx::Error) -> bool {
-    err.as_database_error()
-        .and_then(|db| db.code())
-        .and_then(|code| code.parse::<i32>().ok())
-        .is_some_and(|code| matches!(code & 0xff, 5 | 6))
+    matches!(sqlite_primary_code(err), Some(5 | 6))
 }
 
 /// SQLITE_READONLY and its extended codes: the connection or the file cannot be written.
 fn sqlite_read_only(err: &sqlx::Error) -> bool {
-    err.as_database_error()
-        .and_then(|db| db.code())
-        .and_then(|code| code.parse::<i32>().ok())
-        .is_some_and(|code| code & 0xff == 8)
+    sqlite_primary_code(err) == Some(8)
 }
 
 fn announce(announced: &mut bool, holder: &Holder) {

@@ -72,6 +72,7 @@ mod reliability {
 }
 mod service {
     mod compat;
+    mod db_errors;
     mod store_imports;
     mod store_service_state;
 }
