@@ -1123,11 +1123,7 @@ async fn rebuild_all(
                 .bind(t)
                 .fetch_one(&mut **conn)
                 .await?;
-        let create =
-            without_column(&create, column).ok_or_else(|| ContractError::ColumnTextMissing {
-                table: t.to_owned(),
-                column: c.to_owned(),
-            })?;
+        let create = without_column(&create, column)?;
         let dependents: Vec<String> = sqlx::query_scalar(
             "SELECT sql FROM sqlite_master WHERE type IN ('index', 'trigger') AND tbl_name = $1 \
              AND sql IS NOT NULL ORDER BY type, name",
@@ -1159,13 +1155,18 @@ async fn rebuild_all(
 }
 
 /// `CREATE TABLE` text without the definition of `column`, or `None` if it has none.
-fn without_column(create: &str, column: &SessionColumn) -> Option<String> {
+fn without_column(create: &str, column: &SessionColumn) -> Result<String, ContractError> {
     // Added back by a downgrade: `ADD COLUMN` appended `, <column> <declaration>`.
     let appended = format!(", {} {}", column.column, column.sqlite_declaration());
     if create.contains(&appended) {
-        return Some(create.replacen(&appended, "", 1));
+        return Ok(create.replacen(&appended, "", 1));
     }
-    cut_line(create, column.column).or_else(|| cut_definition(create, column.column))
+    cut_line(create, column.column)
+        .or_else(|| cut_definition(create, column.column))
+        .ok_or_else(|| ContractError::ColumnTextMissing {
+            table: column.table.to_owned(),
+            column: column.column.to_owned(),
+        })
 }
 
 /// The text without the line that holds `column`'s definition alone (as the legacy script
@@ -1174,7 +1175,11 @@ fn cut_line(create: &str, column: &str) -> Option<String> {
     let lines: Vec<&str> = create.lines().collect();
     let at = lines.iter().position(|line| {
         let trimmed = line.trim_start();
-        let alone = !trimmed.trim_end().trim_end_matches(',').contains(',');
+        let definition = trimmed.trim_end().trim_end_matches(',');
+        // Alone on its line: no other definition, and not the list's closing parenthesis
+        // (`session_id TEXT)` on the last line).
+        let alone = !definition.contains(',')
+            && definition.matches('(').count() == definition.matches(')').count();
         alone
             && trimmed
                 .strip_prefix(column)
@@ -1196,32 +1201,50 @@ fn cut_line(create: &str, column: &str) -> Option<String> {
 /// of the commas beside it.
 fn cut_definition(create: &str, column: &str) -> Option<String> {
     let open = create.find('(')?;
+    let bytes = create.as_bytes();
     let mut depth = 0usize;
-    let mut quote: Option<char> = None;
     let mut commas = Vec::new();
     let mut close = None;
-    for (offset, ch) in create[open..].char_indices() {
-        let at = open + offset;
-        if let Some(end) = quote {
-            if ch == end {
-                quote = None;
+    // Byte offsets: every character this looks for is ASCII, and no byte of a multi-byte
+    // UTF-8 character equals an ASCII one.
+    let mut at = open;
+    while at < bytes.len() {
+        let skip_to = |from: usize, end: &str| {
+            create[from..]
+                .find(end)
+                .map_or(bytes.len(), |found| from + found + end.len())
+        };
+        match bytes[at] {
+            // A quoted name or text ends at the same quote; a bracketed name at `]`.
+            b'\'' | b'"' | b'`' | b'[' => {
+                let end = match bytes[at] {
+                    b'[' => "]",
+                    _ => &create[at..=at],
+                };
+                at = skip_to(at + 1, end);
+                continue;
             }
-            continue;
-        }
-        match ch {
-            '\'' | '"' | '`' => quote = Some(ch),
-            '[' => quote = Some(']'),
-            '(' => depth += 1,
-            ')' => {
+            // Comments may hold commas and parentheses of their own.
+            b'-' if bytes.get(at + 1) == Some(&b'-') => {
+                at = skip_to(at + 2, "\n");
+                continue;
+            }
+            b'/' if bytes.get(at + 1) == Some(&b'*') => {
+                at = skip_to(at + 2, "*/");
+                continue;
+            }
+            b'(' => depth += 1,
+            b')' => {
                 depth -= 1;
                 if depth == 0 {
                     close = Some(at);
                     break;
                 }
             }
-            ',' if depth == 1 => commas.push(at),
+            b',' if depth == 1 => commas.push(at),
             _ => {}
         }
+        at += 1;
     }
     let close = close?;
     let starts: Vec<usize> = std::iter::once(open + 1)
@@ -1233,7 +1256,11 @@ fn cut_definition(create: &str, column: &str) -> Option<String> {
         .chain(std::iter::once(close))
         .collect();
     let index = starts.iter().zip(&ends).position(|(&start, &end)| {
-        let first = create[start..end].split_whitespace().next().unwrap_or("");
+        let first = without_comments(&create[start..end])
+            .split_whitespace()
+            .next()
+            .map(str::to_owned)
+            .unwrap_or_default();
         first
             .trim_matches(|c| matches!(c, '"' | '`' | '[' | ']'))
             .eq_ignore_ascii_case(column)
@@ -1243,6 +1270,31 @@ fn cut_definition(create: &str, column: &str) -> Option<String> {
         _ => (commas[index - 1], ends[index]),
     };
     Some(format!("{}{}", &create[..from], &create[to..]))
+}
+
+/// `text` with its SQL comments (`-- …` to the end of the line, `/* … */`) replaced by a
+/// space. Only for reading a definition's first word: quotes are not looked at, and a
+/// definition's first word comes before any quoted text in it.
+fn without_comments(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    loop {
+        let line = rest.find("--");
+        let block = rest.find("/*");
+        let (at, end) = match (line, block) {
+            (Some(l), Some(b)) if b < l => (b, "*/"),
+            (Some(l), _) => (l, "\n"),
+            (None, Some(b)) => (b, "*/"),
+            (None, None) => break,
+        };
+        out.push_str(&rest[..at]);
+        out.push(' ');
+        rest = rest[at + 2..]
+            .find(end)
+            .map_or("", |found| &rest[at + 2 + found + end.len()..]);
+    }
+    out.push_str(rest);
+    out
 }
 
 #[cfg(test)]
@@ -1273,7 +1325,7 @@ mod tests {
             without_column(added_back, &assets).unwrap(),
             "CREATE TABLE t (\n    id TEXT\n, flow_id TEXT)"
         );
-        assert!(without_column("CREATE TABLE t (\n    id TEXT\n)", &assets).is_none());
+        assert!(without_column("CREATE TABLE t (\n    id TEXT\n)", &assets).is_err());
         // Written by another tool: several definitions on a line, other spacing, quotes, a
         // comma inside a type.
         let one_line = "CREATE TABLE t (id TEXT, size NUMERIC(10, 2), session_id  TEXT  REFERENCES s(id), name TEXT)";
@@ -1292,8 +1344,40 @@ mod tests {
             without_column(two_on_a_line, &assets).unwrap(),
             "CREATE TABLE t (\n    id TEXT, name TEXT DEFAULT 'a,b'\n)"
         );
-        // Alone in the list: nothing to keep, left to the caller's refusal.
-        assert!(without_column("CREATE TABLE t (session_id TEXT)", &assets).is_none());
+        // Alone in the list: nothing to keep, refused with the table and the column named.
+        let alone = without_column("CREATE TABLE t (session_id TEXT)", &assets).unwrap_err();
+        assert_eq!(
+            alone.to_string(),
+            "the SQLite table assets has no column definition of session_id to drop"
+        );
+        // Comments hold commas and parentheses of their own, and may come before a name.
+        let commented = "CREATE TABLE t (\n    id TEXT, -- the key (a uuid, lowercase\n    session_id TEXT, /* legacy, (kept) */ name TEXT\n)";
+        assert_eq!(
+            without_column(commented, &assets).unwrap(),
+            "CREATE TABLE t (\n    id TEXT, /* legacy, (kept) */ name TEXT\n)"
+        );
+        // The last definition on the line that closes the list: the parenthesis stays.
+        let closing = "CREATE TABLE t (\n    id TEXT,\n    session_id TEXT REFERENCES s(id))";
+        assert_eq!(
+            without_column(closing, &assets).unwrap(),
+            "CREATE TABLE t (\n    id TEXT)"
+        );
+        let bracketed = "CREATE TABLE t ([id] TEXT, [session_id] TEXT, name TEXT)";
+        assert_eq!(
+            without_column(bracketed, &assets).unwrap(),
+            "CREATE TABLE t ([id] TEXT, name TEXT)"
+        );
+        let both_comments =
+            "CREATE TABLE t (id TEXT, /* a */ -- b, c\n session_id TEXT, name TEXT)";
+        assert_eq!(
+            without_column(both_comments, &assets).unwrap(),
+            "CREATE TABLE t (id TEXT, name TEXT)"
+        );
+        let comment_first = "CREATE TABLE t (id TEXT, /* old key */ session_id TEXT, name TEXT)";
+        assert_eq!(
+            without_column(comment_first, &assets).unwrap(),
+            "CREATE TABLE t (id TEXT, name TEXT)"
+        );
         // The last definition: the one before it loses its comma.
         let last = "CREATE TABLE t (\n    id TEXT PRIMARY KEY,\n    session_id TEXT\n)";
         assert_eq!(

@@ -678,9 +678,12 @@ both_engines!(
 );
 
 /// SQLite: a platform whose `assets` was created by another tool than the legacy script, its
-/// definitions on one line with other spacing. The contract's rebuild cut the session column
-/// by its line and stopped half way ("no column definition of session_id to drop"); it now
-/// cuts the definition wherever it sits, and the downgrade gives every legacy value back.
+/// definitions on one line with other spacing, and whose `raw_import_records` ends with the
+/// session column on the line that closes the list, after a comment holding a comma and a
+/// parenthesis. The contract's rebuild stopped half way on each ("no column definition of
+/// session_id to drop"): it cut the session column by its line, and read the comment's
+/// parenthesis as the list's; it now cuts the definition wherever it sits, comments skipped,
+/// and the downgrade gives every legacy value back.
 #[tokio::test]
 async fn a_sqlite_table_written_on_one_line_is_contracted_and_given_back() {
     let test_db = TestDb::fresh(Engine::Sqlite).await;
@@ -696,7 +699,23 @@ async fn a_sqlite_table_written_on_one_line_is_contracted_and_given_back() {
         .replace(" )", ")")
         .replace("session_id TEXT REFERENCES", "session_id  TEXT  REFERENCES");
     assert!(!one_line.contains('\n') && one_line.contains("session_id  TEXT"));
-    let legacy = format!("{}{}{}", &script[..start], one_line, &script[end..]);
+    let mut legacy = format!("{}{}{}", &script[..start], one_line, &script[end..]);
+    let session_line = "    session_id         TEXT REFERENCES data_import_sessions(id) ON DELETE CASCADE,\n    row_number";
+    let last_line = "    processed_at       TEXT\n);";
+    let raw = legacy.find("CREATE TABLE raw_import_records (").unwrap();
+    let raw_end = raw + legacy[raw..].find(last_line).unwrap() + last_line.len();
+    let raw_text = legacy[raw..raw_end]
+        .replacen(session_line, "    row_number", 1)
+        .replacen(
+            last_line,
+            "    processed_at       TEXT, -- when (if ever, processed\n    \
+             session_id TEXT REFERENCES data_import_sessions(id) ON DELETE CASCADE);",
+            1,
+        );
+    assert!(
+        raw_text.ends_with("ON DELETE CASCADE);") && raw_text.matches("session_id").count() == 1
+    );
+    legacy.replace_range(raw..raw_end, &raw_text);
     db.execute_plain(&legacy).await.unwrap();
     seed(&db, &SeedConfig::default()).await.expect("seed");
     let before = fingerprint_database(&db, FingerprintScope::AllRows)
@@ -709,6 +728,7 @@ async fn a_sqlite_table_written_on_one_line_is_contracted_and_given_back() {
         .unwrap();
     contract(&db, quiet("0s")).await.unwrap();
     assert!(!has_column(&db, "assets", "session_id").await);
+    assert!(!has_column(&db, "raw_import_records", "session_id").await);
     downgrade_to(&db, "legacy").await;
     let after = fingerprint_database(&db, FingerprintScope::AllRows)
         .await
