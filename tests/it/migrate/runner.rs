@@ -473,6 +473,31 @@ both_engines!(
     legacy_database_is_adopted_by_upgrade
 );
 
+/// A runner over a chain with no revision (a program embedding the runner with its own,
+/// empty, chain) on a database that holds tables and no recorded revision: nothing to adopt,
+/// no head to reach; `upgrade head` is refused as an unknown target and the schema is left
+/// as it was.
+async fn an_empty_chain_adopts_nothing(test_db: TestDb) {
+    test_db.run_script(legacy_script(test_db.engine)).await;
+    let db = test_db.connect().await;
+    let before = schema_of(&db).await;
+    let migrator = Migrator::with_revisions(db.clone(), quick(), &[]);
+    let err = migrator.upgrade("head").await.expect_err("no head");
+    assert!(
+        matches!(&err, MigrateError::UnknownTarget { target, known } if target == "head" && known == "base, head"),
+        "{err}"
+    );
+    assert_eq!(migrator.current().await.unwrap(), None);
+    // The runner's own bookkeeping tables may now exist; nothing else changed.
+    let mut after = schema_of(&db).await;
+    after.tables.retain(|name, _| !name.starts_with("flowkey_"));
+    assert_eq!(after, before);
+}
+both_engines!(
+    a_runner_over_an_empty_chain_adopts_nothing_and_has_no_head,
+    an_empty_chain_adopts_nothing
+);
+
 async fn legacy_database_is_adopted_by_stamp(test_db: TestDb) {
     test_db.run_script(legacy_script(test_db.engine)).await;
     let db = test_db.connect().await;
