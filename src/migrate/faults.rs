@@ -19,7 +19,9 @@
 //! - a step: `runner::before_step` (after the lock check, before the step's audit row),
 //!   `runner::after_step` (the step is done and recorded, its audit row not yet closed);
 //! - a step's SQL, by class: `runner::before_sqlite_script` / `runner::after_sqlite_script`
-//!   (inside the step's SQLite transaction), `runner::before_postgres_script` /
+//!   (inside the step's SQLite transaction), `runner::before_foreign_keys_on` (SQLite: a
+//!   script that turned foreign keys off is done, they are about to be switched back on;
+//!   the driver's error, [`check_sql`]), `runner::before_postgres_script` /
 //!   `runner::after_postgres_script` (inside the PostgreSQL step transaction, whose lock
 //!   timeouts are retried), `runner::before_online_statement` /
 //!   `runner::after_online_statement` (each online DDL statement, retried alone),
@@ -37,6 +39,9 @@
 //!   dead process), `runner::after_lock_release`, `lock::before_holder_lookup` (PostgreSQL:
 //!   the try failed, the holder not yet looked up), `lock::before_takeover` (SQLite: a dead
 //!   holder's row read, not yet taken over); tests make these two `sleep` to open a race;
+//!   `lock::before_sqlite_insert` (SQLite: the lock row about to be inserted); these two
+//!   SQLite points fail with the driver's own error ([`check_sql`]: `busy` is waited out like
+//!   a runner's write lock, any other error stops the run);
 //! - the versions book: `runner::before_mark_dirty`, `runner::after_mark_dirty`,
 //!   `runner::before_set_steps_done`, `runner::after_set_steps_done` (in the step's
 //!   transaction where it has one), `runner::before_mark_applied`,
@@ -50,6 +55,13 @@
 //! fails with an I/O error): `fingerprint::sqlite_row` (the fingerprints),
 //! `write_ledger::sqlite_baseline_row` (the ledger's baseline), `write_ledger::sqlite_compare_row`
 //! (its comparison, `verify --online`).
+//!
+//! The fingerprint bench (`flowkey bench fingerprint`): `bench::between_count_and_fingerprint`
+//! (a table counted, not yet fingerprinted; tests make it `sleep` while they write a row).
+//!
+//! The rehearsal (`flowkey rehearse`, PostgreSQL): `rehearse::before_copy_drop` (the
+//! rehearsal is done, its copy database about to be dropped; the driver's error,
+//! [`check_sql`]).
 //!
 //! The downgrade (`migrate::flow::sqlite_rebuild`): `downgrade::before_drop_column` (SQLite:
 //! one of the added columns about to be dropped, in the transaction that drops them all).
@@ -200,12 +212,14 @@ mod tests {
         ];
         let mut points = Vec::new();
         for source in sources {
-            for (_, rest) in source
-                .match_indices("faults::check(\"")
-                .map(|(at, _)| source.split_at(at + 15))
-            {
-                let point = rest.split('"').next().unwrap_or_default();
-                points.push(point.to_owned());
+            for call in ["faults::check(\"", "faults::check_sql(\""] {
+                for (_, rest) in source
+                    .match_indices(call)
+                    .map(|(at, _)| source.split_at(at + call.len()))
+                {
+                    let point = rest.split('"').next().unwrap_or_default();
+                    points.push(point.to_owned());
+                }
             }
         }
         assert!(points.len() >= 27, "{points:?}");

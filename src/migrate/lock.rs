@@ -128,16 +128,20 @@ impl DeployLock {
                 let deadline = Instant::now() + wait;
                 let mut announced = false;
                 loop {
-                    let inserted = sqlx::query(
-                        "INSERT INTO flowkey_deploy_lock (id, run_id, holder, pid, host, acquired_at) \
-                         VALUES (1, $1, $2, $3, $4, $5) ON CONFLICT (id) DO NOTHING",
-                    )
-                    .bind(run_id)
-                    .bind(identity.describe())
-                    .bind(i64::from(identity.pid))
-                    .bind(&identity.host)
-                    .bind(DbTime::now())
-                    .execute(pool)
+                    let inserted = async {
+                        faults::check_sql("lock::before_sqlite_insert")?;
+                        sqlx::query(
+                            "INSERT INTO flowkey_deploy_lock (id, run_id, holder, pid, host, acquired_at) \
+                             VALUES (1, $1, $2, $3, $4, $5) ON CONFLICT (id) DO NOTHING",
+                        )
+                        .bind(run_id)
+                        .bind(identity.describe())
+                        .bind(i64::from(identity.pid))
+                        .bind(&identity.host)
+                        .bind(DbTime::now())
+                        .execute(pool)
+                        .await
+                    }
                     .await;
                     // A runner whose step holds SQLite's write lock longer than the busy
                     // timeout surely holds the deploy lock too: read who it is, and wait.
@@ -181,20 +185,23 @@ impl DeployLock {
                         continue;
                     };
                     if host == identity.host && !process_is_alive(pid) {
-                        // Another runner may take the dead holder's lock over first (tests
-                        // pause here to make that race happen).
-                        faults::check("lock::before_takeover")?;
-                        let taken = sqlx::query(
-                            "UPDATE flowkey_deploy_lock SET run_id = $1, holder = $2, pid = $3, \
-                             host = $4, acquired_at = $5 WHERE id = 1 AND run_id = $6",
-                        )
-                        .bind(run_id)
-                        .bind(identity.describe())
-                        .bind(i64::from(identity.pid))
-                        .bind(&identity.host)
-                        .bind(DbTime::now())
-                        .bind(&stale_run)
-                        .execute(pool)
+                        let taken = async {
+                            // Another runner may take the dead holder's lock over first (tests
+                            // pause here to make that race happen).
+                            faults::check_sql("lock::before_takeover")?;
+                            sqlx::query(
+                                "UPDATE flowkey_deploy_lock SET run_id = $1, holder = $2, pid = $3, \
+                                 host = $4, acquired_at = $5 WHERE id = 1 AND run_id = $6",
+                            )
+                            .bind(run_id)
+                            .bind(identity.describe())
+                            .bind(i64::from(identity.pid))
+                            .bind(&identity.host)
+                            .bind(DbTime::now())
+                            .bind(&stale_run)
+                            .execute(pool)
+                            .await
+                        }
                         .await;
                         let taken = match taken {
                             Ok(result) => result.rows_affected(),

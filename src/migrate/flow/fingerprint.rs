@@ -513,6 +513,8 @@ pub async fn fingerprint_against_scan(
                     .await?
             });
             count_seconds = count_seconds.min(started.elapsed().as_secs_f64());
+            tracing::debug!("{table}: {counted} rows counted, now fingerprinted");
+            crate::migrate::faults::check("bench::between_count_and_fingerprint")?;
             let started = std::time::Instant::now();
             let fingerprint =
                 fingerprint_table_as(db, table, FingerprintScope::AllRows, format).await?;

@@ -17,7 +17,7 @@ use crate::migrate::flow::error::FlowMigrationError;
 use crate::migrate::flow::fingerprint::{fingerprint_database, FingerprintScope};
 use crate::migrate::flow::report::{report, MigrationReport};
 use crate::migrate::flow::verify::{verify, VerifyReport};
-use crate::migrate::{MigrateError, Migrator, RunOptions};
+use crate::migrate::{faults, MigrateError, Migrator, RunOptions};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct RehearsalReport {
@@ -223,13 +223,30 @@ impl Copy {
                 }
             }
             CopyKind::PostgresDatabase { admin_url, name } => {
-                if let Ok(admin) = Db::connect(&admin_url).await {
-                    let drop = format!(
-                        "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                        quote_identifier(&name)
-                    );
-                    let _ = admin.execute_plain(&drop).await;
+                let drop = format!(
+                    "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                    quote_identifier(&name)
+                );
+                let dropped = async {
+                    let admin = Db::connect(&admin_url)
+                        .await
+                        .map_err(|err| err.to_string())?;
+                    let result = async {
+                        faults::check_sql("rehearse::before_copy_drop")?;
+                        admin.execute_plain(&drop).await
+                    }
+                    .await;
                     admin.close().await;
+                    result.map(|_| ()).map_err(|err| err.to_string())
+                }
+                .await;
+                // The rehearsal's outcome stands; a copy left behind holds a whole
+                // database's disk, so its owner is told which one.
+                if let Err(reason) = dropped {
+                    tracing::warn!(
+                        "the rehearsal's copy {name} was left on the server ({reason}); \
+                         remove it with: {drop}"
+                    );
                 }
             }
         }

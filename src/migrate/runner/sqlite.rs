@@ -68,14 +68,24 @@ pub(super) async fn run_sqlite_script(
         end_transaction(tx, work).await
     }
     .await;
-    if foreign_keys_off
-        && sqlx::query("PRAGMA foreign_keys = ON")
-            .execute(&mut *conn)
-            .await
-            .is_err()
-    {
-        // Never hand a connection without foreign keys back to the pool.
-        conn.close_on_drop();
+    if foreign_keys_off {
+        let restored = async {
+            faults::check_sql("runner::before_foreign_keys_on")?;
+            sqlx::query("PRAGMA foreign_keys = ON")
+                .execute(&mut *conn)
+                .await
+        }
+        .await;
+        if let Err(err) = restored {
+            // Never hand a connection without foreign keys back to the pool. The step's own
+            // result stands: its transaction has ended either way.
+            tracing::warn!(
+                "foreign keys could not be switched back on after step {:?} ({err}): \
+                 that connection is closed, not reused",
+                step.name
+            );
+            conn.close_on_drop();
+        }
     }
     result
 }

@@ -349,17 +349,7 @@ async fn two_runners_racing_to_take_over_a_dead_runners_lock_take_it_once() {
     let db = test_db.connect().await;
     let legacy = snapshot(&db, FingerprintScope::AllRows).await;
     run_ok(&test_db.url, UPGRADE_HEAD);
-    let mut gone = std::process::Command::new("true").spawn().unwrap();
-    let dead_pid = gone.id();
-    gone.wait().unwrap();
-    let host = gethostname::gethostname().to_string_lossy().into_owned();
-    db.execute_plain(&format!(
-        "INSERT INTO flowkey_deploy_lock (id, run_id, holder, pid, host, acquired_at) \
-         VALUES (1, 'dead-run', 'flowkey downgrade (killed)', {dead_pid}, '{host}', \
-         '2026-12-01T00:00:00Z')"
-    ))
-    .await
-    .unwrap();
+    leave_a_dead_runners_lock(&db).await;
 
     let first = flowkey(&test_db.url, DOWNGRADE_LEGACY)
         .env("FAILPOINTS", "lock::before_takeover=1*sleep(4000)")
@@ -394,14 +384,11 @@ async fn two_runners_racing_to_take_over_a_dead_runners_lock_take_it_once() {
         &legacy,
         "after two runners raced for a dead runner's lock",
     );
-    let flowkey::db::Db::Sqlite(pool) = &db else {
-        unreachable!("a SQLite test")
-    };
-    let holders: i64 = sqlx::query_scalar("SELECT count(*) FROM flowkey_deploy_lock")
-        .fetch_one(pool)
-        .await
-        .unwrap();
-    assert_eq!(holders, 0, "the lock was not given back");
+    assert_eq!(
+        sqlite_lock_holder(&db).await,
+        None,
+        "the lock was not given back"
+    );
 }
 
 /// PostgreSQL: the holder lets go of the deploy lock between a runner's failed try and its
@@ -484,4 +471,270 @@ async fn a_ledger_comparison_whose_read_fails_names_the_table_and_passes_when_ru
     );
     run_ok(&test_db.url, &["verify", "--online"]);
     db.close().await;
+}
+
+/// A lock row left by a runner whose process is gone, on this host.
+async fn leave_a_dead_runners_lock(db: &flowkey::db::Db) {
+    let mut gone = std::process::Command::new("true").spawn().unwrap();
+    let dead_pid = gone.id();
+    gone.wait().unwrap();
+    let host = gethostname::gethostname().to_string_lossy().into_owned();
+    db.execute_plain(&format!(
+        "INSERT INTO flowkey_deploy_lock (id, run_id, holder, pid, host, acquired_at) \
+         VALUES (1, 'dead-run', 'flowkey upgrade (killed)', {dead_pid}, '{host}', \
+         '2026-12-01T00:00:00Z')"
+    ))
+    .await
+    .unwrap();
+}
+
+/// The run id in SQLite's lock row, if a row is there.
+async fn sqlite_lock_holder(db: &flowkey::db::Db) -> Option<String> {
+    let flowkey::db::Db::Sqlite(pool) = db else {
+        unreachable!("a SQLite test")
+    };
+    sqlx::query_scalar("SELECT run_id FROM flowkey_deploy_lock")
+        .fetch_optional(pool)
+        .await
+        .unwrap()
+}
+
+/// SQLite keeps its deploy lock in a row. Taking it meets the database busy (another
+/// connection's write) or failing (anything else), on the insert of a free lock and on the
+/// takeover of a dead runner's: busy is waited out like a holder, and the run completes;
+/// any other error stops the run with one line naming it, before any step, leaving the
+/// lock as it was (free, or the dead runner's), and the next run takes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sqlite_deploy_lock_waits_out_a_busy_database_and_stops_on_any_other_error() {
+    let test_db = TestDb::fresh(Engine::Sqlite).await;
+    seeded(&test_db, &small_seed()).await;
+    run_ok(&test_db.url, &["upgrade", "legacy"]);
+    let db = test_db.connect().await;
+    let legacy = snapshot(&db, FingerprintScope::AllRows).await;
+    let head = flowkey::migrate::revisions::head().id;
+
+    let (status, stderr) = run_with_faults(
+        &test_db.url,
+        UPGRADE_HEAD,
+        "lock::before_sqlite_insert=1*return(connection_lost)",
+    );
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    let error = error_line(&stderr);
+    assert!(
+        error.contains("injected at lock::before_sqlite_insert"),
+        "{error}"
+    );
+    assert!(history_of(&db, "legacy").await.is_current, "no step ran");
+    assert_eq!(sqlite_lock_holder(&db).await, None, "the lock stays free");
+    assert_same(
+        &snapshot(&db, FingerprintScope::AllRows).await,
+        &legacy,
+        "a lock insert that failed",
+    );
+
+    let (status, stderr) = run_with_faults(
+        &test_db.url,
+        UPGRADE_HEAD,
+        "lock::before_sqlite_insert=2*return(busy)",
+    );
+    assert!(status.success(), "busy twice, then free: {stderr}");
+    assert!(history_of(&db, head).await.is_current);
+    assert_eq!(
+        sqlite_lock_holder(&db).await,
+        None,
+        "the lock was given back"
+    );
+
+    leave_a_dead_runners_lock(&db).await;
+    let (status, stderr) = run_with_faults(
+        &test_db.url,
+        DOWNGRADE_LEGACY,
+        "lock::before_takeover=1*return(connection_lost)",
+    );
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    let error = error_line(&stderr);
+    assert!(
+        error.contains("injected at lock::before_takeover"),
+        "{error}"
+    );
+    assert!(history_of(&db, head).await.is_current, "no step ran");
+    assert_eq!(
+        sqlite_lock_holder(&db).await.as_deref(),
+        Some("dead-run"),
+        "the dead runner's lock is left for the next run"
+    );
+
+    let (status, stderr) = run_with_faults(
+        &test_db.url,
+        DOWNGRADE_LEGACY,
+        "lock::before_takeover=1*return(busy)",
+    );
+    assert!(status.success(), "busy once, then taken over: {stderr}");
+    assert_eq!(audit_events(&db, "lock_taken_over").await.len(), 1);
+    assert_eq!(
+        sqlite_lock_holder(&db).await,
+        None,
+        "the lock was given back"
+    );
+    assert_same(
+        &snapshot(&db, FingerprintScope::AllRows).await,
+        &legacy,
+        "after the lock's faults, upgraded and downgraded",
+    );
+    db.close().await;
+}
+
+/// SQLite: a step that turned foreign keys off (a table rebuild, on `upgrade head` the
+/// deletion audit's) cannot switch them back on. The step's result stands and the run
+/// completes; that connection is closed with a warning, never handed back to the pool
+/// without foreign keys; the database ends like an uninterrupted run's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sqlite_connection_whose_foreign_keys_cannot_be_switched_back_on_is_not_reused() {
+    let config = small_seed();
+    let reference_db = TestDb::fresh(Engine::Sqlite).await;
+    seeded(&reference_db, &config).await;
+    run_ok(&reference_db.url, UPGRADE_HEAD);
+    let reference = reference_db.connect().await;
+    let head = snapshot(&reference, FingerprintScope::WithoutMigrationFlows).await;
+    reference.close().await;
+
+    let test_db = TestDb::fresh(Engine::Sqlite).await;
+    seeded(&test_db, &config).await;
+    let (status, stderr) = run_with_faults(
+        &test_db.url,
+        UPGRADE_HEAD,
+        "runner::before_foreign_keys_on=return(connection_lost)",
+    );
+    assert!(status.success(), "{stderr}");
+    assert!(
+        stderr.contains("foreign keys could not be switched back on after step")
+            && stderr.contains("that connection is closed, not reused"),
+        "{stderr}"
+    );
+    let db = test_db.connect().await;
+    assert_same(
+        &snapshot(&db, FingerprintScope::WithoutMigrationFlows).await,
+        &head,
+        "upgrade head whose foreign keys could not be switched back on",
+    );
+    db.close().await;
+}
+
+/// `flowkey bench fingerprint` on a table the application writes to between the bench's
+/// count and its fingerprint (held there by a fault point that sleeps; the row is written
+/// once the bench has said it counted): the bench stops with one line naming the table and
+/// both figures, rather than report a time for a row count that is not the table's.
+async fn a_fingerprint_bench_whose_table_changes_while_measured_says_so(test_db: TestDb) {
+    use std::io::{BufRead, BufReader, Read};
+
+    seeded(&test_db, &small_seed()).await;
+    let db = test_db.connect().await;
+    let accounts: i64 = match &db {
+        flowkey::db::Db::Sqlite(pool) => sqlx::query_scalar("SELECT count(*) FROM client_accounts")
+            .fetch_one(pool)
+            .await
+            .unwrap(),
+        flowkey::db::Db::Postgres(pool) => {
+            sqlx::query_scalar("SELECT count(*) FROM client_accounts")
+                .fetch_one(pool)
+                .await
+                .unwrap()
+        }
+    };
+    let mut bench = flowkey(&test_db.url, &["bench", "fingerprint", "--repeats", "1"])
+        .env("RUST_LOG", "flowkey=debug")
+        .env(
+            "FAILPOINTS",
+            "bench::between_count_and_fingerprint=1*sleep(5000)",
+        )
+        .spawn()
+        .unwrap();
+    let stderr = bench.stderr.take().unwrap();
+    let (mut reader, mut seen) = tokio::task::spawn_blocking(move || {
+        let mut reader = BufReader::new(stderr);
+        let mut seen = String::new();
+        loop {
+            let mut line = String::new();
+            if reader.read_line(&mut line).unwrap() == 0 {
+                break;
+            }
+            seen.push_str(&line);
+            if line.contains("client_accounts: ") && line.contains("rows counted") {
+                break;
+            }
+        }
+        (reader, seen)
+    })
+    .await
+    .unwrap();
+    assert!(
+        seen.contains("rows counted"),
+        "the bench never counted: {seen}"
+    );
+    db.execute_plain(
+        "INSERT INTO client_accounts (id, name) \
+         VALUES ('7f1c2a38-0b6e-4c51-9d0e-2f6a1b3c4d5e', 'written while measured')",
+    )
+    .await
+    .unwrap();
+    reader.read_to_string(&mut seen).unwrap();
+    let status = bench.wait().unwrap();
+    assert_eq!(status.code(), Some(1), "{seen}");
+    let error = error_line(&seen);
+    assert!(
+        error.contains(&format!(
+            "client_accounts changed while its fingerprint was measured ({accounts} rows counted, {} fingerprinted)",
+            accounts + 1
+        )),
+        "{error}"
+    );
+    db.close().await;
+}
+both_engines!(
+    a_fingerprint_bench_whose_table_changes_while_measured_says_so,
+    a_fingerprint_bench_whose_table_changes_while_measured_says_so
+);
+
+/// PostgreSQL: a rehearsal whose copy cannot be dropped afterwards (the connection lost at
+/// that moment) still reports its outcome, and says which database it left on the server and
+/// how to remove it; the copy is indeed there until then.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rehearsal_whose_copy_cannot_be_dropped_names_the_copy_left_behind() {
+    let test_db = TestDb::fresh(Engine::Postgres).await;
+    seeded(&test_db, &small_seed()).await;
+    let (status, stderr) = run_with_faults(
+        &test_db.url,
+        &["rehearse", "--no-progress"],
+        "rehearse::before_copy_drop=return(connection_lost)",
+    );
+    assert!(status.success(), "{stderr}");
+    let warning = stderr
+        .lines()
+        .find(|line| line.contains("the rehearsal's copy flowkey_rehearsal_"))
+        .unwrap_or_else(|| panic!("no warning naming the copy: {stderr}"));
+    assert!(
+        warning.contains("injected at rehearse::before_copy_drop")
+            && warning.contains("remove it with: DROP DATABASE IF EXISTS"),
+        "{warning}"
+    );
+    let name: String = warning
+        .split("the rehearsal's copy ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .unwrap()
+        .to_owned();
+    let mut admin = sqlx::PgConnection::connect(&crate::support::harness::pg_admin_url())
+        .await
+        .unwrap();
+    let left: i64 = sqlx::query_scalar("SELECT count(*) FROM pg_database WHERE datname = $1")
+        .bind(&name)
+        .fetch_one(&mut admin)
+        .await
+        .unwrap();
+    assert_eq!(left, 1, "the copy {name} the warning names is not there");
+    sqlx::query(&format!("DROP DATABASE \"{name}\" WITH (FORCE)"))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    admin.close().await.unwrap();
 }
