@@ -329,6 +329,13 @@ impl Db {
                 let pool = PgPoolOptions::new()
                     .max_connections(options.max_connections)
                     .acquire_timeout(options.connect_timeout)
+                    // No reaping either, for the same sqlx bug (see SQLite above): its spin
+                    // would keep a finished `upgrade` from exiting, or a server from
+                    // answering. The pool keeps at most `max_connections` open; a connection
+                    // the server or a pooler closed is found by the ping sqlx makes before
+                    // handing an idle connection out (`test_before_acquire`, on by default).
+                    .idle_timeout(None)
+                    .max_lifetime(None)
                     .connect_with(opts)
                     .await
                     .map_err(connect_error)?;

@@ -13,6 +13,55 @@ both_engines!(
     a_fresh_database_answers
 );
 
+/// No pool reaps its connections (no idle timeout, no lifetime: sqlx then runs no maintenance
+/// task, whose 0.8.6 spin bug hung a CI run); on PostgreSQL, an idle connection the server
+/// ended is replaced when next needed, not handed out dead.
+async fn pools_reap_nothing_and_replace_a_connection_the_server_ended(test_db: TestDb) {
+    let db = test_db.connect().await;
+    match &db {
+        flowkey::db::Db::Sqlite(pool) => {
+            assert_eq!(pool.options().get_idle_timeout(), None);
+            assert_eq!(pool.options().get_max_lifetime(), None);
+        }
+        flowkey::db::Db::Postgres(pool) => {
+            assert_eq!(pool.options().get_idle_timeout(), None);
+            assert_eq!(pool.options().get_max_lifetime(), None);
+            let backend: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+                .fetch_one(pool)
+                .await
+                .unwrap();
+            // The connection goes back to the pool asynchronously.
+            for _ in 0..200 {
+                if pool.num_idle() == 1 {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+            assert_eq!(pool.num_idle(), 1, "one idle connection, the one just used");
+            let mut admin = <sqlx::PgConnection as sqlx::Connection>::connect(&test_db.url)
+                .await
+                .unwrap();
+            let ended: bool = sqlx::query_scalar("SELECT pg_terminate_backend($1)")
+                .bind(backend)
+                .fetch_one(&mut admin)
+                .await
+                .unwrap();
+            assert!(ended);
+            let next: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+                .fetch_one(pool)
+                .await
+                .expect("the pool replaces the ended connection");
+            assert_ne!(next, backend);
+            sqlx::Connection::close(admin).await.unwrap();
+        }
+    }
+    db.close().await;
+}
+both_engines!(
+    pools_reap_nothing_and_replace_a_connection_the_server_ended,
+    pools_reap_nothing_and_replace_a_connection_the_server_ended
+);
+
 #[tokio::test]
 async fn sqlite_database_is_created_in_wal_with_foreign_keys() {
     let test_db = TestDb::fresh(Engine::Sqlite).await;
