@@ -42,6 +42,11 @@
 //!   `lock::before_sqlite_insert` (SQLite: the lock row about to be inserted); these two
 //!   SQLite points fail with the driver's own error ([`check_sql`]: `busy` is waited out like
 //!   a runner's write lock, any other error stops the run);
+//! - a failed step's audit row: `runner::before_failure_recorded` (the step failed; recording
+//!   its failure fails too, and the step's own error must stand);
+//! - the servers' notification (PostgreSQL): `runner::before_schema_notify` (the book changed;
+//!   a notification that cannot be sent is logged, the run goes on; the driver's error,
+//!   [`check_sql`]);
 //! - the versions book: `runner::before_mark_dirty`, `runner::after_mark_dirty`,
 //!   `runner::before_set_steps_done`, `runner::after_set_steps_done` (in the step's
 //!   transaction where it has one), `runner::before_mark_applied`,
@@ -55,6 +60,10 @@
 //! fails with an I/O error): `fingerprint::sqlite_row` (the fingerprints),
 //! `write_ledger::sqlite_baseline_row` (the ledger's baseline), `write_ledger::sqlite_compare_row`
 //! (its comparison, `verify --online`).
+//!
+//! `verify`'s record for readiness (`migrate::flow::verification_record`):
+//! `readiness::before_store_basis` (the verification is recorded, its delta's basis not yet
+//! stored; storing is an optimisation, so a failure is logged and readiness checks in full).
 //!
 //! The fingerprint bench (`flowkey bench fingerprint`): `bench::between_count_and_fingerprint`
 //! (a table counted, not yet fingerprinted; tests make it `sleep` while they write a row).

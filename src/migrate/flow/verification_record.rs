@@ -356,7 +356,12 @@ async fn record_with_basis_or_warn(
 ) {
     let stored = record_or_warn(db, mark, tables, mapping).await;
     if let (Some(id), Some(basis)) = (stored, basis) {
-        if let Err(err) = store_basis(db, id, &basis).await {
+        let stored = async {
+            crate::migrate::faults::check("readiness::before_store_basis")?;
+            store_basis(db, id, &basis).await
+        }
+        .await;
+        if let Err(err) = stored {
             tracing::warn!(error = %err, "cannot store the delta's basis; readiness will check in full");
         }
     }

@@ -110,9 +110,9 @@ async fn run_statements(
             conn,
             options,
             |attempt, backoff| {
+                let statement = first_line(&statement);
                 tracing::warn!(
-                    "lock timeout (attempt {attempt}), retrying in {backoff:?}: {}",
-                    first_line(&statement)
+                    "lock timeout (attempt {attempt}), retrying in {backoff:?}: {statement}"
                 );
             },
             async |conn: &mut PgConnection| {

@@ -49,11 +49,10 @@ impl Migrator {
         };
         let resumed = planned.resuming;
         if resumed {
+            let (step_number, step_count) = (planned.first_step + 1, steps.len());
             tracing::warn!(
-                "resuming revision {} ({direction}) at step {} of {}",
-                revision.id,
-                planned.first_step + 1,
-                steps.len()
+                "resuming revision {} ({direction}) at step {step_number} of {step_count}",
+                revision.id
             );
             audit
                 .event(
@@ -137,9 +136,13 @@ impl Migrator {
                     // The step's error is what the operator needs: when the database itself
                     // is gone, recording the failure fails too, and that second error must
                     // not replace the first.
-                    let recorded = audit
-                        .finish(&step_span, Outcome::Failed, Some(&message), None)
-                        .await;
+                    let recorded = async {
+                        faults::check("runner::before_failure_recorded")?;
+                        audit
+                            .finish(&step_span, Outcome::Failed, Some(&message), None)
+                            .await
+                    }
+                    .await;
                     if recorded.is_ok() {
                         let _ = audit
                             .finish(&span, Outcome::Failed, Some(&message), None)

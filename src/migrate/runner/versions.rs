@@ -33,12 +33,16 @@ pub const SCHEMA_CHANNEL: &str = "flowkey_schema";
 /// logged, never returned.
 async fn notify_servers(db: &Db, revision: &str) {
     if let Db::Postgres(pool) = db {
-        if let Err(err) = sqlx::query("SELECT pg_notify($1, $2)")
-            .bind(SCHEMA_CHANNEL)
-            .bind(revision)
-            .execute(pool)
-            .await
-        {
+        let notified = async {
+            faults::check_sql("runner::before_schema_notify")?;
+            sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(SCHEMA_CHANNEL)
+                .bind(revision)
+                .execute(pool)
+                .await
+        }
+        .await;
+        if let Err(err) = notified {
             tracing::warn!(error = %err, "cannot notify servers of the schema change; they see it at their next poll");
         }
     }

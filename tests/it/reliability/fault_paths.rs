@@ -17,8 +17,8 @@ use crate::both_engines;
 use crate::support::flow_support::{audit_events, error_line, history_of};
 use crate::support::harness::TestDb;
 use crate::support::reliability_support::{
-    assert_same, flowkey, run_ok, run_with_faults, seeded, small_seed, snapshot, DOWNGRADE_LEGACY,
-    UPGRADE_HEAD,
+    assert_same, flowkey, run_ok, run_with_faults, seeded, small_seed, snapshot, table_exists,
+    DOWNGRADE_LEGACY, UPGRADE_HEAD,
 };
 
 /// The fault point inside a SQL step's transaction, before its script, on `engine`.
@@ -253,6 +253,18 @@ const RUNNER_POINTS: &[PointCase] = &[
     ),
     case(
         "runner::before_postgres_script=1*return(disk_full);runner::after_rollback=1*return(connection_lost)",
+        false,
+        true,
+    ),
+    // A failed step whose failure cannot be recorded either (the database gone): the error
+    // line is the step's, not the audit log's.
+    case(
+        "runner::before_sqlite_script=1*return(disk_full);runner::before_failure_recorded=1*return(connection_lost)",
+        true,
+        false,
+    ),
+    case(
+        "runner::before_postgres_script=1*return(disk_full);runner::before_failure_recorded=1*return(connection_lost)",
         false,
         true,
     ),
@@ -738,3 +750,60 @@ async fn a_rehearsal_whose_copy_cannot_be_dropped_names_the_copy_left_behind() {
         .unwrap();
     admin.close().await.unwrap();
 }
+
+/// Two things a run does on the side, each best effort by design, failing: the notification
+/// that tells PostgreSQL servers the book changed (they see it at their next poll), and the
+/// delta's basis `verify` stores for readiness (readiness then checks in full). Neither
+/// fails the command; each says what was not done, and the next `verify` stores the basis.
+async fn best_effort_side_writes_that_fail_are_logged_and_the_command_completes(test_db: TestDb) {
+    seeded(&test_db, &small_seed()).await;
+    let (status, stderr) = run_with_faults(
+        &test_db.url,
+        UPGRADE_HEAD,
+        "runner::before_schema_notify=return(connection_lost)",
+    );
+    assert!(status.success(), "{stderr}");
+    let warned = stderr.contains("cannot notify servers of the schema change");
+    match test_db.engine {
+        Engine::Postgres => assert!(warned, "{stderr}"),
+        // SQLite servers poll: nothing to notify.
+        Engine::Sqlite => assert!(!warned, "{stderr}"),
+    }
+    let db = test_db.connect().await;
+    assert!(
+        history_of(&db, flowkey::migrate::revisions::head().id)
+            .await
+            .is_current
+    );
+
+    let basis_rows = |db: flowkey::db::Db| async move {
+        if !table_exists(&db, "flowkey_delta_basis").await {
+            return 0;
+        }
+        let count: i64 = flowkey::on_pool!(&db, pool => {
+            sqlx::query_scalar("SELECT count(*) FROM flowkey_delta_basis")
+                .fetch_one(pool)
+                .await
+                .unwrap()
+        });
+        count
+    };
+    let (status, stderr) = run_with_faults(
+        &test_db.url,
+        &["verify"],
+        "readiness::before_store_basis=1*return(connection_lost)",
+    );
+    assert!(status.success(), "{stderr}");
+    assert!(
+        stderr.contains("cannot store the delta's basis; readiness will check in full"),
+        "{stderr}"
+    );
+    assert_eq!(basis_rows(db.clone()).await, 0, "no basis was stored");
+    run_ok(&test_db.url, &["verify"]);
+    assert_eq!(basis_rows(db.clone()).await, 1, "the next verify stores it");
+    db.close().await;
+}
+both_engines!(
+    best_effort_side_writes_that_fail_are_logged_and_the_command_completes,
+    best_effort_side_writes_that_fail_are_logged_and_the_command_completes
+);
