@@ -39,9 +39,11 @@
 //!   dead process), `runner::after_lock_release`, `lock::before_holder_lookup` (PostgreSQL:
 //!   the try failed, the holder not yet looked up), `lock::before_takeover` (SQLite: a dead
 //!   holder's row read, not yet taken over); tests make these two `sleep` to open a race;
-//!   `lock::before_sqlite_insert` (SQLite: the lock row about to be inserted); these two
-//!   SQLite points fail with the driver's own error ([`check_sql`]: `busy` is waited out like
-//!   a runner's write lock, any other error stops the run);
+//!   `lock::before_sqlite_holder_read` (SQLite: the lock row was there at the insert, its
+//!   holder not yet read; a test makes it `sleep` while the holder lets go);
+//!   `lock::before_sqlite_insert` (SQLite: the lock row about to be inserted); this point
+//!   and `lock::before_takeover` fail with the driver's own error ([`check_sql`]: `busy` is
+//!   waited out like a runner's write lock, any other error stops the run);
 //! - a failed step's audit row: `runner::before_failure_recorded` (the step failed; recording
 //!   its failure fails too, and the step's own error must stand);
 //! - the servers' notification (PostgreSQL): `runner::before_schema_notify` (the book changed;

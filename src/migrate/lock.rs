@@ -168,6 +168,8 @@ impl DeployLock {
                             taken_over_from: None,
                         });
                     }
+                    // The holder may let go right here (tests pause here to make it happen).
+                    faults::check("lock::before_sqlite_holder_read")?;
                     let row: Option<(String, String, i64, String, String)> = sqlx::query_as(
                         "SELECT run_id, holder, pid, host, acquired_at FROM flowkey_deploy_lock WHERE id = 1",
                     )

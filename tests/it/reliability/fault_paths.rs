@@ -807,3 +807,55 @@ both_engines!(
     best_effort_side_writes_that_fail_are_logged_and_the_command_completes,
     best_effort_side_writes_that_fail_are_logged_and_the_command_completes
 );
+
+/// SQLite: runner A finds the lock row there at its insert, and its holder B lets go before
+/// A reads who holds it (A held between the two by a fault point that sleeps, B finishing
+/// meanwhile). A reads no holder, tries again at once and takes the free lock: it never
+/// waits for a holder that is gone, and both runs succeed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sqlite_holder_that_lets_go_before_it_is_read_is_not_waited_for() {
+    let test_db = TestDb::fresh(Engine::Sqlite).await;
+    seeded(&test_db, &small_seed()).await;
+    run_ok(&test_db.url, &["upgrade", "legacy"]);
+    let holder = flowkey(&test_db.url, &["upgrade", "flow_mapping", "--no-progress"])
+        .env("FAILPOINTS", "runner::before_step=1*sleep(3000)")
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let started = Instant::now();
+    let (status, stderr) = run_with_faults(
+        &test_db.url,
+        &[
+            "upgrade",
+            "flow_mapping",
+            "--no-progress",
+            "--lock-wait-secs",
+            "60",
+        ],
+        "lock::before_sqlite_holder_read=1*sleep(8000)",
+    );
+    let paused = started.elapsed();
+    assert!(status.success(), "{stderr}");
+    let holder = holder.wait_with_output().unwrap();
+    assert!(
+        holder.status.success(),
+        "{}",
+        String::from_utf8_lossy(&holder.stderr)
+    );
+    assert!(
+        paused >= Duration::from_millis(8000),
+        "the second runner took the lock at once ({paused:?}): it never found it held"
+    );
+    assert!(
+        !stderr.contains("waiting for the deploy lock held by"),
+        "the holder had let go, yet the runner waited for it: {stderr}"
+    );
+    let db = test_db.connect().await;
+    assert!(history_of(&db, "flow_mapping").await.is_current);
+    assert_eq!(
+        sqlite_lock_holder(&db).await,
+        None,
+        "the lock was given back"
+    );
+    db.close().await;
+}
