@@ -71,8 +71,8 @@
 //! (a table counted, not yet fingerprinted; tests make it `sleep` while they write a row).
 //!
 //! The rehearsal (`flowkey rehearse`, PostgreSQL): `rehearse::before_copy_drop` (the
-//! rehearsal is done, its copy database about to be dropped; the driver's error,
-//! [`check_sql`]).
+//! rehearsal is done; the server is lost before its copy database is dropped; the driver's
+//! error, [`check_sql`]).
 //!
 //! The downgrade (`migrate::flow::sqlite_rebuild`): `downgrade::before_drop_column` (SQLite:
 //! one of the added columns about to be dropped, in the transaction that drops them all).

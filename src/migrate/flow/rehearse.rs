@@ -228,16 +228,12 @@ impl Copy {
                     quote_identifier(&name)
                 );
                 let dropped = async {
-                    let admin = Db::connect(&admin_url)
-                        .await
-                        .map_err(|err| err.to_string())?;
-                    let result = async {
-                        faults::check_sql("rehearse::before_copy_drop")?;
-                        admin.execute_plain(&drop).await
-                    }
-                    .await;
+                    faults::check_sql("rehearse::before_copy_drop")?;
+                    let admin = Db::connect(&admin_url).await?;
+                    let result = admin.execute_plain(&drop).await;
                     admin.close().await;
-                    result.map(|_| ()).map_err(|err| err.to_string())
+                    result?;
+                    Ok::<(), Box<dyn std::error::Error + Send + Sync>>(())
                 }
                 .await;
                 // The rehearsal's outcome stands; a copy left behind holds a whole
