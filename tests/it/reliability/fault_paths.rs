@@ -641,18 +641,12 @@ async fn a_fingerprint_bench_whose_table_changes_while_measured_says_so(test_db:
 
     seeded(&test_db, &small_seed()).await;
     let db = test_db.connect().await;
-    let accounts: i64 = match &db {
-        flowkey::db::Db::Sqlite(pool) => sqlx::query_scalar("SELECT count(*) FROM client_accounts")
+    let accounts: i64 = flowkey::on_pool!(&db, pool => {
+        sqlx::query_scalar("SELECT count(*) FROM client_accounts")
             .fetch_one(pool)
             .await
-            .unwrap(),
-        flowkey::db::Db::Postgres(pool) => {
-            sqlx::query_scalar("SELECT count(*) FROM client_accounts")
-                .fetch_one(pool)
-                .await
-                .unwrap()
-        }
-    };
+            .unwrap()
+    });
     let mut bench = flowkey(&test_db.url, &["bench", "fingerprint", "--repeats", "1"])
         .env("RUST_LOG", "flowkey=debug")
         .env(
