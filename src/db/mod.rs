@@ -20,8 +20,8 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::postgres::PgConnectOptions;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
 use sqlx::{PgPool, SqlitePool};
 
 pub use keys::{KeyColumns, ServedKeys};
@@ -244,6 +244,18 @@ pub enum Db {
     Postgres(PgPool),
 }
 
+/// The options every pool flowkey opens starts from: no idle timeout and no lifetime, hence
+/// no pool maintenance task. sqlx 0.8.6's can spin at 100% CPU forever after a race in its
+/// idle count (sqlx issue 3645, fixed by PR 4289 after 0.8.6): a CI run hung 20 min on it,
+/// and it would keep a finished `upgrade` from exiting. A pool keeps at most its
+/// `max_connections` open; a connection the server or a pooler closed is found by the ping
+/// sqlx makes before handing an idle one out (`test_before_acquire`, on by default).
+pub(crate) fn unreaped_pool<DB: sqlx::Database>() -> sqlx::pool::PoolOptions<DB> {
+    sqlx::pool::PoolOptions::new()
+        .idle_timeout(None)
+        .max_lifetime(None)
+}
+
 /// Options for opening a database.
 #[derive(Debug, Clone)]
 pub struct ConnectOptions {
@@ -290,18 +302,11 @@ impl Db {
                         .journal_mode(SqliteJournalMode::Wal)
                         .synchronous(SqliteSynchronous::Normal),
                 };
-                let pool = SqlitePoolOptions::new()
-                    // An in-memory database lives in one connection only.
+                let pool = unreaped_pool::<sqlx::Sqlite>()
+                    // An in-memory database lives in one connection only (reaping it would
+                    // lose the database).
                     .max_connections(if memory { 1 } else { options.max_connections })
                     .acquire_timeout(options.connect_timeout)
-                    // No idle or lifetime reaping, hence no pool maintenance task: a SQLite
-                    // connection holds no server's resources, reaping the one connection of
-                    // an in-memory database (after 30 min by default) would lose the
-                    // database, and sqlx 0.8.6's maintenance task can spin at 100% CPU
-                    // forever after a race in its idle count (sqlx issue 3645, fixed by
-                    // PR 4289 after 0.8.6): a CI run hung 20 min on an in-memory test.
-                    .idle_timeout(None)
-                    .max_lifetime(None)
                     .connect_with(opts)
                     .await
                     .map_err(connect_error)?;
@@ -326,16 +331,9 @@ impl Db {
                 })?
                 .map_err(connect_error)?;
                 let _ = sqlx::Connection::close(probe).await;
-                let pool = PgPoolOptions::new()
+                let pool = unreaped_pool::<sqlx::Postgres>()
                     .max_connections(options.max_connections)
                     .acquire_timeout(options.connect_timeout)
-                    // No reaping either, for the same sqlx bug (see SQLite above): its spin
-                    // would keep a finished `upgrade` from exiting, or a server from
-                    // answering. The pool keeps at most `max_connections` open; a connection
-                    // the server or a pooler closed is found by the ping sqlx makes before
-                    // handing an idle connection out (`test_before_acquire`, on by default).
-                    .idle_timeout(None)
-                    .max_lifetime(None)
                     .connect_with(opts)
                     .await
                     .map_err(connect_error)?;

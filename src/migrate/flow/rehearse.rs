@@ -253,11 +253,8 @@ impl Copy {
 async fn template_copy(url: &str, source_name: &str, name: &str) -> Result<Copy, MigrateError> {
     let copy_error = |reason: String| FlowMigrationError::RehearsalCopy { reason };
     let admin_url = with_database(url, "postgres")?;
-    let admin = sqlx::postgres::PgPoolOptions::new()
+    let admin = crate::db::unreaped_pool::<sqlx::Postgres>()
         .max_connections(1)
-        // No maintenance task, as for every pool flowkey opens (see `Db::connect_with`).
-        .idle_timeout(None)
-        .max_lifetime(None)
         .connect(&admin_url)
         .await
         .map_err(|err| copy_error(err.to_string()))?;
