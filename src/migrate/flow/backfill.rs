@@ -95,12 +95,18 @@ pub fn whole_table_sql(engine: Engine, table: &'static str) -> String {
 
 /// One table's backfill as SQL that runs as is (the runnable `--sql` script): the
 /// set-based statements of [`whole_table_sql`] (every path over the whole table, in the
-/// order the batches run them), then the table recorded finished in
-/// `flowkey_backfill_progress` as the runner records it (no cursor: nothing to resume).
+/// order the batches run them), then on PostgreSQL the table analyzed as the online walk
+/// leaves it analyzed, then the table recorded finished in `flowkey_backfill_progress` as
+/// the runner records it (no cursor: nothing to resume).
 pub fn whole_table_offline_sql(engine: Engine, table: &'static str) -> String {
     let now = now_sql(engine);
+    // As the online walk does before it records a table finished (`analyze_after_walk`).
+    let analyze = match engine {
+        Engine::Postgres => format!("ANALYZE {table};\n"),
+        Engine::Sqlite => String::new(),
+    };
     format!(
-        "{}INSERT INTO flowkey_backfill_progress (table_name, rows_done, finished_at) \
+        "{}{analyze}INSERT INTO flowkey_backfill_progress (table_name, rows_done, finished_at) \
          SELECT '{table}', count(*), {now} FROM {table} \
          ON CONFLICT (table_name) DO UPDATE SET finished_at = {now}, updated_at = {now};\n",
         whole_table_sql(engine, table)
@@ -159,6 +165,7 @@ pub async fn backfill_table(
                 crate::migrate::faults::injected("backfill::before_sweep", kind)
             ));
             sweep(db, linked, options.long_transaction_wait, audit).await?;
+            analyze_after_walk(db, table).await?;
             let mut tx = begin_batch(db).await?;
             // Batches count rows by estimate; a finished walk has seen them all.
             rows_done = total;
@@ -215,6 +222,24 @@ pub async fn backfill_table(
         .record("progress", serde_json::to_value(&done).unwrap_or_default())
         .await?;
     Ok(done)
+}
+
+/// PostgreSQL: statistics of the table as the walk left it, before it is recorded finished.
+///
+/// The ANALYZE before the walk saw every `flow_id` NULL, and the next revision's plans are
+/// made from statistics: `VALIDATE CONSTRAINT`'s check for flows that do not exist
+/// (`flow_id IS NOT NULL` anti-joined to `discovery_flows`) was estimated at one row and run
+/// as a nested loop reading the flows once per row: 13.9 s for raw_import_records' 1M rows
+/// (156 flows), 0.38 s as the hash anti-join it becomes after this ANALYZE. Taken before
+/// the table is marked finished, so a run killed in between analyzes on its resume; a
+/// bounded sample, and no lock that blocks the application's reads or writes.
+async fn analyze_after_walk(db: &Db, table: &str) -> Result<(), MigrateError> {
+    if let Db::Postgres(pool) = db {
+        sqlx::query(&format!("ANALYZE {table}"))
+            .execute(pool)
+            .await?;
+    }
+    Ok(())
 }
 
 /// How long the closing sweep waits between passes while rows it could link are held by
