@@ -569,7 +569,13 @@ async fn table_scan_count(db: &Db, table: &str) -> Result<i64, MigrateError> {
             ] {
                 sqlx::query(setting).execute(&mut *tx).await?;
             }
+            // Not a prepared statement: the same text is the planned count below, and a
+            // statement prepared on this connection keeps the plan it was first given (an
+            // index-only scan) whatever the settings are now. Prepared, this "table scan"
+            // timed the index count (0.036 s for 1M raw records, against 0.10 s for the
+            // table scan psql runs).
             let rows = sqlx::query_scalar(&format!("SELECT count(*) FROM {table}"))
+                .persistent(false)
                 .fetch_one(&mut *tx)
                 .await?;
             tx.rollback().await?;
