@@ -449,6 +449,9 @@ pub struct JoinedFlow {
     pub joins: String,
     /// The flow, NULL when none: the same value as [`LinkedTable::expected_flow_sql`].
     pub expected: String,
+    /// Whether `expected` holds a scalar subquery (a path with several candidates, whose
+    /// first is looked up per row).
+    pub per_row_lookup: bool,
 }
 
 impl LinkedTable {
@@ -459,13 +462,17 @@ impl LinkedTable {
     pub fn joined_expected_flow(&self, engine: Engine, row: &str) -> JoinedFlow {
         let mut joins = String::new();
         let mut arms = String::new();
+        let mut per_row_lookup = false;
         for path in self.paths(engine, row) {
             let flow = match path.left_join(row) {
                 Some(join) => {
                     joins.push_str(&format!(" {join}"));
                     path.flow.to_owned()
                 }
-                None => path.flow_subquery(),
+                None => {
+                    per_row_lookup = true;
+                    path.flow_subquery()
+                }
             };
             let when = path.applies_sql(row).unwrap_or_else(|| "1 = 1".to_owned());
             arms.push_str(&format!(" WHEN {when} THEN {flow}"));
@@ -473,6 +480,7 @@ impl LinkedTable {
         JoinedFlow {
             joins,
             expected: format!("(CASE{arms} ELSE NULL END)"),
+            per_row_lookup,
         }
     }
 }
