@@ -18,7 +18,7 @@ use sqlx::Row;
 use crate::db::{Db, Engine};
 use crate::migrate::flow::error::FlowMigrationError;
 use crate::migrate::flow::linked::{linked_table, Applies, LinkedTable};
-use crate::migrate::flow::tables::{begin_batch, commit_batch, execute_keyed};
+use crate::migrate::flow::tables::{begin_batch, commit_batch, execute_keyed, refresh_statistics};
 use crate::migrate::flow::walk::Walk;
 use crate::migrate::throttle::{wait_while_throttled, ThrottleReason};
 use crate::migrate::{AuditSink, MigrateError, ProgressDisplay, RunOptions, StepContext};
@@ -100,7 +100,7 @@ pub fn whole_table_sql(engine: Engine, table: &'static str) -> String {
 /// the runner records it (no cursor: nothing to resume).
 pub fn whole_table_offline_sql(engine: Engine, table: &'static str) -> String {
     let now = now_sql(engine);
-    // As the online walk does before it records a table finished (`analyze_after_walk`).
+    // As the online walk does before it records a table finished.
     let analyze = match engine {
         Engine::Postgres => format!("ANALYZE {table};\n"),
         Engine::Sqlite => String::new(),
@@ -131,15 +131,11 @@ pub async fn backfill_table(
             rows_per_second: 0.0,
         });
     }
-    if let Db::Postgres(pool) = db {
-        // Fresh statistics let the planner join each batch to the small lookup tables
-        // (mapping, imports, flows) by hash instead of guessing from a freshly loaded or
-        // restored table's empty statistics. ANALYZE samples a bounded number of rows and
-        // takes no lock that blocks reads or writes.
-        sqlx::query(&format!("ANALYZE {table}"))
-            .execute(pool)
-            .await?;
-    }
+    // Fresh statistics let the planner join each batch to the small lookup tables
+    // (mapping, imports, flows) by hash instead of guessing from a freshly loaded or
+    // restored table's empty statistics. ANALYZE samples a bounded number of rows and
+    // takes no lock that blocks reads or writes.
+    refresh_statistics(db, table).await?;
     let total: i64 = crate::on_pool!(db, pool => {
         sqlx::query_scalar(&format!("SELECT count(*) FROM {table}")).fetch_one(pool).await?
     });
@@ -165,7 +161,15 @@ pub async fn backfill_table(
                 crate::migrate::faults::injected("backfill::before_sweep", kind)
             ));
             sweep(db, linked, options.long_transaction_wait, audit).await?;
-            analyze_after_walk(db, table).await?;
+            // Statistics of the table as the walk left it. The ANALYZE before the walk saw
+            // every `flow_id` NULL, and the next revision is planned from statistics:
+            // `VALIDATE CONSTRAINT`'s search for flows that do not exist (`flow_id IS NOT
+            // NULL` anti-joined to `discovery_flows`) was estimated at one row and run as a
+            // nested loop reading the flows once per row: 13.9 s for raw_import_records' 1M
+            // rows (156 flows), 0.38 s as the hash anti-join it is after this ANALYZE.
+            // Taken before the table is recorded finished, so a run killed in between
+            // analyzes on its resume.
+            refresh_statistics(db, table).await?;
             let mut tx = begin_batch(db).await?;
             // Batches count rows by estimate; a finished walk has seen them all.
             rows_done = total;
@@ -222,24 +226,6 @@ pub async fn backfill_table(
         .record("progress", serde_json::to_value(&done).unwrap_or_default())
         .await?;
     Ok(done)
-}
-
-/// PostgreSQL: statistics of the table as the walk left it, before it is recorded finished.
-///
-/// The ANALYZE before the walk saw every `flow_id` NULL, and the next revision's plans are
-/// made from statistics: `VALIDATE CONSTRAINT`'s check for flows that do not exist
-/// (`flow_id IS NOT NULL` anti-joined to `discovery_flows`) was estimated at one row and run
-/// as a nested loop reading the flows once per row: 13.9 s for raw_import_records' 1M rows
-/// (156 flows), 0.38 s as the hash anti-join it becomes after this ANALYZE. Taken before
-/// the table is marked finished, so a run killed in between analyzes on its resume; a
-/// bounded sample, and no lock that blocks the application's reads or writes.
-async fn analyze_after_walk(db: &Db, table: &str) -> Result<(), MigrateError> {
-    if let Db::Postgres(pool) = db {
-        sqlx::query(&format!("ANALYZE {table}"))
-            .execute(pool)
-            .await?;
-    }
-    Ok(())
 }
 
 /// How long the closing sweep waits between passes while rows it could link are held by

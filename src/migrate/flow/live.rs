@@ -48,7 +48,7 @@ use crate::db::{Db, Engine, Tx};
 use crate::migrate::flow::error::FlowMigrationError;
 use crate::migrate::flow::linked::{linked_up_to, Fallback, LinkedTable, SessionKey};
 use crate::migrate::flow::mapping::{compute_mapping, MappingSummary};
-use crate::migrate::flow::tables::{begin_batch, commit_batch};
+use crate::migrate::flow::tables::{begin_batch, commit_batch, refresh_statistics};
 use crate::migrate::{MigrateError, StepContext, StepSql};
 
 /// The revision that installs the live mapping. Its statements cover the tables linked up
@@ -336,17 +336,16 @@ pub fn sessions_to_move_sql() -> String {
 pub async fn catch_up(db: &Db) -> Result<CatchUpSummary, MigrateError> {
     let engine = db.engine();
     let mut summary = CatchUpSummary::default();
-    if let Db::Postgres(pool) = db {
-        // The claiming flow of each mapped session is a lookup per session; without
-        // statistics (a mapping filled earlier in the same run, flows bulk-loaded with
-        // autovacuum off) PostgreSQL drove it through the tenant indexes instead of
-        // `import_session_id`: 7.5 min instead of seconds at 100k sessions. ANALYZE samples a
-        // bounded number of rows and takes no lock that blocks reads or writes (as the
-        // backfill's).
-        sqlx::query("ANALYZE session_flow_mapping, discovery_flows, data_import_sessions")
-            .execute(pool)
-            .await?;
-    }
+    // The claiming flow of each mapped session is a lookup per session; without statistics
+    // (a mapping filled earlier in the same run, flows bulk-loaded with autovacuum off)
+    // PostgreSQL drove it through the tenant indexes instead of `import_session_id`: 7.5 min
+    // instead of seconds at 100k sessions. ANALYZE samples a bounded number of rows and
+    // takes no lock that blocks reads or writes (as the backfill's).
+    refresh_statistics(
+        db,
+        "session_flow_mapping, discovery_flows, data_import_sessions",
+    )
+    .await?;
     // Mappings move to their claiming flows before new stand-ins are made.
     let sessions: Vec<crate::db::types::DbUuid> = crate::on_pool!(db, pool => {
         sqlx::query_scalar(&sessions_to_move_sql()).fetch_all(pool).await?

@@ -1,4 +1,5 @@
-//! The keyset and batch helpers every batched loop of the migration uses.
+//! The keyset and batch helpers every batched loop of the migration uses, and the one way it
+//! refreshes the planner's statistics (`refresh_statistics`).
 
 use crate::db::Engine;
 
@@ -141,6 +142,47 @@ pub async fn legacy_columns(db: &crate::db::Db, table: &str) -> Result<Vec<Strin
         .into_iter()
         .filter(|column| !crate::migrate::flow::linked::is_added_column(table, column))
         .collect())
+}
+
+/// How long an ANALYZE of flowkey's waits for its tables' lock (SHARE UPDATE EXCLUSIVE, which
+/// the application's reads and writes never take; only maintenance and schema changes do).
+/// An ordinary autovacuum gives way after the server's `deadlock_timeout` (1 s by default);
+/// an autovacuum against wraparound or a VACUUM an operator started does not, and can hold a
+/// large table for hours.
+pub const ANALYZE_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// PostgreSQL: ANALYZE `tables` (one table or a comma-separated list) so that the next plans
+/// see the rows as they are, waiting at most [`ANALYZE_LOCK_WAIT`] for the lock. Statistics
+/// steer plans, never results: when maintenance holds a table the run goes on with the
+/// statistics it has and says so in a warning. Returns whether the statistics were
+/// refreshed. SQLite: nothing to do (`true`).
+pub async fn refresh_statistics(db: &crate::db::Db, tables: &str) -> Result<bool, sqlx::Error> {
+    let crate::db::Db::Postgres(pool) = db else {
+        return Ok(true);
+    };
+    let mut tx = pool.begin().await?;
+    sqlx::query("SELECT set_config('lock_timeout', $1, true)")
+        .bind(format!("{}ms", ANALYZE_LOCK_WAIT.as_millis()))
+        .execute(&mut *tx)
+        .await?;
+    let analyzed = sqlx::query(&format!("ANALYZE {tables}"))
+        .execute(&mut *tx)
+        .await;
+    if let Err(sqlx::Error::Database(err)) = &analyzed {
+        if err.code().as_deref() == Some("55P03") {
+            tx.rollback().await?;
+            let waited = ANALYZE_LOCK_WAIT;
+            tracing::warn!(
+                "statistics of {tables} not refreshed: maintenance (a VACUUM, or an \
+                 autovacuum against wraparound) held the table for {waited:?}; the next \
+                 plans use the statistics it had"
+            );
+            return Ok(false);
+        }
+    }
+    analyzed?;
+    tx.commit().await?;
+    Ok(true)
 }
 
 #[cfg(test)]
