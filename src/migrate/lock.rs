@@ -336,6 +336,7 @@ async fn postgres_holder(conn: &mut PgConnection, key: i64) -> Result<Holder, sq
          FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid \
          WHERE l.locktype = 'advisory' AND l.granted AND l.classid::bigint = $1 \
            AND l.objid::bigint = $2 AND l.objsubid = 1 \
+           AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
          LIMIT 1",
     )
     .bind(high)

@@ -406,7 +406,10 @@ async fn two_runners_racing_to_take_over_a_dead_runners_lock_take_it_once() {
 /// PostgreSQL: the holder lets go of the deploy lock between a runner's failed try and its
 /// lookup of who holds it (held there by a fault point that sleeps). With no wait allowed,
 /// the runner stops with one line that says another session held it, not a lookup error,
-/// and changes nothing; the next run takes the free lock.
+/// and changes nothing; the next run takes the free lock. A runner of another database on
+/// the same server holds the same key meanwhile (advisory locks are per database): it is
+/// never named (the lookup once named it, which made this test fail whenever another test
+/// was migrating its own database at that moment).
 #[tokio::test]
 async fn a_postgres_holder_that_lets_go_before_it_is_looked_up_is_named_another_session() {
     let test_db = TestDb::fresh(Engine::Postgres).await;
@@ -415,6 +418,13 @@ async fn a_postgres_holder_that_lets_go_before_it_is_looked_up_is_named_another_
     let legacy = snapshot(&db, FingerprintScope::AllRows).await;
     let mut holder = sqlx::PgConnection::connect(&test_db.url).await.unwrap();
     let key = flowkey::migrate::lock::deploy_lock_key("public");
+    let other_db = TestDb::fresh(Engine::Postgres).await;
+    let mut other_database_runner = sqlx::PgConnection::connect(&other_db.url).await.unwrap();
+    sqlx::query("SELECT pg_advisory_lock($1)")
+        .bind(key)
+        .execute(&mut other_database_runner)
+        .await
+        .unwrap();
     sqlx::query("SELECT pg_advisory_lock($1)")
         .bind(key)
         .execute(&mut holder)
@@ -427,7 +437,27 @@ async fn a_postgres_holder_that_lets_go_before_it_is_looked_up_is_named_another_
     .env("FAILPOINTS", "lock::before_holder_lookup=1*sleep(3000)")
     .spawn()
     .unwrap();
-    tokio::time::sleep(Duration::from_millis(1000)).await;
+    // Let go once the runner's try has run (its connection's last statement), so that the
+    // release falls inside the pause however long the runner took to start.
+    let spawned = Instant::now();
+    loop {
+        let tried: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM pg_stat_activity \
+             WHERE datname = current_database() AND pid <> pg_backend_pid() \
+             AND query LIKE 'SELECT pg_try_advisory_lock(%')",
+        )
+        .fetch_one(&mut holder)
+        .await
+        .unwrap();
+        if tried {
+            break;
+        }
+        assert!(
+            spawned.elapsed() < Duration::from_secs(60),
+            "the runner never tried"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     sqlx::query("SELECT pg_advisory_unlock($1)")
         .bind(key)
         .execute(&mut holder)
@@ -447,6 +477,7 @@ async fn a_postgres_holder_that_lets_go_before_it_is_looked_up_is_named_another_
         "a runner that found the lock held",
     );
     holder.close().await.unwrap();
+    other_database_runner.close().await.unwrap();
     run_ok(&test_db.url, UPGRADE_HEAD);
     assert!(
         history_of(&db, flowkey::migrate::revisions::head().id)
